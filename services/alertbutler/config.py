@@ -1,0 +1,247 @@
+"""One configuration story: a TOML file, then ``ALERTBUTLER_SECTION__KEY`` environment overrides.
+
+Every section is a frozen dataclass, so the set of keys and their types is declared once in
+code; loading validates against it and names the offending key on any error. Nothing is read
+at import time: ``load_config()`` is called once by each entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ALERTBUTLER_"
+CONFIG_ENV = "ALERTBUTLER_CONFIG"
+
+#: librdkafka settings that hold secrets: never printed or logged.
+SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneralConfig:
+    """Where things live and how much is logged."""
+
+    data_dir: str = "./alertbutler-data"
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaConfig:
+    """Kafka connection. An empty ``bootstrap_servers`` starts the embedded broker."""
+
+    bootstrap_servers: str = ""
+    #: librdkafka-style client settings (``security.protocol``, ``sasl.mechanism``,
+    #: ``sasl.username``, ``sasl.password``, ``ssl.ca.location``, ...) passed to both clients.
+    client: dict[str, str] = field(default_factory=dict)
+    compression: str = "zstd"
+    alert_topic: str = "alerts"
+    next_visit_topic: str = "next-visit"
+    work_topic: str = "prompt-work"
+    dead_letter_topic: str = "dead-letter"
+    partitions: int = 8
+    session_timeout_ms: int = 6000
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaRegistryConfig:
+    """Confluent-compatible Schema Registry; empty ``url`` resolves ids from ``schemas/``."""
+
+    url: str = ""
+    client: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ButlerConfig:
+    """Butler repositories: the central one and each worker's local one."""
+
+    central_repo: str = ""  # default: <data_dir>/central
+    registry_url: str = ""  # default: SQLite in the repo root
+    local_repo_root: str = ""  # default: <data_dir>/local
+
+
+@dataclass(frozen=True, kw_only=True)
+class L1dbConfig:
+    """The L1 (alert production) database; empty ``url`` means SQLite under data_dir."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The effective configuration of every alertbutler command."""
+
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
+    butler: ButlerConfig = field(default_factory=ButlerConfig)
+    l1db: L1dbConfig = field(default_factory=L1dbConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.general.data_dir).expanduser()
+
+    @property
+    def l1db_url(self) -> str:
+        return self.l1db.url or f"sqlite:///{(self.data_dir / 'l1db.sqlite3').resolve()}"
+
+    @property
+    def central_repo(self) -> Path:
+        return Path(self.butler.central_repo or self.data_dir / "central").expanduser()
+
+    def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """A plain dict of the configuration, secrets replaced by ``***``."""
+        data = dataclasses.asdict(self)
+        if redact:
+            for section in ("kafka", "schema_registry"):
+                client = data[section]["client"]
+                for key in client:
+                    if key in SECRET_KEYS or "password" in key or "secret" in key:
+                        client[key] = "***"
+        return data
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the effective configuration: defaults < TOML file < environment < ``overrides``.
+
+    ``path`` defaults to ``$ALERTBUTLER_CONFIG``; no file at all means pure defaults.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, dict[str, Any]] = {}
+    path = path or env.get(CONFIG_ENV)
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                loaded = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for section, values in loaded.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: '{section}' must be a table like [{section}]")
+            raw.setdefault(section, {}).update(values)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or not key:
+            raise ConfigError(
+                f"environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY>"
+            )
+        if "__" in key:  # a nested client setting: ALERTBUTLER_KAFKA__CLIENT__SASL_MECHANISM
+            sub, _, inner = key.partition("__")
+            raw.setdefault(section, {}).setdefault(sub, {})[inner.replace("_", ".")] = value
+        else:
+            raw.setdefault(section, {})[key] = value
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return _build(Config, raw, where="")
+
+
+def _build(cls: type, values: Mapping[str, Any], *, where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        qualified = f"{where}{key}"
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown configuration key '{qualified}' (known here: {known})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"configuration key '{qualified}' must be a table")
+            kwargs[key] = _build(hint, value, where=f"{qualified}.")
+        else:
+            kwargs[key] = _coerce(value, hint, qualified)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"configuration key '{key}' must be a table of settings")
+        return {str(k): _scalar_text(v, f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(
+        f"configuration key '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _scalar_text(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(f"configuration key '{key}' must be a string, number or boolean")
+
+
+def dump_toml(config: Config, *, redact: bool = True) -> str:
+    """The configuration as TOML text (``alertbutler config show``)."""
+    lines: list[str] = []
+    for section, values in config.as_dict(redact=redact).items():
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if key not in nested:
+                lines.append(f"{key} = {_toml_value(value)}")
+        for sub, table in nested.items():
+            lines.append("")
+            lines.append(f"[{section}.{sub}]")
+            for key, value in table.items():
+                lines.append(f'"{key}" = {_toml_value(value)}')
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

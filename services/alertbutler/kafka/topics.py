@@ -1,0 +1,76 @@
+"""Topic administration: create (idempotent), list, delete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+class TopicError(RuntimeError):
+    """A topic operation the broker refused."""
+
+
+def _admin(bootstrap: str, settings: Mapping[str, Any] | None) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, **(settings or {})})
+
+
+def create_topics(bootstrap: str, topics: Mapping[str, int], *,
+                  settings: Mapping[str, Any] | None = None,
+                  topic_config: Mapping[str, str] | None = None,
+                  timeout: float = 30.0) -> dict[str, int]:
+    """Create each topic with its number of partitions; existing topics are left alone.
+
+    Returns the partition count of every named topic as the broker reports it, so a caller
+    can see that an existing topic has fewer partitions than asked for.
+    """
+    admin = _admin(bootstrap, settings)
+    existing = list_topics(bootstrap, settings=settings, timeout=timeout)
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=1,
+                       config=dict(topic_config or {}))
+              for name, n in topics.items() if name not in existing]
+    if wanted:
+        futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise TopicError(f"cannot create topic {name!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while True:  # metadata becomes visible shortly after creation
+        existing = list_topics(bootstrap, settings=settings, timeout=timeout)
+        if all(existing.get(name, 0) > 0 for name in topics) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    missing = [name for name in topics if name not in existing]
+    if missing:
+        raise TopicError(f"topics not visible after creation: {', '.join(missing)}")
+    return {name: existing[name] for name in topics}
+
+
+def list_topics(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+                timeout: float = 10.0) -> dict[str, int]:
+    """Every topic (internal ones excluded) with its partition count."""
+    metadata = _admin(bootstrap, settings).list_topics(timeout=timeout)
+    return {name: len(meta.partitions) for name, meta in metadata.topics.items()
+            if not name.startswith("__") and meta.error is None}
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], *,
+                  settings: Mapping[str, Any] | None = None, timeout: float = 30.0) -> None:
+    """Delete the named topics; a topic that does not exist is not an error."""
+    names = list(names)
+    if not names:
+        return
+    admin = _admin(bootstrap, settings)  # keep the handle alive until the futures resolve
+    futures = admin.delete_topics(names, operation_timeout=timeout, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise TopicError(f"cannot delete topic {name!r}: {exc}") from exc

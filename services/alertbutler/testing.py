@@ -1,0 +1,53 @@
+"""Reusable test support: throw-away PostgreSQL databases and an embedded broker.
+
+Shipped in the package (as daf_butler ships its test-repo helpers) so that tests, benchmarks
+and downstream projects build the same fixtures the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+#: Server used for throw-away databases; override with ALERTBUTLER_TEST_PG.
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("ALERTBUTLER_TEST_PG", DEFAULT_PG_ADMIN_URL)
+
+
+def pg_unreachable_reason(admin_url: str | None = None) -> str | None:
+    """Why no PostgreSQL server can be used, or None when one answers."""
+    import sqlalchemy as sa
+
+    url = admin_url or pg_admin_url()
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        return f"no PostgreSQL server reachable at {url}: {type(exc).__name__}: {exc}"
+    return None
+
+
+@contextlib.contextmanager
+def temporary_pg_database(prefix: str = "alertbutler_test",
+                          admin_url: str | None = None) -> Iterator[str]:
+    """Create a uniquely named database, yield its SQLAlchemy URL, then drop it."""
+    import sqlalchemy as sa
+
+    admin = sa.engine.make_url(admin_url or pg_admin_url())
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
