@@ -9,23 +9,19 @@ broker starts empty.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import weakref
 from pathlib import Path
 
+from alertbutler.procs import stop_group
+
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _live: weakref.WeakSet[EmbeddedBroker] = weakref.WeakSet()
 
 
@@ -50,15 +46,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Run in the child before exec: own process group, SIGKILL when the parent thread dies."""
-    os.setpgid(0, 0)
-    libc_name = ctypes.util.find_library("c")
-    if libc_name and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class EmbeddedBroker:
@@ -98,10 +85,8 @@ class EmbeddedBroker:
         # thread would kill the broker when it exits, so fork from the main thread when we can.
         if threading.current_thread() is not threading.main_thread():
             log.debug("starting the broker from a non-main thread; it dies with that thread")
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            preexec_fn=_die_with_parent, close_fds=True, env=env,
-        )
+        self._proc = spawn_owned(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 env=env)
         _live.add(self)
         try:
             self._wait_ready(timeout)
@@ -141,14 +126,7 @@ class EmbeddedBroker:
         if proc is None:
             return
         _live.discard(self)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc, grace=grace)
         if self._log_handle is not None:
             self._log_handle.close()  # type: ignore[attr-defined]
             self._log_handle = None

@@ -1,0 +1,51 @@
+"""Child processes that never outlive their owner.
+
+Each child gets its own process group (so a stop reaches its own children too) and a
+parent-death signal (``PR_SET_PDEATHSIG``): if the owner is SIGKILLed the kernel kills the
+child. The signal is tied to the thread that forked, so long-lived owners fork from their
+main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: own process group, SIGKILL when the forking thread's process dies."""
+    os.setpgid(0, 0)
+    libc_name = ctypes.util.find_library("c")
+    if libc_name and sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn_owned(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen`` of a child that dies with this process."""
+    return subprocess.Popen(list(argv), preexec_fn=die_with_parent, close_fds=True,
+                            **kwargs)
+
+
+def stop_group(proc: subprocess.Popen[Any], *, grace: float = 5.0,
+               sig: int = signal.SIGTERM) -> int | None:
+    """Signal the child's process group, wait ``grace`` seconds, then SIGKILL it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc.returncode
