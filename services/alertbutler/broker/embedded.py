@@ -18,7 +18,7 @@ import time
 import weakref
 from pathlib import Path
 
-from alertbutler.procs import stop_group
+from alertbutler.procs import spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
