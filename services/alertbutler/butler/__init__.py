@@ -1,0 +1,75 @@
+"""The data butler: one door through which every part of alertbutler reads and writes data.
+
+Public API (everything else is private to the package)::
+
+    from alertbutler.butler import Butler, DatasetType, DataCoordinate, CollectionType, Timespan
+"""
+
+from ._errors import (
+    ButlerError,
+    CalibrationOverlapError,
+    ChecksumError,
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    DataIdError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    FormatterError,
+    IngestError,
+    MissingCollectionError,
+    MissingDatasetTypeError,
+    RepositoryError,
+    SchemaVersionError,
+    StorageClassError,
+    UnsafePathError,
+)
+from .builtin_storage import SOURCE_COLUMNS, RecordBatch
+from .collections import CollectionType
+from .dataset_ref import DatasetRef, IdGenerationMode
+from .dataset_type import DatasetType
+from .datastores import Datastore, DatastoreBridge, DatastoreRecord
+from .dimensions import UNIVERSE, DataCoordinate, DimensionRecord, DimensionUniverse
+from .exposure import Exposure
+from .regions import HEALPIX_NSIDE, Circle, healpix_of
+from .storage_classes import STORAGE_CLASSES, StorageClass, StorageClassRegistry
+from .timespan import Timespan
+
+__all__ = [
+    "HEALPIX_NSIDE",
+    "SOURCE_COLUMNS",
+    "STORAGE_CLASSES",
+    "UNIVERSE",
+    "ButlerError",
+    "CalibrationOverlapError",
+    "ChecksumError",
+    "Circle",
+    "CollectionType",
+    "CollectionTypeError",
+    "ConflictingDefinitionError",
+    "DataCoordinate",
+    "DataIdError",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "DatasetRef",
+    "DatasetType",
+    "Datastore",
+    "DatastoreBridge",
+    "DatastoreRecord",
+    "DimensionRecord",
+    "DimensionUniverse",
+    "Exposure",
+    "FormatterError",
+    "IdGenerationMode",
+    "IngestError",
+    "MissingCollectionError",
+    "MissingDatasetTypeError",
+    "RecordBatch",
+    "RepositoryError",
+    "SchemaVersionError",
+    "StorageClass",
+    "StorageClassError",
+    "StorageClassRegistry",
+    "Timespan",
+    "UnsafePathError",
+    "healpix_of",
+]
