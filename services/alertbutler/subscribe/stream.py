@@ -1,0 +1,397 @@
+"""``AlertStream``: one client for every start position, sync and async, with honest commits.
+
+Partitions are assigned by the client itself (no group rebalance): the group id is only the
+name under which progress is committed and from which ``committed`` resumes. That keeps
+opening fast on any broker and makes "where do I start" a decision of the caller, never of
+``auto.offset.reset`` (whose ``latest`` the embedded broker gets wrong).
+
+Offsets are committed only for alerts the caller has finished with: ``commit()`` commits
+everything handed out so far; with ``commit="after"`` an alert (or a batch) counts as
+finished when the caller asks for the next one, and what is finished is committed every
+``commit_interval`` seconds and on a clean close. An exception in the caller's loop leaves
+the alert it was working on uncommitted, so it is read again on resume (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import TopicPartition as TP
+
+from alertbutler.config import Config, load_config
+from alertbutler.kafka import confluent_settings, group_id
+from alertbutler.subscribe import seek
+from alertbutler.subscribe.errors import SubscribeError
+from alertbutler.subscribe.positions import (
+    Committed,
+    EndPosition,
+    StartPosition,
+    parse_end,
+    parse_start,
+)
+from alertbutler.subscribe.url import StreamURL
+
+log = logging.getLogger(__name__)
+
+#: bytes -> decoded record, or None for a message that is not an alert (skipped).
+Decoder = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamAlert:
+    """One alert as read: the decoded record and where it came from (raw bytes kept)."""
+
+    record: Any
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+
+    def __getitem__(self, name: str) -> Any:  # alert["diaSource"] reads the record
+        return self.record[name]
+
+
+def default_decoder() -> Decoder:
+    """Full decoding with the alerts library; non-alert kinds (end-of-visit markers) skipped."""
+    from alertbutler.alerts import decode_message
+
+    def decode(value: bytes) -> Any:
+        decoded = decode_message(value)
+        return decoded.record if decoded.kind == "alert" else None
+
+    return decode
+
+
+def raw_decoder(value: bytes) -> bytes:
+    """Keep the message bytes as they are (the wire format) without decoding."""
+    return value
+
+
+class AlertStream:
+    """A stream of alerts from one ``kafka://`` URL; see :func:`open_stream`."""
+
+    def __init__(self, url: str | StreamURL, *, start: object = None,
+                 end: object | None = None, group: str | None = None,
+                 commit: Literal["manual", "after"] = "manual",
+                 commit_interval: float = 5.0, decoder: Decoder | None = None,
+                 config: Config | None = None, settings: Mapping[str, Any] | None = None,
+                 idle_timeout: float | None = None, poll_timeout: float = 0.5,
+                 open_timeout: float = 30.0, on_error: Literal["raise", "skip"] = "raise",
+                 ) -> None:
+        self.url = url if isinstance(url, StreamURL) else StreamURL.parse(url)
+        self._config = config or load_config(env={})
+        self.group = group_id(self._config, group) if group else None
+        if start is None:
+            start = Committed() if group else "earliest"
+        self.start: StartPosition = parse_start(start)
+        self.end: EndPosition | None = parse_end(end) if end is not None else None
+        if isinstance(self.start, Committed) and not self.group:
+            raise SubscribeError("start 'committed' needs a group")
+        if commit not in ("manual", "after"):
+            raise ValueError(f"commit must be 'manual' or 'after', not {commit!r}")
+        self.commit_mode = commit
+        self.commit_interval = commit_interval
+        self.idle_timeout = idle_timeout
+        self.poll_timeout = poll_timeout
+        self.open_timeout = open_timeout
+        self.on_error = on_error
+        self._decode = decoder
+        self._settings = dict(settings or {})
+        self._consumer: Consumer | None = None
+        self._buffer: deque[StreamAlert] = deque()
+        self._position: dict[seek.Partition, int] = {}   # next offset to hand out
+        self._ends: dict[seek.Partition, int] | None = None
+        self._handed: dict[seek.Partition, int] = {}     # next offset after what was handed out
+        self._finished: dict[seek.Partition, int] = {}   # next offset after finished alerts
+        self._committed: dict[seek.Partition, int] = {}
+        self._last_commit = time.monotonic()
+        self._idle_since = time.monotonic()
+        self.skipped = 0
+        self.received = 0
+
+    def __repr__(self) -> str:  # never shows settings: they may hold credentials
+        return f"AlertStream({str(self.url)!r}, start={self.start!r}, group={self.group!r})"
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def open(self) -> AlertStream:
+        """Connect, resolve the start (and end) offsets from fetch responses, and assign."""
+        if self._consumer is not None:
+            return self
+        if self._decode is None:
+            self._decode = default_decoder()
+        settings = confluent_settings(self._config, self.url.bootstrap, **{
+            "group.id": self.group or f"alertbutler-subscribe-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "fetch.wait.max.ms": 100,
+            "enable.partition.eof": False,
+            "session.timeout.ms": self._config.kafka.session_timeout_ms,
+            "error_cb": _log_client_error,
+            **self._settings,
+        })
+        consumer = Consumer(settings)
+        try:
+            parts = seek.partitions_of(consumer, self.url.topics, self.open_timeout)
+            marks = seek.fetch_watermarks(consumer, parts, self.open_timeout)
+            starts = seek.resolve_start(consumer, self.start, marks, self.open_timeout)
+            self._ends = seek.resolve_end(consumer, self.end, marks, self.open_timeout)
+            consumer.assign([TP(t, p, off) for (t, p), off in starts.items()])
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+        self._position = dict(starts)
+        self._handed = dict(starts)
+        self._finished = dict(starts)
+        self._committed = {}
+        self.watermarks = marks
+        self._idle_since = time.monotonic()
+        log.info("stream opened", extra={"url": str(self.url), "start": repr(self.start),
+                                         "group": self.group, "partitions": len(parts)})
+        return self
+
+    def close(self) -> None:
+        """Commit what is finished (``commit="after"``) and disconnect."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            if self.commit_mode == "after" and self.group:
+                self._commit(consumer, self._finished)
+        finally:
+            consumer.close()
+
+    def __enter__(self) -> AlertStream:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def at_end(self) -> bool:
+        """True once every partition reached its end offset (never without an end)."""
+        if self._ends is None:
+            return False
+        return all(self._position.get(p, 0) >= e for p, e in self._ends.items())
+
+    def read_batch(self, max_alerts: int = 500, timeout: float | None = None
+                   ) -> list[StreamAlert]:
+        """Up to ``max_alerts`` alerts, waiting at most ``timeout`` seconds for the first.
+
+        An empty list means nothing arrived in time, or the window's end was reached
+        (check :attr:`at_end`). With ``commit="after"``, asking for a batch finishes the
+        previous one.
+        """
+        self._finish_previous()
+        batch = self._fill(max_alerts, timeout)
+        self._hand_out(batch)
+        return batch
+
+    def batches(self, max_alerts: int = 500) -> Iterator[list[StreamAlert]]:
+        """Non-empty batches until the end (or ``idle_timeout`` without an alert)."""
+        while True:
+            batch = self.read_batch(max_alerts)
+            if batch:
+                yield batch
+            elif self._exhausted():
+                self._finish_previous()
+                return
+
+    def __iter__(self) -> Iterator[StreamAlert]:
+        while True:
+            self._maybe_commit()
+            batch = self._fill(500, None)
+            if not batch and self._exhausted():
+                return
+            for alert in batch:
+                self._hand_out((alert,))
+                yield alert
+                # resumed: the caller asked for the next alert, so it finished with this one
+                self._mark_finished(alert)
+
+    async def __aiter__(self) -> AsyncIterator[StreamAlert]:
+        """``async for alert in stream``: fetches run in a thread, the loop stays free."""
+        while True:
+            self._maybe_commit()
+            batch = await asyncio.to_thread(self._fill, 500, None)
+            if not batch and self._exhausted():
+                return
+            for alert in batch:
+                self._hand_out((alert,))
+                yield alert
+                self._mark_finished(alert)
+
+    def _fill(self, max_alerts: int, timeout: float | None) -> list[StreamAlert]:
+        consumer = self._require_open()
+        timeout = self.poll_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while len(self._buffer) < max_alerts and not self.at_end:
+            wait = max(0.0, deadline - time.monotonic()) if not self._buffer else 0.0
+            messages = consumer.consume(num_messages=max(max_alerts - len(self._buffer), 64),
+                                        timeout=wait)
+            self._take(messages)
+            if not messages and (self._buffer or time.monotonic() >= deadline):
+                break
+        if self._buffer:
+            self._idle_since = time.monotonic()
+        return [self._buffer.popleft() for _ in range(min(max_alerts, len(self._buffer)))]
+
+    def _exhausted(self) -> bool:
+        """No more alerts will come: the end was reached, or the stream was idle too long."""
+        if self._buffer:
+            return False
+        if self.at_end:
+            return True
+        return self.idle_timeout is not None and \
+            time.monotonic() - self._idle_since >= self.idle_timeout
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Commit every alert handed out so far (the caller says it has finished with them)."""
+        consumer = self._require_open()
+        if not self.group:
+            raise SubscribeError("commit() needs a group: open the stream with group=...")
+        self._finished.update(self._handed)
+        self._commit(consumer, self._finished)
+
+    @property
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The next offset this stream will hand out, per partition."""
+        return dict(self._handed)
+
+    @property
+    def lag_by_partition(self) -> dict[tuple[str, int], int]:
+        """High watermark (from the latest fetch response) minus position, per partition."""
+        consumer = self._require_open()
+        lags: dict[tuple[str, int], int] = {}
+        for part, pos in self._handed.items():
+            high = consumer.get_watermark_offsets(TP(*part), cached=True)[1]
+            if high < 0:
+                high = self.watermarks[part].high
+            lags[part] = max(0, high - pos)
+        return lags
+
+    @property
+    def lag(self) -> int:
+        """Messages behind the end of the stream, summed over partitions."""
+        return sum(self.lag_by_partition.values())
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _require_open(self) -> Consumer:
+        if self._consumer is None:
+            raise SubscribeError("the stream is not open: use it in a with block or call open()")
+        return self._consumer
+
+    def _take(self, messages: list) -> None:
+        decode = self._decode
+        assert decode is not None
+        ends = self._ends
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise SubscribeError(f"consume failed: {err}")
+            part = (msg.topic(), msg.partition())
+            offset = msg.offset()
+            if offset < self._position.get(part, 0):
+                continue  # a stale message from before a seek
+            if ends is not None and offset >= ends[part]:
+                self._position[part] = max(self._position[part], ends[part])
+                continue
+            self._position[part] = offset + 1
+            value = msg.value()
+            try:
+                record = decode(value)
+            except Exception as exc:
+                if self.on_error == "skip":
+                    self.skipped += 1
+                    log.warning("undecodable message skipped", extra={
+                        "topic": part[0], "partition": part[1], "offset": offset,
+                        "error": str(exc)})
+                    record = None
+                else:
+                    raise SubscribeError(f"{part[0]}[{part[1]}] offset {offset}: "
+                                         f"cannot decode: {exc}") from exc
+            if record is None:  # not an alert (end-of-visit marker, or skipped)
+                self._skip_over(part, offset + 1)
+                continue
+            self.received += 1
+            self._buffer.append(StreamAlert(
+                record=record, topic=part[0], partition=part[1], offset=offset,
+                timestamp_ms=msg.timestamp()[1], key=msg.key(), value=value))
+
+    def _skip_over(self, part: seek.Partition, next_offset: int) -> None:
+        """A message nobody will see counts as handed out once nothing is buffered before it."""
+        if not any((a.topic, a.partition) == part for a in self._buffer):
+            self._handed[part] = max(self._handed.get(part, 0), next_offset)
+
+    def _hand_out(self, batch: Iterable[StreamAlert]) -> None:
+        for alert in batch:
+            part = (alert.topic, alert.partition)
+            self._handed[part] = max(self._handed.get(part, 0), alert.offset + 1)
+
+    def _finish_previous(self) -> None:
+        """With ``commit="after"``, asking for more means what was handed out is finished."""
+        if self.commit_mode != "after":
+            return
+        self._finished.update(self._handed)
+        self._maybe_commit()
+
+    def _maybe_commit(self) -> None:
+        if self.commit_mode == "after" and self.group and self._consumer is not None and \
+                time.monotonic() - self._last_commit >= self.commit_interval:
+            self._commit(self._consumer, self._finished)
+
+    def _mark_finished(self, alert: StreamAlert) -> None:
+        if self.commit_mode != "after":
+            return
+        part = (alert.topic, alert.partition)
+        self._finished[part] = max(self._finished.get(part, 0), alert.offset + 1)
+
+    def _commit(self, consumer: Consumer, offsets: Mapping[seek.Partition, int]) -> None:
+        todo = {p: o for p, o in offsets.items() if self._committed.get(p) != o}
+        self._last_commit = time.monotonic()
+        if not todo:
+            return
+        consumer.commit(offsets=[TP(t, p, o) for (t, p), o in todo.items()],
+                        asynchronous=False)
+        self._committed.update(todo)
+        log.debug("committed", extra={"group": self.group, "partitions": len(todo)})
+
+
+def _log_client_error(err: KafkaError) -> None:
+    log.warning("kafka client: %s", err.str())
+
+
+def open_stream(url: str | StreamURL, **options: Any) -> AlertStream:
+    """A stream of alerts: ``with open_stream("kafka://host:9092/alerts", start="latest") as s``.
+
+    Options (keyword-only): ``start`` (earliest, latest, committed, ``last:N``, a time as
+    ISO text, an MJD or a datetime; default ``committed`` with a group, else ``earliest``),
+    ``end`` (a time, or ``"end"`` for the high watermark at open), ``group``, ``commit``
+    (``"manual"`` or ``"after"``), ``decoder``, ``config``, ``settings`` (librdkafka keys),
+    ``idle_timeout``. A ``start`` given as a ``(start, end)`` pair is a window.
+    """
+    start = options.get("start")
+    if isinstance(start, tuple | list) and len(start) == 2:
+        if options.get("end") is not None:
+            raise SubscribeError("give the window as start=(start, end) or start= and end=, "
+                                 "not both")
+        options = {**options, "start": start[0], "end": start[1]}
+    return AlertStream(url, **options)
