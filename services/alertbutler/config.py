@@ -78,6 +78,17 @@ class L1dbConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PromptConfig:
+    """Prompt processing: where raws land, how long workers wait, how many the main job runs."""
+
+    status_topic: str = "prompt-status"
+    landing_dir: str = ""  # default: <data_dir>/landing
+    raw_timeout_s: float = 60.0
+    association_wait_s: float = 30.0
+    workers: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The effective configuration of every alertbutler command."""
 
@@ -86,6 +97,7 @@ class Config:
     schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
     butler: ButlerConfig = field(default_factory=ButlerConfig)
     l1db: L1dbConfig = field(default_factory=L1dbConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
 
     @property
     def data_dir(self) -> Path:
