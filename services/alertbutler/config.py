@@ -19,6 +19,8 @@ from typing import Any
 
 ENV_PREFIX = "ALERTBUTLER_"
 CONFIG_ENV = "ALERTBUTLER_CONFIG"
+#: Set by the supervisor for each replica it runs; not a configuration key.
+REPLICA_ENV = "ALERTBUTLER_REPLICA"
 
 #: librdkafka settings that hold secrets: never printed or logged.
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
@@ -149,7 +151,7 @@ def load_config(
                 raise ConfigError(f"{path}: '{section}' must be a table like [{section}]")
             raw.setdefault(section, {}).update(values)
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, REPLICA_ENV):
             continue
         section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
         if not sep or not key:

@@ -1,0 +1,154 @@
+"""A small process supervisor: start services, restart the ones that crash, stop them all.
+
+Each replica is a separate ``python -m alertbutler VERB ...`` process, owned by the supervisor
+(it dies if the supervisor is SIGKILLed). A crashed replica is restarted with a capped
+exponential backoff; its Kafka work is redelivered by the consumer group because services
+commit offsets only after their effects are durable. Stopping sends SIGTERM so services can
+finish or hand back work in flight, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alertbutler.config import REPLICA_ENV
+from alertbutler.procs import spawn_owned, stop_group
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    """One service of the topology: the CLI verb and its arguments, how many replicas."""
+
+    name: str
+    argv: tuple[str, ...]
+    replicas: int = 1
+    metrics: bool = True  # the verb accepts --metrics-port
+
+
+@dataclass(kw_only=True)
+class Replica:
+    """A running (or restarting) process of one service."""
+
+    spec: ServiceSpec
+    index: int
+    metrics_port: int | None
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    last_exit: int | None = None
+    next_start: float = 0.0
+    history: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.spec.name if self.spec.replicas == 1 else f"{self.spec.name}-{self.index}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+
+class Supervisor:
+    """Runs every replica of every service until :meth:`stop`."""
+
+    def __init__(self, specs: Sequence[ServiceSpec], *, env: Mapping[str, str],
+                 log_dir: Path, base_port: int | None = None, max_backoff: float = 10.0,
+                 python: str = sys.executable) -> None:
+        self.env = dict(env)
+        self.log_dir = log_dir
+        self.max_backoff = max_backoff
+        self.python = python
+        self.replicas: list[Replica] = []
+        port = base_port
+        for spec in specs:
+            for i in range(spec.replicas):
+                mport = None
+                if spec.metrics and port is not None:
+                    mport, port = port, port + 1
+                self.replicas.append(Replica(spec=spec, index=i, metrics_port=mport))
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def command(self, replica: Replica) -> list[str]:
+        argv = [self.python, "-m", "alertbutler", *replica.spec.argv]
+        if replica.metrics_port is not None:
+            argv += ["--metrics-port", str(replica.metrics_port)]
+        return argv
+
+    def _start(self, replica: Replica) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_dir / f"{replica.label}.log", "ab")  # noqa: SIM115 - child owns it
+        env = {**os.environ, **self.env, REPLICA_ENV: replica.label}
+        replica.proc = spawn_owned(self.command(replica), stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=out, env=env)
+        out.close()
+        replica.started_at = time.monotonic()
+        log.info("service started", extra={"service": replica.label, "pid": replica.proc.pid})
+
+    def start(self) -> Supervisor:
+        with self._lock:
+            for replica in self.replicas:
+                self._start(replica)
+        return self
+
+    def poll(self) -> list[Replica]:
+        """Restart replicas that exited while not stopping; returns those restarted now."""
+        restarted = []
+        now = time.monotonic()
+        with self._lock:
+            if self._stopping.is_set():
+                return restarted
+            for replica in self.replicas:
+                proc = replica.proc
+                if proc is not None and proc.poll() is None:
+                    continue
+                if proc is not None:  # it just exited: schedule a restart with backoff
+                    replica.last_exit = proc.returncode
+                    replica.history.append(proc.returncode)
+                    replica.proc = None
+                    quick = now - replica.started_at < 5.0
+                    backoff = min(self.max_backoff, 0.5 * 2 ** min(replica.restarts, 5)) \
+                        if quick else 0.5
+                    replica.next_start = now + backoff
+                    log.warning("service exited; restarting",
+                                extra={"service": replica.label, "code": proc.returncode,
+                                       "backoff_s": backoff})
+                    continue
+                if now >= replica.next_start:
+                    replica.restarts += 1
+                    self._start(replica)
+                    restarted.append(replica)
+        return restarted
+
+    def kill(self, label: str, sig: int) -> int | None:
+        """Send a signal to one replica (chaos tests, operators); returns the pid signalled."""
+        for replica in self.replicas:
+            if replica.label == label and replica.pid:
+                os.kill(replica.pid, sig)
+                return replica.pid
+        return None
+
+    def stop(self, *, grace: float = 30.0) -> None:
+        """SIGTERM every replica, wait up to ``grace`` seconds in all, then SIGKILL."""
+        self._stopping.set()
+        with self._lock:
+            procs = [r.proc for r in self.replicas if r.proc is not None]
+            for proc in procs:
+                if proc.poll() is None:
+                    try:
+                        os.killpg(proc.pid, 15)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + grace
+            for proc in procs:
+                stop_group(proc, grace=max(0.1, deadline - time.monotonic()))

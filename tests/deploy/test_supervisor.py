@@ -1,0 +1,60 @@
+"""The supervisor restarts crashed services and stops all of them, leaving no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from alertbutler.deploy import ServiceSpec, Supervisor
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split()[2] != "Z"
+
+
+def _wait(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_restart_after_sigkill_and_clean_stop(tmp_path: Path) -> None:
+    # `alertbutler broker` is a long-running verb that exits 0 on SIGTERM: a real service.
+    spec = ServiceSpec(name="broker", argv=("broker",), replicas=2, metrics=False)
+    sup = Supervisor([spec], env={}, log_dir=tmp_path / "logs").start()
+    try:
+        assert [r.label for r in sup.replicas] == ["broker-0", "broker-1"]
+        logs = tmp_path / "logs"
+
+        def _ready(label: str, n: int = 1) -> bool:
+            path = logs / f"{label}.log"
+            return path.exists() and path.read_text().count("Ctrl-C") >= n
+
+        # let every process reach its loop (a SIGTERM during interpreter start-up is fatal)
+        assert _wait(lambda: _ready("broker-0") and _ready("broker-1"))
+        first = sup.replicas[0].pid
+        assert first is not None
+        assert sup.kill("broker-0", signal.SIGKILL) == first
+        assert _wait(lambda: bool(sup.poll()) or sup.replicas[0].restarts > 0)
+        assert _wait(lambda: sup.replicas[0].pid is not None)
+        assert sup.replicas[0].pid != first
+        assert sup.replicas[0].history == [-signal.SIGKILL]
+        assert sup.replicas[1].restarts == 0
+        assert _wait(lambda: _ready("broker-0", 2))
+    finally:
+        pids = [r.pid for r in sup.replicas if r.pid]
+        sup.stop(grace=15)
+    assert pids and not any(_alive(p) for p in pids)
+    codes = [r.proc.returncode for r in sup.replicas if r.proc is not None]
+    assert codes == [0, 0], (codes, [(r.history, r.restarts) for r in sup.replicas])
+    assert (tmp_path / "logs" / "broker-0.log").exists()
