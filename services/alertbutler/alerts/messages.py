@@ -1,0 +1,84 @@
+"""The non-alert messages: the nextVisit event and the end-of-visit-detector marker.
+
+They travel in the same wire format as alerts, so a consumer tells them apart by the schema
+id alone (``Decoded.kind``) without decoding the body.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from alertbutler.alerts.codec import Codec
+
+ICRS = "ICRS"
+SKY = "SKY"
+
+
+def _now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def visit_detector_end_record(*, visit: int, detector: int, partition: int, n_partitions: int,
+                              n_alerts: int, instrument: str = "",
+                              n_alerts_total: int | None = None, run: str | None = None,
+                              sent_at: datetime.datetime | None = None) -> dict[str, Any]:
+    """The marker record for one partition (see the schema's doc for the protocol)."""
+    if not 0 <= partition < n_partitions:
+        raise ValueError(f"partition {partition} is not in 0..{n_partitions - 1}")
+    if n_alerts < 0:
+        raise ValueError(f"n_alerts must be >= 0, got {n_alerts}")
+    return {
+        "instrument": instrument, "visit": int(visit), "detector": int(detector),
+        "partition": int(partition), "n_partitions": int(n_partitions),
+        "n_alerts": int(n_alerts),
+        "n_alerts_total": int(n_alerts if n_alerts_total is None else n_alerts_total),
+        "run": run, "sent_at": sent_at or _now_utc(),
+    }
+
+
+def next_visit_record(*, instrument: str, group_id: str, ra: float, dec: float,
+                      camera_angle: float, filters: str, start_time: float,
+                      duration: float = 30.0, nimages: int = 1, survey: str = "",
+                      visit: int | None = None, detectors: list[int] | None = None,
+                      dome: str | None = "OPEN", sent: float | None = None) -> dict[str, Any]:
+    """A nextVisit record pointing at (ra, dec) in ICRS with a sky position angle."""
+    return {
+        "instrument": instrument, "groupId": group_id, "visit": visit,
+        "coordinateSystem": ICRS, "position": [float(ra), float(dec)],
+        "rotationSystem": SKY, "cameraAngle": float(camera_angle), "filters": filters,
+        "dome": dome, "duration": float(duration), "nimages": int(nimages), "survey": survey,
+        "startTime": float(start_time), "totalCheckpoints": None,
+        "private_sndStamp": time.time() if sent is None else float(sent),
+        "detectors": None if detectors is None else [int(d) for d in detectors],
+    }
+
+
+def encode_visit_detector_end(*, visit: int, detector: int, partition: int, n_partitions: int,
+                              n_alerts: int, instrument: str = "",
+                              n_alerts_total: int | None = None, run: str | None = None,
+                              sent_at: datetime.datetime | None = None,
+                              codec: Codec | None = None) -> bytes:
+    """One end-of-visit-detector marker, framed, for one partition of the alert topic."""
+    record = visit_detector_end_record(
+        visit=visit, detector=detector, partition=partition, n_partitions=n_partitions,
+        n_alerts=n_alerts, instrument=instrument, n_alerts_total=n_alerts_total, run=run,
+        sent_at=sent_at)
+    return (codec or default_codec()).encode(record, "visit_detector_end")
+
+
+def encode_next_visit(record: Mapping[str, Any], *, codec: Codec | None = None) -> bytes:
+    """A nextVisit event, framed (build the record with :func:`next_visit_record`)."""
+    return (codec or default_codec()).encode(record, "next_visit")
+
+
+_DEFAULT: list[Codec] = []
+
+
+def default_codec() -> Codec:
+    """The process-wide codec of the fixed ids (built on first use)."""
+    if not _DEFAULT:
+        _DEFAULT.append(Codec())
+    return _DEFAULT[0]
