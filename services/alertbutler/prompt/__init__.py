@@ -1,0 +1,58 @@
+"""Prompt processing: nextVisit fan-out, workers that turn raws into alerts, the main job.
+
+A service package: it uses the libraries (butler, alerts, l1db, imaging, sim) and nothing
+uses it but the CLI.
+"""
+
+from alertbutler.prompt.association import Association, associate, summarize_object
+from alertbutler.prompt.errors import (
+    BadEventError,
+    CorruptRawError,
+    MissingInputError,
+    PromptError,
+    RawTimeoutError,
+    UnknownDetectorError,
+    VisitDetectorError,
+)
+from alertbutler.prompt.events import (
+    NextVisit,
+    VisitDetector,
+    WorkItem,
+    decode_next_visit,
+    decode_work_item,
+    encode_next_visit,
+    encode_work_item,
+)
+from alertbutler.prompt.fanout import FanoutService, FootprintHistory, fan_out
+from alertbutler.prompt.ids import dia_forced_source_id, dia_source_id, unpack_id
+from alertbutler.prompt.status import VisitDetectorStatus
+from alertbutler.prompt.worker import Processor, Worker
+
+__all__ = [
+    "Association",
+    "BadEventError",
+    "CorruptRawError",
+    "FanoutService",
+    "FootprintHistory",
+    "MissingInputError",
+    "NextVisit",
+    "Processor",
+    "PromptError",
+    "RawTimeoutError",
+    "UnknownDetectorError",
+    "VisitDetector",
+    "VisitDetectorError",
+    "VisitDetectorStatus",
+    "WorkItem",
+    "Worker",
+    "associate",
+    "decode_next_visit",
+    "decode_work_item",
+    "dia_forced_source_id",
+    "dia_source_id",
+    "encode_next_visit",
+    "encode_work_item",
+    "fan_out",
+    "summarize_object",
+    "unpack_id",
+]

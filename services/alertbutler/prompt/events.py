@@ -1,0 +1,223 @@
+"""The messages of prompt processing: the nextVisit event and the per-detector work item.
+
+Both are frozen value types. The nextVisit event is decoded through the alerts package (its
+schema and id live there); the work item is internal to this service and is written here with
+fastavro in the Confluent wire format (magic byte 0, 4-byte big-endian schema id), so that any
+Kafka tool shows it the same way as every other alertbutler message.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+import struct
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import fastavro
+
+from alertbutler.prompt.errors import BadEventError
+
+#: Used only while ``schemas/ids.toml`` has no ``work_item`` entry.
+PROVISIONAL_WORK_ITEM_SCHEMA_ID = 990100
+_SCHEMA_FILE = Path(__file__).resolve().parents[3] / "schemas" / "work_item" / "1.0.avsc"
+_WIRE_HEADER = struct.Struct(">bI")
+
+#: What a group id may look like: it names a directory where the raw lands, so nothing else.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+
+
+def safe_name(value: str, what: str) -> str:
+    """``value`` if it is safe as one path component, else ``BadEventError`` naming it."""
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise BadEventError(f"{what} {value!r} is not a safe name "
+                            "(letters, digits, '_', '.', ':', '+', '-'; at most 128)")
+    return value
+
+
+class VisitDetector(NamedTuple):
+    """A (visit, detector) pair: the unit of work, of errors and of L1 ingest bookkeeping."""
+
+    visit: int
+    detector: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NextVisit:
+    """A nextVisit event: a visit announced before its first exposure."""
+
+    instrument: str
+    group_id: str
+    visit: int | None
+    ra: float
+    dec: float
+    camera_angle: float
+    band: str
+    start_time: float  # MJD TAI
+    duration: float
+    nimages: int
+    survey: str
+    sent_at: float  # seconds since the Unix epoch
+    detectors: tuple[int, ...] | None = None  # None: every detector of the instrument
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> NextVisit:
+        """From a decoded nextVisit Avro record; positions must be ICRS."""
+        if record.get("coordinateSystem") != "ICRS":
+            raise BadEventError(f"nextVisit {record.get('groupId')!r}: coordinateSystem "
+                                f"{record.get('coordinateSystem')!r} is not ICRS")
+        position = record.get("position") or []
+        if len(position) != 2:
+            raise BadEventError(f"nextVisit {record.get('groupId')!r}: position must hold "
+                                f"two values, got {len(position)}")
+        detectors = record.get("detectors")
+        return cls(
+            instrument=record["instrument"], group_id=record["groupId"], visit=record["visit"],
+            ra=float(position[0]), dec=float(position[1]),
+            camera_angle=float(record["cameraAngle"]), band=record["filters"],
+            start_time=float(record["startTime"]), duration=float(record["duration"]),
+            nimages=int(record["nimages"]), survey=record["survey"],
+            sent_at=float(record["private_sndStamp"]),
+            detectors=None if detectors is None else tuple(int(d) for d in detectors),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The Avro record of the nextVisit schema."""
+        return {
+            "instrument": self.instrument, "groupId": self.group_id, "visit": self.visit,
+            "coordinateSystem": "ICRS", "position": [self.ra, self.dec],
+            "rotationSystem": "SKY", "cameraAngle": self.camera_angle, "filters": self.band,
+            "dome": "OPEN", "duration": self.duration, "nimages": self.nimages,
+            "survey": self.survey, "startTime": self.start_time, "totalCheckpoints": None,
+            "private_sndStamp": self.sent_at,
+            "detectors": None if self.detectors is None else list(self.detectors),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkItem:
+    """One detector of one announced visit: what a worker processes and commits as a unit."""
+
+    instrument: str
+    group_id: str
+    visit: int | None
+    detector: int
+    band: str
+    ra: float
+    dec: float
+    camera_angle: float
+    start_time: float
+    duration: float
+    nimages: int
+    survey: str
+    event_sent_at: float
+    depends_on: tuple[VisitDetector, ...] = field(default=())
+
+    @classmethod
+    def for_detector(cls, event: NextVisit, detector: int,
+                     depends_on: tuple[VisitDetector, ...] = ()) -> WorkItem:
+        return cls(instrument=event.instrument, group_id=event.group_id, visit=event.visit,
+                   detector=detector, band=event.band, ra=event.ra, dec=event.dec,
+                   camera_angle=event.camera_angle, start_time=event.start_time,
+                   duration=event.duration, nimages=event.nimages, survey=event.survey,
+                   event_sent_at=event.sent_at, depends_on=depends_on)
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the detector, so one detector's items keep their order."""
+        return str(self.detector).encode()
+
+    @property
+    def label(self) -> str:
+        visit = self.visit if self.visit is not None else self.group_id
+        return f"{self.instrument} visit {visit} detector {self.detector}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "instrument": self.instrument, "groupId": self.group_id, "visit": self.visit,
+            "detector": self.detector, "band": self.band, "ra": self.ra, "dec": self.dec,
+            "cameraAngle": self.camera_angle, "startTime": self.start_time,
+            "duration": self.duration, "nimages": self.nimages, "survey": self.survey,
+            "eventSentAt": self.event_sent_at,
+            "dependsOn": [{"visit": v, "detector": d} for v, d in self.depends_on],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> WorkItem:
+        return cls(
+            instrument=record["instrument"], group_id=record["groupId"], visit=record["visit"],
+            detector=record["detector"], band=record["band"], ra=record["ra"],
+            dec=record["dec"], camera_angle=record["cameraAngle"],
+            start_time=record["startTime"], duration=record["duration"],
+            nimages=record["nimages"], survey=record["survey"],
+            event_sent_at=record["eventSentAt"],
+            depends_on=tuple(VisitDetector(d["visit"], d["detector"])
+                             for d in record["dependsOn"]),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@functools.cache
+def _work_item_schema() -> tuple[int, Any]:
+    ids_file = _SCHEMA_FILE.parents[1] / "ids.toml"
+    schema_id = PROVISIONAL_WORK_ITEM_SCHEMA_ID
+    if ids_file.is_file():
+        with open(ids_file, "rb") as fh:
+            versions = tomllib.load(fh).get("work_item", {})
+        schema_id = int(versions.get("1.0", schema_id))
+    parsed = fastavro.parse_schema(json.loads(_SCHEMA_FILE.read_text()), named_schemas={})
+    return schema_id, parsed
+
+
+def encode_work_item(item: WorkItem) -> bytes:
+    """The work item in the Confluent wire format."""
+    schema_id, schema = _work_item_schema()
+    out = io.BytesIO()
+    out.write(_WIRE_HEADER.pack(0, schema_id))
+    fastavro.schemaless_writer(out, schema, item.to_record())
+    return out.getvalue()
+
+
+def decode_work_item(data: bytes) -> WorkItem:
+    """A work item from wire-format bytes; anything else raises ``BadEventError``."""
+    schema_id, schema = _work_item_schema()
+    if len(data) < _WIRE_HEADER.size:
+        raise BadEventError(f"work item of {len(data)} bytes is shorter than the wire header")
+    magic, found = _WIRE_HEADER.unpack_from(data)
+    if magic != 0:
+        raise BadEventError(f"work item has magic byte {magic}, expected 0")
+    if found != schema_id:
+        raise BadEventError(f"work item has schema id {found}, expected {schema_id}")
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(data[_WIRE_HEADER.size:]), schema, None)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, ... on bad bodies
+        raise BadEventError(f"work item body does not decode: {type(exc).__name__}: {exc}") \
+            from exc
+    return WorkItem.from_record(record)  # type: ignore[arg-type]
+
+
+def encode_next_visit(event: NextVisit) -> bytes:
+    """A nextVisit event in the wire format, through the alerts package's codec."""
+    from alertbutler.alerts import encode_next_visit as encode
+
+    return encode(event.to_record())
+
+
+def decode_next_visit(data: bytes) -> NextVisit:
+    """A nextVisit event from wire-format bytes; anything else raises ``BadEventError``."""
+    from alertbutler.alerts import AlertFormatError, decode_message
+
+    try:
+        decoded = decode_message(data)
+    except AlertFormatError as exc:
+        raise BadEventError(f"nextVisit message does not decode: {exc}") from exc
+    if decoded.kind != "next_visit":
+        raise BadEventError(f"expected a nextVisit event, got a {decoded.kind!r} message "
+                            f"(schema id {decoded.schema_id})")
+    return NextVisit.from_record(decoded.record)

@@ -1,0 +1,238 @@
+"""Fan-out: one nextVisit event becomes one work item per detector.
+
+Each work item also lists the earlier visit-detectors whose footprints may overlap its own
+(``depends_on``); association waits until the L1 database holds them, so the DiaObjects a
+worker associates with do not depend on which worker ran first. The overlap test is
+deliberately generous (boresight separation within the field of view's diameter, or, given
+detector centres, centre separation within two detector radii): a spurious dependency only
+costs a short wait, a missed one costs determinism.
+
+The service reads nextVisit events from their topic, produces the items to the work topic
+keyed by detector, waits for every acknowledgement, and only then commits the event's offset:
+a fan-out killed at any point re-sends at most one event's items, which workers absorb because
+re-processing is idempotent. On start it re-reads the already committed events of the topic to
+rebuild its footprint history (the embedded broker forgets nothing while it runs, and Kafka
+keeps the topic for its retention period).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from alertbutler.config import Config
+from alertbutler.prompt.errors import BadEventError, UnknownDetectorError
+from alertbutler.prompt.events import (
+    NextVisit,
+    VisitDetector,
+    WorkItem,
+    decode_next_visit,
+    encode_work_item,
+    safe_name,
+)
+from alertbutler.prompt.kafka_io import Outgoing, make_consumer, make_producer, produce_all
+from alertbutler.prompt.status import VisitDetectorStatus
+
+log = logging.getLogger(__name__)
+
+#: (boresight ra, dec, camera angle, detector) -> detector centre (ra, dec), degrees
+DetectorCentre = Callable[[float, float, float, int], tuple[float, float]]
+
+
+def angular_separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Great-circle distance in degrees (haversine: stable at small angles)."""
+    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
+    h = (math.sin((d2 - d1) / 2) ** 2
+         + math.cos(d1) * math.cos(d2) * math.sin((r2 - r1) / 2) ** 2)
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
+
+
+@dataclass
+class FootprintHistory:
+    """Recent visits' detector footprints, to find which earlier ones a new one overlaps."""
+
+    fov_radius_deg: float
+    detector_radius_deg: float | None = None
+    detector_centre: DetectorCentre | None = None
+    window_days: float = 1.0
+    _visits: deque[tuple[float, int, list[tuple[int, float, float]]]] = field(
+        default_factory=deque)
+
+    def _centres(self, event: NextVisit, detectors: Collection[int]
+                 ) -> list[tuple[int, float, float]]:
+        if self.detector_centre is None:
+            return [(d, event.ra, event.dec) for d in sorted(detectors)]
+        return [(d, *self.detector_centre(event.ra, event.dec, event.camera_angle, d))
+                for d in sorted(detectors)]
+
+    def _limit(self) -> float:
+        if self.detector_centre is not None and self.detector_radius_deg:
+            return 2.0 * self.detector_radius_deg
+        return 2.0 * self.fov_radius_deg
+
+    def dependencies(self, event: NextVisit, detector: int) -> tuple[VisitDetector, ...]:
+        """Earlier visit-detectors (oldest first) whose footprint may overlap this one's."""
+        (_, ra, dec), = self._centres(event, [detector])
+        limit = self._limit()
+        found = []
+        for start, visit, centres in self._visits:
+            if start >= event.start_time or visit == event.visit:
+                continue
+            for det, dra, ddec in centres:
+                if angular_separation(ra, dec, dra, ddec) <= limit:
+                    found.append(VisitDetector(visit, det))
+        return tuple(found)
+
+    def add(self, event: NextVisit, detectors: Collection[int]) -> None:
+        """Remember a visit (events without a visit id cannot be depended on)."""
+        if event.visit is None:
+            return
+        self._visits.append((event.start_time, event.visit, self._centres(event, detectors)))
+        while self._visits and self._visits[0][0] < event.start_time - self.window_days:
+            self._visits.popleft()
+
+
+@dataclass(frozen=True)
+class FanoutResult:
+    """The work items of one event, and the detectors refused with their error."""
+
+    items: tuple[WorkItem, ...]
+    errors: tuple[UnknownDetectorError, ...]
+
+
+def fan_out(event: NextVisit, *, known_detectors: Collection[int],
+            history: FootprintHistory | None = None) -> FanoutResult:
+    """Work items for every detector of ``event`` the instrument has; unknown ones refused."""
+    safe_name(event.group_id, "groupId")
+    safe_name(event.instrument, "instrument")
+    wanted = sorted(set(event.detectors) if event.detectors is not None else known_detectors)
+    known = set(known_detectors)
+    good = [d for d in wanted if d in known]
+    errors = tuple(
+        UnknownDetectorError(
+            f"nextVisit {event.group_id} (visit {event.visit}) names detector {d}, which "
+            f"{event.instrument} does not have (known: {min(known)}..{max(known)})"
+            if known else f"nextVisit {event.group_id} names detector {d}, but "
+            f"{event.instrument} has no known detectors",
+            visit=event.visit, detector=d)
+        for d in wanted if d not in known)
+    items = tuple(
+        WorkItem.for_detector(event, d, history.dependencies(event, d) if history else ())
+        for d in good)
+    if history is not None:
+        history.add(event, good)
+    return FanoutResult(items=items, errors=errors)
+
+
+class FanoutService:
+    """nextVisit topic -> work topic, committing each event only after its items are acked.
+
+    ``on_status`` receives one status per refused detector (the CLI publishes them to the
+    status topic); undecodable events go to the dead-letter topic with their reason.
+    """
+
+    def __init__(self, config: Config, bootstrap: str, *, known_detectors: Collection[int],
+                 history: FootprintHistory, group: str = "alertbutler-fanout") -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.known_detectors = frozenset(known_detectors)
+        self.history = history
+        self.group = group
+        self.events_done = 0
+        self.items_sent = 0
+        self._resume_at: dict[int, int] = {}
+        self.assigned = threading.Event()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Offsets before the committed one were fanned out already: read them again only to
+        # rebuild the footprint history, then carry on from there.
+        committed = consumer.committed(partitions, timeout=30)
+        self._resume_at = {tp.partition: max(tp.offset, 0) for tp in committed}
+        for tp in partitions:
+            tp.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+        self.assigned.set()
+
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> int:
+        """Serve until ``stop`` is set (or nothing came for ``idle_exit_s``); events done."""
+        kafka = self.config.kafka
+        consumer = make_consumer(self.config, self.bootstrap, self.group)
+        producer = make_producer(self.config, self.bootstrap)
+        n_work_partitions = max(1, self._partitions(kafka.work_topic))
+        consumer.subscribe([kafka.next_visit_topic], on_assign=self._on_assign)
+        last = time.monotonic()
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    if not self.assigned.is_set():
+                        last = time.monotonic()  # idle time counts from the group join
+                    elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
+                        break
+                    continue
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("fan-out consumer error", extra={"error": str(msg.error())})
+                    continue
+                last = time.monotonic()
+                replay = msg.offset() < self._resume_at.get(msg.partition(), 0)
+                self._handle(msg, producer, n_work_partitions, replay=replay)
+                if not replay:
+                    consumer.commit(message=msg, asynchronous=False)
+                    self.events_done += 1
+        finally:
+            consumer.close()
+            producer.flush(10)
+        return self.events_done
+
+    def _partitions(self, topic: str) -> int:
+        from alertbutler.kafka import list_topics
+
+        return list_topics(self.bootstrap, settings=self.config.kafka.client).get(topic, 1)
+
+    def _handle(self, msg: Message, producer: Producer, n_partitions: int, *,
+                replay: bool) -> None:
+        kafka, prompt = self.config.kafka, self.config.prompt
+        try:
+            event = decode_next_visit(msg.value())
+            result = fan_out(event, known_detectors=self.known_detectors, history=self.history)
+        except BadEventError as exc:
+            if not replay:
+                log.error("bad nextVisit event", extra={"offset": msg.offset(), "error": str(exc)})
+                produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
+                            headers=[("reason", str(exc).encode()),
+                                     ("source", b"alertbutler-fanout")])
+            return
+        if replay:
+            return
+        out: list[Outgoing] = [
+            (kafka.work_topic, item.key, encode_work_item(item), item.detector % n_partitions)
+            for item in result.items]
+        for error in result.errors:
+            log.error("refused detector of a nextVisit",
+                      extra={"visit": error.visit, "detector": error.detector,
+                             "error": str(error)})
+            status = VisitDetectorStatus(
+                instrument=event.instrument, group_id=event.group_id, visit=event.visit,
+                detector=int(error.detector or 0), ok=False, reason=error.reason,
+                message=str(error), worker="fanout", finished_at=time.time())
+            out.append((prompt.status_topic, status.key, status.to_json(), None))
+        produce_all(producer, out)
+        self.items_sent += len(result.items)
+        log.info("fanned out nextVisit", extra={
+            "group_id": event.group_id, "visit": event.visit, "items": len(result.items),
+            "refused": len(result.errors)})

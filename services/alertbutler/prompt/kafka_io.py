@@ -1,0 +1,75 @@
+"""Kafka plumbing of the prompt services: acknowledged produces and manual-commit consumers.
+
+Both services commit a consumed offset only after everything it caused was acknowledged, so
+their producers are idempotent with ``acks=all`` and ``produce_all`` waits for every delivery
+report and raises naming what was not delivered. Consumers never auto-commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+
+from alertbutler.config import Config
+from alertbutler.kafka import confluent_settings, group_id
+from alertbutler.prompt.errors import PromptError
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailedError(PromptError):
+    """Some messages were not acknowledged; nothing that caused them may be committed."""
+
+
+def make_producer(config: Config, bootstrap: str, **extra: Any) -> Producer:
+    return Producer(confluent_settings(config, bootstrap, **{
+        "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+        "compression.type": config.kafka.compression, "log_level": 3, **extra}))
+
+
+def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Consumer:
+    return Consumer(confluent_settings(config, bootstrap, **{
+        "group.id": group_id(config, name), "enable.auto.commit": False,
+        "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+        "session.timeout.ms": config.kafka.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, config.kafka.session_timeout_ms // 3),
+        "log_level": 3, **extra}))
+
+
+Outgoing = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+
+
+def produce_all(producer: Producer, messages: Iterable[Outgoing], *,
+                timeout: float = 30.0, headers: list[tuple[str, bytes]] | None = None) -> int:
+    """Produce and wait for every acknowledgement; raise naming the undelivered ones."""
+    failures: list[str] = []
+    pending = 0
+
+    def report(err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            failures.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
+
+    for topic, key, value, partition in messages:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": report}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                producer.poll(0.1)
+        pending += 1
+    remaining = producer.flush(timeout)
+    if remaining:
+        raise DeliveryFailedError(f"{remaining} of {pending} messages not acknowledged "
+                                  f"within {timeout:.0f} s")
+    if failures:
+        raise DeliveryFailedError(f"{len(failures)} of {pending} messages not delivered: "
+                                  + "; ".join(failures[:5]))
+    return pending

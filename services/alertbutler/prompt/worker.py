@@ -1,0 +1,131 @@
+"""The worker service: one member of the consumer group on the work topic.
+
+It takes one work item at a time, hands it to a processor (the science, in
+:mod:`alertbutler.prompt.pipeline`), publishes the item's status, and only then commits the
+item's offset. A worker killed at any point therefore loses nothing: the group gives the
+item's partition to another worker, which processes it again and, ids being deterministic,
+publishes the same alerts (the ingester absorbs the duplicates).
+
+Policy on failures: a ``VisitDetectorError`` (bad input) is the processor's to record, and the
+item is committed. Any other exception is not the input's fault: the item is retried from the
+same offset, and after ``max_attempts`` it goes to the dead-letter topic with its reason, so a
+bug cannot stall a partition forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from alertbutler.config import Config
+from alertbutler.prompt.errors import BadEventError
+from alertbutler.prompt.events import WorkItem, decode_work_item
+from alertbutler.prompt.kafka_io import make_consumer, make_producer, produce_all
+from alertbutler.prompt.status import VisitDetectorStatus
+
+log = logging.getLogger(__name__)
+
+GROUP = "alertbutler-prompt-workers"
+
+
+class Processor(Protocol):
+    """Turns one work item into published alerts and reports what happened."""
+
+    def process(self, item: WorkItem) -> VisitDetectorStatus: ...
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Consume work items, process each, publish its status, then commit it."""
+
+    def __init__(self, config: Config, bootstrap: str, processor: Processor, *,
+                 group: str = GROUP, max_attempts: int = 3) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.processor = processor
+        self.group = group
+        self.max_attempts = max_attempts
+        self.name = worker_name()
+        self.items_done = 0
+        self._attempts: dict[tuple[int, int], int] = {}
+        self.assigned = threading.Event()
+
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
+            max_items: int | None = None) -> int:
+        """Serve until ``stop`` is set, ``max_items`` are done, or idle too long."""
+        consumer = make_consumer(self.config, self.bootstrap, self.group)
+        producer = make_producer(self.config, self.bootstrap)
+        consumer.subscribe([self.config.kafka.work_topic],
+                           on_assign=lambda c, parts: self.assigned.set())
+        last = time.monotonic()
+        log.info("worker started", extra={"worker": self.name, "group": self.group})
+        try:
+            while not stop.is_set():
+                if max_items is not None and self.items_done >= max_items:
+                    break
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    if not self.assigned.is_set():
+                        last = time.monotonic()  # idle time counts from the group join
+                    elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
+                        break
+                    continue
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("worker consumer error", extra={"error": str(msg.error())})
+                    continue
+                self._handle(msg, consumer, producer)
+                last = time.monotonic()
+        finally:
+            consumer.close()
+            producer.flush(10)
+        return self.items_done
+
+    def _handle(self, msg: Message, consumer: Consumer, producer: Producer) -> None:
+        kafka = self.config.kafka
+        where = (msg.partition(), msg.offset())
+        try:
+            item = decode_work_item(msg.value())
+        except BadEventError as exc:
+            log.error("undecodable work item", extra={"offset": msg.offset(), "error": str(exc)})
+            produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
+                        headers=[("reason", str(exc).encode()),
+                                 ("source", b"alertbutler-worker")])
+            consumer.commit(message=msg, asynchronous=False)
+            return
+        try:
+            status = self.processor.process(item)
+        except Exception as exc:  # not the input's fault: retry, then give up loudly
+            attempts = self._attempts.get(where, 0) + 1
+            self._attempts[where] = attempts
+            log.error("work item failed", exc_info=True, extra={
+                "item": item.label, "attempt": attempts, "error": str(exc)})
+            if attempts < self.max_attempts:
+                consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                time.sleep(min(5.0, 0.5 * 2**attempts))
+                return
+            reason = f"{type(exc).__name__}: {exc}"
+            status = VisitDetectorStatus(
+                instrument=item.instrument, group_id=item.group_id, visit=item.visit,
+                detector=item.detector, ok=False, reason="failed",
+                message=f"{item.label}: gave up after {attempts} attempts: {reason}",
+                worker=self.name, finished_at=time.time())
+            produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
+                        headers=[("reason", reason.encode()),
+                                 ("traceback", traceback.format_exc()[-2000:].encode()),
+                                 ("source", b"alertbutler-worker")])
+        produce_all(producer, [(self.config.prompt.status_topic, status.key,
+                                status.to_json(), None)])
+        consumer.commit(message=msg, asynchronous=False)
+        self._attempts.pop(where, None)
+        self.items_done += 1
