@@ -22,7 +22,8 @@ def test_ids_file_matches_constants() -> None:
     assert table["alert"][table["alert"]["current"]] == alerts.CURRENT_ALERT_SCHEMA_ID
     assert current_ids() == {"alert": alerts.CURRENT_ALERT_SCHEMA_ID,
                              "next_visit": alerts.NEXT_VISIT_SCHEMA_ID,
-                             "visit_detector_end": alerts.VISIT_DETECTOR_END_SCHEMA_ID}
+                             "visit_detector_end": alerts.VISIT_DETECTOR_END_SCHEMA_ID,
+                             "work_item": 930100}
 
 
 def test_ids_do_not_clash_with_rubin_ids() -> None:

@@ -22,7 +22,7 @@ import fastavro
 from alertbutler.alerts._errors import UnknownSchemaError
 
 #: Schema kinds (families) and the Kafka-facing name of each.
-KINDS = ("alert", "next_visit", "visit_detector_end")
+KINDS = ("alert", "next_visit", "visit_detector_end", "work_item")
 
 
 @dataclass(frozen=True)
