@@ -92,6 +92,14 @@ def register_builtins(registry: StorageClassRegistry = STORAGE_CLASSES) -> None:
                      apply_parameters=lambda e, p: e.subset(p["bbox"]),
                      prototype=lambda h: Exposure.empty(_shape(h)),
                      assemble=lambda e, c: e.with_components(c)),
+        StorageClass("RawExposure", "alertbutler.butler.exposure.Exposure", "fits",
+                     components={"image": "Image", "wcs": "Wcs", "metadata": "StructuredDataDict",
+                                 "psf": "Psf"},
+                     parameters=frozenset({"bbox"}),
+                     get_component=_exposure_component,
+                     apply_parameters=lambda e, p: e.subset(p["bbox"]),
+                     prototype=lambda h: Exposure.empty(_shape(h)),
+                     assemble=lambda e, c: e.with_components(c)),
         StorageClass("Catalog", table, "fits", parameters=frozenset({"columns"}),
                      apply_parameters=_table_columns, prototype=_empty_table),
         StorageClass("SourceCatalog", table, "fits", parameters=frozenset({"columns"}),
@@ -108,6 +116,8 @@ def register_builtins(registry: StorageClassRegistry = STORAGE_CLASSES) -> None:
     registry.register_converter("Image", "astropy.nddata.ccddata.CCDData", _to_ccddata)
     registry.register_converter("Exposure", "astropy.nddata.ccddata.CCDData", _to_ccddata)
     registry.register_converter("Exposure", nd, lambda e: e.image)
+    registry.register_converter("RawExposure", "astropy.nddata.ccddata.CCDData", _to_ccddata)
+    registry.register_converter("RawExposure", nd, lambda e: e.image)
     registry.register_converter("Catalog", nd, _structured)
     registry.register_converter("SourceCatalog", nd, _structured)
     registry.register_converter("RecordBatch", "builtins.list", lambda b: b.records)

@@ -1,0 +1,139 @@
+"""Engines, connections, transactions and retries for SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (no fsync per commit; a power cut may
+lose the last commits but never corrupts), a busy timeout, and write transactions opened with
+``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of deadlocking on an
+upgrade. Any "database is locked" that still escapes is retried by :meth:`Database.retry`.
+Each :class:`Database` keeps one connection for its process (the hot path reuses prepared
+statements on it); a forked child must open its own butler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+T = TypeVar("T")
+
+#: how long one SQLite statement waits for a lock before raising "database is locked"
+BUSY_TIMEOUT_MS = 30_000
+RETRIES = 8
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool
+                                  if ":memory:" not in url else sa.pool.StaticPool)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=OFF")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Locked/busy SQLite, or a PostgreSQL serialization failure/deadlock."""
+    text = str(exc).lower()
+    return ("database is locked" in text or "database is busy" in text
+            or "deadlock detected" in text or "could not serialize" in text)
+
+
+class Database:
+    """One engine plus this process's connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = make_engine(url)
+        self._conn: sa.Connection | None = None
+        self._pid = os.getpid()
+        self._depth = 0
+
+    @property
+    def conn(self) -> sa.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._conn = self.engine.connect()
+        return self._conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction (nested calls join the outer one)."""
+        conn = self.conn
+        if self._depth:
+            self._depth += 1
+            try:
+                yield conn
+            finally:
+                self._depth -= 1
+            return
+        if conn.in_transaction():
+            conn.commit()  # end an implicit read transaction before taking the write lock
+        conn.info["write"] = True
+        self._depth = 1
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            self._depth = 0
+            conn.info["write"] = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    def read(self) -> sa.Connection:
+        """The connection for reads; outside a write transaction each read ends its own."""
+        return self.conn
+
+    def end_read(self) -> None:
+        if not self._depth and self._conn is not None and self._conn.in_transaction():
+            self._conn.commit()
+
+    def retry(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (which opens its own transaction) again on transient lock errors."""
+        for attempt in range(RETRIES):
+            try:
+                return fn()
+            except sa.exc.OperationalError as exc:
+                if attempt == RETRIES - 1 or not is_transient(exc):
+                    raise
+                self.end_read_after_error()
+                time.sleep(0.01 * 2**attempt * (1 + random.random()))
+            except sa.exc.DBAPIError as exc:
+                if attempt == RETRIES - 1 or not is_transient(exc):
+                    raise
+                self.end_read_after_error()
+                time.sleep(0.01 * 2**attempt * (1 + random.random()))
+        raise AssertionError("unreachable")
+
+    def end_read_after_error(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.rollback()
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+        self.engine.dispose()
