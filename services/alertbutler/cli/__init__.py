@@ -28,6 +28,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "broker": ("run an embedded Kafka-protocol broker in the foreground", False,
                ("alertbutler.cli.broker",)),
     "topics": ("create, list and delete Kafka topics", True, ("alertbutler.cli.topics",)),
+    "l1db": ("the L1 (alert production) database: create, info", True,
+             ("alertbutler.l1db.cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }

@@ -1,0 +1,86 @@
+"""Value types of the L1 database API: immutable, keyword-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class VisitDetector(NamedTuple):
+    """One visit of one detector: the unit prompt processing works on."""
+
+    visit: int
+    detector: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisitDetectorEnd:
+    """An end-of-visit-detector marker as read from one partition of the alert topic.
+
+    The publisher sends one copy to every partition after the visit-detector's alerts; once
+    the copies of all ``n_partitions`` partitions are committed, every alert of it is too.
+    """
+
+    visit: int
+    detector: int
+    partition: int
+    n_partitions: int
+    n_alerts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumedOffsets:
+    """What one batch consumed: next offset per (topic, partition) and how many messages."""
+
+    consumer: str
+    member: str
+    next_offsets: dict[tuple[str, int], int]
+    n_messages: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreResult:
+    """Rows a store actually inserted per table (0 for rows that were already there), and
+    the visit-detectors it completed."""
+
+    inserted: dict[str, int] = field(default_factory=dict)
+    completed: tuple[VisitDetector, ...] = ()
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self.inserted.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartitionOffset:
+    """An ingester's own record of one partition, kept in the L1 database."""
+
+    consumer: str
+    topic: str
+    partition: int
+    next_offset: int
+    updated_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerProgress:
+    """Totals one consumer (all its members) has committed, for rates in ``ingest status``."""
+
+    consumer: str
+    n_messages: int
+    n_rows: int
+    updated_at: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class L1dbInfo:
+    """What ``alertbutler l1db info`` prints."""
+
+    url: str
+    backend: str
+    schema_version: str
+    row_counts: dict[str, int]
+    n_ingested_visit_detectors: int
+    last_ingested: VisitDetector | None
+    last_ingested_at: float | None
+    last_visit: int | None

@@ -1,0 +1,198 @@
+"""Bulk, idempotent writes inside one caller-owned transaction.
+
+Every catalog insert skips rows whose key is already there, so a batch written twice (a
+consumer that crashed after the commit but before acknowledging) changes nothing the second
+time. Each backend takes its fastest path:
+
+- PostgreSQL: the rows go as CSV through ``COPY`` into a session temporary table, then one
+  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per table (sorted by key, so concurrent
+  writers lock rows in the same order and do not deadlock).
+- SQLite: ``executemany`` of ``INSERT OR IGNORE``.
+
+``DiaObjectLast`` keeps the newest version of each object whatever order versions arrive in
+(alerts from different partitions are not ordered): an upsert that only replaces a row by a
+version with a later ``validityStartMjdTai``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+from alertbutler.l1db._types import ConsumedOffsets, VisitDetector, VisitDetectorEnd
+from alertbutler.l1db.rows import RowBatch
+from alertbutler.l1db.schema import CATALOG
+
+_CSV = pacsv.WriteOptions(include_header=False)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def write_catalog(conn: sa.Connection, batch: RowBatch) -> dict[str, int]:
+    """Insert a batch's rows; returns rows actually inserted per table."""
+    pg = conn.dialect.name == "postgresql"
+    insert = _pg_insert if pg else _sqlite_insert
+    inserted: dict[str, int] = {}
+    for table, rows in (("DiaObject", batch.objects), ("DiaSource", batch.sources),
+                        ("DiaForcedSource", batch.forced_sources),
+                        ("SSSource", batch.ss_sources)):
+        if rows.num_rows:
+            inserted[table] = insert(conn, table, rows)
+            if table == "DiaObject":
+                (_pg_upsert_last if pg else _sqlite_upsert_last)(conn, rows)
+    return inserted
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------
+
+def _pg_copy(conn: sa.Connection, table: str, rows: pa.Table) -> str:
+    """COPY the rows into this session's temporary twin of ``table``; return its name."""
+    tmp = f"tmp_{table}"
+    raw = conn.connection.driver_connection
+    made = conn.connection.info.setdefault("l1db_temp_tables", set())
+    with raw.cursor() as cursor:
+        if tmp not in made:
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_q(tmp)} "
+                           f"(LIKE {_q(table)}) ON COMMIT DELETE ROWS")
+            made.add(tmp)
+        buffer = io.BytesIO()
+        pacsv.write_csv(rows, buffer, _CSV)
+        columns = ", ".join(_q(c) for c in rows.column_names)
+        with cursor.copy(f"COPY {_q(tmp)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buffer.getbuffer())
+    return tmp
+
+
+def _pg_insert(conn: sa.Connection, table: str, rows: pa.Table) -> int:
+    tmp = _pg_copy(conn, table, rows)
+    _, key = CATALOG[table]
+    columns = ", ".join(_q(c) for c in rows.column_names)
+    result = conn.exec_driver_sql(
+        f"INSERT INTO {_q(table)} ({columns}) SELECT {columns} FROM {_q(tmp)} "
+        f"ORDER BY {', '.join(_q(k) for k in key)} ON CONFLICT DO NOTHING")
+    return max(result.rowcount, 0)
+
+
+def _pg_upsert_last(conn: sa.Connection, rows: pa.Table) -> None:
+    """Newest version per object from the temp table (filled by ``_pg_insert``)."""
+    columns = ", ".join(_q(c) for c in rows.column_names)
+    updates = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in rows.column_names
+                        if c != "diaObjectId")
+    conn.exec_driver_sql(
+        f'INSERT INTO "DiaObjectLast" ({columns}) '
+        f'SELECT DISTINCT ON ("diaObjectId") {columns} FROM "tmp_DiaObject" '
+        f'ORDER BY "diaObjectId", "validityStartMjdTai" DESC '
+        f'ON CONFLICT ("diaObjectId") DO UPDATE SET {updates} '
+        f'WHERE EXCLUDED."validityStartMjdTai" > "DiaObjectLast"."validityStartMjdTai"')
+
+
+# ---- SQLite ----------------------------------------------------------------------------
+
+def _tuples(rows: pa.Table) -> list[tuple]:
+    return list(zip(*[column.to_pylist() for column in rows.columns], strict=True))
+
+
+def _sqlite_insert(conn: sa.Connection, table: str, rows: pa.Table) -> int:
+    columns = ", ".join(_q(c) for c in rows.column_names)
+    marks = ", ".join("?" * rows.num_columns)
+    result = conn.exec_driver_sql(
+        f"INSERT OR IGNORE INTO {_q(table)} ({columns}) VALUES ({marks})", _tuples(rows))
+    return max(result.rowcount, 0)
+
+
+def _sqlite_upsert_last(conn: sa.Connection, rows: pa.Table) -> None:
+    # newest version per object within the batch first: one upsert per object
+    ids = rows.column("diaObjectId").to_numpy()
+    order = np.lexsort((-rows.column("validityStartMjdTai").to_numpy(), ids))
+    _, first = np.unique(ids[order], return_index=True)
+    latest = rows.take(order[first])
+    columns = ", ".join(_q(c) for c in latest.column_names)
+    marks = ", ".join("?" * latest.num_columns)
+    updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in latest.column_names
+                        if c != "diaObjectId")
+    conn.exec_driver_sql(
+        f'INSERT INTO "DiaObjectLast" ({columns}) VALUES ({marks}) '
+        f'ON CONFLICT ("diaObjectId") DO UPDATE SET {updates} '
+        f'WHERE excluded."validityStartMjdTai" > "DiaObjectLast"."validityStartMjdTai"',
+        _tuples(latest))
+
+
+# ---- bookkeeping -----------------------------------------------------------------------
+
+def write_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
+                  now: float) -> tuple[VisitDetector, ...]:
+    """Record end markers; return the visit-detectors this made complete.
+
+    On PostgreSQL an advisory lock per visit-detector serializes the "are all partitions in?"
+    check between concurrent ingesters, so the last of them to commit always sees the others.
+    """
+    if not markers:
+        return ()
+    pg = conn.dialect.name == "postgresql"
+    ignore = "" if pg else "OR IGNORE "
+    conflict = " ON CONFLICT DO NOTHING" if pg else ""
+    conn.execute(sa.text(
+        f"INSERT {ignore}INTO visit_detector_end (visit, detector, partition, n_partitions, "
+        f"n_alerts, recorded_at) VALUES (:v, :d, :p, :np, :n, :now){conflict}"),
+        [{"v": m.visit, "d": m.detector, "p": m.partition, "np": m.n_partitions,
+          "n": m.n_alerts, "now": now} for m in markers])
+    completed = []
+    for vd in sorted({VisitDetector(m.visit, m.detector) for m in markers}):
+        completed.extend(mark_complete(conn, [vd], now, only_if_all_markers=True))
+    return tuple(completed)
+
+
+def mark_complete(conn: sa.Connection, visit_detectors: Iterable[VisitDetector], now: float,
+                  *, only_if_all_markers: bool = False,
+                  n_alerts: int | None = None) -> list[VisitDetector]:
+    """Insert ``ingested_visit_detector`` rows; with ``only_if_all_markers``, only for
+    visit-detectors whose end markers of every partition are recorded."""
+    pg = conn.dialect.name == "postgresql"
+    done = []
+    for vd in visit_detectors:
+        params = {"v": int(vd.visit), "d": int(vd.detector), "now": now}
+        if pg:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                         {"key": (int(vd.visit) * 4099 + int(vd.detector)) % (1 << 62)})
+        prefix = "INSERT" if pg else "INSERT OR IGNORE"
+        suffix = " ON CONFLICT DO NOTHING" if pg else ""
+        if only_if_all_markers:
+            sql = (f"{prefix} INTO ingested_visit_detector (visit, detector, n_alerts, "
+                   "completed_at) SELECT visit, detector, SUM(n_alerts), :now "
+                   "FROM visit_detector_end WHERE visit = :v AND detector = :d "
+                   f"GROUP BY visit, detector HAVING COUNT(*) >= MAX(n_partitions){suffix}")
+        else:
+            params["n"] = int(n_alerts or 0)
+            sql = (f"{prefix} INTO ingested_visit_detector (visit, detector, n_alerts, "
+                   f"completed_at) VALUES (:v, :d, :n, :now){suffix}")
+        if conn.execute(sa.text(sql), params).rowcount > 0:
+            done.append(VisitDetector(int(vd.visit), int(vd.detector)))
+    return done
+
+
+def write_offsets(conn: sa.Connection, consumed: ConsumedOffsets, n_rows: int,
+                  now: float) -> None:
+    """Record the consumer's next offsets (never moving backwards) and its totals."""
+    greatest = "GREATEST" if conn.dialect.name == "postgresql" else "MAX"
+    if consumed.next_offsets:
+        conn.execute(sa.text(
+            "INSERT INTO consumer_offset (consumer, topic, partition, next_offset, updated_at) "
+            "VALUES (:c, :t, :p, :o, :now) ON CONFLICT (consumer, topic, partition) DO UPDATE "
+            f"SET next_offset = {greatest}(consumer_offset.next_offset, excluded.next_offset), "
+            "updated_at = excluded.updated_at"),
+            [{"c": consumed.consumer, "t": topic, "p": partition, "o": offset, "now": now}
+             for (topic, partition), offset in sorted(consumed.next_offsets.items())])
+    conn.execute(sa.text(
+        "INSERT INTO ingest_progress (consumer, member, n_messages, n_rows, updated_at) "
+        "VALUES (:c, :m, :n, :r, :now) ON CONFLICT (consumer, member) DO UPDATE "
+        "SET n_messages = ingest_progress.n_messages + excluded.n_messages, "
+        "n_rows = ingest_progress.n_rows + excluded.n_rows, updated_at = excluded.updated_at"),
+        {"c": consumed.consumer, "m": consumed.member, "n": consumed.n_messages, "r": n_rows,
+         "now": now})

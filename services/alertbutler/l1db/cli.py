@@ -1,0 +1,65 @@
+"""``alertbutler l1db create|info``: make an L1 database, or describe one."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+
+from alertbutler.config import Config
+from alertbutler.l1db.db import L1db
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    create = sub.add_parser(
+        "create", help="create the L1 database tables (existing tables are kept)",
+        description="Create the L1 database at --url (default: l1db.url, else SQLite under "
+        "general.data_dir). Tables that exist are kept; an incompatible schema version is "
+        "an error.")
+    create.add_argument("--url", default=None, help="database URL (default: l1db.url)")
+    create.set_defaults(func=_create)
+    info = sub.add_parser("info", help="row counts, schema version, last ingested visit",
+                          description="Describe an L1 database: row count of every table, "
+                          "schema version, and the last completely ingested visit-detector.")
+    info.add_argument("--url", default=None, help="database URL (default: l1db.url)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=_info)
+
+
+def _create(args: argparse.Namespace, config: Config) -> int:
+    with L1db.create(args.url or config.l1db_url) as db:
+        print(f"L1 database ready: {db.url} (schema version {db.schema_version})")
+    return 0
+
+
+def _info(args: argparse.Namespace, config: Config) -> int:
+    with L1db(args.url or config.l1db_url) as db:
+        info = db.info()
+    last = None if info.last_ingested is None else {
+        "visit": info.last_ingested.visit, "detector": info.last_ingested.detector,
+        "completed_at": _utc(info.last_ingested_at)}
+    if args.json:
+        print(json.dumps({
+            "url": info.url, "backend": info.backend, "schema_version": info.schema_version,
+            "row_counts": info.row_counts,
+            "ingested_visit_detectors": info.n_ingested_visit_detectors,
+            "last_ingested_visit_detector": last, "last_visit": info.last_visit}))
+        return 0
+    print(f"database        {info.url} ({info.backend})")
+    print(f"schema version  {info.schema_version}")
+    for table, count in info.row_counts.items():
+        print(f"{table:<16}{count:>12,}")
+    print(f"ingested visit-detectors  {info.n_ingested_visit_detectors:,}")
+    if last:
+        print(f"last ingested   visit {last['visit']} detector {last['detector']} "
+              f"at {last['completed_at']}")
+    else:
+        print("last ingested   none")
+    print(f"last visit      {info.last_visit if info.last_visit is not None else 'none'}")
+    return 0
+
+
+def _utc(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,282 @@
+"""The L1 database: open or create it, store rows in one transaction, query regions and
+histories, and know which visit-detectors are completely ingested."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from alertbutler.l1db import _read, _write
+from alertbutler.l1db._engine import WRITE_OPTION, make_engine, normalize_url
+from alertbutler.l1db._errors import L1dbNotFoundError, RowError, SchemaVersionError
+from alertbutler.l1db._types import (
+    ConsumedOffsets,
+    ConsumerProgress,
+    L1dbInfo,
+    PartitionOffset,
+    StoreResult,
+    VisitDetector,
+    VisitDetectorEnd,
+)
+from alertbutler.l1db.rows import RowBatch, Rows
+from alertbutler.l1db.schema import CATALOG, SCHEMA_VERSION, build_metadata
+from alertbutler.l1db.spatial import Region
+
+#: PostgreSQL errors after which a whole transaction is simply tried again.
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_RETRIES = 5
+
+
+class L1db:
+    """An L1 (alert production) database on SQLite or PostgreSQL.
+
+    ``L1db(url)`` opens an existing database (its schema version must be compatible);
+    ``L1db.create(url)`` makes the tables first. Thread-safe: each call uses its own pooled
+    connection and transaction.
+    """
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self._url = normalize_url(url)
+        if engine is None:
+            if self._url.get_backend_name() == "sqlite":
+                path = self._url.database
+                if path and path != ":memory:" and not Path(path).exists():
+                    raise L1dbNotFoundError(f"no L1 database at {path}: create it with "
+                                            "'alertbutler l1db create'")
+            engine = make_engine(self._url)
+        self._engine = engine
+        self._md = build_metadata()
+        self.schema_version = self._check_version()
+
+    @classmethod
+    def create(cls, url: str) -> L1db:
+        """Create the tables (those that exist are kept) and open the database."""
+        parsed = normalize_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(parsed)
+        md = build_metadata()
+        with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+            md.create_all(conn, checkfirst=True)
+            found = conn.execute(sa.text(
+                "SELECT value FROM metadata WHERE name = 'schema_version'")).scalar()
+            if found is None:
+                conn.execute(sa.text("INSERT INTO metadata (name, value) "
+                                     "VALUES ('schema_version', :v)"), {"v": SCHEMA_VERSION})
+        return cls(url, engine=engine)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def backend(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> L1db:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_version(self) -> str:
+        try:
+            with self._engine.connect() as conn:
+                found = conn.execute(sa.text(
+                    "SELECT value FROM metadata WHERE name = 'schema_version'")).scalar()
+        except sa.exc.OperationalError as exc:
+            raise L1dbNotFoundError(f"cannot open the L1 database {self.url}: "
+                                    f"{exc.orig or exc}") from None
+        except sa.exc.ProgrammingError:
+            found = None
+        if found is None:
+            raise L1dbNotFoundError(f"{self.url} holds no L1 database (no schema version): "
+                                    "create it with 'alertbutler l1db create'")
+        if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise SchemaVersionError(
+                f"{self.url} has L1 schema version {found}; this alertbutler reads and writes "
+                f"version {SCHEMA_VERSION} (a different major version): migrate the database "
+                "or use a matching alertbutler", found=found, expected=SCHEMA_VERSION)
+        return str(found)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def store(self, batch: RowBatch, *, markers: Iterable[VisitDetectorEnd] = (),
+              consumed: ConsumedOffsets | None = None,
+              complete: Iterable[VisitDetector] = ()) -> StoreResult:
+        """Write rows, end markers and the consumer's offsets in ONE transaction.
+
+        Idempotent: rows whose keys exist are skipped, offsets never move backwards. Either
+        everything of the call is committed or nothing is.
+        """
+        markers = list(markers)
+        complete = list(complete)
+        for attempt in range(_RETRIES):
+            try:
+                with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+                      conn.begin()):
+                    now = time.time()
+                    inserted = _write.write_catalog(conn, batch)
+                    done = list(_write.write_markers(conn, markers, now))
+                    if complete:
+                        n_alerts = batch.sources.num_rows
+                        done += _write.mark_complete(conn, complete, now, n_alerts=n_alerts)
+                    if consumed is not None:
+                        _write.write_offsets(conn, consumed, sum(inserted.values()), now)
+                return StoreResult(inserted=inserted, completed=tuple(done))
+            except sa.exc.DBAPIError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if code not in _RETRY_SQLSTATES or attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,
+                             sources: Rows | None = None, forced_sources: Rows | None = None,
+                             ss_sources: Rows | None = None,
+                             mark_ingested: bool = True) -> StoreResult:
+        """Store one visit-detector's new object versions, sources and forced sources in one
+        transaction, and (by default) mark it completely ingested."""
+        batch = RowBatch.build(objects=objects, sources=sources,
+                               forced_sources=forced_sources, ss_sources=ss_sources)
+        for name, rows in (("DiaSource", batch.sources),
+                           ("DiaForcedSource", batch.forced_sources)):
+            if rows.num_rows:
+                visits = set(rows.column("visit").unique().to_pylist())
+                detectors = set(rows.column("detector").unique().to_pylist())
+                if visits != {visit} or detectors != {detector}:
+                    raise RowError(f"{name} rows belong to visits {sorted(visits)} and "
+                                   f"detectors {sorted(detectors)}, not to visit {visit} "
+                                   f"detector {detector}", column="visit")
+        complete = [VisitDetector(int(visit), int(detector))] if mark_ingested else []
+        return self.store(batch, complete=complete)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def _read(self, table: str, where: str, columns: Iterable[str] | None) -> pa.Table:
+        with self._engine.connect() as conn:
+            return _read.select(conn, table, where, None if columns is None else list(columns))
+
+    def objects_in_region(self, region: Region, *,
+                          columns: Iterable[str] | None = None) -> pa.Table:
+        """The latest version of every DiaObject inside ``region`` (a Cone or Polygon)."""
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "ra", "dec"]))
+        table = self._read("DiaObjectLast",
+                           _read.in_ranges("pixelId", region.pixel_ranges()), wanted)
+        if table.num_rows:
+            mask = region.contains(table.column("ra").to_numpy(),
+                                   table.column("dec").to_numpy())
+            table = table.filter(pa.array(mask))
+        return table if columns is None else table.select(list(columns))
+
+    def _history(self, table: str, object_ids: Iterable[int], since_mjd: float | None,
+                 columns: Iterable[str] | None) -> pa.Table:
+        ids = _read.int_list(object_ids)
+        where = (f"{_read.in_ids(self.backend, 'diaObjectId', ids)} AND "
+                 f"{_read.at_least('midpointMjdTai', since_mjd)}")
+        return self._read(table, where, columns)
+
+    def source_history(self, object_ids: Iterable[int], *, since_mjd: float | None = None,
+                       columns: Iterable[str] | None = None) -> pa.Table:
+        """Every DiaSource of these objects with ``midpointMjdTai >= since_mjd``."""
+        return self._history("DiaSource", object_ids, since_mjd, columns)
+
+    def forced_source_history(self, object_ids: Iterable[int], *,
+                              since_mjd: float | None = None,
+                              columns: Iterable[str] | None = None) -> pa.Table:
+        """Every DiaForcedSource of these objects with ``midpointMjdTai >= since_mjd``."""
+        return self._history("DiaForcedSource", object_ids, since_mjd, columns)
+
+    def object_versions(self, object_ids: Iterable[int]) -> pa.Table:
+        """Every stored version of these DiaObjects (the ``DiaObject`` history table)."""
+        ids = _read.int_list(object_ids)
+        return self._read("DiaObject", _read.in_ids(self.backend, "diaObjectId", ids), None)
+
+    def sources_of_visit_detector(self, visit: int, detector: int) -> pa.Table:
+        return self._read("DiaSource", f'"visit" = {int(visit)} AND "detector" = '
+                          f"{int(detector)}", None)
+
+    # ---- ingestion state ------------------------------------------------------------------
+
+    def ingested(self, visit_detectors: Iterable[tuple[int, int]]) -> set[VisitDetector]:
+        """Those of ``visit_detectors`` that are completely ingested."""
+        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        if not wanted:
+            return set()
+        visits = sorted({vd.visit for vd in wanted})
+        with self._engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT visit, detector FROM ingested_visit_detector WHERE "
+                + _read.in_ids(self.backend, "visit", visits))
+            return {VisitDetector(int(v), int(d)) for v, d in rows} & wanted
+
+    def is_ingested(self, visit: int, detector: int) -> bool:
+        return bool(self.ingested([(visit, detector)]))
+
+    def wait_for_ingested(self, visit_detectors: Iterable[tuple[int, int]], timeout: float,
+                          *, poll_interval: float = 0.1) -> bool:
+        """Wait until every visit-detector is completely ingested; False on timeout."""
+        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        deadline = time.monotonic() + timeout
+        while True:
+            wanted -= self.ingested(wanted)
+            if not wanted:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(poll_interval, left))
+
+    def consumer_offsets(self, consumer: str) -> dict[tuple[str, int], PartitionOffset]:
+        """The offsets an ingester committed here, with its rows: where it resumes."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT topic, partition, next_offset, updated_at FROM consumer_offset "
+                "WHERE consumer = :c"), {"c": consumer})
+            return {(t, int(p)): PartitionOffset(consumer=consumer, topic=t, partition=int(p),
+                                                 next_offset=int(o), updated_at=float(u))
+                    for t, p, o, u in rows}
+
+    def consumer_progress(self, consumer: str) -> ConsumerProgress:
+        with self._engine.connect() as conn:
+            n_messages, n_rows, updated = conn.execute(sa.text(
+                "SELECT COALESCE(SUM(n_messages), 0), COALESCE(SUM(n_rows), 0), "
+                "MAX(updated_at) FROM ingest_progress WHERE consumer = :c"),
+                {"c": consumer}).one()
+        return ConsumerProgress(consumer=consumer, n_messages=int(n_messages),
+                                n_rows=int(n_rows),
+                                updated_at=None if updated is None else float(updated))
+
+    def row_counts(self) -> dict[str, int]:
+        with self._engine.connect() as conn:
+            return {name: int(conn.exec_driver_sql(f'SELECT COUNT(*) FROM "{name}"').scalar())
+                    for name in CATALOG}
+
+    def info(self) -> L1dbInfo:
+        """Row counts, schema version and the last ingested visit-detector."""
+        counts = self.row_counts()
+        with self._engine.connect() as conn:
+            n_done = int(conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM ingested_visit_detector").scalar())
+            last = conn.exec_driver_sql(
+                "SELECT visit, detector, completed_at FROM ingested_visit_detector "
+                "ORDER BY completed_at DESC, visit DESC, detector DESC LIMIT 1").first()
+            last_visit = conn.exec_driver_sql('SELECT MAX(visit) FROM "DiaSource"').scalar()
+        return L1dbInfo(
+            url=self.url, backend=self.backend, schema_version=self.schema_version,
+            row_counts=counts, n_ingested_visit_detectors=n_done,
+            last_ingested=None if last is None else VisitDetector(int(last[0]), int(last[1])),
+            last_ingested_at=None if last is None else float(last[2]),
+            last_visit=None if last_visit is None else int(last_visit))
+

@@ -1,0 +1,218 @@
+"""The L1 database on SQLite and PostgreSQL: versioned schema, idempotent stores, region and
+history queries, ingestion bookkeeping."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from alertbutler.l1db import (
+    Cone,
+    ConsumedOffsets,
+    L1db,
+    L1dbNotFoundError,
+    RowBatch,
+    RowError,
+    SchemaVersionError,
+    VisitDetector,
+    VisitDetectorEnd,
+)
+from alertbutler.l1db.testing import fake_visit_rows, random_cap, random_sky
+
+from .test_spatial import SPECIAL_CENTRES, _gnomonic_inside, _separation_deg, _square
+
+
+def _source(i: int, **extra) -> dict:  # type: ignore[no-untyped-def]
+    row = {"diaSourceId": i, "visit": 7, "detector": 3, "diaObjectId": 100 + i,
+           "midpointMjdTai": 60000.5 + i, "ra": 10.0 + i * 1e-3, "dec": -5.0, "x": 1.5,
+           "y": 2.5, "psfFlux": 1234.5, "band": "r", "isDipole": False}
+    row.update(extra)
+    return row
+
+
+def test_create_reopen_and_info(db_url: str) -> None:
+    with L1db.create(db_url) as db:
+        assert db.schema_version == "1.0"
+        info = db.info()
+        assert info.row_counts == {"DiaObject": 0, "DiaObjectLast": 0, "DiaSource": 0,
+                                   "DiaForcedSource": 0, "SSSource": 0}
+        assert info.last_ingested is None
+    with L1db.create(db_url) as again:  # creating twice keeps what is there
+        again.store_visit_detector(7, 3, sources=[_source(1)])
+    with L1db(db_url) as reopened:
+        info = reopened.info()
+        assert info.row_counts["DiaSource"] == 1
+        assert info.last_ingested == VisitDetector(7, 3)
+        assert info.last_visit == 7
+
+
+def test_incompatible_schema_version_is_refused(db_url: str) -> None:
+    L1db.create(db_url).close()
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE metadata SET value = '2.0' WHERE name = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match=r"version 2\.0"):
+        L1db(db_url)
+
+
+def test_missing_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(L1dbNotFoundError, match="l1db create"):
+        L1db(f"sqlite:///{tmp_path / 'nothing.sqlite3'}")
+    assert not (tmp_path / "nothing.sqlite3").exists()
+
+
+def test_store_is_idempotent_and_round_trips_values(db_url: str) -> None:
+    db = L1db.create(db_url)
+    sources = [_source(1, raErr=0.1, snr=None, band=""), _source(2, isDipole=True)]
+    forced = [{"diaForcedSourceId": 9, "diaObjectId": 101, "ra": 10.0, "dec": -5.0,
+               "visit": 7, "detector": 3, "midpointMjdTai": 60000.123456789012,
+               "psfFlux": -3.25, "band": "g"}]
+    objects = [{"diaObjectId": 101, "validityStartMjdTai": 60001.5, "ra": 10.001,
+                "dec": -5.0, "nDiaSources": 1, "r_psfFluxMean": 0.1}]
+    first = db.store_visit_detector(7, 3, objects=objects, sources=sources,
+                                    forced_sources=forced)
+    assert first.inserted == {"DiaObject": 1, "DiaSource": 2, "DiaForcedSource": 1}
+    second = db.store_visit_detector(7, 3, objects=objects, sources=sources,
+                                     forced_sources=forced)
+    assert second.n_rows == 0
+    assert db.row_counts() == {"DiaObject": 1, "DiaObjectLast": 1, "DiaSource": 2,
+                               "DiaForcedSource": 1, "SSSource": 0}
+    got = db.source_history([101, 102]).sort_by("diaSourceId").to_pylist()
+    assert [r["diaSourceId"] for r in got] == [1, 2]
+    assert got[0]["raErr"] == pytest.approx(0.1, rel=1e-7)  # a float32 column
+    assert got[0]["snr"] is None and got[0]["band"] == "" and got[1]["band"] == "r"
+    assert got[0]["isDipole"] is False and got[1]["isDipole"] is True
+    assert got[0]["midpointMjdTai"] == 60001.5 and got[0]["ra"] == 10.001
+    assert got[0]["pixelId"] > 0
+    f = db.forced_source_history([101]).to_pylist()
+    assert f[0]["midpointMjdTai"] == 60000.123456789012 and f[0]["psfFlux"] == -3.25
+
+
+def test_latest_object_version_wins_whatever_the_order(db_url: str) -> None:
+    db = L1db.create(db_url)
+    def version(mjd: float, n: int) -> dict:
+        return {"diaObjectId": 5, "validityStartMjdTai": mjd, "ra": 1.0, "dec": 2.0,
+                "nDiaSources": n}
+    db.store(RowBatch.build(objects=[version(60002.0, 2)]))
+    db.store(RowBatch.build(objects=[version(60001.0, 1), version(60003.0, 3)]))
+    db.store(RowBatch.build(objects=[version(60002.5, 9)]))
+    last = db.objects_in_region(Cone(ra=1.0, dec=2.0, radius=0.01)).to_pylist()
+    assert [(r["validityStartMjdTai"], r["nDiaSources"]) for r in last] == [(60003.0, 3)]
+    versions = db.object_versions([5]).column("validityStartMjdTai").to_pylist()
+    assert sorted(versions) == [60001.0, 60002.0, 60002.5, 60003.0]
+
+
+@pytest.mark.parametrize("bad, column", [
+    ({"dec": 95.0}, "dec"), ({"ra": float("nan")}, "ra"), ({"ra": 361.0}, "ra"),
+    ({"midpointMjdTai": float("inf")}, "midpointMjdTai"), ({"visit": None}, "visit"),
+])
+def test_impossible_rows_are_refused_with_their_column(sqlite_url: str, bad: dict,
+                                                       column: str) -> None:
+    db = L1db.create(sqlite_url)
+    with pytest.raises(RowError) as info:
+        db.store(RowBatch.build(sources=[_source(1), _source(2, **bad)]))
+    assert info.value.column == column and column in str(info.value)
+    assert db.row_counts()["DiaSource"] == 0
+
+
+def test_rows_must_belong_to_the_visit_detector(sqlite_url: str) -> None:
+    db = L1db.create(sqlite_url)
+    with pytest.raises(RowError, match="not to visit 8"):
+        db.store_visit_detector(8, 3, sources=[_source(1)])
+
+
+def test_region_queries_match_brute_force(db_url: str) -> None:
+    """Objects spread over random skies and packed around the wrap and the poles."""
+    rng = np.random.default_rng(7)
+    parts = [random_sky(rng, 20_000)]
+    for ra0, dec0 in SPECIAL_CENTRES:
+        parts.append(random_cap(rng, 2_000, ra0, dec0, 2.0))
+    ra = np.concatenate([p[0] for p in parts])
+    dec = np.concatenate([p[1] for p in parts])
+    n = len(ra)
+    db = L1db.create(db_url)
+    rows = fake_visit_rows(rng, visit=1, detector=0, object_ids=np.arange(1, n + 1), ra=ra,
+                           dec=dec, mjd=60000.0, source_id_start=1, forced=False)
+    db.store(RowBatch.build(objects=rows["objects"]))
+    centres = SPECIAL_CENTRES + list(zip(*random_sky(rng, 6), strict=True))
+    for ra0, dec0 in centres:
+        radius = float(rng.choice([0.05, 0.4, 1.75]))
+        cone = Cone(ra=ra0, dec=dec0, radius=radius)
+        got = set(db.objects_in_region(cone, columns=["diaObjectId"])
+                  .column("diaObjectId").to_pylist())
+        sep = _separation_deg(ra, dec, ra0, dec0)
+        want = set((np.flatnonzero(sep <= radius) + 1).tolist())
+        edge = set((np.flatnonzero(np.abs(sep - radius) < 1e-9) + 1).tolist())
+        assert got - edge == want - edge, (ra0, dec0, radius)
+        square = _square(ra0, dec0, 0.11, float(rng.uniform(0, 90)))  # a detector
+        got = set(db.objects_in_region(square).column("diaObjectId").to_pylist())
+        want = set((np.flatnonzero(_gnomonic_inside(square, ra, dec)) + 1).tolist())
+        assert got == want, (ra0, dec0)
+        assert want or dec0 not in (90.0, -90.0)
+
+
+def test_history_since_mjd(db_url: str) -> None:
+    db = L1db.create(db_url)
+    rng = np.random.default_rng(3)
+    ids = np.arange(1, 51)
+    ra, dec = random_cap(rng, 50, 359.9, 0.0, 0.2)
+    for k, mjd in enumerate([60000.0, 60100.0, 60200.0]):
+        rows = fake_visit_rows(rng, visit=k + 1, detector=5, object_ids=ids, ra=ra, dec=dec,
+                               mjd=mjd, source_id_start=1 + 100 * k)
+        db.store_visit_detector(k + 1, 5, **rows)
+    hist = db.source_history(ids[:10], since_mjd=60100.0)
+    assert hist.num_rows == 20
+    assert set(hist.column("visit").to_pylist()) == {2, 3}
+    forced = db.forced_source_history(np.array([3, 4]), since_mjd=60050.0)
+    assert sorted(forced.column("visit").to_pylist()) == [2, 2, 3, 3]
+    assert db.source_history([]).num_rows == 0
+    assert db.is_ingested(2, 5) and not db.is_ingested(2, 6)
+
+
+def test_markers_complete_a_visit_detector_only_when_every_partition_is_in(
+        db_url: str) -> None:
+    db = L1db.create(db_url)
+    empty = RowBatch.build()
+    def marker(p: int) -> VisitDetectorEnd:
+        return VisitDetectorEnd(visit=11, detector=4, partition=p, n_partitions=3, n_alerts=p)
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(
+        db.wait_for_ingested([(11, 4)], timeout=60)))
+    waiter.start()
+    assert db.store(empty, markers=[marker(0)]).completed == ()
+    assert db.store(empty, markers=[marker(2), marker(0)]).completed == ()
+    assert not db.is_ingested(11, 4)
+    assert not db.wait_for_ingested([(11, 4)], timeout=0.2)
+    time.sleep(0.2)
+    assert db.store(empty, markers=[marker(1)]).completed == (VisitDetector(11, 4),)
+    waiter.join(30)
+    assert result == [True]
+    assert db.store(empty, markers=[marker(1)]).completed == ()  # replay: no change
+    assert db.info().last_ingested == VisitDetector(11, 4)
+
+
+def test_consumer_offsets_move_only_forward(db_url: str) -> None:
+    db = L1db.create(db_url)
+    empty = RowBatch.build()
+    def consumed(offsets: dict) -> ConsumedOffsets:
+        return ConsumedOffsets(consumer="g", member="m1", next_offsets=offsets, n_messages=2)
+    db.store(empty, consumed=consumed({("t", 0): 10, ("t", 1): 4}))
+    db.store(empty, consumed=consumed({("t", 0): 7}))  # a stale replay
+    offsets = db.consumer_offsets("g")
+    assert {k: v.next_offset for k, v in offsets.items()} == {("t", 0): 10, ("t", 1): 4}
+    assert db.consumer_offsets("other") == {}
+    assert db.consumer_progress("g").n_messages == 4
+
+
+def test_arrow_and_numpy_inputs(sqlite_url: str) -> None:
+    db = L1db.create(sqlite_url)
+    table = pa.Table.from_pylist([_source(1), _source(2)])
+    assert db.store(RowBatch.build(sources=table)).inserted == {"DiaSource": 2}
+    columns = {k: np.array([v]) for k, v in _source(3).items()}
+    assert db.store(RowBatch.build(sources=columns)).inserted == {"DiaSource": 1}
