@@ -1,0 +1,213 @@
+"""Evaluate a checked filter tree over :class:`Columns`: numpy only, one pass per node.
+
+Nulls follow SQL's three-valued logic: a comparison with a null is unknown; ``and`` is false
+if any side is false, ``or`` true if any side is true, otherwise unknown; ``not`` keeps
+unknown; a filter keeps an alert only when it is true. Arithmetic with a null, division by
+zero, sqrt/log of a non-positive number give null. An aggregate over no entries is null
+(``count`` is 0).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from alertbutler.subscribe.filters import nodes as n
+from alertbutler.subscribe.filters.columns import Columns, Value
+
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+            ">": operator.gt, ">=": operator.ge}
+_ZERO_POINT_NJY = 31.4  # AB magnitude of 1 nJy
+
+
+def keep(node: n.Node, cols: Columns) -> np.ndarray:
+    """The rows where ``node`` is true, as a boolean array of ``cols.n`` entries."""
+    value = evaluate(node, cols)
+    data = np.asarray(value.data, dtype=bool)
+    if value.null is not None:
+        data = data & ~value.null
+    return np.broadcast_to(data, (cols.n,)).copy() if data.shape != (cols.n,) else data
+
+
+def evaluate(node: n.Node, cols: Columns) -> Value:
+    return _DISPATCH[type(node)](node, cols)
+
+
+def _or_null(*masks: np.ndarray | None) -> np.ndarray | None:
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    out = present[0]
+    for m in present[1:]:
+        out = out | m
+    return out
+
+
+def _const(node: n.Const, cols: Columns) -> Value:
+    if node.type == "string":
+        return Value(np.array(node.value, dtype=object))
+    return Value(np.asarray(node.value))
+
+
+def _col(node: n.Col, cols: Columns) -> Value:
+    return cols.values[node.key]
+
+
+def _neg(node: n.Neg, cols: Columns) -> Value:
+    v = evaluate(node.operand, cols)
+    return Value(-v.data, v.null)
+
+
+def _arith(node: n.Arith, cols: Columns) -> Value:
+    a, b = evaluate(node.left, cols), evaluate(node.right, cols)
+    null = _or_null(a.null, b.null)
+    if node.op == "+":
+        return Value(a.data + b.data, null)
+    if node.op == "-":
+        return Value(a.data - b.data, null)
+    if node.op == "*":
+        with np.errstate(over="ignore", invalid="ignore"):
+            return Value(a.data * b.data, null)
+    zero = np.asarray(b.data) == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.true_divide(a.data, np.where(zero, 1, b.data))
+    return Value(out, _or_null(null, zero if zero.any() else None))
+
+
+def _compare(node: n.Compare, cols: Columns) -> Value:
+    a, b = evaluate(node.left, cols), evaluate(node.right, cols)
+    with np.errstate(invalid="ignore"):
+        data = _COMPARE[node.op](a.data, b.data)
+    return Value(np.asarray(data, dtype=bool), _or_null(a.null, b.null))
+
+
+def _not(node: n.Not, cols: Columns) -> Value:
+    v = evaluate(node.operand, cols)
+    return Value(~np.asarray(v.data, dtype=bool), v.null)
+
+
+def _boolop(node: n.BoolOp, cols: Columns) -> Value:
+    # Kleene logic with (true, unknown) masks: definite = data & ~null
+    values = [evaluate(o, cols) for o in node.operands]
+    if node.op == "and":
+        false_any = None
+        null_any = None
+        for v in values:
+            d = np.asarray(v.data, dtype=bool)
+            is_false = ~d if v.null is None else (~d & ~v.null)
+            false_any = is_false if false_any is None else (false_any | is_false)
+            if v.null is not None:
+                null_any = v.null if null_any is None else (null_any | v.null)
+        data = ~false_any
+        null = None if null_any is None else (null_any & ~false_any)
+        return Value(data, null)
+    true_any = None
+    null_any = None
+    for v in values:
+        d = np.asarray(v.data, dtype=bool)
+        is_true = d if v.null is None else (d & ~v.null)
+        true_any = is_true if true_any is None else (true_any | is_true)
+        if v.null is not None:
+            null_any = v.null if null_any is None else (null_any | v.null)
+    null = None if null_any is None else (null_any & ~true_any)
+    return Value(true_any, null)
+
+
+def _inlist(node: n.InList, cols: Columns) -> Value:
+    v = evaluate(node.operand, cols)
+    if node.operand.type == "number":
+        data = np.isin(v.data, np.array(node.values))
+    else:
+        wanted = frozenset(node.values)
+        flat = np.atleast_1d(v.data)
+        data = np.fromiter((x in wanted for x in flat), dtype=bool, count=flat.size)
+        data = data.reshape(np.shape(v.data))
+    return Value(~data if node.negate else data, v.null)
+
+
+def _isnull(node: n.IsNull, cols: Columns) -> Value:
+    v = evaluate(node.operand, cols)
+    null = np.zeros(np.shape(v.data), dtype=bool) if v.null is None else v.null
+    return Value(~null if node.negate else null)
+
+
+def _aggregate(node: n.Aggregate, cols: Columns) -> Value:
+    seg = cols.segments[node.array]
+    mask = np.ones(seg.shape, dtype=bool)
+    if node.where is not None:
+        w = evaluate(node.where, cols)
+        wd = np.broadcast_to(np.asarray(w.data, dtype=bool), seg.shape)
+        mask &= wd if w.null is None else (wd & ~w.null)
+    values = None
+    if node.value is not None:
+        v = evaluate(node.value, cols)
+        values = np.broadcast_to(np.asarray(v.data, dtype=np.float64), seg.shape)
+        if v.null is not None:
+            mask &= ~v.null
+    picked = seg[mask]
+    count = np.bincount(picked, minlength=cols.n)
+    if node.func == "count":
+        return Value(count)
+    empty = count == 0
+    null = empty if empty.any() else None
+    assert values is not None
+    chosen = values[mask]
+    if node.func in ("sum", "mean"):
+        total = np.bincount(picked, weights=chosen, minlength=cols.n)
+        if node.func == "sum":
+            return Value(total, null)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return Value(total / np.maximum(count, 1), null)
+    if node.func == "min":
+        out = np.full(cols.n, np.inf)
+        np.minimum.at(out, picked, chosen)
+    else:
+        out = np.full(cols.n, -np.inf)
+        np.maximum.at(out, picked, chosen)
+    return Value(out, null)
+
+
+def _func(node: n.Func, cols: Columns) -> Value:
+    v = evaluate(node.arg, cols)
+    data = np.asarray(v.data, dtype=np.float64)
+    if node.name == "abs":
+        return Value(np.abs(data), v.null)
+    bad = data <= 0 if node.name != "sqrt" else data < 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if node.name == "sqrt":
+            out = np.sqrt(data)
+        elif node.name == "log10":
+            out = np.log10(data)
+        else:  # AB magnitude of a flux in nJy
+            out = -2.5 * np.log10(data) + _ZERO_POINT_NJY
+    return Value(out, _or_null(v.null, bad if np.any(bad) else None))
+
+
+def _within(node: n.Within, cols: Columns) -> Value:
+    ra = np.radians(cols.values[node.ra].data)
+    dec = np.radians(cols.values[node.dec].data)
+    ra0, dec0 = np.radians(node.center_ra), np.radians(node.center_dec)
+    # haversine: accurate at small separations, where cone searches live
+    h = np.sin((dec - dec0) / 2) ** 2 + np.cos(dec) * np.cos(dec0) * np.sin((ra - ra0) / 2) ** 2
+    sep = 2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    with np.errstate(invalid="ignore"):
+        return Value(sep <= np.radians(node.radius_deg))
+
+
+def _since_first(node: n.SinceFirst, cols: Columns) -> Value:
+    now = np.asarray(cols.values[node.now].data, dtype=np.float64)
+    first = now.copy()
+    seg = cols.segments[node.array]
+    hist = cols.values[node.history]
+    times = np.asarray(hist.data, dtype=np.float64)
+    ok = ~np.isnan(times) if hist.null is None else ~hist.null
+    np.minimum.at(first, seg[ok], times[ok])
+    return Value(now - first)
+
+
+_DISPATCH = {
+    n.Const: _const, n.Col: _col, n.Neg: _neg, n.Arith: _arith, n.Compare: _compare,
+    n.Not: _not, n.BoolOp: _boolop, n.InList: _inlist, n.IsNull: _isnull,
+    n.Aggregate: _aggregate, n.Func: _func, n.Within: _within, n.SinceFirst: _since_first,
+}
