@@ -80,6 +80,15 @@ class L1dbConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """The L1 database ingester: its consumer group and how it batches."""
+
+    group: str = "alertbutler-ingest"
+    max_batch_messages: int = 2000
+    max_batch_ms: int = 200
+
+
+@dataclass(frozen=True, kw_only=True)
 class PromptConfig:
     """Prompt processing: where raws land, how long workers wait, how many the main job runs."""
 
@@ -99,6 +108,7 @@ class Config:
     schema_registry: SchemaRegistryConfig = field(default_factory=SchemaRegistryConfig)
     butler: ButlerConfig = field(default_factory=ButlerConfig)
     l1db: L1dbConfig = field(default_factory=L1dbConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     @property
