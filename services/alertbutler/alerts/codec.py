@@ -75,6 +75,8 @@ class Codec:
         self._schemas = known_schemas()
         self._to_wire = {sid: (to_wire or {}).get(sid, sid) for sid in self._schemas}
         self._from_wire = {wire: sid for sid, wire in self._to_wire.items()}
+        for sid in self._schemas:  # messages written with the fixed ids stay readable
+            self._from_wire.setdefault(sid, sid)
         self._lookup = lookup
         self._headers = {sid: HEADER.pack(MAGIC, wire) for sid, wire in self._to_wire.items()}
         self._current = current_ids()

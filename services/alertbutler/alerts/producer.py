@@ -1,0 +1,191 @@
+"""Publishing to Kafka: every message acknowledged, or the undelivered ones named.
+
+One confluent-kafka producer per publisher, set up for durability without a flush per
+message: ``acks=all`` and the idempotent producer (a retried batch is not written twice and
+per-partition order survives retries), batch compression (zstd by default) and a short
+linger so messages travel in batches. :meth:`AlertPublisher.publish` queues a whole batch,
+then waits for every delivery report: it returns the (partition, offset) of each message, or
+raises :class:`~alertbutler.alerts.DeliveryError` naming exactly the messages whose report
+was an error or never came. Nothing is dropped silently, and a message reported delivered
+was acknowledged by all in-sync replicas.
+
+Messages are keyed by diaObjectId, so all alerts of one object land in one partition in the
+order they were published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from alertbutler.alerts._errors import DeliveryError
+
+log = logging.getLogger(__name__)
+
+#: Settings a publisher always uses; the caller's settings cannot weaken them.
+REQUIRED_SETTINGS = {"acks": "all", "enable.idempotence": True}
+
+
+class Message(NamedTuple):
+    """One message to publish; ``ident`` names it in errors (a diaSourceId)."""
+
+    key: bytes | None
+    value: bytes
+    ident: int
+    partition: int | None = None
+
+
+class Delivery(NamedTuple):
+    """Where the broker put an acknowledged message."""
+
+    partition: int
+    offset: int
+
+
+def alert_key(record: Mapping[str, Any]) -> bytes:
+    """The message key of an alert: its diaObjectId (ssObjectId, then diaSourceId, when the
+    detection has no object), as decimal text so every Kafka tool shows it."""
+    source = record.get("diaSource") or {}
+    for value in (source.get("diaObjectId"), source.get("ssObjectId"),
+                  record.get("diaSourceId")):
+        if value is not None:
+            return str(value).encode()
+    raise ValueError("alert has no diaObjectId, ssObjectId or diaSourceId to key it by")
+
+
+class AlertPublisher:
+    """A durable, batching producer (see the module doc). Thread-compatible, not thread-safe:
+    use one per thread, or serialize calls to :meth:`publish`."""
+
+    def __init__(self, bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+                 compression: str = "zstd", linger_ms: int = 5,
+                 delivery_timeout_s: float = 120.0,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.bootstrap = bootstrap
+        #: called with the number of messages acknowledged so far in the current publish
+        #: (from the delivery-report thread of control: keep it quick)
+        self.progress = progress
+        self.delivery_timeout_s = delivery_timeout_s
+        self._settings: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "compression.type": compression,
+            "linger.ms": linger_ms,
+            "message.timeout.ms": int(delivery_timeout_s * 1000),
+            "message.max.bytes": 10 * 1024 * 1024,
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 1024 * 1024,
+            "batch.size": 4 * 1024 * 1024,
+            "log_level": 3,
+            **(settings or {}),
+            **REQUIRED_SETTINGS,
+        }
+        self._producer: Producer | None = None
+        self._partitions: dict[str, int] = {}
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._settings)
+        return self._producer
+
+    def partitions(self, topic: str, *, timeout: float = 10.0) -> int:
+        """Number of partitions of ``topic`` (from metadata; cached)."""
+        if topic not in self._partitions:
+            meta = self.producer.list_topics(topic, timeout=timeout)
+            info = meta.topics.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                raise DeliveryError(f"topic {topic!r} is not available: "
+                                    f"{info.error if info else 'no metadata'}",
+                                    undelivered=(), retriable=True)
+            self._partitions[topic] = len(info.partitions)
+        return self._partitions[topic]
+
+    def publish(self, topic: str, messages: Sequence[Message], *,
+                timeout: float | None = None) -> list[Delivery]:
+        """Publish ``messages`` in order and wait until every one is acknowledged.
+
+        Returns one :class:`Delivery` per message, in input order. Raises
+        :class:`DeliveryError` (``undelivered`` = the idents of the messages not
+        acknowledged, in input order) when any delivery failed or did not report within
+        ``timeout`` (default: the producer's delivery timeout plus a margin).
+        """
+        producer = self.producer
+        results: list[Delivery | None] = [None] * len(messages)
+        errors: dict[int, KafkaError] = {}
+        acked = [0]
+        progress = self.progress
+
+        def report(index: int):
+            def on_delivery(err: KafkaError | None, msg: Any) -> None:
+                if err is None:
+                    results[index] = Delivery(msg.partition(), msg.offset())
+                    acked[0] += 1
+                    if progress is not None:
+                        progress(acked[0])
+                else:
+                    errors[index] = err
+            return on_delivery
+
+        queued = 0
+        try:
+            for i, m in enumerate(messages):
+                kwargs: dict[str, Any] = {"key": m.key, "value": m.value,
+                                          "on_delivery": report(i)}
+                if m.partition is not None:
+                    kwargs["partition"] = m.partition
+                while True:
+                    try:
+                        producer.produce(topic, **kwargs)
+                        break
+                    except BufferError:  # local queue full: let deliveries drain it
+                        producer.poll(0.05)
+                queued += 1
+                if queued % 1000 == 0:
+                    producer.poll(0)
+        except KafkaException as exc:  # e.g. a fatal idempotence error: start afresh next time
+            self._reset_if_fatal(exc.args[0])
+            log.warning("produce refused after %d of %d messages: %s", queued,
+                        len(messages), exc)
+        deadline = time.monotonic() + (timeout if timeout is not None
+                                       else self.delivery_timeout_s + 30.0)
+        while time.monotonic() < deadline:
+            if producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) == 0:
+                break
+        producer.poll(0)
+        missing = [i for i in range(len(messages)) if results[i] is None]
+        if not missing:
+            return results  # type: ignore[return-value]
+        for err in errors.values():
+            self._reset_if_fatal(err)
+        delivered = len(messages) - len(missing)
+        retriable = all(errors.get(i) is None or errors[i].retriable() or
+                        errors[i].code() == KafkaError._MSG_TIMED_OUT for i in missing)
+        causes = sorted({str(errors[i].name()) if i in errors else "no delivery report"
+                         for i in missing})
+        idents = [messages[i].ident for i in missing]
+        shown = ", ".join(map(str, idents[:20])) + (" ..." if len(idents) > 20 else "")
+        raise DeliveryError(
+            f"{len(missing)} of {len(messages)} messages to {topic!r} were not acknowledged "
+            f"({', '.join(causes)}): {shown}",
+            undelivered=idents, delivered=delivered, retriable=retriable)
+
+    def _reset_if_fatal(self, err: KafkaError) -> None:
+        if err.fatal() and self._producer is not None:
+            log.error("producer hit a fatal error, replacing it: %s", err)
+            self._producer = None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout``) and drop the producer."""
+        if self._producer is not None:
+            self._producer.flush(timeout)
+            self._producer = None
+
+    def __enter__(self) -> AlertPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,98 @@
+"""The publish datastore against the embedded broker: put, records, get, markers."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import pytest
+
+from alertbutler.alerts import DeliveryError, decode_message
+from alertbutler.alerts.consume import iter_topic
+from alertbutler.alerts.fake import fake_alerts
+from alertbutler.alerts.publish_datastore import PublishDatastore
+from alertbutler.butler import DatasetNotFoundError, StorageClassError
+from alertbutler.kafka import create_topics
+
+from .conftest import ALERT_PACKET, make_ref
+
+
+def test_batch_put_get_records_and_end_markers(kafka_bootstrap, new_topic) -> None:
+    topic = new_topic(4)
+    store = PublishDatastore(bootstrap=kafka_bootstrap, topic_template=topic)
+    alerts = fake_alerts(200, seed=2, n_history=3, cutout_size=30, cutout_pool=2,
+                         n_objects=50)
+    ref = make_ref(visit=77, detector=5)
+    store.put(alerts, ref)
+    records = store.bridge.fetch([ref.id])[ref.id]
+    assert sorted(r.payload["partition"] for r in records) == [0, 1, 2, 3]
+    assert sum(len(r.payload["offsets"]) for r in records) == 200
+    assert store.exists(ref)
+    assert store.get(ref) == alerts
+
+    seen: dict[int, list[tuple[str, dict]]] = {}
+    for msg in iter_topic(kafka_bootstrap, topic):
+        decoded = decode_message(msg.value)
+        seen.setdefault(msg.partition, []).append((decoded.kind, decoded.record))
+    per_partition = Counter(r.payload["partition"] for r in records
+                            for _ in r.payload["offsets"])
+    for partition, msgs in seen.items():
+        # the marker is the last message of each partition and counts its alerts
+        kind, marker = msgs[-1]
+        assert kind == "visit_detector_end"
+        assert (marker["visit"], marker["detector"], marker["partition"]) == (77, 5, partition)
+        assert marker["n_alerts"] == per_partition[partition] == len(msgs) - 1
+        assert marker["n_alerts_total"] == 200 and marker["n_partitions"] == 4
+    # per-object order: all alerts of one object are in one partition, in put order
+    where: dict[int, set[int]] = {}
+    for partition, msgs in seen.items():
+        for kind, rec in msgs:
+            if kind == "alert":
+                where.setdefault(rec["diaObject"]["diaObjectId"], set()).add(partition)
+    assert all(len(p) == 1 for p in where.values())
+
+    store.remove(ref)
+    assert not store.exists(ref)
+    with pytest.raises(DatasetNotFoundError):
+        store.get(ref)
+
+
+def test_single_packet_and_template(kafka_bootstrap) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"alerts-{suffix}-alertPacket"
+    create_topics(kafka_bootstrap, {topic: 2})
+    store = PublishDatastore(bootstrap=kafka_bootstrap,
+                             topic_template="alerts-{run}-{dataset_type}")
+    (alert,) = fake_alerts(1, seed=9, cutout_size=None)
+    ref = make_ref(ALERT_PACKET, run=suffix)
+    assert store.topic_for(ref) == topic
+    store.put(alert, ref)
+    (record,) = store.bridge.fetch([ref.id])[ref.id]
+    assert set(record.payload) == {"topic", "partition", "offset"}
+    assert store.get(ref) == alert
+
+
+def test_refuses_other_storage_classes_and_bad_topic_names(kafka_bootstrap) -> None:
+    from alertbutler.butler import DatasetType
+
+    store = PublishDatastore(bootstrap=kafka_bootstrap, topic_template="x-{dataset_type}")
+    other = DatasetType("calexp", ["instrument", "visit", "detector"], "Exposure")
+    with pytest.raises(StorageClassError, match="stores AlertPacket or AlertBatch"):
+        store.put(object(), make_ref(other))
+    bad = PublishDatastore(bootstrap=kafka_bootstrap, topic_template="a b {nope}")
+    with pytest.raises(StorageClassError, match="cannot be filled"):
+        bad.put([], make_ref())
+
+
+def test_unknown_topic_names_every_alert(kafka_bootstrap) -> None:
+    store = PublishDatastore(bootstrap=kafka_bootstrap, topic_template="no-such-topic-{run}",
+                             delivery_timeout_s=3.0)
+    alerts = fake_alerts(5, seed=4, cutout_size=None, n_history=0)
+    ref = make_ref(run=uuid.uuid4().hex[:8])
+    try:
+        store.put(alerts, ref)
+    except DeliveryError as exc:  # a broker that does not auto-create topics
+        assert sorted(exc.undelivered) == sorted(a["diaSourceId"] for a in alerts)
+        assert not store.exists(ref)
+    else:  # a broker that auto-creates them: then everything must be readable
+        assert store.get(ref) == alerts
