@@ -24,23 +24,39 @@ from ._errors import (
     UnsafePathError,
 )
 from .builtin_storage import SOURCE_COLUMNS, RecordBatch
+from .butler import Butler
 from .collections import CollectionType
 from .dataset_ref import DatasetRef, IdGenerationMode
 from .dataset_type import DatasetType
-from .datastores import Datastore, DatastoreBridge, DatastoreRecord
+from .datastores import (
+    ChainedDatastore,
+    Datastore,
+    DatastoreBridge,
+    DatastoreRecord,
+    FileDatastore,
+    InMemoryDatastore,
+)
 from .dimensions import UNIVERSE, DataCoordinate, DimensionRecord, DimensionUniverse
 from .exposure import Exposure
+from .formatters import FORMATTERS, Formatter, FormatterRegistry
+from .ingest import IngestResult, RawMetadata
 from .regions import HEALPIX_NSIDE, Circle, healpix_of
+from .registry import AmbiguousCalibrationError, Certification
 from .storage_classes import STORAGE_CLASSES, StorageClass, StorageClassRegistry
 from .timespan import Timespan
 
 __all__ = [
+    "FORMATTERS",
     "HEALPIX_NSIDE",
     "SOURCE_COLUMNS",
     "STORAGE_CLASSES",
     "UNIVERSE",
+    "AmbiguousCalibrationError",
+    "Butler",
     "ButlerError",
     "CalibrationOverlapError",
+    "Certification",
+    "ChainedDatastore",
     "ChecksumError",
     "Circle",
     "CollectionType",
@@ -58,11 +74,17 @@ __all__ = [
     "DimensionRecord",
     "DimensionUniverse",
     "Exposure",
+    "FileDatastore",
+    "Formatter",
     "FormatterError",
+    "FormatterRegistry",
     "IdGenerationMode",
+    "InMemoryDatastore",
     "IngestError",
+    "IngestResult",
     "MissingCollectionError",
     "MissingDatasetTypeError",
+    "RawMetadata",
     "RecordBatch",
     "RepositoryError",
     "SchemaVersionError",

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -69,6 +69,8 @@ class Database:
         self._conn: sa.Connection | None = None
         self._pid = os.getpid()
         self._depth = 0
+        self._cursor: Any = None
+        self._cursor_conn: Any = None
 
     @property
     def conn(self) -> sa.Connection:
@@ -103,6 +105,17 @@ class Database:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
+    def raw_cursor(self) -> Any:
+        """SQLite only: a DBAPI cursor on this process's connection, for the few hot
+        statements (about 3x cheaper than going through SQLAlchemy's execution layer). It
+        shares the connection, so it joins any transaction opened by :meth:`transaction`."""
+        conn = self.conn
+        dbapi = conn.connection.dbapi_connection
+        if self._cursor is None or self._cursor_conn is not dbapi:
+            self._cursor = dbapi.cursor()
+            self._cursor_conn = dbapi
+        return self._cursor
+
     def read(self) -> sa.Connection:
         """The connection for reads; outside a write transaction each read ends its own."""
         return self.conn
@@ -136,4 +149,5 @@ class Database:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
+        self._cursor = self._cursor_conn = None
         self.engine.dispose()

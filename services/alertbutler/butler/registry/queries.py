@@ -8,6 +8,7 @@ dimension are matched by pixel number.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,6 +59,12 @@ def find_dataset(registry: Registry, dataset_type: DatasetType, data_id: DataCoo
     """The first match along the search path; CALIBRATION collections match by validity
     at ``timespan`` (an instant or a range that must fall inside one validity range)."""
     type_id, parent = registry.dataset_type_id(dataset_type.parent_name)
+    if registry.fast and len(collections) == 1 and collections[0].type is CollectionType.RUN:
+        row = registry.db.raw_cursor().execute(
+            "SELECT id FROM dataset WHERE dataset_type_id = ? AND run_id = ? AND data_id = ?",
+            (type_id, collections[0].id, data_id.key)).fetchone()
+        return None if row is None else DatasetRef(parent, data_id, collections[0].name,
+                                                   uuid.UUID(row[0]))
     stmts = _stmts(registry)
     conn = registry.db.read()
     try:

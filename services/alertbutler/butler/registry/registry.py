@@ -45,6 +45,14 @@ class Registry:
         self._types_by_id: dict[int, DatasetType] = {}
         self._collections: dict[str, CollectionRecord] = {}
         self._collections_by_id: dict[int, CollectionRecord] = {}
+        quote = self.db.engine.dialect.identifier_preparer.quote
+        d = self.tables["dataset"]
+        #: hot statements as plain SQL for the SQLite DBAPI cursor (see Database.raw_cursor)
+        self.fast = self.db.is_sqlite
+        self.sql_insert_dataset = (
+            f"INSERT INTO dataset ({', '.join(quote(c.name) for c in d.columns)}) "
+            f"VALUES ({', '.join('?' for _ in d.columns)})")
+        self.dataset_columns = [c.name for c in d.columns]
 
     # -- lifecycle -------------------------------------------------------------------------
     @classmethod
@@ -302,8 +310,13 @@ class Registry:
             rows.append(self.dataset_row(ref, type_id, run.id))
         try:
             with self.db.transaction() as conn:
-                conn.execute(self.tables["dataset"].insert(), rows)
-        except sa.exc.IntegrityError as exc:
+                if self.fast:
+                    cols = self.dataset_columns
+                    self.db.raw_cursor().executemany(self.sql_insert_dataset, [
+                        [r["id"].hex if c == "id" else r[c] for c in cols] for r in rows])
+                else:
+                    conn.execute(self.tables["dataset"].insert(), rows)
+        except (sa.exc.IntegrityError, self.db.engine.dialect.loaded_dbapi.IntegrityError) as exc:
             refs_txt = ", ".join(str(r) for r in refs[:3])
             raise DatasetExistsError(
                 f"a dataset with the same id, or the same type and data ID in the same run, "
@@ -403,15 +416,32 @@ class SqlBridge:
     def insert(self, records: Sequence[DatastoreRecord]) -> None:
         if not records:
             return
+        db = self.registry.db
+        if self.registry.fast:
+            with db.transaction():
+                db.raw_cursor().executemany(
+                    "INSERT INTO datastore_record (dataset_id, datastore, key, payload) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(r.dataset_id.hex, self.datastore_name, r.key,
+                      json.dumps(r.payload, separators=(",", ":"))) for r in records])
+            return
         rows = [{"dataset_id": r.dataset_id, "datastore": self.datastore_name, "key": r.key,
                  "payload": json.dumps(r.payload, separators=(",", ":"))} for r in records]
-        with self.registry.db.transaction() as conn:
+        with db.transaction() as conn:
             conn.execute(self._table.insert(), rows)
 
     def fetch(self, dataset_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[DatastoreRecord]]:
         ids = list(dataset_ids)
         t = self._table
         out: dict[uuid.UUID, list[DatastoreRecord]] = {}
+        if self.registry.fast and len(ids) == 1:
+            cur = self.registry.db.raw_cursor()
+            for key, payload in cur.execute(
+                    "SELECT key, payload FROM datastore_record WHERE datastore = ? "
+                    "AND dataset_id = ?", (self.datastore_name, ids[0].hex)).fetchall():
+                out.setdefault(ids[0], []).append(
+                    DatastoreRecord(ids[0], json.loads(payload), key))
+            return out
         conn = self.registry.db.read()
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
