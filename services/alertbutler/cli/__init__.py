@@ -30,6 +30,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "topics": ("create, list and delete Kafka topics", True, ("alertbutler.cli.topics",)),
     "l1db": ("the L1 (alert production) database: create, info", True,
              ("alertbutler.l1db.cli",)),
+    "ingest": ("the asynchronous L1 database ingester (and 'ingest status')", False,
+               ("alertbutler.ingest.cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }

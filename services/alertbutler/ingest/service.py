@@ -1,0 +1,227 @@
+"""The ingester: an asyncio aiokafka consumer that fills the L1 database from alert topics.
+
+Exactly-once effects without Kafka transactions (absent on the embedded broker):
+
+1. A batch (up to ``max_batch_messages`` or ``max_batch_ms``) is sorted into rows, end markers
+   and dead letters (:mod:`.batch`), in a worker thread.
+2. Dead letters are produced and acknowledged.
+3. ONE database transaction stores the rows (idempotent keys), the markers and the
+   consumer's next offset per partition (:meth:`L1db.store`).
+4. Only then are the offsets committed to Kafka, for lag dashboards and tools.
+
+The database's offsets are the truth: on every partition assignment the consumer seeks to the
+offset stored with the rows (with none, to the beginning of the partition). A crash anywhere
+re-reads at most the batch in flight, and re-storing it changes nothing. SIGTERM and SIGINT
+end the loop after the batch in flight is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
+from alertbutler.ingest.deadletter import DeadLetterProducer
+from alertbutler.l1db import ConsumedOffsets, L1db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSettings:
+    """Everything the ingester needs, built once by its entry point."""
+
+    topics: tuple[str, ...]
+    db_url: str
+    group: str
+    dead_letter_topic: str
+    aiokafka: dict[str, Any]  # bootstrap_servers and security keywords
+    confluent: dict[str, Any]  # the same for the dead-letter producer
+    max_batch_messages: int = 2000
+    max_batch_ms: int = 200
+    session_timeout_ms: int = 6000
+    #: Assign every partition of the topics to this process instead of joining the group
+    #: (one ingester per topic; no group join, so restarts are immediate).
+    assign_all: bool = False
+    member: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+@dataclass
+class IngestTotals:
+    """What one run of the ingester did."""
+
+    batches: int = 0
+    messages: int = 0
+    alerts: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+    completed: int = 0
+    skipped: int = 0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, ingester: Ingester) -> None:
+        self._ingester = ingester
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        # Let the batch in flight commit before another member takes its partitions.
+        async with self._ingester._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._ingester._seek_to_stored(list(assigned))
+
+
+class Ingester:
+    """Consume alert topics into the L1 database until :meth:`stop` (or a signal)."""
+
+    def __init__(self, settings: IngestSettings, *, db: L1db | None = None) -> None:
+        self.settings = settings
+        self._db = db
+        self._own_db = db is None
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._next: dict[tuple[str, int], int] = {}
+        self.totals = IngestTotals()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._commit_warned = False
+
+    def stop(self) -> None:
+        """Finish the batch in flight, commit it, and return from :meth:`run`."""
+        self._stop.set()
+
+    async def run(self, *, install_signal_handlers: bool = False) -> IngestTotals:
+        s = self.settings
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        if self._db is None:
+            self._db = await asyncio.to_thread(L1db, s.db_url)
+        dlt = DeadLetterProducer(s.confluent, s.dead_letter_topic)
+        consumer = AIOKafkaConsumer(
+            **s.aiokafka, group_id=s.group,
+            client_id=f"alertbutler-ingest-{s.member}", enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=max(s.session_timeout_ms // 3, 100),
+            max_poll_interval_ms=300_000, max_partition_fetch_bytes=4 * 1024 * 1024)
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            if s.assign_all:
+                await consumer.topics()  # fresh metadata
+                partitions = [TopicPartition(topic, p) for topic in s.topics
+                              for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                if not partitions:
+                    raise RuntimeError(f"no partitions found for topics {', '.join(s.topics)}")
+                consumer.assign(partitions)
+                await self._seek_to_stored(partitions)
+            else:
+                consumer.subscribe(list(s.topics), listener=_Rebalance(self))
+            log.info("ingester started", extra={"topics": list(s.topics), "group": s.group,
+                                                "member": s.member, "db": self._db.url})
+            while not self._stop.is_set():
+                messages = await self._collect(consumer)
+                if messages:
+                    async with self._lock:
+                        await self._ingest(consumer, dlt, messages)
+        finally:
+            await consumer.stop()
+            dlt.close()
+            if self._own_db:
+                self._db.close()
+        log.info("ingester stopped", extra=vars(self.totals))
+        return self.totals
+
+    async def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
+        """Seek to the offsets stored with the rows: the database is the truth."""
+        assert self._db is not None and self._consumer is not None
+        stored = await asyncio.to_thread(self._db.consumer_offsets, self.settings.group)
+        for tp in partitions:
+            known = stored.get((tp.topic, tp.partition))
+            if known is None:
+                # offset 0, not seek_to_beginning (a ListOffsets request); past retention the
+                # consumer falls back to the earliest offset (auto_offset_reset)
+                self._consumer.seek(tp, 0)
+                self._next.pop((tp.topic, tp.partition), None)
+            else:
+                self._consumer.seek(tp, known.next_offset)
+                self._next[(tp.topic, tp.partition)] = known.next_offset
+        log.info("partitions assigned", extra={"partitions": [
+            f"{tp.topic}:{tp.partition}@{self._next.get((tp.topic, tp.partition), 0)}"
+            for tp in partitions]})
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> list[Message]:
+        """Up to max_batch_messages, or what arrived within max_batch_ms of the first."""
+        s = self.settings
+        messages: list[Message] = []
+        deadline: float | None = None
+        while len(messages) < s.max_batch_messages and not self._stop.is_set():
+            wait = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            fetched = await consumer.getmany(timeout_ms=wait,
+                                             max_records=s.max_batch_messages - len(messages))
+            for records in fetched.values():
+                messages.extend(records)
+            if messages and deadline is None:
+                deadline = time.monotonic() + s.max_batch_ms / 1000
+            if deadline is None or time.monotonic() >= deadline:
+                break
+        return messages
+
+    async def _ingest(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer,
+                      messages: list[Message]) -> None:
+        fresh = [m for m in messages if m.offset >= self._next.get((m.topic, m.partition), 0)]
+        self.totals.skipped += len(messages) - len(fresh)
+        if not fresh:
+            return
+        sorted_batch, result = await asyncio.to_thread(self._write, dlt, fresh)
+        t = self.totals
+        t.batches += 1
+        t.messages += len(fresh)
+        t.alerts += sorted_batch.n_alerts
+        t.rows += result.n_rows
+        t.dead_letters += len(sorted_batch.dead)
+        t.completed += len(result.completed)
+        self._next.update(sorted_batch.next_offsets)
+        for vd in result.completed:
+            log.info("visit-detector ingested", extra={"visit": vd.visit,
+                                                       "detector": vd.detector})
+        try:
+            await consumer.commit({TopicPartition(topic, p): offset for (topic, p), offset
+                                   in sorted_batch.next_offsets.items()
+                                   if TopicPartition(topic, p) in consumer.assignment()})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # The database already holds these offsets; Kafka's copy is for visibility only.
+            log.log(logging.DEBUG if self._commit_warned else logging.WARNING,
+                    "Kafka offset commit failed (the L1 database has the offsets): %s", exc)
+            self._commit_warned = True
+
+    def _write(self, dlt: DeadLetterProducer, messages: list[Message]) -> tuple[SortedBatch, Any]:
+        assert self._db is not None
+        sorted_batch = sort_batch(messages)
+        for letter in sorted_batch.dead:
+            log.warning("dead-lettered a message", extra={
+                "topic": letter.message.topic, "partition": letter.message.partition,
+                "offset": letter.message.offset, "reason": letter.reason})
+        dlt.send(sorted_batch.dead)
+        consumed = ConsumedOffsets(consumer=self.settings.group, member=self.settings.member,
+                                   next_offsets=sorted_batch.next_offsets,
+                                   n_messages=len(messages))
+        result = self._db.store(sorted_batch.rows, markers=sorted_batch.markers,
+                                consumed=consumed)
+        return sorted_batch, result
+
+
+def run_ingester(settings: IngestSettings) -> IngestTotals:
+    """Run until SIGTERM or SIGINT (the CLI's entry point)."""
+    return asyncio.run(Ingester(settings).run(install_signal_handlers=True))

@@ -1,0 +1,123 @@
+"""Helpers for the ingester tests: publish alerts with end markers, compute the rows an L1
+database must end with, read a dead-letter topic back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from alertbutler.alerts import encode_alerts, encode_visit_detector_end
+from alertbutler.kafka import create_topics
+
+
+def new_topics(bootstrap: str, partitions: int) -> tuple[str, str]:
+    """A fresh alert topic and dead-letter topic."""
+    suffix = uuid.uuid4().hex[:8]
+    alerts, dead = f"alerts-{suffix}", f"dead-{suffix}"
+    create_topics(bootstrap, {alerts: partitions, dead: 1})
+    return alerts, dead
+
+
+def producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                     "enable.idempotence": True, "linger.ms": 20,
+                     "compression.type": "zstd", "message.max.bytes": 16 * 1024 * 1024})
+
+
+def publish_visit_detectors(prod: Producer, topic: str, n_partitions: int,
+                            groups: Iterable[tuple[int, int, list[dict[str, Any]]]],
+                            *, extra: Mapping[int, list[bytes]] | None = None) -> int:
+    """Publish each (visit, detector, alerts) group then its end marker to every partition;
+    ``extra`` maps a partition to raw messages slipped in before the markers (poison).
+    Returns the number of messages sent."""
+    sent = 0
+    for visit, detector, alerts in groups:
+        counts = [0] * n_partitions
+        for record, data in zip(alerts, encode_alerts(alerts), strict=True):
+            p = record["diaObject"]["diaObjectId"] % n_partitions
+            counts[p] += 1
+            prod.produce(topic, data, key=str(record["diaObject"]["diaObjectId"]).encode(),
+                         partition=p)
+            sent += 1
+            if sent % 5000 == 0:
+                prod.poll(0)
+        for p, messages in (extra or {}).items():
+            for data in messages:
+                prod.produce(topic, data, partition=p)
+                sent += 1
+        for p in range(n_partitions):
+            prod.produce(topic, encode_visit_detector_end(
+                visit=visit, detector=detector, partition=p, n_partitions=n_partitions,
+                n_alerts=counts[p]), partition=p)
+            sent += 1
+    return sent
+
+
+def flush(prod: Producer) -> None:
+    assert prod.flush(60) == 0, "the broker did not acknowledge every message"
+
+
+def expected_rows(alerts: Iterable[Mapping[str, Any]]) -> dict[str, set]:
+    """The keys each table must hold after ingesting these alerts (union of every packet)."""
+    keys: dict[str, set] = {t: set() for t in ("DiaObject", "DiaObjectLast", "DiaSource",
+                                               "DiaForcedSource", "SSSource")}
+    for a in alerts:
+        for s in [a["diaSource"], *(a["prvDiaSources"] or [])]:
+            keys["DiaSource"].add(s["diaSourceId"])
+        for f in a["prvDiaForcedSources"] or []:
+            keys["DiaForcedSource"].add((f["diaObjectId"], f["visit"], f["detector"]))
+        o = a["diaObject"]
+        keys["DiaObject"].add((o["diaObjectId"], o["validityStartMjdTai"]))
+        keys["DiaObjectLast"].add(o["diaObjectId"])
+        if a["ssSource"]:
+            keys["SSSource"].add(a["ssSource"]["diaSourceId"])
+    return keys
+
+
+def stored_keys(url: str) -> dict[str, list]:
+    """Every key in the database, as lists (so duplicates would show)."""
+    import sqlalchemy as sa
+
+    queries = {
+        "DiaObject": 'SELECT "diaObjectId", "validityStartMjdTai" FROM "DiaObject"',
+        "DiaObjectLast": 'SELECT "diaObjectId" FROM "DiaObjectLast"',
+        "DiaSource": 'SELECT "diaSourceId" FROM "DiaSource"',
+        "DiaForcedSource": 'SELECT "diaObjectId", visit, detector FROM "DiaForcedSource"',
+        "SSSource": 'SELECT "diaSourceId" FROM "SSSource"',
+    }
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            out = {}
+            for table, sql in queries.items():
+                rows = conn.exec_driver_sql(sql).fetchall()
+                out[table] = [r[0] if len(r) == 1 else tuple(r) for r in rows]
+            return out
+    finally:
+        engine.dispose()
+
+
+def read_topic(bootstrap: str, topic: str, n: int, *, timeout: float = 60.0) -> list[Any]:
+    """Read ``n`` messages of a one-partition topic from the beginning (or fewer by timeout)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                out.append(msg)
+        end = time.monotonic() + 1.0  # anything beyond n would be a duplicate: look briefly
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(msg)
+    finally:
+        consumer.close()
+    return out

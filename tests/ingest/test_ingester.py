@@ -1,0 +1,156 @@
+"""The ingester in-process: poison messages are dead-lettered with their reason and never stop
+it, good ones are all stored, visit-detectors complete, SIGTERM-style stop commits."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+
+import fastavro
+import pytest
+
+from alertbutler.alerts import encode_alert, encode_next_visit, next_visit_record
+from alertbutler.alerts.fake import fake_alerts
+from alertbutler.ingest import Ingester, IngestSettings
+from alertbutler.l1db import L1db, VisitDetector
+
+from ._support import (
+    expected_rows,
+    flush,
+    new_topics,
+    producer,
+    publish_visit_detectors,
+    read_topic,
+    stored_keys,
+)
+
+N_PARTITIONS = 3
+
+
+def _settings(bootstrap: str, topic: str, dead: str, url: str, **extra) -> IngestSettings:  # type: ignore[no-untyped-def]
+    return IngestSettings(topics=(topic,), db_url=url, group=f"g-{topic}",
+                          dead_letter_topic=dead,
+                          aiokafka={"bootstrap_servers": bootstrap},
+                          confluent={"bootstrap.servers": bootstrap},
+                          session_timeout_ms=6000, **extra)
+
+
+def _poison() -> dict[str, bytes]:
+    good = encode_alert(fake_alerts(1, seed=99, n_history=1, cutout_size=None)[0])
+    impossible = fake_alerts(1, seed=98, n_history=1, cutout_size=None)[0]
+    impossible["diaSource"]["dec"] = 95.0
+    far = fake_alerts(1, seed=97, n_history=1, cutout_size=None)[0]
+    far["prvDiaSources"][0]["ra"] = float("nan")
+    # valid Avro body behind an id nobody knows
+    unknown = b"\x00" + struct.pack(">I", 123456) + good[5:]
+    next_visit = encode_next_visit(next_visit_record(
+        instrument="X", group_id="g", ra=1.0, dec=2.0, camera_angle=0.0, filters="r",
+        start_time=0.0))
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, {"type": "record", "name": "x", "fields": [
+        {"name": "a", "type": "long"}]}, {"a": 1})
+    return {
+        "garbage": b"\xde\xad\xbe\xef not an alert at all",
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "unknown schema id": unknown,
+        "dec = 95": encode_alert(impossible),
+        "NaN ra in history": encode_alert(far),
+        "next visit on the alert topic": next_visit,
+        "trailing bytes": good + buf.getvalue(),
+    }
+
+
+def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
+                                                     sqlite_url: str) -> None:
+    topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS)
+    groups = [(3001, 7, fake_alerts(300, seed=1, n_history=2, cutout_size=None,
+                                    visit=3001, detector=7)),
+              (3002, 8, fake_alerts(300, seed=2, n_history=2, cutout_size=None,
+                                    visit=3002, detector=8))]
+    poison = _poison()
+    prod = producer(kafka_bootstrap)
+    # poison in the middle of the first visit-detector, spread over the partitions
+    extra = {p: [] for p in range(N_PARTITIONS)}
+    for i, data in enumerate(poison.values()):
+        extra[i % N_PARTITIONS].append(data)
+    publish_visit_detectors(prod, topic, N_PARTITIONS, groups[:1], extra=extra)
+    publish_visit_detectors(prod, topic, N_PARTITIONS, groups[1:])
+    flush(prod)
+
+    db = L1db.create(sqlite_url)
+    ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True))
+
+    async def main() -> None:
+        task = asyncio.create_task(ingester.run())
+        ok = await asyncio.to_thread(db.wait_for_ingested, [(3001, 7), (3002, 8)], 120)
+        ingester.stop()
+        await task
+        assert ok
+
+    asyncio.run(main())
+    want = expected_rows([a for _, _, alerts in groups for a in alerts])
+    got = stored_keys(sqlite_url)
+    for table, keys in want.items():
+        assert sorted(got[table]) == sorted(keys), table
+    assert ingester.totals.dead_letters == len(poison)
+    letters = read_topic(kafka_bootstrap, dead, len(poison))
+    assert len(letters) == len(poison)
+    by_value = {bytes(m.value() or b""): dict(m.headers()) for m in letters}
+    assert set(by_value) == set(poison.values())
+    reasons = {name: by_value[data]["dlt.reason"].decode() for name, data in poison.items()}
+    assert "magic byte" in reasons["garbage"]
+    assert "empty message" in reasons["empty"]
+    assert "truncated" in reasons["truncated"]
+    assert "unknown schema id 123456" in reasons["unknown schema id"]
+    assert "'dec' outside [-90.0, 90.0]" in reasons["dec = 95"]
+    assert "'ra'" in reasons["NaN ra in history"]
+    assert "does not belong on an alert topic" in reasons["next visit on the alert topic"]
+    assert "bytes left" in reasons["trailing bytes"]
+    for headers in by_value.values():
+        assert int(dict(headers)["dlt.source.offset"]) >= 0
+        assert dict(headers)["dlt.source.topic"].decode() == topic
+    info = db.info()
+    assert info.n_ingested_visit_detectors == 2
+    assert db.ingested([(3001, 7), (3002, 8)]) == {VisitDetector(3001, 7),
+                                                   VisitDetector(3002, 8)}
+
+
+@pytest.mark.postgres
+def test_group_member_resumes_from_database_offsets(kafka_bootstrap: str, pg_url: str) -> None:
+    """A consumer-group member stops after some batches; a new member (same group) resumes
+    from the offsets stored with the rows: nothing lost, nothing twice."""
+    topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS)
+    L1db.create(pg_url).close()
+    first = fake_alerts(600, seed=5, n_history=2, cutout_size=None, visit=4001, detector=1)
+    second = fake_alerts(600, seed=6, n_history=2, cutout_size=None, visit=4002, detector=2)
+    prod = producer(kafka_bootstrap)
+    publish_visit_detectors(prod, topic, N_PARTITIONS, [(4001, 1, first)])
+    flush(prod)
+    db = L1db(pg_url)
+
+    async def run_until(visit_detectors, then_publish=None) -> Ingester:  # type: ignore[no-untyped-def]
+        ingester = Ingester(_settings(kafka_bootstrap, topic, dead, pg_url,
+                                      max_batch_messages=100))
+        task = asyncio.create_task(ingester.run())
+        if then_publish:
+            await asyncio.to_thread(then_publish)
+        ok = await asyncio.to_thread(db.wait_for_ingested, visit_detectors, 120)
+        ingester.stop()
+        await task
+        assert ok
+        return ingester
+
+    one = asyncio.run(run_until([(4001, 1)]))
+    def publish_second() -> None:
+        publish_visit_detectors(prod, topic, N_PARTITIONS, [(4002, 2, second)])
+        flush(prod)
+    two = asyncio.run(run_until([(4002, 2)], publish_second))
+    assert one.totals.messages + two.totals.messages == 1200 + 2 * N_PARTITIONS
+    want = expected_rows(first + second)
+    got = stored_keys(pg_url)
+    for table, keys in want.items():
+        assert sorted(got[table]) == sorted(keys), table
+    offsets = db.consumer_offsets(f"g-{topic}")
+    assert sum(o.next_offset for o in offsets.values()) == 1200 + 2 * N_PARTITIONS
