@@ -32,6 +32,9 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
              ("alertbutler.l1db.cli",)),
     "ingest": ("the asynchronous L1 database ingester (and 'ingest status')", False,
                ("alertbutler.ingest.cli",)),
+    "subscribe": ("subscribe to an alert stream with filters and start positions", False,
+                  ("alertbutler.subscribe.cli",)),
+    "filter": ("the filter service", True, ("alertbutler.subscribe.filter_cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }

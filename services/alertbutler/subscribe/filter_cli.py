@@ -1,0 +1,65 @@
+"""``alertbutler filter serve FILTERS.yaml`` and ``alertbutler filter check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from alertbutler.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve", help="run the named filters of a YAML file, each to its own topic or file",
+        description="Evaluate every filter of FILTERS.yaml in one pass over the stream. "
+        "Offsets are committed only after every filtered topic acknowledged the batch; the "
+        "file is reloaded when it changes (a filter that no longer compiles keeps its "
+        "previous version).")
+    serve.add_argument("file", metavar="FILTERS.yaml")
+    serve.add_argument("--until-end", action="store_true",
+                       help="stop at the end of the stream as it was when the service started")
+    serve.add_argument("--start", default=None,
+                       help="override the start (default: the group's committed offsets)")
+    serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS")
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check", help="compile the filters of a YAML file, or one "
+                           "expression, and report every error with its position")
+    what = check.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", nargs="?", metavar="FILTERS.yaml")
+    what.add_argument("--expr", help="one filter expression")
+    check.set_defaults(func=_check)
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from alertbutler.subscribe.service import FilterService, describe
+
+    service = FilterService(args.file, config=config, until_end=args.until_end,
+                            start=args.start, reload_interval=args.reload_interval)
+    service.install_signal_handlers()
+    stats = service.run()
+    print(json.dumps(describe(stats)))
+    return 0
+
+
+def _check(args: argparse.Namespace, config: Config) -> int:
+    from alertbutler.subscribe.errors import FilterError
+    from alertbutler.subscribe.filters import compile_filter
+    from alertbutler.subscribe.service import load_service_spec
+
+    texts = {"expr": args.expr} if args.expr else \
+        {n: s.text for n, s in load_service_spec(args.file).filters.items()}
+    bad = 0
+    for name, text in texts.items():
+        try:
+            f = compile_filter(text)
+        except FilterError as exc:
+            bad += 1
+            print(f"{name}: {exc}", file=sys.stderr)
+            line = text.splitlines()[exc.line - 1] if text.splitlines() else ""
+            print(f"    {line}\n    {' ' * (exc.column - 1)}^", file=sys.stderr)
+            continue
+        fields = sorted(".".join(k for k in c.key if k != "*") for c in f.columns
+                        if c.kind != "array")
+        print(f"{name}: ok (reads {', '.join(fields)})")
+    return 1 if bad else 0

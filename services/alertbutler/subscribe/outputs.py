@@ -1,0 +1,228 @@
+"""Where kept alerts go: a Kafka topic (the wire-format bytes, as received), JSON lines, an
+Avro container file or Parquet.
+
+A topic gets the message bytes as they arrived (no decode, no re-encode), keyed by
+diaSourceId, from an idempotent confluent producer; :meth:`flush` returns only once the
+broker acknowledged every message, which is what lets the filter service commit. Files
+get fully decoded alerts, appended batch by batch and flushed to disk in :meth:`flush`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, Producer
+
+from alertbutler.subscribe.errors import SubscribeError
+from alertbutler.subscribe.stream import StreamAlert
+
+
+class Output(Protocol):
+    def write(self, alerts: Sequence[StreamAlert]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def alert_key(alert: StreamAlert) -> bytes:
+    """The diaSourceId as decimal text: the key of every forwarded alert."""
+    record = alert.record
+    if isinstance(record, Mapping) and record.get("diaSourceId") is not None:
+        return str(record["diaSourceId"]).encode()
+    from alertbutler.alerts import decode_alert
+
+    return str(decode_alert(alert.value)["diaSourceId"]).encode()
+
+
+class TopicOutput:
+    """Forward the raw messages to a topic; ``flush()`` raises unless all were acknowledged."""
+
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._errors: list[str] = []
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(f"{self.topic}: {err.str()}")
+
+    def write(self, alerts: Sequence[StreamAlert],
+              keys: Sequence[bytes] | None = None) -> None:
+        produce = self.producer.produce
+        for i, alert in enumerate(alerts):
+            key = keys[i] if keys is not None else alert_key(alert)
+            while True:
+                try:
+                    produce(self.topic, alert.value, key=key, on_delivery=self._delivered)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        left = self.producer.flush(60)
+        if left:
+            raise SubscribeError(f"{self.topic}: {left} messages not acknowledged within 60 s")
+        self.check()
+
+    def check(self) -> None:
+        """Raise if any delivery since the last check failed (after a producer flush)."""
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise SubscribeError(f"delivery failed: {errors[0]} ({len(errors)} errors)")
+
+    def close(self) -> None:
+        self.flush()
+
+
+def make_producer(settings: Mapping[str, Any]) -> Producer:
+    """An idempotent, acks=all producer (the settings carry bootstrap and security keys)."""
+    return Producer({"acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                     "compression.type": "zstd", "queue.buffering.max.messages": 200_000,
+                     **settings})
+
+
+def _full_records(alerts: Sequence[StreamAlert]) -> list[dict[str, Any]]:
+    from alertbutler.alerts import decode_alert
+
+    return [decode_alert(a.value) for a in alerts]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class JsonlOutput:
+    """One JSON object per alert and line; bytes (cutouts) as base64 text."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, stream: Any = None) -> None:
+        self.path = Path(path) if path else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = stream if stream is not None else open(self.path, "a")  # noqa: SIM115
+
+    def write(self, alerts: Sequence[StreamAlert]) -> None:
+        for record in _full_records(alerts):
+            self._fh.write(json.dumps(_jsonable(record), separators=(",", ":")) + "\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+        if self.path:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        if self.path:
+            self._fh.close()
+
+
+class AvroFileOutput:
+    """An Avro container file with the alert schema, appended to batch by batch."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from alertbutler.alerts import load_schema
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = load_schema("alert")
+
+    def write(self, alerts: Sequence[StreamAlert]) -> None:
+        import fastavro
+
+        if not alerts:
+            return
+        records = _full_records(alerts)
+        mode = "a+b" if self.path.exists() and self.path.stat().st_size else "wb"
+        with open(self.path, mode) as fh:
+            fastavro.writer(fh, self.schema, records, codec="deflate")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ParquetOutput:
+    """A Parquet file with the alert schema's nested structure, one row group per batch."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from alertbutler.alerts import load_schema
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._schema = arrow_schema(load_schema("alert"))
+        self._writer: Any = None
+
+    def write(self, alerts: Sequence[StreamAlert]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not alerts:
+            return
+        table = pa.Table.from_pylist(_full_records(alerts), schema=self._schema)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
+        self._writer.write_table(table)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def arrow_schema(avro: Mapping[str, Any]) -> Any:
+    """The Arrow schema of a parsed Avro record schema (records -> structs, arrays -> lists)."""
+    import pyarrow as pa
+
+    named = dict(avro.get("__named_schemas", {}))
+    primitives = {"long": pa.int64(), "int": pa.int32(), "float": pa.float32(),
+                  "double": pa.float64(), "string": pa.string(), "boolean": pa.bool_(),
+                  "bytes": pa.binary(), "null": pa.null()}
+
+    def convert(t: Any) -> Any:
+        if isinstance(t, list):
+            branches = [b for b in t if b != "null"]
+            return convert(branches[0]) if len(branches) == 1 else pa.binary()
+        if isinstance(t, str):
+            return primitives[t] if t in primitives else convert(named[t])
+        kind = t["type"]
+        if kind == "record":
+            named.setdefault(t["name"], t)
+            return pa.struct([pa.field(f["name"], convert(f["type"])) for f in t["fields"]])
+        if kind == "array":
+            return pa.list_(convert(t["items"]))
+        if kind == "enum":
+            return pa.string()
+        if kind == "fixed":
+            return pa.binary()
+        return convert(kind)
+
+    return pa.schema(list(convert(avro)))
+
+
+def file_output(path: str | os.PathLike[str]) -> Output:
+    """A file output chosen by the name's suffix: .jsonl, .avro or .parquet."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return JsonlOutput(path)
+    if suffix == ".avro":
+        return AvroFileOutput(path)
+    if suffix in (".parquet", ".pq"):
+        return ParquetOutput(path)
+    raise SubscribeError(f"{path}: unknown output format (use .jsonl, .avro or .parquet)")

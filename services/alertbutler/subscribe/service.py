@@ -1,0 +1,329 @@
+"""The filter service: many named filters, one pass over the stream, one topic per filter.
+
+Each batch is decoded once (only the fields the filters read), every filter is evaluated
+over the batch's columns, the kept messages are forwarded as they arrived (same wire-format
+bytes, keyed by diaSourceId) and written to files; only when the producer has flushed and
+every delivery was acknowledged, and files are synced, are the batch's offsets committed.
+
+After a crash (even SIGKILL) the service resumes from the last committed offsets, so a
+consumer of a filtered topic sees every kept alert at least once; the alerts of the batch
+in flight at the crash may appear twice, with the same key (diaSourceId) and the same
+bytes, so a consumer that keeps the last message per key sees each alert exactly once.
+
+The filters file is re-read when it changes. A filter that no longer compiles is refused
+with a logged error and its previous version keeps running; the others are unaffected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from alertbutler.config import Config
+from alertbutler.kafka import confluent_settings, create_topics
+from alertbutler.subscribe.errors import FilterConfigError, FilterError, SubscribeError
+from alertbutler.subscribe.filters import Columns, Filter, FilterSet, compile_filter
+from alertbutler.subscribe.outputs import (
+    Output,
+    TopicOutput,
+    file_output,
+    make_producer,
+)
+from alertbutler.subscribe.positions import Committed, parse_start
+from alertbutler.subscribe.projection import ProjectionDecoder
+from alertbutler.subscribe.stream import AlertStream
+from alertbutler.subscribe.url import StreamURL
+
+log = logging.getLogger(__name__)
+
+_SERVICE_KEYS = {"source", "group", "start", "batch_size", "partitions", "filters"}
+_FILTER_KEYS = {"filter", "topic", "file"}
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    name: str
+    text: str
+    topic: str | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """The parsed filters file."""
+
+    source: str
+    group: str
+    start: str = "earliest"
+    batch_size: int = 2000
+    partitions: int = 1
+    filters: dict[str, FilterSpec] = field(default_factory=dict)
+
+
+def load_service_spec(path: str | os.PathLike[str]) -> ServiceSpec:
+    """Read and check the file's structure (filter texts are compiled by the service)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FilterConfigError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(data, dict):
+        raise FilterConfigError(f"{path}: expected a mapping with source, group and filters")
+    unknown = set(data) - _SERVICE_KEYS
+    if unknown:
+        raise FilterConfigError(f"{path}: unknown keys {sorted(unknown)} (known: "
+                                f"{sorted(_SERVICE_KEYS)})")
+    for key in ("source", "group"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise FilterConfigError(f"{path}: '{key}' must be given as text")
+    StreamURL.parse(data["source"])
+    filters_raw = data.get("filters") or {}
+    if not isinstance(filters_raw, dict):
+        raise FilterConfigError(f"{path}: 'filters' must map names to filter settings")
+    filters: dict[str, FilterSpec] = {}
+    for name, item in filters_raw.items():
+        if isinstance(item, str):
+            item = {"filter": item}
+        if not isinstance(item, dict) or not isinstance(item.get("filter"), str):
+            raise FilterConfigError(f"{path}: filter {name!r} needs 'filter: <expression>'")
+        extra = set(item) - _FILTER_KEYS
+        if extra:
+            raise FilterConfigError(f"{path}: filter {name!r}: unknown keys {sorted(extra)}")
+        if not item.get("topic") and not item.get("file"):
+            raise FilterConfigError(f"{path}: filter {name!r} needs a 'topic' or a 'file'")
+        filters[str(name)] = FilterSpec(str(name), item["filter"], item.get("topic"),
+                                        item.get("file"))
+    try:
+        batch_size = int(data.get("batch_size", 2000))
+        partitions = int(data.get("partitions", 1))
+    except (TypeError, ValueError):
+        raise FilterConfigError(f"{path}: batch_size and partitions are integers") from None
+    return ServiceSpec(data["source"], data["group"], str(data.get("start", "earliest")),
+                       batch_size, partitions, filters)
+
+
+@dataclass
+class _Active:
+    spec: FilterSpec
+    filter: Filter
+    outputs: list[Output]
+    kept: int = 0
+
+
+@dataclass
+class ServiceStats:
+    batches: int = 0
+    alerts: int = 0
+    kept: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class FilterService:
+    """Runs the filters of one file until stopped (or, with ``until_end``, the stream's end)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, config: Config,
+                 until_end: bool = False, start: str | None = None,
+                 reload_interval: float = 2.0) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.until_end = until_end
+        self.start_override = start
+        self.reload_interval = reload_interval
+        self.spec = load_service_spec(self.path)
+        self.url = StreamURL.parse(self.spec.source)
+        self.stats = ServiceStats()
+        self._fingerprint = self._file_fingerprint()
+        self._active: dict[str, _Active] = {}
+        self._producer: Any = None
+        self._set: FilterSet = FilterSet({})
+        self._decoder = ProjectionDecoder(())
+        self.stop_event = threading.Event()
+
+    # -- filters ---------------------------------------------------------------------------
+    def _file_fingerprint(self) -> str:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    def _apply(self, spec: ServiceSpec) -> None:
+        """Compile and activate the filters of ``spec``; a refused filter keeps its old version."""
+        if (spec.source, spec.group) != (self.spec.source, self.spec.group):
+            log.error("source and group cannot change while running; restart the service",
+                      extra={"file": str(self.path)})
+        new_active: dict[str, _Active] = {}
+        for name, fspec in spec.filters.items():
+            old = self._active.get(name)
+            if old is not None and old.spec == fspec:
+                new_active[name] = old
+                continue
+            try:
+                compiled = compile_filter(fspec.text, name=name)
+            except FilterError as exc:
+                self.stats.refused[name] = str(exc)
+                log.error("filter refused: %s", exc, extra={"filter": name,
+                                                             "file": str(self.path)})
+                if old is not None:
+                    new_active[name] = old
+                continue
+            self.stats.refused.pop(name, None)
+            if old is not None and (old.spec.topic, old.spec.file) == (fspec.topic, fspec.file):
+                outputs = old.outputs
+            else:
+                if old is not None:
+                    _close(old.outputs)
+                outputs = self._outputs(fspec)
+            new_active[name] = _Active(fspec, compiled, outputs, old.kept if old else 0)
+            log.info("filter active", extra={"filter": name, "topic": fspec.topic})
+        for name, old in self._active.items():
+            if name not in new_active:
+                _close(old.outputs)
+                log.info("filter removed", extra={"filter": name})
+        self._active = new_active
+        self._set = FilterSet({n: a.filter for n, a in new_active.items()})
+        self._decoder = ProjectionDecoder(self._set.columns)
+        self.spec = ServiceSpec(self.spec.source, self.spec.group, spec.start,
+                                spec.batch_size, spec.partitions, spec.filters)
+
+    def _outputs(self, fspec: FilterSpec) -> list[Output]:
+        outputs: list[Output] = []
+        if fspec.topic:
+            create_topics(self.url.bootstrap, {fspec.topic: self.spec.partitions},
+                          settings=self._client_settings())
+            outputs.append(TopicOutput(self._producer, fspec.topic))
+        if fspec.file:
+            outputs.append(file_output(fspec.file))
+        return outputs
+
+    def _client_settings(self) -> dict[str, Any]:
+        settings = confluent_settings(self.config, self.url.bootstrap)
+        settings.pop("bootstrap.servers")
+        return settings
+
+    def maybe_reload(self) -> bool:
+        """Re-read the file if its content changed; True when something was applied."""
+        fingerprint = self._file_fingerprint()
+        if fingerprint == self._fingerprint or not fingerprint:
+            return False
+        self._fingerprint = fingerprint
+        try:
+            spec = load_service_spec(self.path)
+        except (FilterConfigError, ValueError) as exc:
+            log.error("filters file refused, previous filters keep running: %s", exc)
+            return False
+        log.info("filters file changed: reloading", extra={"file": str(self.path)})
+        self._apply(spec)
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> ServiceStats:
+        self._producer = make_producer(confluent_settings(self.config, self.url.bootstrap))
+        self._apply(self.spec)
+        fallback = "latest" if self.spec.start == "latest" else "earliest"
+        text = self.start_override
+        start = Committed(fallback) if text in (None, "committed", "group") else \
+            parse_start(text)
+        stream = AlertStream(self.url, group=self.spec.group, start=start,
+                             end="end" if self.until_end else None, decoder=_alerts_only(),
+                             config=self.config, commit="manual")
+        last_reload = time.monotonic()
+        last_report = time.monotonic()
+        with stream:
+            while not self.stop_event.is_set():
+                if time.monotonic() - last_reload >= self.reload_interval:
+                    last_reload = time.monotonic()
+                    self.maybe_reload()
+                batch = stream.read_batch(self.spec.batch_size, timeout=0.5)
+                if batch:
+                    self._process(batch)
+                    stream.commit()
+                    self.stats.batches += 1
+                    self.stats.alerts += len(batch)
+                elif stream.at_end:
+                    break
+                if time.monotonic() - last_report >= 10:
+                    last_report = time.monotonic()
+                    log.info("progress", extra={"alerts": self.stats.alerts,
+                                                "lag": stream.lag})
+        for active in self._active.values():
+            _close(active.outputs)
+        self.stats.kept = {n: a.kept for n, a in self._active.items()}
+        return self.stats
+
+    def _process(self, batch: list) -> None:
+        decode = self._decoder
+        records = [decode(a.value) for a in batch]
+        cols = Columns.from_records(records, self._set.columns)
+        keys = [str(r["diaSourceId"]).encode() for r in records]
+        touched: list[Output] = []
+        for active in self._active.values():
+            mask = active.filter.keep(cols)
+            idx = np.flatnonzero(mask)
+            if not idx.size:
+                continue
+            kept = [batch[i] for i in idx]
+            for out in active.outputs:
+                if isinstance(out, TopicOutput):
+                    out.write(kept, [keys[i] for i in idx])
+                else:
+                    out.write(kept)
+                touched.append(out)
+            active.kept += len(kept)
+        # every filtered topic acknowledges the batch before its offsets are committed
+        if self._producer is not None:
+            left = self._producer.flush(60)
+            if left:
+                raise SubscribeError(f"{left} filtered messages not acknowledged in 60 s")
+        for out in touched:
+            if isinstance(out, TopicOutput):
+                out.check()
+            else:
+                out.flush()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the current batch, commit it and stop."""
+        def stop(signum: int, frame: object) -> None:
+            log.info("stopping on signal %d", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def _close(outputs: list[Output]) -> None:
+    for out in outputs:
+        try:
+            out.close()
+        except Exception:
+            log.exception("closing an output failed")
+
+
+def _alerts_only() -> Any:
+    """Stream decoder: the raw bytes of alerts; None (skipped) for other kinds."""
+    from alertbutler.alerts import schema_info, split_header
+
+    kinds: dict[int, bool] = {}
+
+    def decode(value: bytes) -> bytes | None:
+        schema_id, _ = split_header(value)
+        is_alert = kinds.get(schema_id)
+        if is_alert is None:
+            is_alert = kinds[schema_id] = schema_info(schema_id).kind == "alert"
+        return value if is_alert else None
+
+    return decode
+
+
+def describe(stats: ServiceStats) -> Mapping[str, Any]:
+    return {"batches": stats.batches, "alerts": stats.alerts, "kept": stats.kept,
+            "refused": stats.refused}
