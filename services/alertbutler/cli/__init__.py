@@ -35,6 +35,7 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "subscribe": ("subscribe to an alert stream with filters and start positions", False,
                   ("alertbutler.subscribe.cli",)),
     "filter": ("the filter service", True, ("alertbutler.subscribe.filter_cli",)),
+    "alerts": ("alert packets: dump, replay", True, ("alertbutler.replay.alerts_cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }
