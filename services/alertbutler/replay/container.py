@@ -1,0 +1,268 @@
+"""Avro container files as a carrier of ready-made message bodies.
+
+Replaying an archive must not decode and re-encode every alert: a full alert decodes at ~1,500
+per second per core in fastavro, far below the 10,000/s a replay must reach. A record's bytes
+inside a container block *are* its schemaless Avro encoding, so a message is the 5-byte
+Confluent header plus a slice of the (decompressed) block. What is needed is where each record
+ends:
+
+* our recordings store an index in the file's metadata (``alertbutler.index``: the size, key
+  and Kafka timestamp of every record, in order), so slicing costs nothing;
+* a block of one record (ZTF's single-alert files, or large alerts) is the record itself;
+* otherwise the boundaries come from decoding a projection of the record (only the fields
+  needed for the key and the timestamp), which fastavro does about twice as fast as a full
+  decode.
+
+The writer below produces standard files (any Avro reader opens them) from bodies that were
+already encoded, so a recording keeps the exact bytes the pipeline published.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import fastavro
+from fastavro.schema import expand_schema, fingerprint, to_parsing_canonical_form
+
+from alertbutler.replay.errors import CorruptFileError, TruncatedArchiveError
+
+MAGIC = b"Obj\x01"
+INDEX_KEY = "alertbutler.index"
+SCHEMA_ID_KEY = "alertbutler.schema_id"
+#: Codecs the writer supports with the standard library alone.
+WRITE_CODECS = ("null", "deflate")
+
+
+# --------------------------------------------------------------------------- writing
+def _long(value: int) -> bytes:
+    """Avro's zig-zag varint encoding of a long."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _bytes(value: bytes) -> bytes:
+    return _long(len(value)) + value
+
+
+def write_container(path: str | os.PathLike[str], schema_text: str, bodies: Iterable[bytes], *,
+                    metadata: Mapping[str, str] | None = None, codec: str = "deflate",
+                    block_bytes: int = 1 << 20, sync: bytes | None = None) -> int:
+    """Write already-encoded record bodies as a container file; returns the record count.
+
+    ``sync`` (16 bytes) defaults to one derived from the schema and metadata, so the same
+    input gives the same file byte for byte (recordings are compared by checksum).
+    """
+    if codec not in WRITE_CODECS:
+        raise ValueError(f"codec {codec!r} is not one of {', '.join(WRITE_CODECS)}")
+    meta = {"avro.schema": schema_text, "avro.codec": codec, **(metadata or {})}
+    if sync is None:
+        seed = json.dumps(meta, sort_keys=True).encode()
+        sync = zlib.crc32(seed).to_bytes(4, "big") * 4
+    if len(sync) != 16:
+        raise ValueError("the sync marker must be 16 bytes")
+    count = 0
+    with open(path, "wb") as fh:
+        fh.write(MAGIC)
+        fh.write(_long(len(meta)))
+        for key, value in meta.items():
+            fh.write(_bytes(key.encode()))
+            fh.write(_bytes(value.encode()))
+        fh.write(_long(0))
+        fh.write(sync)
+        block: list[bytes] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal size
+            if not block:
+                return
+            data = b"".join(block)
+            if codec == "deflate":
+                packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+                data = packer.compress(data) + packer.flush()
+            fh.write(_long(len(block)))
+            fh.write(_long(len(data)))
+            fh.write(data)
+            fh.write(sync)
+            block.clear()
+            size = 0
+
+        for body in bodies:
+            block.append(bytes(body))
+            size += len(body)
+            count += 1
+            if size >= block_bytes:
+                flush()
+        flush()
+    return count
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class Block:
+    """The decompressed bytes of one block and the records it holds."""
+
+    count: int
+    data: bytes
+
+
+class ContainerReader:
+    """Header and blocks of one container file; every failure names ``name``."""
+
+    def __init__(self, fh: BinaryIO, name: str) -> None:
+        self.name = name
+        pos = fh.tell()
+        head = fh.read(4)
+        if head != MAGIC:
+            if len(head) < 4:
+                raise TruncatedArchiveError(name, "file ends before the Avro container header")
+            raise CorruptFileError(name, "not an Avro container file (no 'Obj\\x01' magic)")
+        fh.seek(pos)
+        try:
+            self._blocks = fastavro.block_reader(fh)
+        except (EOFError, StopIteration) as exc:
+            raise TruncatedArchiveError(name, f"Avro container header is incomplete: {exc}") \
+                from None
+        except Exception as exc:
+            raise CorruptFileError(name, f"unreadable Avro container header: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        meta = self._blocks.metadata
+        self.metadata: dict[str, str] = {
+            k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            for k, v in meta.items()}
+        try:
+            self.schema: dict[str, Any] = json.loads(self.metadata["avro.schema"])
+        except (KeyError, ValueError) as exc:
+            raise CorruptFileError(name, f"no readable writer schema in the header: {exc}") \
+                from None
+        self.parsed = self._blocks.writer_schema
+
+    def blocks(self) -> Iterator[Block]:
+        it = iter(self._blocks)
+        while True:
+            try:
+                block = next(it)
+            except StopIteration:
+                return
+            except (EOFError, ValueError) as exc:
+                text = str(exc) or type(exc).__name__
+                if isinstance(exc, EOFError) or "sync" in text.lower() or "ended" in text:
+                    raise TruncatedArchiveError(
+                        self.name, f"Avro container file is truncated or damaged "
+                        f"mid-block: {text}") from None
+                raise CorruptFileError(self.name, f"corrupt Avro block: {text}") from None
+            except Exception as exc:  # zlib.error, codec errors
+                raise CorruptFileError(self.name, f"corrupt Avro block: "
+                                       f"{type(exc).__name__}: {exc}") from None
+            raw = block.bytes_
+            data = raw.getvalue() if hasattr(raw, "getvalue") else bytes(raw)
+            yield Block(block.num_records, data)
+
+    def index(self) -> dict[str, list[Any]] | None:
+        """Our per-record index (sizes, keys, timestamps), if the file carries one."""
+        text = self.metadata.get(INDEX_KEY)
+        if text is None:
+            return None
+        try:
+            index = json.loads(text)
+            sizes = index["sizes"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptFileError(self.name, f"unreadable {INDEX_KEY} metadata: {exc}") \
+                from None
+        for name in ("keys", "timestamps_ms"):
+            if len(index.get(name) or sizes) != len(sizes):
+                raise CorruptFileError(self.name, f"{INDEX_KEY}: {name} and sizes differ "
+                                       "in length")
+        return index
+
+
+def schema_fingerprint(schema: Mapping[str, Any] | str) -> int:
+    """The CRC-64-AVRO fingerprint of a schema's parsing canonical form."""
+    parsed = json.loads(schema) if isinstance(schema, str) else schema
+    canonical = to_parsing_canonical_form(parsed)
+    return int(fingerprint(canonical, "CRC-64-AVRO"), 16)
+
+
+# --------------------------------------------------------------------------- projection
+def projection(schema: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """A reader schema with only the fields on ``paths`` ("diaSource.midpointMjdTai").
+
+    Resolving a writer's records to it skips every other field, so a decode yields the
+    record's end and the few values needed for a message's key and timestamp.
+    """
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for part in path.split("."):
+            node = node.setdefault(part, {})
+    return _prune(expand_schema(dict(schema)), tree)
+
+
+def _prune(schema: Any, tree: Mapping[str, Any]) -> Any:
+    if isinstance(schema, list):
+        return [_prune(branch, tree) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "record":
+        fields = [dict(f, type=_prune(f["type"], tree[f["name"]]))
+                  for f in schema["fields"] if f["name"] in tree]
+        out = {"type": "record", "name": schema["name"], "fields": fields}
+        if "namespace" in schema:
+            out["namespace"] = schema["namespace"]
+        return out
+    if schema.get("type") == "array":
+        return dict(schema, items=_prune(schema["items"], tree))
+    return schema
+
+
+class RecordSplitter:
+    """Boundaries and projected values of the records in a block, by decoding a projection."""
+
+    def __init__(self, writer: Mapping[str, Any], paths: Iterable[str], name: str) -> None:
+        self.name = name
+        self._writer = writer
+        try:
+            self._reader = fastavro.parse_schema(projection(writer, paths), named_schemas={})
+        except Exception as exc:
+            raise CorruptFileError(name, f"cannot project the writer schema: {exc}") from None
+
+    def split(self, block: Block) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        data = block.data
+        buf = io.BytesIO(data)
+        start = 0
+        for i in range(block.count):
+            try:
+                values = fastavro.schemaless_reader(buf, self._writer, self._reader)
+            except Exception as exc:
+                raise CorruptFileError(self.name, f"record {i} of a block does not decode: "
+                                       f"{type(exc).__name__}: {exc}") from None
+            end = buf.tell()
+            yield data[start:end], values  # type: ignore[misc]
+            start = end
+        if start != len(data):
+            raise CorruptFileError(self.name, f"{len(data) - start} bytes left after the "
+                                   f"{block.count} records of a block")
+
+
+def split_by_sizes(block: Block, sizes: list[int], name: str) -> list[bytes]:
+    """Slice a block by the sizes of our index; a mismatch is a corrupt file."""
+    if len(sizes) != block.count or sum(sizes) != len(block.data):
+        raise CorruptFileError(name, f"{INDEX_KEY} does not match a block of {block.count} "
+                               f"records and {len(block.data)} bytes")
+    out, start = [], 0
+    data = block.data
+    for size in sizes:
+        out.append(data[start:start + size])
+        start += size
+    return out
