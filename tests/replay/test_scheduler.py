@@ -1,0 +1,98 @@
+"""The scheduler keeps the recorded spacing, scaled: measured on what was really emitted."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from alertbutler.alerts import decode_message, encode_next_visit, next_visit_record
+from alertbutler.kafka import create_topics
+from alertbutler.replay.clock import ReplayClock
+from alertbutler.replay.emitters import KafkaEmitter, RawDeliverer
+from alertbutler.replay.recording import ScheduledEvent
+from alertbutler.replay.scheduler import Scheduler
+from alertbutler.replay.stream import producer_settings
+from alertbutler.replay.testing import consume_all
+
+T0 = 1_795_000_000.0  # a recorded night, Unix seconds
+SPACING_S = 2.0
+
+
+def _timeline(tmp_path: Path, n_visits: int) -> tuple[list[ScheduledEvent], list]:
+    """nextVisit at t, its raw at t + 2 s, the next visit at t + 4 s, ..."""
+    events, messages = [], []
+    raw = tmp_path / "recording" / "raws" / "raw.fits"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
+    for i in range(n_visits):
+        group = f"2026112500{i:03d}"
+        record = next_visit_record(instrument="simcam", group_id=group, ra=150.0, dec=-30.0,
+                                   camera_angle=0.0, filters="r", start_time=61000.0 + i,
+                                   sent=T0 + 2 * i * SPACING_S, detectors=[0])
+        messages.append((group.encode(), encode_next_visit(record)))
+        events.append(ScheduledEvent(T0 + 2 * i * SPACING_S, "next_visit", group, index=i))
+        events.append(ScheduledEvent(T0 + (2 * i + 1) * SPACING_S, "raw", group, detector=0,
+                                     file="raws/raw.fits"))
+    return events, messages
+
+
+def test_speed_10_keeps_spacing_within_5_percent(kafka_bootstrap: str, tmp_path: Path) -> None:
+    events, messages = _timeline(tmp_path, 5)
+    topic = f"replay-nv-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, {topic: 1})
+    landing = tmp_path / "landing"
+    kafka = KafkaEmitter(producer_settings(kafka_bootstrap), topic, messages)
+    raws = RawDeliverer(tmp_path / "recording", landing, "simcam")
+    kafka(ScheduledEvent(T0 - 100, "next_visit", "warmup", index=0))  # connect first
+    clock = ReplayClock(T0)
+    seen_clock: list[float] = []
+
+    def emit(event: ScheduledEvent) -> None:
+        seen_clock.append(clock.now())
+        (kafka if event.kind == "next_visit" else raws)(event)
+
+    report = Scheduler(events, speed=10, emit=emit, clock=clock).run()
+    kafka.close()
+    assert [e.event for e in report.emissions] == events
+    assert seen_clock == [e.t for e in events]  # the pipeline's clock is the recorded one
+
+    # What really went out: Kafka CreateTime of each event, mtime of each landed raw.
+    got = consume_all(kafka_bootstrap, topic, 6)[1:]  # skip the warm-up message
+    assert [decode_message(m.value()).record["groupId"] for m in got] == \
+        [e.group_id for e in events if e.kind == "next_visit"]
+    sent = [m.timestamp()[1] / 1000.0 for m in got]
+    landed = [os.stat(landing / "simcam" / e.group_id / "0.fits").st_mtime
+              for e in events if e.kind == "raw"]
+    actual = sorted(sent + landed)
+    want = SPACING_S / 10
+    gaps = [b - a for a, b in itertools.pairwise(actual)]
+    assert len(gaps) == 9
+    for gap in gaps:
+        assert gap == pytest.approx(want, rel=0.05), gaps
+    assert all(abs(err) < 0.05 for err in report.spacing_errors())
+    assert report.replay_span_s == pytest.approx(report.recorded_span_s / 10, rel=0.05)
+
+
+def test_speed_0_emits_in_order_without_waiting(tmp_path: Path) -> None:
+    events, _ = _timeline(tmp_path, 50)
+    order: list[ScheduledEvent] = []
+    report = Scheduler(list(reversed(events)), speed=0, emit=order.append).run()
+    assert order == events
+    assert report.replay_span_s < report.recorded_span_s / 100
+
+
+def test_gate_holds_events_back(tmp_path: Path) -> None:
+    events, _ = _timeline(tmp_path, 3)
+    gated: list[str] = []
+    Scheduler(events, speed=0, emit=lambda e: None,
+              gate=lambda e: gated.append(e.kind)).run()
+    assert gated == ["next_visit", "raw"] * 3
+
+
+def test_negative_speed_is_refused() -> None:
+    with pytest.raises(ValueError, match="speed"):
+        Scheduler([], speed=-1, emit=lambda e: None)
