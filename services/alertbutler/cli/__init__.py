@@ -36,6 +36,9 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
                   ("alertbutler.subscribe.cli",)),
     "filter": ("the filter service", True, ("alertbutler.subscribe.filter_cli",)),
     "alerts": ("alert packets: dump, replay", True, ("alertbutler.replay.alerts_cli",)),
+    "fanout": ("turn nextVisit events into one work item per detector", False,
+               ("alertbutler.prompt.fanout_cli",)),
+    "worker": ("a prompt-processing worker", False, ("alertbutler.prompt.cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }

@@ -35,6 +35,7 @@ from confluent_kafka import (
 )
 
 from alertbutler.config import Config
+from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError, UnknownDetectorError
 from alertbutler.prompt.events import (
     NextVisit,
@@ -146,7 +147,8 @@ class FanoutService:
     """
 
     def __init__(self, config: Config, bootstrap: str, *, known_detectors: Collection[int],
-                 history: FootprintHistory, group: str = "alertbutler-fanout") -> None:
+                 history: FootprintHistory, group: str = "alertbutler-fanout",
+                 metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.config = config
         self.bootstrap = bootstrap
         self.known_detectors = frozenset(known_detectors)
@@ -156,6 +158,8 @@ class FanoutService:
         self.items_sent = 0
         self._resume_at: dict[int, int] = {}
         self.assigned = threading.Event()
+        self.metrics = metrics
+        self.health = health
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Offsets before the committed one were fanned out already: read them again only to
@@ -166,6 +170,8 @@ class FanoutService:
             tp.offset = OFFSET_BEGINNING
         consumer.assign(partitions)
         self.assigned.set()
+        if self.health is not None:
+            self.health.set_ready(True, "nextVisit partitions assigned")
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> int:
         """Serve until ``stop`` is set (or nothing came for ``idle_exit_s``); events done."""
@@ -178,6 +184,8 @@ class FanoutService:
         try:
             while not stop.is_set():
                 msg = consumer.poll(0.5)
+                if self.health is not None:
+                    self.health.beat()
                 if msg is None:
                     if not self.assigned.is_set():
                         last = time.monotonic()  # idle time counts from the group join
@@ -212,6 +220,8 @@ class FanoutService:
             result = fan_out(event, known_detectors=self.known_detectors, history=self.history)
         except BadEventError as exc:
             if not replay:
+                if self.metrics is not None:
+                    self.metrics.dead_lettered.labels(self.metrics.service, "bad-event").inc()
                 log.error("bad nextVisit event", extra={"offset": msg.offset(), "error": str(exc)})
                 produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
                             headers=[("reason", str(exc).encode()),
@@ -233,6 +243,11 @@ class FanoutService:
             out.append((prompt.status_topic, status.key, status.to_json(), None))
         produce_all(producer, out)
         self.items_sent += len(result.items)
+        if self.metrics is not None:
+            self.metrics.messages_consumed.labels(self.metrics.service).inc()
+            self.metrics.work_items.labels(self.metrics.service, "sent").inc(len(result.items))
+            self.metrics.errors.labels(self.metrics.service, "unknown-detector").inc(
+                len(result.errors))
         log.info("fanned out nextVisit", extra={
             "group_id": event.group_id, "visit": event.visit, "items": len(result.items),
             "refused": len(result.errors)})

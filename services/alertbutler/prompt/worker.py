@@ -25,6 +25,7 @@ from typing import Protocol
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from alertbutler.config import Config
+from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import WorkItem, decode_work_item
 from alertbutler.prompt.kafka_io import make_consumer, make_producer, produce_all
@@ -49,7 +50,8 @@ class Worker:
     """Consume work items, process each, publish its status, then commit it."""
 
     def __init__(self, config: Config, bootstrap: str, processor: Processor, *,
-                 group: str = GROUP, max_attempts: int = 3) -> None:
+                 group: str = GROUP, max_attempts: int = 3,
+                 metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.config = config
         self.bootstrap = bootstrap
         self.processor = processor
@@ -59,14 +61,15 @@ class Worker:
         self.items_done = 0
         self._attempts: dict[tuple[int, int], int] = {}
         self.assigned = threading.Event()
+        self.metrics = metrics
+        self.health = health
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
             max_items: int | None = None) -> int:
         """Serve until ``stop`` is set, ``max_items`` are done, or idle too long."""
         consumer = make_consumer(self.config, self.bootstrap, self.group)
         producer = make_producer(self.config, self.bootstrap)
-        consumer.subscribe([self.config.kafka.work_topic],
-                           on_assign=lambda c, parts: self.assigned.set())
+        consumer.subscribe([self.config.kafka.work_topic], on_assign=self._on_assign)
         last = time.monotonic()
         log.info("worker started", extra={"worker": self.name, "group": self.group})
         try:
@@ -74,6 +77,8 @@ class Worker:
                 if max_items is not None and self.items_done >= max_items:
                     break
                 msg = consumer.poll(0.5)
+                if self.health is not None:
+                    self.health.beat()
                 if msg is None:
                     if not self.assigned.is_set():
                         last = time.monotonic()  # idle time counts from the group join
@@ -91,6 +96,15 @@ class Worker:
             producer.flush(10)
         return self.items_done
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.set()
+        if self.health is not None:
+            self.health.set_ready(True, f"{len(partitions)} work partitions assigned")
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.work_items.labels(self.metrics.service, outcome).inc()
+
     def _handle(self, msg: Message, consumer: Consumer, producer: Producer) -> None:
         kafka = self.config.kafka
         where = (msg.partition(), msg.offset())
@@ -102,6 +116,7 @@ class Worker:
                         headers=[("reason", str(exc).encode()),
                                  ("source", b"alertbutler-worker")])
             consumer.commit(message=msg, asynchronous=False)
+            self._count("undecodable")
             return
         try:
             status = self.processor.process(item)
@@ -110,6 +125,8 @@ class Worker:
             self._attempts[where] = attempts
             log.error("work item failed", exc_info=True, extra={
                 "item": item.label, "attempt": attempts, "error": str(exc)})
+            if self.metrics is not None:
+                self.metrics.errors.labels(self.metrics.service, type(exc).__name__).inc()
             if attempts < self.max_attempts:
                 consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
                 time.sleep(min(5.0, 0.5 * 2**attempts))
@@ -129,3 +146,11 @@ class Worker:
         consumer.commit(message=msg, asynchronous=False)
         self._attempts.pop(where, None)
         self.items_done += 1
+        self._count("ok" if status.ok else status.reason)
+        if self.metrics is not None and status.ok:
+            self.metrics.alerts_published.labels(self.metrics.service).inc(status.n_alerts)
+            for stage, seconds in status.stages.items():
+                self.metrics.stage_seconds.labels(self.metrics.service, stage).observe(seconds)
+            if status.raw_arrived_at and status.alerts_acked_at:
+                self.metrics.alert_latency_seconds.labels(self.metrics.service).observe(
+                    status.alerts_acked_at - status.raw_arrived_at)
