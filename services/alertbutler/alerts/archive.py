@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import fastavro
 
@@ -21,9 +21,9 @@ from alertbutler.alerts.schemas import schema_info
 DEFAULT_CODEC = "deflate"
 
 
-def write_alert_file(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], *,
-                     schema: int | str = "alert", codec: str = DEFAULT_CODEC) -> int:
-    """Write records to a new container file with one of our schemas; returns the count."""
+def write_alerts(fh: BinaryIO, records: Iterable[Mapping[str, Any]], *,
+                 schema: int | str = "alert", codec: str = DEFAULT_CODEC) -> int:
+    """Write records as a container file to an open binary file; returns the count."""
     info = schema_info(schema)
     wraps = _complex_unions(info.parsed)
     count = 0
@@ -35,21 +35,33 @@ def write_alert_file(path: str | os.PathLike[str], records: Iterable[Mapping[str
             yield _wrap(record, wraps)
 
     metadata = {"alertbutler.schema_id": str(info.id)}
-    with open(path, "wb") as fh:
-        fastavro.writer(fh, info.parsed, counted(), codec=codec, metadata=metadata)
+    fastavro.writer(fh, info.parsed, counted(), codec=codec, metadata=metadata)
     return count
+
+
+def write_alert_file(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], *,
+                     schema: int | str = "alert", codec: str = DEFAULT_CODEC) -> int:
+    """Write records to a new container file with one of our schemas; returns the count."""
+    with open(path, "wb") as fh:
+        return write_alerts(fh, records, schema=schema, codec=codec)
+
+
+def read_alerts(fh: BinaryIO, *, reader: int | str | None = None,
+                name: str = "<stream>") -> Iterator[dict[str, Any]]:
+    """Records of a container file open for reading (see :func:`read_alert_file`)."""
+    reader_schema = schema_info(reader).parsed if reader is not None else None
+    try:
+        yield from fastavro.reader(fh, reader_schema=reader_schema)
+    except (ValueError, EOFError, fastavro.read.SchemaResolutionError) as exc:
+        raise AlertFormatError(f"{name}: not a readable Avro container file of alerts: "
+                               f"{type(exc).__name__}: {exc}") from None
 
 
 def read_alert_file(path: str | os.PathLike[str], *,
                     reader: int | str | None = None) -> Iterator[dict[str, Any]]:
     """Records of a container file, resolved to ``reader`` (one of our schemas) if given."""
-    reader_schema = schema_info(reader).parsed if reader is not None else None
-    try:
-        with open(path, "rb") as fh:
-            yield from fastavro.reader(fh, reader_schema=reader_schema)
-    except (ValueError, EOFError, fastavro.read.SchemaResolutionError) as exc:
-        raise AlertFormatError(f"{path}: not a readable Avro container file of alerts: "
-                               f"{type(exc).__name__}: {exc}") from None
+    with open(path, "rb") as fh:
+        yield from read_alerts(fh, reader=reader, name=str(path))
 
 
 def is_container_file(path: str | os.PathLike[str]) -> bool:

@@ -84,18 +84,35 @@ class AlertPublisher:
             **REQUIRED_SETTINGS,
         }
         self._producer: Producer | None = None
+        self._fatal: KafkaError | None = None
         self._partitions: dict[str, int] = {}
 
     @property
     def producer(self) -> Producer:
+        """The producer; replaced when the previous one hit a fatal error (an idempotent
+        producer fenced after a broker outage cannot produce again)."""
+        if self._fatal is not None and self._producer is not None:
+            log.warning("replacing a producer that hit a fatal error: %s", self._fatal)
+            self._producer = None
         if self._producer is None:
-            self._producer = Producer(self._settings)
+            self._fatal = None
+            self._producer = Producer({**self._settings, "error_cb": self._on_error})
         return self._producer
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+        elif err.code() != KafkaError._TRANSPORT and err.code() != KafkaError._ALL_BROKERS_DOWN:
+            log.debug("producer error: %s", err)
 
     def partitions(self, topic: str, *, timeout: float = 10.0) -> int:
         """Number of partitions of ``topic`` (from metadata; cached)."""
         if topic not in self._partitions:
-            meta = self.producer.list_topics(topic, timeout=timeout)
+            try:
+                meta = self.producer.list_topics(topic, timeout=timeout)
+            except KafkaException as exc:
+                raise DeliveryError(f"no metadata for topic {topic!r}: {exc}",
+                                    undelivered=(), retriable=True) from None
             info = meta.topics.get(topic)
             if info is None or info.error is not None or not info.partitions:
                 raise DeliveryError(f"topic {topic!r} is not available: "
@@ -113,6 +130,19 @@ class AlertPublisher:
         acknowledged, in input order) when any delivery failed or did not report within
         ``timeout`` (default: the producer's delivery timeout plus a margin).
         """
+        try:
+            return self._publish(topic, messages, timeout)
+        except DeliveryError as exc:
+            # A producer that was already fenced refuses everything and writes nothing:
+            # publishing the whole batch again with a fresh producer keeps per-key order.
+            if exc.delivered == 0 and self._fatal is not None:
+                log.warning("retrying %d messages with a new producer after: %s",
+                            len(messages), self._fatal)
+                return self._publish(topic, messages, timeout)
+            raise
+
+    def _publish(self, topic: str, messages: Sequence[Message],
+                 timeout: float | None) -> list[Delivery]:
         producer = self.producer
         results: list[Delivery | None] = [None] * len(messages)
         errors: dict[int, KafkaError] = {}
@@ -174,9 +204,8 @@ class AlertPublisher:
             undelivered=idents, delivered=delivered, retriable=retriable)
 
     def _reset_if_fatal(self, err: KafkaError) -> None:
-        if err.fatal() and self._producer is not None:
-            log.error("producer hit a fatal error, replacing it: %s", err)
-            self._producer = None
+        if err.fatal() or err.code() == KafkaError.PRODUCER_FENCED:
+            self._fatal = err
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to ``timeout``) and drop the producer."""

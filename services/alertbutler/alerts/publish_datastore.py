@@ -34,6 +34,7 @@ from typing import Any
 from alertbutler.alerts._errors import DeliveryError
 from alertbutler.alerts.codec import Codec
 from alertbutler.alerts.consume import fetch_messages
+from alertbutler.alerts.formatter import register_formatters
 from alertbutler.alerts.messages import default_codec, visit_detector_end_record
 from alertbutler.alerts.producer import AlertPublisher, Delivery, Message, alert_key
 from alertbutler.butler import (
@@ -46,6 +47,7 @@ from alertbutler.butler import (
 )
 
 log = logging.getLogger(__name__)
+register_formatters()  # so a chained file datastore can archive alerts as Avro
 
 STORAGE_CLASSES_PUBLISHED = ("AlertPacket", "AlertBatch")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -102,6 +104,10 @@ class PublishDatastore(Datastore):
                     f"the publish datastore stores {' or '.join(STORAGE_CLASSES_PUBLISHED)}, "
                     f"not {sc} ({ref})")
             plans.append((ref, self.topic_for(ref), records))
+        if self.end_markers:  # learn partition counts before anything is sent
+            for ref, topic, _ in plans:
+                if ref.dataset_type.storage_class == "AlertBatch":
+                    self.publisher.partitions(topic)
         by_topic: dict[str, list[Message]] = {}
         spans: list[tuple[int, int]] = []  # (start, end) of each plan in its topic's list
         for _ref, topic, records in plans:
