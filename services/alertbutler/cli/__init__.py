@@ -40,6 +40,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "fanout": ("turn nextVisit events into one work item per detector", False,
                ("alertbutler.prompt.fanout_cli",)),
     "worker": ("a prompt-processing worker", False, ("alertbutler.prompt.cli",)),
+    "butler": ("data butler repositories: create, ingest, query, certify, transfer", True,
+               ("alertbutler.butler.cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }
