@@ -30,14 +30,17 @@ def producer(bootstrap: str) -> Producer:
 
 def publish_visit_detectors(prod: Producer, topic: str, n_partitions: int,
                             groups: Iterable[tuple[int, int, list[dict[str, Any]]]],
-                            *, extra: Mapping[int, list[bytes]] | None = None) -> int:
+                            *, extra: Mapping[int, list[bytes]] | None = None,
+                            encoded: list[list[bytes]] | None = None) -> int:
     """Publish each (visit, detector, alerts) group then its end marker to every partition;
-    ``extra`` maps a partition to raw messages slipped in before the markers (poison).
+    ``extra`` maps a partition to raw messages slipped in before the markers (poison);
+    ``encoded`` holds the groups' messages when they are already encoded.
     Returns the number of messages sent."""
     sent = 0
-    for visit, detector, alerts in groups:
+    for g, (visit, detector, alerts) in enumerate(groups):
         counts = [0] * n_partitions
-        for record, data in zip(alerts, encode_alerts(alerts), strict=True):
+        data_list = encoded[g] if encoded is not None else encode_alerts(alerts)
+        for record, data in zip(alerts, data_list, strict=True):
             p = record["diaObject"]["diaObjectId"] % n_partitions
             counts[p] += 1
             prod.produce(topic, data, key=str(record["diaObject"]["diaObjectId"]).encode(),

@@ -216,3 +216,14 @@ def test_arrow_and_numpy_inputs(sqlite_url: str) -> None:
     assert db.store(RowBatch.build(sources=table)).inserted == {"DiaSource": 2}
     columns = {k: np.array([v]) for k, v in _source(3).items()}
     assert db.store(RowBatch.build(sources=columns)).inserted == {"DiaSource": 1}
+
+
+def test_rows_with_different_keys_keep_every_value(sqlite_url: str) -> None:
+    db = L1db.create(sqlite_url)
+    first = _source(1)
+    second = _source(2, snr=7.5)  # a key the first row lacks
+    third = {k: v for k, v in _source(3).items() if k != "band"}  # lacks one the first has
+    db.store(RowBatch.build(sources=[first, second, third]))
+    got = {r["diaSourceId"]: r for r in db.source_history([101, 102, 103]).to_pylist()}
+    assert got[2]["snr"] == 7.5 and got[1]["snr"] is None
+    assert got[3]["band"] is None and got[1]["band"] == "r"

@@ -74,17 +74,24 @@ def to_table(table: str, rows: Rows | None) -> pa.Table:
 
 
 def _columns_of_dicts(rows: list[Mapping[str, Any]], names: list[str]) -> dict[str, list]:
-    """Column lists from dicts; the fast path (every key present, as in decoded Avro records)
-    pulls each row in one C call."""
+    """Column lists from dicts. The fast path (rows with the keys of the first row, as
+    decoded Avro records have) pulls each row in one C call."""
     if not rows:
         return {}
-    getter = itemgetter(*names)
-    try:
-        values = list(zip(*[getter(r) for r in rows], strict=True))
-        return dict(zip(names, values, strict=True))
-    except KeyError:
-        return {name: [r.get(name) for r in rows] for name in names
-                if any(name in r for r in rows)}
+    present = [name for name in names if name in rows[0]]
+    absent = [name for name in names if name not in rows[0]]
+    if present and not any(name in r for r in rows for name in absent):
+        getter = itemgetter(*present)
+        try:
+            pulled = [getter(r) for r in rows]
+        except KeyError:
+            pass
+        else:
+            if len(present) == 1:
+                return {present[0]: pulled}
+            return dict(zip(present, zip(*pulled, strict=True), strict=True))
+    return {name: [r.get(name) for r in rows] for name in names
+            if any(name in r for r in rows)}
 
 
 def _as_array(values: Any, field: pa.Field, table: str) -> pa.Array:

@@ -63,7 +63,7 @@ DIA_OBJECT_COLUMNS = _spec(
 DIA_SOURCE_COLUMNS = _spec(
     "diaSourceId:long! visit:long! detector:int! "
     "diaObjectId:long ssObjectId:long parentDiaSourceId:long "
-    "midpointMjdTai:double! exposureTime:float ra:double! dec:double! "
+    "midpointMjdTai:double! ra:double! dec:double! "
     "raErr:float decErr:float ra_dec_Cov:float x:float! y:float! xErr:float yErr:float "
     "apFlux:float apFluxErr:float snr:float psfFlux:float psfFluxErr:float psfChi2:float "
     "scienceFlux:float scienceFluxErr:float templateFlux:float templateFluxErr:float "
