@@ -75,6 +75,9 @@ class Database:
     @property
     def conn(self) -> sa.Connection:
         if self._conn is None or self._pid != os.getpid():
+            if self._pid != os.getpid():  # forked: never touch the parent's connections
+                self.engine.dispose(close=False)
+                self._cursor = self._cursor_conn = None
             self._pid = os.getpid()
             self._conn = self.engine.connect()
         return self._conn

@@ -28,17 +28,13 @@ class AmbiguousCalibrationError(ButlerError, LookupError):
     """Several certifications match; a calibration lookup needs a narrower time."""
 
 
-_STMTS: dict[int, dict[str, sa.Select]] = {}
-
-
 def _stmts(registry: Registry) -> dict[str, sa.Select]:
     """Prepared lookups, built once per registry (SQLAlchemy then reuses the compiled SQL)."""
-    s = _STMTS.get(id(registry))
-    if s is None or s.get("owner") is not registry.tables["dataset"]:  # type: ignore[comparison-overlap]
+    s: dict[str, sa.Select] | None = getattr(registry, "_prepared", None)
+    if s is None:
         d, tag, cal = (registry.tables[n] for n in ("dataset", "dataset_tag", "dataset_calib"))
         bp = sa.bindparam
         s = {
-            "owner": d,  # type: ignore[dict-item]
             "run": sa.select(d.c.id).where(d.c.dataset_type_id == bp("t"),
                                            d.c.run_id == bp("c"), d.c.data_id == bp("k")),
             "tag": sa.select(d.c.id, d.c.run_id).join(tag, tag.c.dataset_id == d.c.id).where(
@@ -49,7 +45,7 @@ def _stmts(registry: Registry) -> dict[str, sa.Select]:
                 cal.c.collection_id == bp("c"), cal.c.dataset_type_id == bp("t"),
                 cal.c.data_id == bp("k"), cal.c.begin_ns <= bp("e"), cal.c.end_ns > bp("b")),
         }
-        _STMTS[id(registry)] = s
+        registry._prepared = s  # type: ignore[attr-defined]
     return s
 
 
