@@ -44,7 +44,9 @@ def test_restart_after_sigkill_and_clean_stop(tmp_path: Path) -> None:
         assert _wait(lambda: _ready("broker-0") and _ready("broker-1"))
         first = sup.replicas[0].pid
         assert first is not None
-        assert sup.kill("broker-0", signal.SIGKILL) == first
+        sup.poll()
+        assert sup.kill("broker-0", signal.SIGKILL) == first, (
+            [(r.label, r.history) for r in sup.replicas], (logs / "broker-0.log").read_text())
         assert _wait(lambda: bool(sup.poll()) or sup.replicas[0].restarts > 0)
         assert _wait(lambda: sup.replicas[0].pid is not None)
         assert sup.replicas[0].pid != first
