@@ -4,6 +4,7 @@ SQLite runs in WAL mode with ``synchronous=NORMAL`` (no fsync per commit; a powe
 lose the last commits but never corrupts), a busy timeout, and write transactions opened with
 ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of deadlocking on an
 upgrade. Any "database is locked" that still escapes is retried by :meth:`Database.retry`.
+PostgreSQL sessions run with ``synchronous_commit = off``, the same trade.
 Each :class:`Database` keeps one connection for its process (the hot path reuses prepared
 statements on it); a forked child must open its own butler.
 """
@@ -49,7 +50,18 @@ def make_engine(url: str) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+
+    @event.listens_for(engine, "connect")
+    def _on_pg_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # The same trade as SQLite's synchronous=NORMAL: a commit returns before its WAL
+        # record is flushed, so a server crash may lose the last few commits (never corrupts
+        # and never mixes halves of a transaction). ~8 ms -> ~2 ms per put here.
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def is_transient(exc: BaseException) -> bool:
