@@ -1,0 +1,117 @@
+"""Alert packet benchmarks: serialization, deserialization, size, and a 10,000-alert visit
+published through the butler's publish datastore into the embedded broker.
+
+Packets: a diaSource, 20 previous diaSources and 20 previous forced sources, a diaObject and
+three 64 x 64 cutouts (CCDData-layout FITS: flux, mask, variance, local WCS). The cutouts are
+made once, outside every timed part (``--cutout-pool`` distinct triples, of distinct noise,
+so the producer's compression does not profit from repeats within a batch).
+
+* ``serialize_per_s`` / ``deserialize_per_s``: alerts per second on one core (one thread)
+  through :class:`alertbutler.alerts.Codec` (fastavro schemaless writer/reader with schemas
+  parsed once; header with the schema id).
+* ``bytes_per_alert``: mean wire-format message size.
+* ``publish_10k_s``: ``PublishDatastore.put`` of a 10,000-alert AlertBatch (encoding
+  included) until every message is acknowledged (acks=all, idempotent producer, zstd), plus
+  the end-of-visit-detector markers.
+* ``publish_10k_wire_s``: the same 10,000 already-encoded messages through the publisher
+  alone (transport only).
+
+Prints progress, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "services"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="alerts in the visit")
+    parser.add_argument("--n-codec", type=int, default=3000,
+                        help="alerts timed for (de)serialization")
+    parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--cutout-size", type=int, default=64)
+    parser.add_argument("--cutout-pool", type=int, default=64)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+
+    from alertbutler.alerts import Codec
+    from alertbutler.alerts.fake import fake_alerts
+    from alertbutler.alerts.producer import AlertPublisher, Message, alert_key
+    from alertbutler.alerts.publish_datastore import PublishDatastore
+    from alertbutler.broker import EmbeddedBroker
+    from alertbutler.butler import DataCoordinate, DatasetRef, DatasetType
+    from alertbutler.kafka import create_topics
+
+    t0 = time.perf_counter()
+    alerts = fake_alerts(args.n, seed=1, n_history=args.history, visit=2026112500,
+                         detector=42, cutout_size=args.cutout_size,
+                         cutout_pool=args.cutout_pool)
+    print(f"made {len(alerts)} fake alerts in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    codec = Codec()
+    sample = alerts[: args.n_codec]
+    codec.encode_many(sample[:50])  # warm up
+    t0 = time.perf_counter()
+    messages = codec.encode_many(sample)
+    ser = len(sample) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for m in messages:
+        codec.decode(m)
+    de = len(sample) / (time.perf_counter() - t0)
+    size = sum(map(len, messages)) / len(messages)
+    print(f"serialize {ser:,.0f}/s, deserialize {de:,.0f}/s, {size:,.0f} bytes/alert",
+          flush=True)
+
+    dataset_type = DatasetType("alert", ["instrument", "visit", "detector"], "AlertBatch")
+    data_id = DataCoordinate.standardize(
+        {"instrument": "SimCam", "visit": 2026112500, "detector": 42}, dataset_type.dimensions)
+    with EmbeddedBroker() as broker:
+        topic = f"bench-alerts-{uuid.uuid4().hex[:8]}"
+        wire_topic = f"{topic}-wire"
+        create_topics(broker.bootstrap, {topic: args.partitions, wire_topic: args.partitions})
+        store = PublishDatastore(bootstrap=broker.bootstrap, topic_template=topic)
+        store.put(alerts[:20], DatasetRef.make(dataset_type, data_id, "warmup"))  # connect
+        ref = DatasetRef.make(dataset_type, data_id, "bench")
+        t0 = time.perf_counter()
+        store.put(alerts, ref)
+        publish = time.perf_counter() - t0
+        print(f"put of {len(alerts)} alerts acknowledged in {publish:.2f} s", flush=True)
+        store.close()
+
+        encoded = codec.encode_many(alerts)
+        wire = [Message(alert_key(a), m, a["diaSourceId"]) for a, m in zip(alerts, encoded,
+                                                                            strict=True)]
+        with AlertPublisher(broker.bootstrap) as publisher:
+            publisher.publish(wire_topic, wire[:20])
+            t0 = time.perf_counter()
+            publisher.publish(wire_topic, wire)
+            wire_s = time.perf_counter() - t0
+        print(f"{len(wire)} pre-encoded messages acknowledged in {wire_s:.2f} s "
+              f"({sum(map(len, encoded)) / wire_s / 1e6:,.0f} MB/s)", flush=True)
+
+    result = {
+        "serialize_per_s": round(ser, 1),
+        "deserialize_per_s": round(de, 1),
+        "bytes_per_alert": round(size),
+        "publish_10k_s": round(publish, 3),
+        "publish_10k_wire_s": round(wire_s, 3),
+        "n_alerts": len(alerts),
+        "history_sources": args.history,
+        "cutout_size": args.cutout_size,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
