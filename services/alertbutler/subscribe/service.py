@@ -32,8 +32,9 @@ import yaml
 
 from alertbutler.config import Config
 from alertbutler.kafka import confluent_settings, create_topics
+from alertbutler.subscribe.batch import BatchDecoder
 from alertbutler.subscribe.errors import FilterConfigError, FilterError, SubscribeError
-from alertbutler.subscribe.filters import Columns, Filter, FilterSet, compile_filter
+from alertbutler.subscribe.filters import Filter, FilterSet, compile_filter
 from alertbutler.subscribe.outputs import (
     Output,
     TopicOutput,
@@ -41,7 +42,6 @@ from alertbutler.subscribe.outputs import (
     make_producer,
 )
 from alertbutler.subscribe.positions import Committed, parse_start
-from alertbutler.subscribe.projection import ProjectionDecoder
 from alertbutler.subscribe.stream import AlertStream
 from alertbutler.subscribe.url import StreamURL
 
@@ -126,6 +126,7 @@ class ServiceStats:
     alerts: int = 0
     kept: dict[str, int] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    undecodable: int = 0
 
 
 class FilterService:
@@ -146,7 +147,7 @@ class FilterService:
         self._active: dict[str, _Active] = {}
         self._producer: Any = None
         self._set: FilterSet = FilterSet({})
-        self._decoder = ProjectionDecoder(())
+        self._decoder = BatchDecoder(())
         self.stop_event = threading.Event()
 
     # -- filters ---------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class FilterService:
                 log.info("filter removed", extra={"filter": name})
         self._active = new_active
         self._set = FilterSet({n: a.filter for n, a in new_active.items()})
-        self._decoder = ProjectionDecoder(self._set.columns)
+        self._decoder = BatchDecoder(self._set.columns)
         self.spec = ServiceSpec(self.spec.source, self.spec.group, spec.start,
                                 spec.batch_size, spec.partitions, spec.filters)
 
@@ -261,17 +262,19 @@ class FilterService:
         return self.stats
 
     def _process(self, batch: list) -> None:
-        decode = self._decoder
-        records = [decode(a.value) for a in batch]
-        cols = Columns.from_records(records, self._set.columns)
-        keys = [str(r["diaSourceId"]).encode() for r in records]
+        decoded = self._decoder.decode([a.value for a in batch])
+        for i, reason in decoded.bad:  # logged, counted and left out; the stream goes on
+            alert = batch[i]
+            self.stats.undecodable += 1
+            log.error("undecodable alert skipped: %s", reason, extra={
+                "topic": alert.topic, "partition": alert.partition, "offset": alert.offset})
+        cols, rows, keys = decoded.columns, decoded.rows, decoded.keys
         touched: list[Output] = []
         for active in self._active.values():
-            mask = active.filter.keep(cols)
-            idx = np.flatnonzero(mask)
+            idx = np.flatnonzero(active.filter.keep(cols))
             if not idx.size:
                 continue
-            kept = [batch[i] for i in idx]
+            kept = [batch[rows[i]] for i in idx]
             for out in active.outputs:
                 if isinstance(out, TopicOutput):
                     out.write(kept, [keys[i] for i in idx])
@@ -326,4 +329,4 @@ def _alerts_only() -> Any:
 
 def describe(stats: ServiceStats) -> Mapping[str, Any]:
     return {"batches": stats.batches, "alerts": stats.alerts, "kept": stats.kept,
-            "refused": stats.refused}
+            "refused": stats.refused, "undecodable": stats.undecodable}

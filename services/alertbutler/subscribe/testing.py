@@ -103,11 +103,13 @@ TEMPLATES = (
 )
 
 
-def sample_filters(n: int, *, seed: int = 0, selective: bool = False) -> list[SampleFilter]:
+def sample_filters(n: int, *, seed: int = 0, selective: bool = False,
+                   n_history: int = 8) -> list[SampleFilter]:
     """``n`` distinct filters cycling through :data:`TEMPLATES` with random parameters.
 
     ``selective`` picks parameters that keep a few percent of :func:`varied_alerts` each
-    (for tests that forward what is kept to 100 topics).
+    (for tests that forward what is kept to 100 topics), for alerts made with
+    ``n_history`` history entries at most.
     """
     rng = np.random.default_rng(seed)
 
@@ -121,21 +123,23 @@ def sample_filters(n: int, *, seed: int = 0, selective: bool = False) -> list[Sa
             t = 0
         band = BANDS[int(rng.integers(1, 5))]
         other = BANDS[int(rng.integers(1, 5))]
-        params = _params(t, selective, band, other, u, rng)
+        params = _params(t, selective, band, other, u, rng, n_history / 8)
         text = TEMPLATES[t].format(*params)
         out.append(SampleFilter(f"f{i:03d}", t, params, text))
     return out
 
 
-def _params(t: int, s: bool, band: str, other: str, u: Any, rng: np.random.Generator
-            ) -> tuple[Any, ...]:
-    """Parameters of template ``t``; ``s`` (selective) narrows them."""
+def _params(t: int, s: bool, band: str, other: str, u: Any, rng: np.random.Generator,
+            scale: float) -> tuple[Any, ...]:
+    """Parameters of template ``t``; ``s`` (selective) narrows them (``scale``: history
+    length relative to 8 entries, for the history-based templates)."""
     if t == 0:
         return (u(60, 140) if s else u(3, 60),)
     if t == 1:
         return (band, u(20000, 60000, 1) if s else u(-100, 5000, 1))
     if t == 2:
-        return (band, int(rng.integers(5, 8)) if s else int(rng.integers(1, 6)))
+        return (band, round(int(rng.integers(5, 8)) * scale) if s else
+                int(rng.integers(1, 6)))
     if t == 3:
         return (band, u(20000, 60000, 1) if s else u(0, 3000, 1))
     if t == 4:
@@ -147,7 +151,7 @@ def _params(t: int, s: bool, band: str, other: str, u: Any, rng: np.random.Gener
     if t == 7:
         return (u(20, 40) if s else u(0, 5),)
     if t == 8:
-        return (u(19, 23, 1) if s else u(0, 60, 1),)
+        return (round(u(21, 23.5, 1) * scale, 1) if s else u(0, 60, 1),)
     if t == 9:
         return (u(19, 20) if s else u(20, 26),)
     return (u(60, 150) if s else u(0, 50),)

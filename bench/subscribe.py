@@ -1,0 +1,141 @@
+"""Subscription throughput on the embedded broker: consume + decode, and the filter service.
+
+Rubin-size alerts (~33 KB: lsst.v11-style records with a 0-20 entry history and three
+9.7 KB cutouts) are produced once to a topic; then, each in one process:
+
+* consume_per_s: open_stream from earliest to the end, each batch decoded into the columns
+  a filter reads (the compiled columnar decoder the filter service uses);
+* consume_projection_per_s: the same through fastavro with a pruned reader schema, one
+  record per alert (what the subscribe CLI hands to its filter);
+* consume_full_per_s: the same with full decoding (every field, cutouts as bytes);
+* consume_raw_per_s: the same without decoding (broker + client ceiling);
+* filter_per_s_1 / filter_per_s_100: the filter service, 1 and 100 filters, forwarding
+  kept alerts to one topic per filter and committing after every acknowledged batch.
+
+The machine is shared (2 cores, other engineers' tests running): figures vary run to run.
+Usage: python bench/subscribe.py [--alerts N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import yaml
+from confluent_kafka import Producer
+
+from alertbutler.alerts import encode_alerts
+from alertbutler.broker import EmbeddedBroker
+from alertbutler.config import load_config
+from alertbutler.kafka import create_topics
+from alertbutler.subscribe import default_decoder, open_stream, raw_decoder
+from alertbutler.subscribe.batch import BatchDecoder
+from alertbutler.subscribe.filters import FilterSet, compile_filter
+from alertbutler.subscribe.projection import ProjectionDecoder
+from alertbutler.subscribe.service import FilterService
+from alertbutler.subscribe.testing import sample_filters, varied_alerts
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 5,
+                         "compression.type": "zstd"})
+    start = time.perf_counter()
+    for value in values:
+        while True:
+            try:
+                producer.produce(topic, value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(120) == 0
+    return len(values) / (time.perf_counter() - start)
+
+
+def consume(url: str, decoder, columns=None) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = 0
+    with open_stream(url, start="earliest", end="end", decoder=decoder) as stream:
+        for batch in stream.batches(2000):
+            if columns is not None:
+                n += columns.decode([a.value for a in batch]).columns.n
+            else:
+                n += len(batch)
+    return n / (time.perf_counter() - start), n
+
+
+def filter_service(bootstrap: str, topic: str, n_filters: int, tmp: Path) -> float:
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    filters = sample_filters(n_filters, seed=4, selective=True, n_history=20)
+    spec = {"source": f"kafka://{bootstrap}/{topic}", "group": f"{prefix}-g",
+            "start": "earliest", "batch_size": 2000,
+            "filters": {f.name: {"filter": f.text, "topic": f"{prefix}-{f.name}"}
+                        for f in filters}}
+    path = tmp / f"{prefix}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    service = FilterService(path, config=load_config(env={}), until_end=True)
+    start = time.perf_counter()
+    stats = service.run()
+    elapsed = time.perf_counter() - start
+    kept = sum(stats.kept.values())
+    print(f"  {n_filters} filters: {stats.alerts} alerts, {kept} forwarded, {elapsed:.1f} s",
+          file=sys.stderr)
+    return stats.alerts / elapsed, kept / max(stats.alerts, 1)
+
+
+def evaluate_only(values: list[bytes], n_filters: int) -> float:
+    """The service's per-batch work without Kafka: decode the columns, run every filter."""
+    fs = FilterSet([compile_filter(f.text, name=f.name) for f in
+                    sample_filters(n_filters, seed=4, selective=True, n_history=20)])
+    decoder = BatchDecoder(fs.columns)
+    decoder.decode(values[:2])
+    start = time.perf_counter()
+    for i in range(0, len(values), 2000):
+        fs.keep(decoder.decode(values[i:i + 2000]).columns)
+    return len(values) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--alerts", type=int, default=10_000)
+    args = parser.parse_args()
+    records = varied_alerts(args.alerts, seed=1, rubin_size=True)
+    values = encode_alerts(records)
+    size = sum(map(len, values)) / len(values)
+    print(f"{len(values)} alerts of {size / 1000:.1f} KB on average", file=sys.stderr)
+    result: dict[str, object] = {"alerts": len(values), "alert_bytes": round(size),
+                                 "cores": os.cpu_count(), "shared_machine": True}
+    with EmbeddedBroker() as broker, TemporaryDirectory() as tmp:
+        topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap, {topic: 8})
+        result["produce_per_s"] = round(produce(broker.bootstrap, topic, values))
+        url = f"kafka://{broker.bootstrap}/{topic}"
+        one = compile_filter("diaSource.snr > 5 and band == 'r'")
+        columnar = BatchDecoder(one.columns)
+        columnar.decode(values[:2])  # compile (or load the cached machine code) first
+        for key, decoder, cols in (("consume_raw_per_s", raw_decoder, None),
+                                   ("consume_per_s", raw_decoder, columnar),
+                                   ("consume_projection_per_s", ProjectionDecoder(one.columns),
+                                    None),
+                                   ("consume_full_per_s", default_decoder(), None)):
+            rate, n = consume(url, decoder, cols)
+            assert n == len(values), (key, n)
+            result[key] = round(rate)
+            print(f"  {key}: {rate:,.0f}/s", file=sys.stderr)
+        for n in (1, 100):
+            rate, forwarded = filter_service(broker.bootstrap, topic, n, Path(tmp))
+            result[f"filter_per_s_{n}"] = round(rate)
+            result[f"forwarded_per_alert_{n}"] = round(forwarded, 3)
+            result[f"filter_eval_only_per_s_{n}"] = round(evaluate_only(values, n))
+    result["targets"] = {"consume_per_s": 20_000, "filter_per_s_100": 10_000}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
