@@ -124,13 +124,10 @@ class AlertStream:
 
     # -- life cycle -----------------------------------------------------------------------
 
-    def open(self) -> AlertStream:
-        """Connect, resolve the start (and end) offsets from fetch responses, and assign."""
-        if self._consumer is not None:
-            return self
-        if self._decode is None:
-            self._decode = default_decoder()
-        settings = confluent_settings(self._config, self.url.bootstrap, **{
+    def consumer_settings(self) -> dict[str, Any]:
+        """The librdkafka settings of the consumer: the configuration's client table
+        (security keys included) under this stream's own consumer settings."""
+        return confluent_settings(self._config, self.url.bootstrap, **{
             "group.id": self.group or f"alertbutler-subscribe-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -139,9 +136,17 @@ class AlertStream:
             "fetch.max.bytes": 32_000_000,
             "enable.partition.eof": False,
             "session.timeout.ms": self._config.kafka.session_timeout_ms,
-            "error_cb": _log_client_error,
             **self._settings,
         })
+
+    def open(self) -> AlertStream:
+        """Connect, resolve the start (and end) offsets from fetch responses, and assign."""
+        if self._consumer is not None:
+            return self
+        if self._decode is None:
+            self._decode = default_decoder()
+        settings = self.consumer_settings()
+        settings["error_cb"] = _log_client_error
         consumer = Consumer(settings)
         try:
             parts = seek.partitions_of(consumer, self.url.topics, self.open_timeout)
