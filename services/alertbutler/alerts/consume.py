@@ -9,6 +9,7 @@ watermark that each fetch response carries.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,7 +36,7 @@ def _consumer(bootstrap: str, settings: Mapping[str, Any] | None) -> Consumer:
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
-        "log_level": 3,
+        "logger": logging.getLogger("alertbutler.alerts.librdkafka"),
         **(settings or {}),
     })
 

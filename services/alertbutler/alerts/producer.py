@@ -79,7 +79,7 @@ class AlertPublisher:
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 1024 * 1024,
             "batch.size": 4 * 1024 * 1024,
-            "log_level": 3,
+            "logger": logging.getLogger("alertbutler.alerts.librdkafka"),
             **(settings or {}),
             **REQUIRED_SETTINGS,
         }
