@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import cramjam
 import fastavro
 from fastavro.schema import expand_schema, fingerprint, to_parsing_canonical_form
 
@@ -35,8 +36,10 @@ from alertbutler.replay.errors import CorruptFileError, TruncatedArchiveError
 MAGIC = b"Obj\x01"
 INDEX_KEY = "alertbutler.index"
 SCHEMA_ID_KEY = "alertbutler.schema_id"
-#: Codecs the writer supports with the standard library alone.
-WRITE_CODECS = ("null", "deflate")
+#: Codecs the writer supports. Snappy (through cramjam, which fastavro also reads with) is
+#: the default for recordings: alerts of noisy cutouts compress about 2x with it, and it
+#: decompresses ~5x faster than deflate, which matters when a replay must reach 10,000/s.
+WRITE_CODECS = ("null", "deflate", "snappy")
 
 
 # --------------------------------------------------------------------------- writing
@@ -56,7 +59,7 @@ def _bytes(value: bytes) -> bytes:
 
 
 def write_container(path: str | os.PathLike[str], schema_text: str, bodies: Iterable[bytes], *,
-                    metadata: Mapping[str, str] | None = None, codec: str = "deflate",
+                    metadata: Mapping[str, str] | None = None, codec: str = "snappy",
                     block_bytes: int = 1 << 20, sync: bytes | None = None) -> int:
     """Write already-encoded record bodies as a container file; returns the record count.
 
@@ -91,6 +94,9 @@ def write_container(path: str | os.PathLike[str], schema_text: str, bodies: Iter
             if codec == "deflate":
                 packer = zlib.compressobj(6, zlib.DEFLATED, -15)
                 data = packer.compress(data) + packer.flush()
+            elif codec == "snappy":  # Avro: raw snappy, then the CRC-32 of the input
+                crc = zlib.crc32(data).to_bytes(4, "big")
+                data = bytes(cramjam.snappy.compress_raw(data)) + crc
             fh.write(_long(len(block)))
             fh.write(_long(len(data)))
             fh.write(data)

@@ -87,9 +87,15 @@ class StreamSummary:
 
 def producer_settings(bootstrap: str, *, client: Mapping[str, Any] | None = None,
                       compression: str = "zstd", **extra: Any) -> dict[str, Any]:
-    """Settings of the replay producer (see the module doc)."""
+    """Settings of the replay producer (see the module doc).
+
+    zstd runs at level 1: on alerts of noisy cutouts it compresses as well as the default
+    level 3 at about 60% of the CPU (measured here: 0.15 vs 0.27 ms per 35 KB alert), and
+    librdkafka compresses on one thread per broker connection, so it bounds the rate.
+    """
+    level = {"compression.level": 1} if compression == "zstd" else {}
     return {"bootstrap.servers": bootstrap, **DEFAULT_SETTINGS,
-            "compression.type": compression, **(client or {}), **extra,
+            "compression.type": compression, **level, **(client or {}), **extra,
             **REQUIRED_SETTINGS}
 
 

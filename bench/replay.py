@@ -1,0 +1,154 @@
+"""Replay benchmarks: a recorded night at --speed 0, and an alert archive into the broker.
+
+* ``archive_replay_per_s``: Rubin-size alert packets (~35 KB: a diaSource, 30 previous
+  diaSources and forced sources, a diaObject, three 30 x 30 float32 FITS cutouts of distinct
+  noise, so the producer's compression cannot cheat on repeats) are written once as an alert
+  archive of ours (per-visit Avro container files with their index), outside the timed part;
+  the timed part streams the archive into a topic of the embedded broker and waits until every
+  message is acknowledged (acks=all, idempotent producer, zstd).
+* ``night_speedup``: the recorded duration of the default simulated night divided by the
+  time to replay its recording at --speed 0 (see ``alertbutler night``).
+
+Prints progress, then one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+
+def _cutout_maker(size: int = 30):
+    """FITS bytes of a size x size float32 image with a WCS header and fresh noise."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crpix = [size / 2, size / 2]
+    wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+    wcs.wcs.crval = [150.0, -30.0]
+    hdu = fits.PrimaryHDU(np.zeros((size, size), np.float32), header=wcs.to_header())
+    hdu.header["BUNIT"] = "nJy"
+    header = hdu.header.tostring().encode()
+    pad = (-size * size * 4) % 2880
+    rng = np.random.default_rng(42)
+
+    def make() -> bytes:
+        data = rng.normal(1200.0, 250.0, (size, size)).astype(">f4").tobytes()
+        return header + data + b"\0" * pad
+
+    return make
+
+
+def _avro_long(value: int) -> bytes:
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def build_archive(root: Path, n: int, per_visit: int = 2000) -> tuple[Path, float]:
+    """An alert archive of ``n`` ~35 KB packets; returns (path, mean bytes).
+
+    1,000 distinct alerts are encoded once without cutouts; every packet then gets three
+    cutouts of its own noise, appended as the Avro encoding of the schema's last three fields
+    (``["null", "bytes"]`` unions), which is checked by decoding a sample.
+    """
+    from alertbutler.alerts import CURRENT_ALERT_SCHEMA_ID, decode_alert, encode_alerts, schema_info
+    from alertbutler.alerts.fake import fake_alerts
+    from alertbutler.replay.recording import RecordingWriter
+
+    make = _cutout_maker()
+    base = fake_alerts(min(n, 1000), seed=8, n_history=30, cutout_size=None, n_objects=400)
+    plain = encode_alerts(base)
+    assert all(m.endswith(b"\0\0\0") for m in plain)  # three null cutouts
+    writer = RecordingWriter(root)
+    text = schema_info(CURRENT_ALERT_SCHEMA_ID).text
+    sizes = []
+    for v, start in enumerate(range(0, n, per_visit)):
+        batch = []
+        t0 = int(time.time() * 1000)
+        for i in range(start, min(n, start + per_visit)):
+            cuts = (make(), make(), make())
+            value = plain[i % len(plain)][:-3] + b"".join(
+                b"\x02" + _avro_long(len(c)) + c for c in cuts)
+            key = str(base[i % len(base)]["diaSource"]["diaObjectId"]).encode()
+            batch.append((key, value, t0 + i))
+            sizes.append(len(value))
+        writer.add_alerts(v + 1, CURRENT_ALERT_SCHEMA_ID, text, batch)
+        check = decode_alert(batch[-1][1])
+        assert check["cutoutTemplate"] == cuts[2] and check["diaSourceId"] == \
+            base[(i) % len(base)]["diaSourceId"]
+    writer.finish({"source": "bench", "instrument": "bench", "runs": []})
+    return root, float(np.mean(sizes))
+
+
+def archive_replay(n: int, partitions: int) -> dict:
+    from alertbutler.broker import EmbeddedBroker
+    from alertbutler.kafka import create_topics
+    from alertbutler.replay import AlertSource, SchemaIds, producer_settings, stream_alerts
+
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        t = time.perf_counter()
+        archive, mean_size = build_archive(Path(tmp) / "archive", n)
+        print(f"built an archive of {n} alerts, mean {mean_size / 1000:.1f} KB, in "
+              f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)
+        with EmbeddedBroker() as broker:
+            topic = f"bench-replay-{uuid.uuid4().hex[:6]}"
+            create_topics(broker.bootstrap, {topic: partitions})
+            source = AlertSource(archive)
+            summary = stream_alerts(source.messages(SchemaIds(), topic), topic=topic,
+                                    settings=producer_settings(broker.bootstrap))
+            source.close()
+        print(f"archive replay: {summary.delivered} alerts acknowledged in "
+              f"{summary.seconds:.2f} s = {summary.rate_per_s:,.0f} alerts/s, "
+              f"{summary.mb_per_s:.0f} MB/s ({partitions} partitions)", flush=True)
+        return {"archive_replay_per_s": round(summary.rate_per_s, 1),
+                "archive_alert_kb": round(mean_size / 1000, 1),
+                "archive_alerts": summary.delivered,
+                "archive_mb_per_s": round(summary.mb_per_s, 1)}
+
+
+def night_replay() -> dict:
+    try:
+        from alertbutler.replay.night import bench_night_speedup
+    except ImportError as exc:
+        print(f"night_speedup: null: the night replay is not available ({exc})", flush=True)
+        return {"night_speedup": None}
+    return bench_night_speedup()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=30_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--skip-night", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, shared with other work; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    result: dict = {}
+    if args.skip_night:
+        print("night_speedup: null: skipped (--skip-night)")
+        result["night_speedup"] = None
+    else:
+        result.update(night_replay())
+    result.update(archive_replay(args.alerts, args.partitions))
+    result["load_average_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
