@@ -8,9 +8,13 @@ Rubin-size alerts (~33 KB: lsst.v11-style records with a 0-20 entry history and 
 * consume_projection_per_s: the same through fastavro with a pruned reader schema, one
   record per alert (what the subscribe CLI hands to its filter);
 * consume_full_per_s: the same with full decoding (every field, cutouts as bytes);
+* decode_only_per_s: the columnar decoding of consume_per_s on messages in memory (no
+  Kafka), to tell the decoder's speed from the broker's;
 * consume_raw_per_s: the same without decoding (broker + client ceiling);
 * filter_per_s_1 / filter_per_s_100: the filter service, 1 and 100 filters, forwarding
-  kept alerts to one topic per filter and committing after every acknowledged batch.
+  kept alerts to one topic per filter and committing after every acknowledged batch
+  (forwarded_per_alert_N: messages written per alert read); filter_eval_only_per_s_N is
+  the service's decode + evaluate step alone, without Kafka.
 
 The machine is shared (2 cores, other engineers' tests running): figures vary run to run.
 Usage: python bench/subscribe.py [--alerts N]
@@ -119,6 +123,10 @@ def main() -> None:
         one = compile_filter("diaSource.snr > 5 and band == 'r'")
         columnar = BatchDecoder(one.columns)
         columnar.decode(values[:2])  # compile (or load the cached machine code) first
+        start = time.perf_counter()
+        for i in range(0, len(values), 2000):
+            columnar.decode(values[i:i + 2000])
+        result["decode_only_per_s"] = round(len(values) / (time.perf_counter() - start))
         for key, decoder, cols in (("consume_raw_per_s", raw_decoder, None),
                                    ("consume_per_s", raw_decoder, columnar),
                                    ("consume_projection_per_s", ProjectionDecoder(one.columns),

@@ -201,3 +201,28 @@ def test_url_and_position_errors(kafka_bootstrap: str) -> None:
             pass
     with pytest.raises(SubscribeError, match="group"):
         open_stream(f"kafka://{kafka_bootstrap}/t", start="committed")
+
+
+def test_decode_error_names_the_message_and_loses_nothing(kafka_bootstrap: str) -> None:
+    topic = f"sub-bad-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, {topic: 1})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 50})
+    for i in range(20):
+        producer.produce(topic, b"bad" if i == 5 else f"0:{i}".encode(), partition=0)
+    assert producer.flush(30) == 0
+
+    def strict(value: bytes) -> bytes:
+        if value == b"bad":
+            raise ValueError("not an alert")
+        return value
+
+    got = []
+    with open_stream(_url(kafka_bootstrap, topic), decoder=strict, end="end") as stream:
+        with pytest.raises(SubscribeError, match=r"\[0\] offset 5: cannot decode"):
+            got.extend(_pi(a.record) for a in stream)
+        got.extend(_pi(a.record) for a in stream)  # the caller may go on past it
+    assert [i for _, i in got] == [i for i in range(20) if i != 5]
+    with open_stream(_url(kafka_bootstrap, topic), decoder=strict, end="end",
+                     on_error="skip") as stream:
+        assert len(list(stream)) == 19 and stream.skipped == 1

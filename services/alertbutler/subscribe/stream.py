@@ -109,6 +109,7 @@ class AlertStream:
         self._settings = dict(settings or {})
         self._consumer: Consumer | None = None
         self._buffer: deque[StreamAlert] = deque()
+        self._pending: list = []  # fetched, not yet decoded (after a decode error)
         self._position: dict[seek.Partition, int] = {}   # next offset to hand out
         self._ends: dict[seek.Partition, int] | None = None
         self._handed: dict[seek.Partition, int] = {}     # next offset after what was handed out
@@ -243,6 +244,9 @@ class AlertStream:
 
     def _fill(self, max_alerts: int, timeout: float | None) -> list[StreamAlert]:
         consumer = self._require_open()
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._take(pending)
         timeout = self.poll_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while len(self._buffer) < max_alerts and not self.at_end:
@@ -308,7 +312,7 @@ class AlertStream:
         decode = self._decode
         assert decode is not None
         ends = self._ends
-        for msg in messages:
+        for j, msg in enumerate(messages):
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
@@ -332,7 +336,8 @@ class AlertStream:
                         "topic": part[0], "partition": part[1], "offset": offset,
                         "error": str(exc)})
                     record = None
-                else:
+                else:  # the messages after it are kept for the next read
+                    self._pending = list(messages[j + 1:])
                     raise SubscribeError(f"{part[0]}[{part[1]}] offset {offset}: "
                                          f"cannot decode: {exc}") from exc
             if record is None:  # not an alert (end-of-visit marker, or skipped)
