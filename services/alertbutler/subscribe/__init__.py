@@ -26,6 +26,7 @@ from alertbutler.subscribe.positions import (
 from alertbutler.subscribe.stream import (
     AlertStream,
     StreamAlert,
+    alert_bytes_decoder,
     default_decoder,
     open_stream,
     raw_decoder,
@@ -47,6 +48,7 @@ __all__ = [
     "StreamURL",
     "StreamURLError",
     "SubscribeError",
+    "alert_bytes_decoder",
     "default_decoder",
     "open_stream",
     "parse_end",

@@ -95,15 +95,15 @@ def _output(spec: str, config: Config, bootstrap: str) -> Any:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from alertbutler.subscribe.filters import Columns
-    from alertbutler.subscribe.projection import ProjectionDecoder
-    from alertbutler.subscribe.stream import open_stream
+    from alertbutler.subscribe.batch import BatchDecoder
+    from alertbutler.subscribe.outputs import TopicOutput
+    from alertbutler.subscribe.stream import alert_bytes_decoder, open_stream
 
     filters = _filters(args)
-    decoder = ProjectionDecoder(filters.columns if filters else ())
+    decoder = BatchDecoder(filters.columns if filters else ())
     end = "end" if args.until_end else args.end
     stream = open_stream(args.url, start=args.start, end=end, group=args.group,
-                         commit="after", decoder=decoder, config=config,
+                         commit="after", decoder=alert_bytes_decoder(), config=config,
                          idle_timeout=args.idle_timeout)
     output = _output(args.output, config, stream.url.bootstrap)
     status = _Status(enabled=not args.quiet and sys.stderr.isatty())
@@ -111,17 +111,29 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     try:
         with stream, status:
             for batch in stream.batches(max_alerts=1000):
+                decoded = decoder.decode([a.value for a in batch])
+                for i, reason in decoded.bad:
+                    alert = batch[i]
+                    print(f"alertbutler subscribe: {alert.topic}[{alert.partition}] offset "
+                          f"{alert.offset} skipped: {reason}", file=sys.stderr)
+                rows = decoded.rows
                 if filters is not None:
-                    cols = Columns.from_records([a.record for a in batch], filters.columns)
-                    mask = np.zeros(len(batch), dtype=bool)
-                    for kept in filters.keep(cols).values():
+                    mask = np.zeros(len(rows), dtype=bool)
+                    for kept in filters.keep(decoded.columns).values():
                         mask |= kept
-                    batch = [a for a, k in zip(batch, mask, strict=True) if k]
+                    rows = rows[mask]
+                    keys = [k for k, m in zip(decoded.keys, mask, strict=True) if m]
+                else:
+                    keys = decoded.keys
                 if args.limit is not None:
-                    batch = batch[: max(0, args.limit - kept_total)]
-                output.write(batch)
+                    rows = rows[: max(0, args.limit - kept_total)]
+                kept_alerts = [batch[i] for i in rows]
+                if isinstance(output, TopicOutput):
+                    output.write(kept_alerts, keys[: len(kept_alerts)])
+                else:
+                    output.write(kept_alerts)
                 output.flush()
-                kept_total += len(batch)
+                kept_total += len(kept_alerts)
                 status.update(stream.received, kept_total, stream.lag)
                 if args.limit is not None and kept_total >= args.limit:
                     break  # this batch stays uncommitted: at-least-once on resume

@@ -42,7 +42,7 @@ from alertbutler.subscribe.outputs import (
     make_producer,
 )
 from alertbutler.subscribe.positions import Committed, parse_start
-from alertbutler.subscribe.stream import AlertStream
+from alertbutler.subscribe.stream import AlertStream, alert_bytes_decoder
 from alertbutler.subscribe.url import StreamURL
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class FilterService:
         start = Committed(fallback) if text in (None, "committed", "group") else \
             parse_start(text)
         stream = AlertStream(self.url, group=self.spec.group, start=start,
-                             end="end" if self.until_end else None, decoder=_alerts_only(),
+                             end="end" if self.until_end else None, decoder=alert_bytes_decoder(),
                              config=self.config, commit="manual")
         last_reload = time.monotonic()
         last_report = time.monotonic()
@@ -309,25 +309,6 @@ def _close(outputs: list[Output]) -> None:
             out.close()
         except Exception:
             log.exception("closing an output failed")
-
-
-def _alerts_only() -> Any:
-    """Stream decoder: the raw bytes of alerts; None (skipped) for other kinds."""
-    from alertbutler.alerts import schema_info, split_header
-
-    kinds: dict[int, bool] = {}
-
-    def decode(value: bytes) -> bytes | None:
-        try:
-            schema_id, _ = split_header(value)
-            is_alert = kinds.get(schema_id)
-            if is_alert is None:
-                is_alert = kinds[schema_id] = schema_info(schema_id).kind == "alert"
-        except Exception:  # not ours to judge here: the batch decoder reports it
-            return value
-        return value if is_alert else None
-
-    return decode
 
 
 def describe(stats: ServiceStats) -> Mapping[str, Any]:

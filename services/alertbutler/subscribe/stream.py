@@ -72,6 +72,27 @@ def default_decoder() -> Decoder:
     return decode
 
 
+def alert_bytes_decoder() -> Decoder:
+    """Keep alerts as their message bytes (no decoding); skip other kinds (end-of-visit
+    markers). A message whose header cannot be read is kept, for a later decoder to
+    report with the codec's own error."""
+    from alertbutler.alerts import schema_info, split_header
+
+    kinds: dict[int, bool] = {}
+
+    def decode(value: bytes) -> bytes | None:
+        try:
+            schema_id, _ = split_header(value)
+            is_alert = kinds.get(schema_id)
+            if is_alert is None:
+                is_alert = kinds[schema_id] = schema_info(schema_id).kind == "alert"
+        except Exception:
+            return value
+        return value if is_alert else None
+
+    return decode
+
+
 def raw_decoder(value: bytes) -> bytes:
     """Keep the message bytes as they are (the wire format) without decoding."""
     return value
