@@ -22,6 +22,7 @@ from typing import Any
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
+_BIG = 4096  # bytes values this long are not copied into the growing buffer
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 
 
@@ -106,7 +107,7 @@ class _Gen:
             else:
                 body.append(f"{v} = g({field['name']!r})")
             body.extend(self.write(field["type"], v))
-        self.lines.append(f"def {fname}(r, b):")
+        self.lines.append(f"def {fname}(r, b, p):")
         self.lines.extend("    " + line for line in body or ["pass"])
         self.lines.append("")
         return fname
@@ -133,7 +134,7 @@ class _Gen:
             raise _Unsupported(f"union {schema}")
         kind = schema["type"]
         if kind == "record":
-            return [f"if type({v}) is not dict: _fail()", f"{self.record_func(schema)}({v}, b)"]
+            return [f"if type({v}) is not dict: _fail()", f"{self.record_func(schema)}({v}, b, p)"]
         if kind == "array":
             item = self.tmp()
             inner = self.write(schema["items"], item)
@@ -170,16 +171,17 @@ class _Gen:
         if kind == "string":
             return [f"if type({v}) is not str: _fail()", f"e = {v}.encode()",
                     "_varint(b, len(e))", "b += e"]
-        if kind == "bytes":
+        if kind == "bytes":  # big values (cutouts) join the output once, uncopied until then
             return [f"if type({v}) is not bytes: _fail()", f"_varint(b, len({v}))",
-                    f"b += {v}"]
+                    f"if len({v}) < {_BIG}: b += {v}",
+                    f"else: p.append(bytes(b)); p.append({v}); b.clear()"]
         raise _Unsupported(kind)
 
 
-def compile_writer(parsed: dict[str, Any]) -> Callable[[dict[str, Any], bytearray], None] | None:
-    """A function ``write(record, buffer)`` appending the record's Avro binary encoding to a
-    bytearray (raising :class:`Fallback` for data it does not handle), or None when the
-    schema uses something this module does not generate."""
+def compile_writer(parsed: dict[str, Any]) -> Callable[[dict[str, Any], bytes], bytes] | None:
+    """A function ``write(record, prefix) -> bytes`` returning ``prefix`` followed by the
+    record's Avro binary encoding (raising :class:`Fallback` for data it does not handle),
+    or None when the schema uses something this module does not generate."""
     if parsed.get("type") != "record":
         return None
     gen = _Gen(dict(parsed.get("__named_schemas", {})))
@@ -195,14 +197,20 @@ def compile_writer(parsed: dict[str, Any]) -> Callable[[dict[str, Any], bytearra
     exec(compile("\n".join(gen.lines), f"<avro writer {parsed['name']}>", "exec"), namespace)
     writer = namespace[top]
 
-    def write(record: dict[str, Any], buffer: bytearray) -> None:
+    def write(record: dict[str, Any], prefix: bytes = b"") -> bytes:
         if type(record) is not dict:
             raise Fallback
+        buffer = bytearray(prefix)
+        parts: list[bytes | bytearray] = []
         try:
-            writer(record, buffer)
+            writer(record, buffer, parts)
         except Fallback:
             raise
         except Exception as exc:  # e.g. OverflowError packing a huge float: fastavro decides
             raise Fallback from exc
+        if parts:
+            parts.append(buffer)
+            return b"".join(parts)
+        return bytes(buffer)
 
     return write

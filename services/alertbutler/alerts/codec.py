@@ -113,10 +113,8 @@ class Codec:
     def _encode(self, info: SchemaInfo, header: bytes, writer: Any,
                 record: Mapping[str, Any], index: int | None) -> bytes:
         if writer is not None:
-            buf = bytearray(header)
             try:
-                writer(record, buf)
-                return bytes(buf)
+                return writer(record, header)
             except Fallback:
                 pass  # fastavro is the reference: it writes what it accepts or says why not
         out = io.BytesIO()
