@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import struct
 
 import fastavro
@@ -12,7 +13,8 @@ import pytest
 
 from alertbutler.alerts import encode_alert, encode_next_visit, next_visit_record
 from alertbutler.alerts.fake import fake_alerts
-from alertbutler.ingest import Ingester, IngestSettings
+from alertbutler.cli import main as cli_main
+from alertbutler.ingest import Ingester, IngestSettings, ingest_status
 from alertbutler.l1db import L1db, VisitDetector
 
 from ._support import (
@@ -118,20 +120,21 @@ def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
 
 
 @pytest.mark.postgres
-def test_group_member_resumes_from_database_offsets(kafka_bootstrap: str, pg_url: str) -> None:
+def test_group_member_resumes_from_database_offsets(kafka_bootstrap: str,
+                                                   fresh_pg_url: str) -> None:
     """A consumer-group member stops after some batches; a new member (same group) resumes
     from the offsets stored with the rows: nothing lost, nothing twice."""
     topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS)
-    L1db.create(pg_url).close()
+    L1db.create(fresh_pg_url).close()
     first = fake_alerts(600, seed=5, n_history=2, cutout_size=None, visit=4001, detector=1)
     second = fake_alerts(600, seed=6, n_history=2, cutout_size=None, visit=4002, detector=2)
     prod = producer(kafka_bootstrap)
     publish_visit_detectors(prod, topic, N_PARTITIONS, [(4001, 1, first)])
     flush(prod)
-    db = L1db(pg_url)
+    db = L1db(fresh_pg_url)
 
     async def run_until(visit_detectors, then_publish=None) -> Ingester:  # type: ignore[no-untyped-def]
-        ingester = Ingester(_settings(kafka_bootstrap, topic, dead, pg_url,
+        ingester = Ingester(_settings(kafka_bootstrap, topic, dead, fresh_pg_url,
                                       max_batch_messages=100))
         task = asyncio.create_task(ingester.run())
         if then_publish:
@@ -149,8 +152,54 @@ def test_group_member_resumes_from_database_offsets(kafka_bootstrap: str, pg_url
     two = asyncio.run(run_until([(4002, 2)], publish_second))
     assert one.totals.messages + two.totals.messages == 1200 + 2 * N_PARTITIONS
     want = expected_rows(first + second)
-    got = stored_keys(pg_url)
+    got = stored_keys(fresh_pg_url)
     for table, keys in want.items():
         assert sorted(got[table]) == sorted(keys), table
     offsets = db.consumer_offsets(f"g-{topic}")
     assert sum(o.next_offset for o in offsets.values()) == 1200 + 2 * N_PARTITIONS
+
+
+def test_status_lag_comes_from_fetch_high_watermarks(
+        kafka_bootstrap: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    topic, dead = new_topics(kafka_bootstrap, 2)
+    first = fake_alerts(200, seed=11, n_history=1, cutout_size=None, visit=5001, detector=3)
+    later = fake_alerts(70, seed=12, n_history=1, cutout_size=None, visit=5002, detector=3)
+    prod = producer(kafka_bootstrap)
+    publish_visit_detectors(prod, topic, 2, [(5001, 3, first)])
+    flush(prod)
+    db = L1db.create(sqlite_url)
+    ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True))
+
+    async def main() -> None:
+        task = asyncio.create_task(ingester.run())
+        ok = await asyncio.to_thread(db.wait_for_ingested, [(5001, 3)], 120)
+        ingester.stop()
+        await task
+        assert ok
+
+    asyncio.run(main())
+    publish_visit_detectors(prod, topic, 2, [(5002, 3, later)])  # not ingested
+    flush(prod)
+    status = ingest_status(db_url=sqlite_url, group=f"g-{topic}", topics=(topic,),
+                           confluent={"bootstrap.servers": kafka_bootstrap}, interval=0.1)
+    by_partition = {p.partition: p for p in status.partitions}
+    ends = {p: sum(1 for a in first + later if a["diaObject"]["diaObjectId"] % 2 == p) + 2
+            for p in (0, 1)}
+    for p in (0, 1):
+        assert by_partition[p].high_watermark == ends[p]
+        assert by_partition[p].position == ends[p] - sum(
+            1 for a in later if a["diaObject"]["diaObjectId"] % 2 == p) - 1
+    assert status.total_lag == 70 + 2
+    assert status.n_messages == 200 + 2
+    assert status.last_ingested["visit"] == 5001
+
+    monkeypatch.setenv("ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+    assert cli_main(["ingest", "status", "--topic", topic, "--group", f"g-{topic}",
+                     "--db", sqlite_url, "--interval", "0.1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["total_lag"] == 72
+    assert cli_main(["l1db", "info", "--url", sqlite_url, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["row_counts"]["DiaSource"] == 400
+    assert info["last_ingested_visit_detector"]["visit"] == 5001

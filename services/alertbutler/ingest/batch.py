@@ -8,6 +8,7 @@ other message of the batch is stored.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,10 +52,12 @@ class SortedBatch:
     dead: list[DeadLetter] = field(default_factory=list)
     n_alerts: int = 0
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    seconds: float = 0.0  # time spent sorting
 
 
 def sort_batch(messages: list[Message]) -> SortedBatch:
     """Decode and sort a batch; the offsets cover every message, stored or dead-lettered."""
+    start = time.perf_counter()
     alerts: list[tuple[Message, dict[str, Any]]] = []
     markers: list[VisitDetectorEnd] = []
     dead: list[DeadLetter] = []
@@ -98,4 +101,4 @@ def sort_batch(messages: list[Message]) -> SortedBatch:
         alerts = kept
         rows = rows_from_alerts(record for _, record in alerts)
     return SortedBatch(rows=rows, markers=markers, dead=dead, n_alerts=len(alerts),
-                       next_offsets=next_offsets)
+                       next_offsets=next_offsets, seconds=time.perf_counter() - start)

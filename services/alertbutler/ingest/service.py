@@ -24,6 +24,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
-from alertbutler.l1db import ConsumedOffsets, L1db
+from alertbutler.l1db import ConsumedOffsets, L1db, StoreResult
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class IngestTotals:
     dead_letters: int = 0
     completed: int = 0
     skipped: int = 0
+    sort_s: float = 0.0  # decoding and building rows
+    store_s: float = 0.0  # dead letters and the database transaction
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -74,9 +77,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self._ingester = ingester
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Let the batch in flight commit before another member takes its partitions.
-        async with self._ingester._lock:
-            pass
+        # Let the batches in flight commit before another member takes their partitions.
+        await self._ingester._queue.join()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self._ingester._seek_to_stored(list(assigned))
@@ -90,7 +92,10 @@ class Ingester:
         self._db = db
         self._own_db = db is None
         self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
+        #: Decoded-ahead batches waiting for the writer (one ahead at most).
+        self._queue: asyncio.Queue[tuple[list[Message], asyncio.Future] | None] = \
+            asyncio.Queue(maxsize=1)
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._next: dict[tuple[str, int], int] = {}
         self.totals = IngestTotals()
         self._consumer: AIOKafkaConsumer | None = None
@@ -130,18 +135,51 @@ class Ingester:
                 consumer.subscribe(list(s.topics), listener=_Rebalance(self))
             log.info("ingester started", extra={"topics": list(s.topics), "group": s.group,
                                                 "member": s.member, "db": self._db.url})
-            while not self._stop.is_set():
-                messages = await self._collect(consumer)
-                if messages:
-                    async with self._lock:
-                        await self._ingest(consumer, dlt, messages)
+            await self._pipeline(consumer, dlt)
         finally:
             await consumer.stop()
             dlt.close()
+            self._decoder.shutdown(wait=True)
             if self._own_db:
                 self._db.close()
         log.info("ingester stopped", extra=vars(self.totals))
         return self.totals
+
+    async def _pipeline(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer) -> None:
+        """Collect and decode batch N+1 while batch N is written: two threads overlap (the
+        decoder holds the GIL, the writer mostly waits on the database), and batches are
+        written strictly in order, so stored offsets only ever cover written rows."""
+        loop = asyncio.get_running_loop()
+        writer = asyncio.create_task(self._write_in_order(consumer, dlt))
+        try:
+            while not self._stop.is_set() and not writer.done():
+                messages = await self._collect(consumer)
+                fresh = [m for m in messages
+                         if m.offset >= self._next.get((m.topic, m.partition), 0)]
+                self.totals.skipped += len(messages) - len(fresh)
+                if fresh:
+                    sorting = loop.run_in_executor(self._decoder, sort_batch, fresh)
+                    put = asyncio.ensure_future(self._queue.put((fresh, sorting)))
+                    await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+                    if not put.done():  # the writer failed: stop collecting
+                        put.cancel()
+                        break
+        finally:
+            if not writer.done():
+                await self._queue.put(None)
+            await writer  # re-raises the writer's error, if any
+
+    async def _write_in_order(self, consumer: AIOKafkaConsumer,
+                              dlt: DeadLetterProducer) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is None:
+                    return
+                messages, sorting = item
+                await self._ingest(consumer, dlt, messages, await sorting)
+            finally:
+                self._queue.task_done()
 
     async def _seek_to_stored(self, partitions: list[TopicPartition]) -> None:
         """Seek to the offsets stored with the rows: the database is the truth."""
@@ -179,15 +217,11 @@ class Ingester:
         return messages
 
     async def _ingest(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer,
-                      messages: list[Message]) -> None:
-        fresh = [m for m in messages if m.offset >= self._next.get((m.topic, m.partition), 0)]
-        self.totals.skipped += len(messages) - len(fresh)
-        if not fresh:
-            return
-        sorted_batch, result = await asyncio.to_thread(self._write, dlt, fresh)
+                      messages: list[Message], sorted_batch: SortedBatch) -> None:
+        result = await asyncio.to_thread(self._write, dlt, messages, sorted_batch)
         t = self.totals
         t.batches += 1
-        t.messages += len(fresh)
+        t.messages += len(messages)
         t.alerts += sorted_batch.n_alerts
         t.rows += result.n_rows
         t.dead_letters += len(sorted_batch.dead)
@@ -206,9 +240,10 @@ class Ingester:
                     "Kafka offset commit failed (the L1 database has the offsets): %s", exc)
             self._commit_warned = True
 
-    def _write(self, dlt: DeadLetterProducer, messages: list[Message]) -> tuple[SortedBatch, Any]:
+    def _write(self, dlt: DeadLetterProducer, messages: list[Message],
+               sorted_batch: SortedBatch) -> StoreResult:
         assert self._db is not None
-        sorted_batch = sort_batch(messages)
+        t1 = time.perf_counter()
         for letter in sorted_batch.dead:
             log.warning("dead-lettered a message", extra={
                 "topic": letter.message.topic, "partition": letter.message.partition,
@@ -219,7 +254,9 @@ class Ingester:
                                    n_messages=len(messages))
         result = self._db.store(sorted_batch.rows, markers=sorted_batch.markers,
                                 consumed=consumed)
-        return sorted_batch, result
+        self.totals.sort_s += sorted_batch.seconds
+        self.totals.store_s += time.perf_counter() - t1
+        return result
 
 
 def run_ingester(settings: IngestSettings) -> IngestTotals:

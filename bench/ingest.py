@@ -1,0 +1,286 @@
+"""Benchmark of the L1 database and its ingester.
+
+1. End to end, topic -> committed rows: N small alerts (2 history sources, 2 forced sources,
+   no cutouts) plus end markers are produced to a 4-partition topic of the embedded broker
+   first; then the ingester (in this process) consumes them into a fresh SQLite database and,
+   separately, a fresh PostgreSQL database. Alerts/s = N / (start of the ingester -> every
+   visit-detector committed).
+2. A visit on a PostgreSQL database that already holds 1,000 earlier visits of 10,000 sources
+   each (100 fields of 10,000 objects, each field visited 10 times over the past year:
+   10 M DiaSource, 10 M DiaForcedSource, 10 M DiaObject versions, 1 M DiaObjectLast rows,
+   filled server-side). ``visit_store_s``: one transaction storing the new visit's 10,000
+   DiaObject versions, DiaSources and DiaForcedSources. ``visit_query_s``: the objects in the
+   field (1.75 deg cone) and their DiaSource and DiaForcedSource history over the last 12
+   months (~100,000 rows each), as Arrow tables.
+
+Prints progress, then one JSON object as the last line. The machine may be shared: figures
+are what this run saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import sys
+import time
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from confluent_kafka import Producer
+
+from alertbutler.alerts import encode_alerts, encode_visit_detector_end
+from alertbutler.alerts.fake import fake_alerts
+from alertbutler.broker import EmbeddedBroker
+from alertbutler.ingest import Ingester, IngestSettings
+from alertbutler.kafka import create_topics
+from alertbutler.l1db import Cone, L1db, RowBatch, pixel_ids
+from alertbutler.l1db.testing import fake_visit_rows, random_cap
+from alertbutler.testing import temporary_pg_database
+
+PARTITIONS = 4
+FIELD_RADIUS = 1.75
+MJD_NOW = 61000.0
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---- 1. end to end ---------------------------------------------------------------------
+
+def produce_stream(bootstrap: str, topic: str, n_alerts: int, per_group: int
+                   ) -> list[tuple[int, int]]:
+    template = fake_alerts(per_group, seed=1, n_history=2, cutout_size=None, visit=0,
+                           detector=0)
+    prod = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                     "linger.ms": 20, "compression.type": "zstd"})
+    groups = []
+    for g in range(n_alerts // per_group):
+        visit, detector = 9000 + g, g % 189
+        offset = (g + 1) * 10**12
+        alerts = []
+        for a in template:
+            oid = a["diaObject"]["diaObjectId"] + offset
+            def src(s: dict, oid: int = oid, visit: int = visit, detector: int = detector,
+                    offset: int = offset) -> dict:
+                return {**s, "diaSourceId": s["diaSourceId"] + offset, "diaObjectId": oid,
+                        "visit": s["visit"] + visit, "detector": detector}
+            alerts.append({**a, "diaSource": src(a["diaSource"]),
+                           "prvDiaSources": [src(s) for s in a["prvDiaSources"]],
+                           "prvDiaForcedSources": [
+                               {**f, "diaObjectId": oid, "visit": f["visit"] + visit,
+                                "detector": detector} for f in a["prvDiaForcedSources"]],
+                           "diaObject": {**a["diaObject"], "diaObjectId": oid}})
+        counts = [0] * PARTITIONS
+        for record, data in zip(alerts, encode_alerts(alerts), strict=True):
+            p = record["diaObject"]["diaObjectId"] % PARTITIONS
+            counts[p] += 1
+            while True:
+                try:
+                    prod.produce(topic, data, partition=p)
+                    break
+                except BufferError:
+                    prod.poll(0.05)
+        for p in range(PARTITIONS):
+            prod.produce(topic, encode_visit_detector_end(
+                visit=visit, detector=detector, partition=p, n_partitions=PARTITIONS,
+                n_alerts=counts[p]), partition=p)
+        prod.poll(0)
+        groups.append((visit, detector))
+    assert prod.flush(120) == 0
+    return groups
+
+
+def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, int]],
+                n_alerts: int) -> float:
+    db = L1db.create(url)
+    settings = IngestSettings(
+        topics=(topic,), db_url=url, group=f"bench-{uuid.uuid4().hex[:6]}",
+        dead_letter_topic=f"{topic}-dead", aiokafka={"bootstrap_servers": bootstrap},
+        confluent={"bootstrap.servers": bootstrap}, assign_all=True)
+    ingester = Ingester(settings, db=db)
+
+    async def main() -> float:
+        start = time.perf_counter()
+        task = asyncio.create_task(ingester.run())
+        ok = await asyncio.to_thread(db.wait_for_ingested, groups, 600, poll_interval=0.05)
+        elapsed = time.perf_counter() - start
+        ingester.stop()
+        await task
+        assert ok, "not every visit-detector was ingested"
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    counts = db.row_counts()
+    assert counts["DiaSource"] == 3 * n_alerts, counts
+    db.close()
+    t = ingester.totals
+    log(f"  {n_alerts} alerts in {elapsed:.2f} s: {n_alerts / elapsed:,.0f} alerts/s; "
+        f"{t.batches} batches; decode+rows {t.sort_s:.2f} s, store {t.store_s:.2f} s; "
+        f"rows {counts}")
+    return n_alerts / elapsed
+
+
+# ---- 2. a visit on a database with 1,000 earlier visits --------------------------------
+
+def field_centres(n: int) -> np.ndarray:
+    """n well-spread pointings (a Fibonacci sphere), away from each other's fields."""
+    k = np.arange(n) + 0.5
+    dec = np.degrees(np.arcsin(1 - 2 * k / n))
+    ra = (np.degrees(np.pi * (1 + 5**0.5) * k)) % 360.0
+    return np.column_stack([ra, dec])
+
+
+def populate(url: str, *, n_fields: int, visits_per_field: int, per_visit: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, dict[int, tuple]]:
+    """Earlier visits, made server-side from one helper table of objects (COPY)."""
+    L1db.create(url).close()
+    centres = field_centres(n_fields)
+    objects = {}
+    buffers = []
+    for f, (ra0, dec0) in enumerate(centres):
+        ra, dec = random_cap(rng, per_visit, ra0, dec0, FIELD_RADIUS)
+        ids = f * 1_000_000 + np.arange(per_visit, dtype=np.int64) + 1
+        objects[f] = (ids, ra, dec)
+        buffers.append(pa.table({"diaObjectId": ids, "field": np.full(per_visit, f),
+                                 "ra": ra, "dec": dec, "pixelId": pixel_ids(ra, dec)}))
+    table = pa.concat_tables(buffers)
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    span = 365.0  # the earlier visits spread over the past year
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute("CREATE UNLOGGED TABLE bench_objects (\"diaObjectId\" bigint, "
+                        "field int, ra double precision, dec double precision, "
+                        "\"pixelId\" bigint)")
+            out = io.BytesIO()
+            pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=False))
+            with cur.copy("COPY bench_objects FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(out.getvalue())
+    visit_sql = (f"o.field + {n_fields} * k", f"{MJD_NOW} - {span} + "
+                 f"(o.field + {n_fields} * k) * {span / (n_fields * visits_per_field)}")
+    visit, mjd = visit_sql
+    statements = {
+        "DiaSource": (
+            'INSERT INTO "DiaSource" ("diaSourceId", visit, detector, "diaObjectId", '
+            '"midpointMjdTai", ra, dec, x, y, "psfFlux", "psfFluxErr", snr, band, '
+            '"psfNdata", "trailNdata", "dipoleNdata", "bboxSize", "timeProcessedMjdTai", '
+            '"pixelId") '
+            f'SELECT ({visit})::bigint * 100000000 + mod(o."diaObjectId", 1000000), {visit}, '
+            f'mod(o."diaObjectId", 189)::int, o."diaObjectId", {mjd}, o.ra, o.dec, 100.5, '
+            f"200.5, 1000.0, 30.0, 33.3, 'r', 49, 0, 0, 15, {mjd} + 0.0007, o.\"pixelId\" "
+            f"FROM bench_objects o CROSS JOIN generate_series(0, {visits_per_field - 1}) k"),
+        "DiaForcedSource": (
+            'INSERT INTO "DiaForcedSource" ("diaForcedSourceId", "diaObjectId", ra, dec, '
+            'visit, detector, "psfFlux", "psfFluxErr", "midpointMjdTai", band, '
+            '"timeProcessedMjdTai", "pixelId") '
+            f'SELECT ({visit})::bigint * 100000000 + mod(o."diaObjectId", 1000000), '
+            f'o."diaObjectId", o.ra, o.dec, {visit}, mod(o."diaObjectId", 189)::int, '
+            f"990.0, 30.0, {mjd}, 'r', {mjd} + 0.0007, o.\"pixelId\" "
+            f"FROM bench_objects o CROSS JOIN generate_series(0, {visits_per_field - 1}) k"),
+        "DiaObject": (
+            'INSERT INTO "DiaObject" ("diaObjectId", "validityStartMjdTai", ra, dec, '
+            '"r_psfFluxMean", "r_psfFluxNdata", "nDiaSources", "lastDiaSourceMjdTai", '
+            '"pixelId") '
+            f'SELECT o."diaObjectId", {mjd}, o.ra, o.dec, 1000.0, k + 1, k + 1, {mjd}, '
+            f'o."pixelId" FROM bench_objects o '
+            f"CROSS JOIN generate_series(0, {visits_per_field - 1}) k"),
+        "DiaObjectLast": (
+            'INSERT INTO "DiaObjectLast" SELECT DISTINCT ON ("diaObjectId") * '
+            'FROM "DiaObject" ORDER BY "diaObjectId", "validityStartMjdTai" DESC'),
+    }
+    for name, sql in statements.items():
+        t0 = time.perf_counter()
+        with engine.begin() as conn:
+            n = conn.exec_driver_sql(sql).rowcount
+        log(f"  populated {name}: {n:,} rows in {time.perf_counter() - t0:.1f} s")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE bench_objects")
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    engine.dispose()
+    return centres, objects
+
+
+def visit_store_and_query(url: str, centres: np.ndarray, objects: dict, per_visit: int,
+                          rng: np.random.Generator) -> tuple[float, float, dict]:
+    db = L1db(url)
+    field = 0
+    ids, ra, dec = objects[field]
+    visit = 10**7
+    rows = fake_visit_rows(rng, visit=visit, detector=0, object_ids=ids, ra=ra, dec=dec,
+                           mjd=MJD_NOW + 0.5, source_id_start=visit * 100_000_000)
+    batch = RowBatch.build(**rows)  # rows arrive as numpy columns, built before the clock
+    t0 = time.perf_counter()
+    result = db.store(batch)
+    store_s = time.perf_counter() - t0
+    assert result.inserted == {"DiaObject": per_visit, "DiaSource": per_visit,
+                               "DiaForcedSource": per_visit}, result.inserted
+    t0 = time.perf_counter()
+    region = Cone(ra=float(centres[field][0]), dec=float(centres[field][1]),
+                  radius=FIELD_RADIUS)
+    found = db.objects_in_region(region)
+    since = MJD_NOW + 0.5 - 365.0
+    object_ids = found.column("diaObjectId").to_numpy()
+    sources = db.source_history(object_ids, since_mjd=since)
+    forced = db.forced_source_history(object_ids, since_mjd=since)
+    query_s = time.perf_counter() - t0
+    db.close()
+    sizes = {"objects": found.num_rows, "sources": sources.num_rows,
+             "forced_sources": forced.num_rows}
+    assert found.num_rows >= per_visit, sizes
+    return store_s, query_s, sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--alerts", type=int, default=30_000)
+    parser.add_argument("--visits", type=int, default=1000, help="earlier visits")
+    parser.add_argument("--per-visit", type=int, default=10_000)
+    parser.add_argument("--visits-per-field", type=int, default=10)
+    args = parser.parse_args()
+    rng = np.random.default_rng(2026)
+    figures: dict[str, object] = {"alerts": args.alerts}
+
+    log(f"end to end: producing {args.alerts:,} alerts")
+    with EmbeddedBroker() as broker:
+        topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap, {topic: PARTITIONS, f"{topic}-dead": 1})
+        groups = produce_stream(broker.bootstrap, topic, args.alerts, 1000)
+        log("SQLite:")
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            figures["sqlite_alerts_per_s"] = round(ingest_rate(
+                broker.bootstrap, topic, f"sqlite:///{tmp}/l1.sqlite3", groups, args.alerts))
+        log("PostgreSQL:")
+        with temporary_pg_database("alertbutler_bench") as url:
+            figures["postgres_alerts_per_s"] = round(ingest_rate(
+                broker.bootstrap, topic, url, groups, args.alerts))
+
+    n_fields = args.visits // args.visits_per_field
+    log(f"visit on PostgreSQL holding {args.visits} earlier visits of {args.per_visit:,} "
+        f"sources ({n_fields} fields x {args.visits_per_field} visits)")
+    with temporary_pg_database("alertbutler_bench") as url:
+        t0 = time.perf_counter()
+        centres, objects = populate(url, n_fields=n_fields,
+                                    visits_per_field=args.visits_per_field,
+                                    per_visit=args.per_visit, rng=rng)
+        log(f"  populated in {time.perf_counter() - t0:.0f} s")
+        store_s, query_s, sizes = visit_store_and_query(url, centres, objects,
+                                                        args.per_visit, rng)
+        log(f"  store {store_s:.3f} s, query {query_s:.3f} s, returned {sizes}")
+    figures.update(visit_store_s=round(store_s, 3), visit_query_s=round(query_s, 3),
+                   earlier_visits=args.visits, visit_sources=args.per_visit,
+                   query_rows=sizes)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
