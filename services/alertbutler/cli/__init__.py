@@ -37,6 +37,7 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "filter": ("the filter service", True, ("alertbutler.subscribe.filter_cli",)),
     "alerts": ("alert packets: dump, replay", True,
                ("alertbutler.alerts.cli", "alertbutler.replay.alerts_cli")),
+    "night": ("record and replay nights", True, ("alertbutler.replay.cli",)),
     "fanout": ("turn nextVisit events into one work item per detector", False,
                ("alertbutler.prompt.fanout_cli",)),
     "worker": ("a prompt-processing worker", False, ("alertbutler.prompt.cli",)),
