@@ -16,6 +16,7 @@ from alertbutler.alerts.fake import fake_alerts
 from alertbutler.cli import main as cli_main
 from alertbutler.ingest import Ingester, IngestSettings, ingest_status
 from alertbutler.l1db import L1db, VisitDetector
+from alertbutler.metrics import ServiceMetrics
 
 from ._support import (
     expected_rows,
@@ -82,7 +83,9 @@ def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
     flush(prod)
 
     db = L1db.create(sqlite_url)
-    ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True))
+    metrics = ServiceMetrics("ingest")
+    ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True),
+                        metrics=metrics)
 
     async def main() -> None:
         task = asyncio.create_task(ingester.run())
@@ -97,6 +100,14 @@ def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
     for table, keys in want.items():
         assert sorted(got[table]) == sorted(keys), table
     assert ingester.totals.dead_letters == len(poison)
+    sample = metrics.registry.get_sample_value
+    assert sample("alertbutler_alerts_ingested_total", {"service": "ingest"}) == 600
+    assert sum(sample("alertbutler_dead_lettered_total", {"service": "ingest", "reason": r})
+               or 0 for r in {"BadMagicByteError", "TruncatedMessageError",
+                              "UnknownSchemaError", "RowError", "UnexpectedKindError",
+                              "AlertFormatError"}) == len(poison)
+    assert sample("alertbutler_consumer_lag", {"service": "ingest", "topic": topic,
+                                               "partition": "0"}) == 0
     letters = read_topic(kafka_bootstrap, dead, len(poison))
     assert len(letters) == len(poison)
     by_value = {bytes(m.value() or b""): dict(m.headers()) for m in letters}

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "per topic; restarts are immediate)")
     parser.add_argument("--create-db", action="store_true",
                         help="create the L1 database tables first if missing")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics, /healthz and /readyz on this port")
     parser.add_argument("--interval", type=float, default=2.0,
                         help="status: seconds between the two samples of rows/s")
     parser.add_argument("--json", action="store_true", help="status: print one JSON object")
@@ -75,6 +77,6 @@ def _main(args: argparse.Namespace, config: Config) -> int:
         max_batch_messages=config.ingest.max_batch_messages,
         max_batch_ms=config.ingest.max_batch_ms,
         session_timeout_ms=config.kafka.session_timeout_ms, assign_all=args.assign_all)
-    totals = run_ingester(settings)
+    totals = run_ingester(settings, metrics_port=args.metrics_port)
     print(json.dumps(vars(totals)), file=sys.stderr)
     return 0

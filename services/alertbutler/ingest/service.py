@@ -34,6 +34,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
 from alertbutler.l1db import ConsumedOffsets, L1db, StoreResult
+from alertbutler.metrics import Health, ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,11 @@ class _Rebalance(ConsumerRebalanceListener):
 class Ingester:
     """Consume alert topics into the L1 database until :meth:`stop` (or a signal)."""
 
-    def __init__(self, settings: IngestSettings, *, db: L1db | None = None) -> None:
+    def __init__(self, settings: IngestSettings, *, db: L1db | None = None,
+                 metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.health = health
         self._db = db
         self._own_db = db is None
         self._stop = asyncio.Event()
@@ -133,6 +137,8 @@ class Ingester:
                 await self._seek_to_stored(partitions)
             else:
                 consumer.subscribe(list(s.topics), listener=_Rebalance(self))
+            if self.health is not None:
+                self.health.set_ready(True, "consuming")
             log.info("ingester started", extra={"topics": list(s.topics), "group": s.group,
                                                 "member": s.member, "db": self._db.url})
             await self._pipeline(consumer, dlt)
@@ -153,6 +159,8 @@ class Ingester:
         writer = asyncio.create_task(self._write_in_order(consumer, dlt))
         try:
             while not self._stop.is_set() and not writer.done():
+                if self.health is not None:
+                    self.health.beat()
                 messages = await self._collect(consumer)
                 fresh = [m for m in messages
                          if m.offset >= self._next.get((m.topic, m.partition), 0)]
@@ -227,6 +235,8 @@ class Ingester:
         t.dead_letters += len(sorted_batch.dead)
         t.completed += len(result.completed)
         self._next.update(sorted_batch.next_offsets)
+        if self.metrics is not None:
+            self._observe(consumer, messages, sorted_batch, result)
         for vd in result.completed:
             log.info("visit-detector ingested", extra={"visit": vd.visit,
                                                        "detector": vd.detector})
@@ -239,6 +249,24 @@ class Ingester:
             log.log(logging.DEBUG if self._commit_warned else logging.WARNING,
                     "Kafka offset commit failed (the L1 database has the offsets): %s", exc)
             self._commit_warned = True
+
+    def _observe(self, consumer: AIOKafkaConsumer, messages: list[Message],
+                 sorted_batch: SortedBatch, result: StoreResult) -> None:
+        m, name = self.metrics, "ingest"
+        assert m is not None
+        m.messages_consumed.labels(name).inc(len(messages))
+        m.alerts_ingested.labels(name).inc(sorted_batch.n_alerts)
+        for table, n in result.inserted.items():
+            m.rows_ingested.labels(name, table).inc(n)
+        for letter in sorted_batch.dead:
+            m.dead_lettered.labels(name, letter.error).inc()
+        m.stage_seconds.labels(name, "decode").observe(sorted_batch.seconds)
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)  # from the last fetch response, never ListOffsets
+            position = self._next.get((tp.topic, tp.partition))
+            if high is not None and position is not None:
+                m.consumer_lag.labels(name, tp.topic, str(tp.partition)).set(
+                    max(high - position, 0))
 
     def _write(self, dlt: DeadLetterProducer, messages: list[Message],
                sorted_batch: SortedBatch) -> StoreResult:
@@ -256,9 +284,24 @@ class Ingester:
                                 consumed=consumed)
         self.totals.sort_s += sorted_batch.seconds
         self.totals.store_s += time.perf_counter() - t1
+        if self.metrics is not None:
+            self.metrics.stage_seconds.labels("ingest", "store").observe(
+                time.perf_counter() - t1)
         return result
 
 
-def run_ingester(settings: IngestSettings) -> IngestTotals:
-    """Run until SIGTERM or SIGINT (the CLI's entry point)."""
-    return asyncio.run(Ingester(settings).run(install_signal_handlers=True))
+def run_ingester(settings: IngestSettings, *, metrics_port: int | None = None) -> IngestTotals:
+    """Run until SIGTERM or SIGINT (the CLI's entry point); with ``metrics_port``, serve
+    ``/metrics``, ``/healthz`` and ``/readyz`` there."""
+    from alertbutler.metrics import MetricsServer
+
+    metrics, health = ServiceMetrics("ingest"), Health()
+    server = None
+    if metrics_port is not None:
+        server = MetricsServer(metrics, health, port=metrics_port).start()
+    try:
+        ingester = Ingester(settings, metrics=metrics, health=health)
+        return asyncio.run(ingester.run(install_signal_handlers=True))
+    finally:
+        if server is not None:
+            server.stop()
