@@ -33,3 +33,21 @@ def test_four_processes_put_200_each(butler: Butler, registry_url: str) -> None:
     seen = {(v["worker"], v["i"]) for v in (butler.get(r) for r in refs)}
     assert len(seen) == N_PROCS * PER_PROC
     assert all(Path(butler.datastore.artifact_path(r)).exists() for r in refs[:10])
+
+
+def test_threads_share_a_butler(butler: Butler) -> None:
+    """Each thread gets its own connection (SQLite connections may not cross threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    butler.register_dataset_type("metrics", ["visit", "detector"], "StructuredDataDict")
+
+    def work(t: int) -> int:
+        for i in range(20):
+            butler.put({"t": t, "i": i}, "metrics", instrument="SimCam", visit=t * 100 + i,
+                       detector=0)
+        return sum(butler.get("metrics", instrument="SimCam", visit=t * 100 + i,
+                              detector=0)["i"] for i in range(20))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(work, range(4))) == [190] * 4
+    assert len(butler.query_datasets("metrics")) == 80

@@ -5,8 +5,8 @@ lose the last commits but never corrupts), a busy timeout, and write transaction
 ``BEGIN IMMEDIATE`` so that two writers queue on the lock instead of deadlocking on an
 upgrade. Any "database is locked" that still escapes is retried by :meth:`Database.retry`.
 PostgreSQL sessions run with ``synchronous_commit = off``, the same trade.
-Each :class:`Database` keeps one connection for its process (the hot path reuses prepared
-statements on it); a forked child must open its own butler.
+Each :class:`Database` keeps one connection per thread (the hot path reuses prepared
+statements on it); a forked child gets fresh connections.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -72,84 +73,94 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class Database:
-    """One engine plus this process's connection."""
+    """One engine plus one connection per thread (and per process after a fork).
+
+    SQLite connections may not cross threads, and a transaction belongs to one thread, so the
+    connection, the nesting depth and the raw cursor are thread-local: a butler can be used
+    from worker threads (``asyncio.to_thread``) without sharing a connection.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = make_engine(url)
-        self._conn: sa.Connection | None = None
+        self._local = threading.local()
         self._pid = os.getpid()
-        self._depth = 0
-        self._cursor: Any = None
-        self._cursor_conn: Any = None
+        self._transient = (sa.exc.DBAPIError, self.engine.dialect.loaded_dbapi.OperationalError)
+
+    def _state(self) -> threading.local:
+        if self._pid != os.getpid():  # forked: never touch the parent's connections
+            self.engine.dispose(close=False)
+            self._local = threading.local()
+            self._pid = os.getpid()
+        local = self._local
+        if not hasattr(local, "conn"):
+            local.conn = None
+            local.depth = 0
+            local.cursor = local.cursor_conn = None
+        return local
 
     @property
     def conn(self) -> sa.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            if self._pid != os.getpid():  # forked: never touch the parent's connections
-                self.engine.dispose(close=False)
-                self._cursor = self._cursor_conn = None
-            self._pid = os.getpid()
-            self._conn = self.engine.connect()
-        return self._conn
+        local = self._state()
+        if local.conn is None:
+            local.conn = self.engine.connect()
+        return local.conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
         """A write transaction (nested calls join the outer one)."""
+        local = self._state()
         conn = self.conn
-        if self._depth:
-            self._depth += 1
+        if local.depth:
+            local.depth += 1
             try:
                 yield conn
             finally:
-                self._depth -= 1
+                local.depth -= 1
             return
         if conn.in_transaction():
             conn.commit()  # end an implicit read transaction before taking the write lock
         conn.info["write"] = True
-        self._depth = 1
+        local.depth = 1
         try:
             with conn.begin():
                 yield conn
         finally:
-            self._depth = 0
+            local.depth = 0
             conn.info["write"] = False
 
     @property
     def in_transaction(self) -> bool:
-        return self._depth > 0
+        return self._state().depth > 0
 
     def raw_cursor(self) -> Any:
-        """SQLite only: a DBAPI cursor on this process's connection, for the few hot
+        """SQLite only: a DBAPI cursor on this thread's connection, for the few hot
         statements (about 3x cheaper than going through SQLAlchemy's execution layer). It
         shares the connection, so it joins any transaction opened by :meth:`transaction`."""
-        conn = self.conn
-        dbapi = conn.connection.dbapi_connection
-        if self._cursor is None or self._cursor_conn is not dbapi:
-            self._cursor = dbapi.cursor()
-            self._cursor_conn = dbapi
-        return self._cursor
+        local = self._state()
+        dbapi = self.conn.connection.dbapi_connection
+        if local.cursor is None or local.cursor_conn is not dbapi:
+            local.cursor = dbapi.cursor()
+            local.cursor_conn = dbapi
+        return local.cursor
 
     def read(self) -> sa.Connection:
         """The connection for reads; outside a write transaction each read ends its own."""
         return self.conn
 
     def end_read(self) -> None:
-        if not self._depth and self._conn is not None and self._conn.in_transaction():
-            self._conn.commit()
+        local = self._state()
+        if not local.depth and local.conn is not None and local.conn.in_transaction():
+            local.conn.commit()
 
     def retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` (which opens its own transaction) again on transient lock errors."""
+        """Run ``fn`` (which opens its own transaction) again on transient lock errors
+        (wrapped by SQLAlchemy or raised by the raw SQLite cursor)."""
         for attempt in range(RETRIES):
             try:
                 return fn()
-            except sa.exc.OperationalError as exc:
-                if attempt == RETRIES - 1 or not is_transient(exc):
-                    raise
-                self.end_read_after_error()
-                time.sleep(0.01 * 2**attempt * (1 + random.random()))
-            except sa.exc.DBAPIError as exc:
+            except self._transient as exc:
                 if attempt == RETRIES - 1 or not is_transient(exc):
                     raise
                 self.end_read_after_error()
@@ -157,12 +168,13 @@ class Database:
         raise AssertionError("unreachable")
 
     def end_read_after_error(self) -> None:
-        if self._conn is not None and self._conn.in_transaction():
-            self._conn.rollback()
+        local = self._state()
+        if local.conn is not None and local.conn.in_transaction():
+            local.conn.rollback()
 
     def close(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
-        self._cursor = self._cursor_conn = None
+        local = self._state()
+        if local.conn is not None:
+            local.conn.close()
+        local.conn = local.cursor = local.cursor_conn = None
         self.engine.dispose()
