@@ -1,52 +1,42 @@
-"""``alertbutler run``: the main job on the embedded defaults.
+"""``alertbutler run``: the main job on the embedded defaults (see alertbutler.prompt.main_job).
 
-Until the end-to-end pipeline lands this does the smallest real thing: start the embedded
-broker, publish a message, read it back, stop.
+A thin entry point: it parses, then calls :func:`alertbutler.prompt.main_job.run_main_job`.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-import uuid
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from alertbutler.config import Config
-from alertbutler.kafka import confluent_settings, create_topics, kafka_session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("run", help="run the main job on the embedded defaults",
-                            description="Start the embedded broker (unless kafka."
-                            "bootstrap_servers is set), publish one message and read it back.")
+    parser = sub.add_parser(
+        "run", help="run the main job on the embedded defaults",
+        description="Simulate a small night and run it through the whole chain (embedded "
+        "broker unless kafka.bootstrap_servers is set, SQLite L1 database and butler repos "
+        "under <data_dir>/mainjob): nextVisit fan-out, prompt workers, alerts through the "
+        "publish datastore, the L1 ingester. Ends with a summary, summary.json and an HTML "
+        "report; the last line of output is the report's path.")
+    parser.add_argument("--visits", type=int, default=8, help="visits in the night (default 8)")
+    parser.add_argument("--detectors", type=int, default=4,
+                        help="detectors of the camera (default 4)")
+    parser.add_argument("--detector-size", type=int, default=2048, metavar="PIXELS",
+                        help="detector side in pixels (default 2048)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: prompt.workers)")
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bars")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    with kafka_session(config) as bootstrap:
-        topic = f"alertbutler-smoke-{uuid.uuid4().hex[:8]}"
-        create_topics(bootstrap, {topic: 1}, settings=config.kafka.client)
-        payload = f"hello from alertbutler at {time.time():.3f}".encode()
-        producer = Producer(confluent_settings(config, bootstrap, acks="all",
-                                               **{"enable.idempotence": True}))
-        producer.produce(topic, payload, key=b"smoke")
-        if producer.flush(10) != 0:
-            raise RuntimeError("the broker did not acknowledge the message")
-        del producer  # disconnect before the broker stops
-        consumer = Consumer(confluent_settings(config, bootstrap, **{
-            "group.id": f"smoke-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}))
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + 30
-        try:
-            while time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error():
-                    continue
-                ok = msg.value() == payload
-                print(f"broker {bootstrap}: published and read back 1 message on {topic}: "
-                      f"{'OK' if ok else 'MISMATCH'}")
-                return 0 if ok else 1
-        finally:
-            consumer.close()
-    raise RuntimeError("the message was not read back within 30 s")
+    from alertbutler.prompt.main_job import MainJobOptions, print_summary, run_main_job
+
+    options = MainJobOptions(seed=args.seed, n_visits=args.visits, n_detectors=args.detectors,
+                             detector_size=args.detector_size,
+                             workers=args.workers or config.prompt.workers,
+                             progress=not args.no_progress)
+    result = run_main_job(config, options)
+    print_summary(result)
+    return 0 if result.summary["visit_detectors_failed"] == 0 else 1

@@ -8,7 +8,9 @@ the simulator) and :mod:`alertbutler.prompt.preload`:
   physical_filter}: calibrations certified in the CALIBRATION collection
   ``<instrument>/calib`` for their validity range;
 * ``template`` {band, tract, patch}: deep templates (nJy image, variance, WCS, PSF FWHM in the
-  metadata) in the RUN ``templates/deep``;
+  metadata) in the RUN ``templates/deep``. While the butler's universe has no tract/patch
+  dimensions, a template is ``template`` {band} in a RUN of its own per patch,
+  ``templates/deep/t<tract>p<patch>`` (:func:`template_location` hides which);
 * ``skyMap`` {}: the tracts' geometry (centre, pixel scale, patch size, margin, patches per
   side), so a worker can tell which patches cover a detector's footprint.
 """
@@ -32,6 +34,19 @@ def calib_collection(instrument: str) -> str:
     return f"{instrument}/calib"
 
 
+def _has_patches() -> bool:
+    from alertbutler.butler import UNIVERSE
+
+    return "tract" in UNIVERSE and "patch" in UNIVERSE
+
+
+def template_location(band: str, tract: int, patch: int) -> tuple[dict[str, Any], str]:
+    """(data ID, RUN collection) of one template patch."""
+    if _has_patches():
+        return {"band": band, "tract": int(tract), "patch": int(patch)}, TEMPLATE_RUN
+    return {"band": band}, f"{TEMPLATE_RUN}/t{int(tract)}p{int(patch)}"
+
+
 def register_types(butler: Butler) -> None:
     """Dataset types of the central repo (idempotent)."""
     for name, storage in CALIB_TYPES.items():
@@ -39,7 +54,9 @@ def register_types(butler: Butler) -> None:
                                      is_calibration=True)
     butler.register_dataset_type("flat", ["instrument", "detector", "physical_filter"], "Image",
                                  is_calibration=True)
-    butler.register_dataset_type("template", ["band", "tract", "patch"], "Exposure")
+    butler.register_dataset_type("template",
+                                 ["band", "tract", "patch"] if _has_patches() else ["band"],
+                                 "Exposure")
     butler.register_dataset_type("skyMap", [], "StructuredDataDict")
 
 
@@ -90,6 +107,6 @@ def build_central_repo(root: Path, sim: Any, *, detectors: list[int] | None = No
             p = sim.template(field, band, patch)
             exposure = Exposure(image=p.image, variance=p.variance, mask=None, wcs=p.wcs,
                                 metadata={"PSFFWHM": float(p.psf_fwhm_arcsec), "BUNIT": "nJy"})
-            butler.put(exposure, "template", band=band, tract=int(field), patch=int(patch),
-                       run=TEMPLATE_RUN)
+            data_id, run = template_location(band, field, patch)
+            butler.put(exposure, "template", data_id, run=run)
     return root

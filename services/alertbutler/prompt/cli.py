@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="camera whose geometry predicts footprints (default: simcam)")
     parser.add_argument("--detectors", type=int, default=None,
                         help="number of detectors of the camera (default: the camera's)")
+    parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
+                        help="detector side in pixels (default: the camera's)")
     parser.add_argument("--name", default="", help="worker name (default: worker-<pid>)")
     parser.add_argument("--no-outputs", action="store_true",
                         help="do not write calexp/difference/catalog/preview/metrics")
@@ -47,7 +49,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     ensure_topics(config, bootstrap)
     stop = stop_on_signals()
     pipeline = build_pipeline(config, bootstrap, camera=args.camera,
-                              n_detectors=args.detectors, name=args.name,
+                              n_detectors=args.detectors, size=args.detector_size,
+                              name=args.name,
                               write_outputs=not args.no_outputs)
     with observability("worker", args.metrics_port) as (metrics, health):
         worker = Worker(config, bootstrap, pipeline, metrics=metrics, health=health)

@@ -53,3 +53,9 @@ class MissingInputError(VisitDetectorError):
     """A calibration or template the visit-detector needs is not in the central repo."""
 
     reason = "missing-input"
+
+
+class ImagingFailedError(VisitDetectorError):
+    """The pixels could not be processed (too few PSF stars, no template overlap, ...)."""
+
+    reason = "imaging-failed"

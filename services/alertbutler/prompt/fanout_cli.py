@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="camera whose detectors and geometry to use (default: simcam)")
     parser.add_argument("--detectors", type=int, default=None,
                         help="number of detectors of the camera (default: the camera's)")
+    parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
+                        help="detector side in pixels (default: the camera's)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve /metrics, /healthz and /readyz on this port")
     parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace, config: Config) -> int:
     bootstrap = require_bootstrap(config, "fanout")
-    geometry = CameraGeometry.named(args.camera, args.detectors)
+    geometry = CameraGeometry.named(args.camera, args.detectors, args.detector_size)
     ensure_topics(config, bootstrap)
     stop = stop_on_signals()
     with observability("fanout", args.metrics_port) as (metrics, health):

@@ -6,6 +6,7 @@ real deployment would read the same facts from the instrument's dimension record
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -22,12 +23,16 @@ class CameraGeometry:
     camera: Camera
 
     @classmethod
-    def named(cls, name: str, n_detectors: int | None = None) -> CameraGeometry:
+    def named(cls, name: str, n_detectors: int | None = None,
+              size: int | None = None) -> CameraGeometry:
+        """A known camera, optionally with another number or size (pixels) of detectors."""
         try:
             factory = CAMERAS[name.lower()]
         except KeyError:
             raise ValueError(f"unknown camera {name!r} (known: {', '.join(CAMERAS)})") from None
         camera = factory() if n_detectors is None else factory(n_detectors=n_detectors)
+        if size is not None:
+            camera = dataclasses.replace(camera, nx=size, ny=size)
         return cls(camera)
 
     @property

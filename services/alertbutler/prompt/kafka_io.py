@@ -35,6 +35,10 @@ def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Co
         "group.id": group_id(config, name), "enable.auto.commit": False,
         "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": config.kafka.session_timeout_ms,
+        # Work items are keyed (and partitioned) by detector: round-robin spreads a visit's
+        # detectors over the members, where the default range assignor would give the first
+        # partitions, hence the first detectors, all to one member.
+        "partition.assignment.strategy": "roundrobin",
         "heartbeat.interval.ms": max(500, config.kafka.session_timeout_ms // 3),
         "log_level": 3, **extra}))
 

@@ -108,6 +108,12 @@ class PromptPipeline:
         self.l1db.close()
 
     # -- the processor interface ------------------------------------------------------------
+    def abandon(self, item: WorkItem) -> None:
+        """An empty batch and its end markers: the visit-detector is over, with no alerts."""
+        if item.visit is not None:
+            self.repos.publish([], instrument=item.instrument, visit=item.visit,
+                               detector=item.detector)
+
     def process(self, item: WorkItem) -> VisitDetectorStatus:
         stages = Stages()
         arrived: float | None = None
@@ -139,9 +145,7 @@ class PromptPipeline:
         except VisitDetectorError as exc:
             log.error("visit-detector failed", extra={"item": item.label, "reason": exc.reason,
                                                        "error": str(exc)})
-            if item.visit is not None:  # close it: later visits need not wait for it
-                self.repos.publish([], instrument=item.instrument, visit=item.visit,
-                                   detector=item.detector)
+            self.abandon(item)  # close it: later visits need not wait for it
             return VisitDetectorStatus(
                 instrument=item.instrument, group_id=item.group_id, visit=item.visit,
                 detector=item.detector, ok=False, reason=exc.reason, message=str(exc),
@@ -255,7 +259,7 @@ _L1_ONLY = frozenset({"pixelId", "ingestedAt"})
 
 
 def build_pipeline(config: Config, bootstrap: str, *, camera: str = "simcam",
-                   n_detectors: int | None = None, name: str = "",
+                   n_detectors: int | None = None, size: int | None = None, name: str = "",
                    clock: Clock | None = None, write_outputs: bool = True) -> PromptPipeline:
     """A pipeline wired to the configured repos, L1 database and alert topic."""
     from alertbutler.alerts.publish_datastore import PublishDatastore
@@ -270,7 +274,7 @@ def build_pipeline(config: Config, bootstrap: str, *, camera: str = "simcam",
                                compression=config.kafka.compression)
     repos = Repos(central_root=config.central_repo,
                   local_root=local_root / safe_name(name.replace(":", "-"), "worker name"),
-                  geometry=CameraGeometry.named(camera, n_detectors),
+                  geometry=CameraGeometry.named(camera, n_detectors, size),
                   publish_datastore=publish)
     settings = PipelineSettings(raw_timeout_s=config.prompt.raw_timeout_s,
                                 association_wait_s=config.prompt.association_wait_s,

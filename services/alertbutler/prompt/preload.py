@@ -21,8 +21,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from alertbutler.butler import Butler, DatasetRef, IdGenerationMode
-from alertbutler.prompt.central import SKYMAP_RUN, TEMPLATE_RUN, calib_collection
+from alertbutler.butler import Butler, DatasetRef, IdGenerationMode, MissingCollectionError
+from alertbutler.prompt.central import SKYMAP_RUN, calib_collection, template_location
 from alertbutler.prompt.errors import CorruptRawError, MissingInputError
 from alertbutler.prompt.events import WorkItem
 from alertbutler.prompt.geometry import CameraGeometry
@@ -135,8 +135,11 @@ class Repos:
             if x.max() < 0 or y.max() < 0 or x.min() > size or y.min() > size:
                 continue
             for patch in tract.patches_covering(corners[:, 0], corners[:, 1]):
-                ref = self.central.find_dataset("template", band=item.band, tract=t["tract"],
-                                                patch=patch, collections=TEMPLATE_RUN)
+                data_id, run = template_location(item.band, t["tract"], patch)
+                try:
+                    ref = self.central.find_dataset("template", data_id, collections=run)
+                except MissingCollectionError:
+                    ref = None
                 if ref is not None:
                     found.append(ref)
         return found

@@ -20,7 +20,7 @@ from alertbutler.imaging.exposure import IsrCalibs, Mask, TemplateImage
 from alertbutler.imaging.forced import forced_photometry
 from alertbutler.imaging.pipeline import ProcessResult, process_exposure
 from alertbutler.l1db import Polygon
-from alertbutler.prompt.errors import CorruptRawError
+from alertbutler.prompt.errors import CorruptRawError, ImagingFailedError
 from alertbutler.prompt.preload import Inputs, Raw
 
 #: imaging mask plane -> bit of the alert cutouts' mask
@@ -118,13 +118,16 @@ def run(raw: Raw, inputs: Inputs, *, stages: Any) -> Result:
     templates = [TemplateImage(image=np.asarray(t.image, np.float32),
                                variance=np.asarray(t.variance, np.float32), wcs=t.wcs)
                  for t in inputs.templates]
-    from alertbutler.imaging.errors import IsrError
+    from alertbutler.imaging.errors import ImagingError, IsrError
 
     try:
         processed = process_exposure(raw.data, raw.header, calibs, templates)
     except IsrError as exc:  # the raw's header or pixels are unusable
         raise CorruptRawError(f"visit {raw.visit} detector {raw.detector}: {exc}",
                               visit=raw.visit, detector=raw.detector) from exc
+    except ImagingError as exc:  # the data cannot give a result: retrying will not help
+        raise ImagingFailedError(f"visit {raw.visit} detector {raw.detector}: {exc}",
+                                 visit=raw.visit, detector=raw.detector) from exc
     for name, seconds in processed.timings.items():
         stages.seconds[name] = stages.seconds.get(name, 0.0) + seconds
     header = raw.header

@@ -41,6 +41,10 @@ class Processor(Protocol):
 
     def process(self, item: WorkItem) -> VisitDetectorStatus: ...
 
+    def abandon(self, item: WorkItem) -> None:
+        """Close a visit-detector given up on, so nothing waits for it (best effort)."""
+        ...
+
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -118,6 +122,9 @@ class Worker:
             consumer.commit(message=msg, asynchronous=False)
             self._count("undecodable")
             return
+        log.info("work item started", extra={
+            "worker": self.name, "visit": item.visit, "detector": item.detector,
+            "partition": msg.partition(), "offset": msg.offset()})
         try:
             status = self.processor.process(item)
         except Exception as exc:  # not the input's fault: retry, then give up loudly
@@ -132,6 +139,11 @@ class Worker:
                 time.sleep(min(5.0, 0.5 * 2**attempts))
                 return
             reason = f"{type(exc).__name__}: {exc}"
+            try:
+                self.processor.abandon(item)
+            except Exception:  # already failing: say so, keep the dead letter going
+                log.exception("could not close the abandoned visit-detector",
+                              extra={"item": item.label})
             status = VisitDetectorStatus(
                 instrument=item.instrument, group_id=item.group_id, visit=item.visit,
                 detector=item.detector, ok=False, reason="failed",

@@ -1,0 +1,116 @@
+"""The main job's closing numbers: alerts read back, L1 contents, latency, science quality."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from alertbutler.config import Config
+from alertbutler.prompt.quality import evaluate
+from alertbutler.prompt.report import ReportData, percentile, write_report
+
+
+def read_alerts(config: Config, *, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Every alert on the alert topic (markers skipped), first copy of each diaSourceId."""
+    from alertbutler.alerts import decode_message
+    from alertbutler.kafka import list_topics
+
+    topic = config.kafka.alert_topic
+    n = list_topics(config.kafka.bootstrap_servers, settings=config.kafka.client).get(topic, 0)
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                         "group.id": "alertbutler-mainjob-reader", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "log_level": 3, **config.kafka.client})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
+    seen: dict[int, dict[str, Any]] = {}
+    at_end: set[int] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(at_end) < n and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition())
+                    continue
+                at_end.discard(msg.partition())
+                decoded = decode_message(msg.value())
+                if decoded.kind == "alert":
+                    seen.setdefault(int(decoded.record["diaSourceId"]), decoded.record)
+    finally:
+        consumer.close()
+    return [seen[k] for k in sorted(seen)]
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any,
+              started: float, killed: bool, options: Any) -> Any:
+    from alertbutler.l1db import L1db
+    from alertbutler.prompt.main_job import MainJobResult
+
+    statuses = dict(monitor.statuses)
+    ok = {k: s for k, s in statuses.items() if s.ok}
+    published = {i for s in ok.values() for i in s.alert_ids}
+    alerts = [a for a in read_alerts(config) if a["diaSourceId"] in published]
+    in_l1 = 0
+    l1_rows = 0
+    with L1db(config.l1db_url) as db:
+        for visit, detector in ok:
+            ids = db.sources_of_visit_detector(visit, detector).column("diaSourceId").to_pylist()
+            l1_rows += len(ids)
+            in_l1 += len(published & set(ids))
+    lat_kafka: list[float] = []
+    lat_l1: list[float] = []
+    for key, s in ok.items():
+        arrived = s.raw_arrived_at or driver.log.arrived_at.get(key)
+        if arrived is None:
+            continue
+        lat_kafka += [s.alerts_acked_at - arrived] * s.n_alerts
+        if key in monitor.ingested_at:
+            lat_l1 += [monitor.ingested_at[key] - arrived] * s.n_alerts
+    truth = [dict(zip(t.colnames, row, strict=True)) for t in driver.log.truth for row in t]
+    quality = evaluate([a["diaSource"] for a in alerts], truth, processed=ok.keys())
+    errors = sorted(f"visit {s.visit} detector {s.detector}: {s.reason}: {s.message}"
+                    for s in [*statuses.values(), *monitor.refused] if not s.ok)
+    per_visit: dict[int, int] = {v.visit: 0 for v in sim.visits}
+    for a in alerts:
+        per_visit[a["diaSource"]["visit"]] += 1
+    summary: dict[str, Any] = {
+        "visits": len(driver.log.announced),
+        "visit_detectors": len(statuses),
+        "visit_detectors_ok": len(ok),
+        "visit_detectors_failed": len(statuses) - len(ok) + len(monitor.refused),
+        "alerts_published": len(published),
+        "alerts_read_back": len(alerts),
+        "alerts_in_l1db": in_l1,
+        "l1db_diasource_rows": l1_rows,
+        "completeness": _round(quality.completeness),
+        "purity": _round(quality.purity),
+        "n_truth_bright": quality.n_truth_bright,
+        "n_truth_bright_found": quality.n_truth_bright_found,
+        "astrometry_rms_arcsec": _round(quality.astrometry_rms_arcsec, 4),
+        "photometry_bias": _round(quality.photometry_bias, 4),
+        "latency_p50_s": _round(percentile(lat_kafka, 50)),
+        "latency_p98_s": _round(percentile(lat_kafka, 98)),
+        "latency_l1db_p50_s": _round(percentile(lat_l1, 50)),
+        "latency_l1db_p98_s": _round(percentile(lat_l1, 98)),
+        "killed_worker": killed,
+        "seed": options.seed,
+        "detectors": options.n_detectors,
+        "detector_size": options.detector_size,
+        "workers": options.workers,
+        "wall_time_s": round(time.time() - started, 1),
+        "errors": errors,
+    }
+    brightest = sorted(alerts, key=lambda a: -(a["diaSource"].get("snr") or 0))[:4]
+    data = ReportData(summary=summary, alerts_per_visit=per_visit, latency_kafka_s=lat_kafka,
+                      latency_l1db_s=lat_l1, errors=errors, cutout_alerts=brightest,
+                      positions=[(a["diaSource"]["ra"], a["diaSource"]["dec"],
+                                  a["diaSource"]["visit"]) for a in alerts])
+    report = write_report(root / "report", data)
+    return MainJobResult(summary=summary, report=report, statuses=statuses, alerts=alerts,
+                         killed_worker=killed)
