@@ -9,7 +9,9 @@ schema (:mod:`alertbutler.alerts._fastwrite`, several times faster on alerts) wi
 ``schemaless_writer`` as the reference and the fallback for anything the generated writer
 does not handle exactly. Decoding picks the writer's schema by the id and resolves it to
 the reader's version (by default the current version of the same kind), so a record written
-with an older version reads as the newer one wherever Avro's resolution rules allow.
+with an older version reads as the newer one wherever Avro's resolution rules allow. When
+writer and reader are the same version a generated reader (:mod:`._fastread`) reads it;
+fastavro reads everything else and explains every error.
 
 A :class:`Codec` owns one id space: by default the fixed ids of ``schemas/ids.toml``; with a
 Schema Registry the ids on the wire may be the registry's, mapped to ours
@@ -32,6 +34,7 @@ from alertbutler.alerts._errors import (
     TruncatedMessageError,
     UnknownSchemaError,
 )
+from alertbutler.alerts._fastread import FastReadError, compile_reader
 from alertbutler.alerts._fastwrite import Fallback, compile_writer
 from alertbutler.alerts._validate import explain
 from alertbutler.alerts.schemas import SchemaInfo, current_ids, known_schemas, schema_info
@@ -86,6 +89,7 @@ class Codec:
         self._resolution: dict[tuple[int, int], tuple[Any, Any]] = {}
         self._wraps = {sid: _complex_unions(info.parsed) for sid, info in self._schemas.items()}
         self._fast: dict[int, Any] = {}
+        self._fast_readers: dict[int, Any] = {}
 
     # ----------------------------------------------------------------- encoding
     def wire_id(self, schema: int | str) -> int:
@@ -138,6 +142,18 @@ class Codec:
         wire_id, body = split_header(data)
         writer = self._schemas[self._fixed_id(wire_id)]
         reader_id = self._current[writer.kind] if reader is None else self._info(reader).id
+        if reader_id == writer.id:  # no resolution: the generated reader, if it can
+            fast = self._fast_readers.get(writer.id, False)
+            if fast is False:
+                fast = self._fast_readers[writer.id] = compile_reader(writer.parsed)
+            if fast is not None:
+                raw = data if type(data) is bytes else bytes(data)
+                try:
+                    record, end = fast(raw, HEADER_SIZE)
+                    if end == len(raw):
+                        return Decoded(writer.id, writer.kind, record)
+                except FastReadError:
+                    pass  # fastavro reads it, or says precisely what is wrong
         key = (writer.id, reader_id)
         pair = self._resolution.get(key)
         if pair is None:
@@ -147,7 +163,7 @@ class Codec:
         buf = io.BytesIO(body)
         try:
             record = schemaless_reader(buf, pair[0], pair[1])
-        except EOFError:
+        except (EOFError, IndexError):  # fastavro reads past the end in either form
             raise TruncatedMessageError(
                 f"message truncated: its Avro body ({len(body)} bytes) ends inside a "
                 f"{writer.kind} {writer.version_text} record (schema id {writer.id})") from None
