@@ -163,6 +163,11 @@ class FilterService:
             log.error("source and group cannot change while running; restart the service",
                       extra={"file": str(self.path)})
         new_active: dict[str, _Active] = {}
+        known = {n: a.spec.topic for n, a in self._active.items()}
+        wanted = {f.topic for n, f in spec.filters.items() if f.topic and known.get(n) != f.topic}
+        if wanted:  # one admin round for every new topic (100 filters start in one go)
+            create_topics(self.url.bootstrap, dict.fromkeys(sorted(wanted), spec.partitions),
+                          settings=self._client_settings())
         for name, fspec in spec.filters.items():
             old = self._active.get(name)
             if old is not None and old.spec == fspec:
@@ -198,9 +203,7 @@ class FilterService:
 
     def _outputs(self, fspec: FilterSpec) -> list[Output]:
         outputs: list[Output] = []
-        if fspec.topic:
-            create_topics(self.url.bootstrap, {fspec.topic: self.spec.partitions},
-                          settings=self._client_settings())
+        if fspec.topic:  # created in _apply
             outputs.append(TopicOutput(self._producer, fspec.topic))
         if fspec.file:
             outputs.append(file_output(fspec.file))
