@@ -104,3 +104,13 @@ def test_raw_assembled_with_latest_certified_wcs_and_psf(butler: Butler) -> None
     with pytest.raises(DatasetNotFoundError, match="no psf_model .* to assemble raw.psf"):
         butler.get("raw", did, collections="raw", calib_collections="calib",
                    assemble={"psf": "psf_model"})
+
+
+def test_query_returns_every_certified_dataset_of_a_data_id(bias: Butler) -> None:
+    r1 = bias.put(np.zeros((2, 2), np.float32), "bias", DET, run="calib/1")
+    r2 = bias.put(np.zeros((2, 2), np.float32), "bias", DET, run="calib/2")
+    bias.certify("calib", [r1], DAY1)
+    bias.certify("calib", [r2], DAY2)
+    assert {r.id for r in bias.query_datasets("bias", "calib")} == {r1.id, r2.id}
+    at_day2 = bias.query_datasets("bias", "calib", timespan=Timespan.at(DAY2.begin))
+    assert [r.id for r in at_day2] == [r2.id]

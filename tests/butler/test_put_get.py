@@ -6,6 +6,8 @@ import pytest
 
 from alertbutler.butler import (
     Butler,
+    CollectionType,
+    CollectionTypeError,
     DataIdError,
     DatasetExistsError,
     DatasetNotFoundError,
@@ -118,3 +120,6 @@ def test_remove_runs_deletes_files_and_rows(metrics: Butler) -> None:
     assert not path.exists()
     assert metrics.registry.get_dataset(ref.id) is None
     assert "scratch" not in {c.name for c in metrics.query_collections()}
+    metrics.register_collection("tags", CollectionType.TAGGED)
+    with pytest.raises(CollectionTypeError, match="not a RUN"):
+        metrics.remove_runs(["tags"])

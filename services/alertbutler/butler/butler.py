@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from . import registry as reg
-from ._errors import DatasetNotFoundError, MissingCollectionError, RepositoryError
+from ._errors import (
+    CollectionTypeError,
+    DatasetNotFoundError,
+    MissingCollectionError,
+    RepositoryError,
+)
 from .collections import CollectionRecord, CollectionType
 from .dataset_ref import DatasetRef, IdGenerationMode
 from .dataset_type import DatasetType
@@ -340,7 +345,7 @@ class Butler:
         for name in names:
             rec = self.registry.get_collection(name)
             if rec.type is not CollectionType.RUN:
-                raise MissingCollectionError(f"{name!r} is a {rec.type.name}, not a RUN")
+                raise CollectionTypeError(f"{name!r} is a {rec.type.name} collection, not a RUN")
             refs = self.registry.refs_in_run(name)
             if unstore:
                 self.datastore.remove_many(refs)

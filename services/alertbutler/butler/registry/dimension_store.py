@@ -71,6 +71,19 @@ class DimensionRecordStore:
              *, update: bool = False) -> int:
         """Insert records that are absent; identical ones are no-ops, different ones an error
         (or replaced with ``update=True``). Returns the number inserted or updated."""
+        records = list(records)
+        for attempt in range(3):
+            try:
+                return self._sync_once(element, records, update)
+            except sa.exc.IntegrityError:
+                # another process inserted the same record between our check and insert:
+                # run again, now it is there (identical: no-op; different: a clear error)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sync_once(self, element: str, records: list[DimensionRecord | Mapping[str, Any]],
+                   update: bool) -> int:
         dim = self.universe[element]
         table = self.tables[element]
         keys = (*dim.requires, dim.name)

@@ -113,6 +113,14 @@ def _where_clauses(registry: Registry, table: sa.Table, dims: Sequence[str],
     return clauses, later
 
 
+def _overlaps(begin: Any, end: Any, ts: Timespan) -> list[Any]:
+    """SQL for ``[begin, end)`` overlapping ``ts``; a zero-length ``ts`` is an instant that
+    must fall inside (``begin <= t < end``)."""
+    if ts.begin_sql == ts.end_sql:
+        return [begin <= ts.begin_sql, end > ts.begin_sql]
+    return [begin < ts.end_sql, end > ts.begin_sql]
+
+
 def _region_clause(registry: Registry, element: str, region: Circle,
                    key_cols: Sequence[sa.Column]) -> Any:
     """EXISTS a pixel range of ``element``'s footprint overlapping the region's ranges."""
@@ -153,8 +161,8 @@ def query_datasets(registry: Registry, dataset_type: DatasetType,
         rec_t = registry.tables[temporal]
         keys = (*registry.universe[temporal].requires, temporal)
         joins.append((rec_t, sa.and_(*(rec_t.c[k] == d.c[k] for k in keys))))
-        clauses.append(sa.func.coalesce(rec_t.c.timespan_begin, -(2**62)) < timespan.end_sql)
-        clauses.append(sa.func.coalesce(rec_t.c.timespan_end, 2**62) > timespan.begin_sql)
+        clauses += _overlaps(sa.func.coalesce(rec_t.c.timespan_begin, -(2**62)),
+                             sa.func.coalesce(rec_t.c.timespan_end, 2**62), timespan)
     refs: list[DatasetRef] = []
     seen: set[str] = set()
     conn = registry.db.read()
@@ -172,16 +180,21 @@ def query_datasets(registry: Registry, dataset_type: DatasetType,
                 cal = registry.tables["dataset_calib"]
                 q = q.join(cal, cal.c.dataset_id == d.c.id).where(cal.c.collection_id == coll.id)
                 if timespan is not None and temporal is None:
-                    q = q.where(cal.c.begin_ns < timespan.end_sql,
-                                cal.c.end_ns > timespan.begin_sql)
+                    q = q.where(*_overlaps(cal.c.begin_ns, cal.c.end_ns, timespan))
             q = q.where(d.c.dataset_type_id == type_id, *clauses).distinct()
+            # Within one CALIBRATION collection several datasets may share a data ID (each
+            # valid at other times): all are returned; find-first applies across collections.
+            found_here: set[str] = set()
             for row in conn.execute(q):
                 if find_first and row.data_id in seen:
                     continue
-                seen.add(row.data_id)
+                if coll.type is not CollectionType.CALIBRATION:
+                    seen.add(row.data_id)
+                found_here.add(row.data_id)
                 refs.append(DatasetRef(parent, DataCoordinate.from_key(parent.dimensions,
                                                                        row.data_id),
                                        registry.collection_by_id(row.run_id).name, row.id))
+            seen |= found_here
     finally:
         registry.db.end_read()
     if region is not None and spatial is not None:
@@ -219,8 +232,8 @@ def query_dimension_records(registry: Registry, element: str, *,
     if timespan is not None:
         if not dim.has_timespan:
             raise DataIdError(f"{element} records have no time span")
-        clauses += [sa.func.coalesce(t.c.timespan_begin, -(2**62)) < timespan.end_sql,
-                    sa.func.coalesce(t.c.timespan_end, 2**62) > timespan.begin_sql]
+        clauses += _overlaps(sa.func.coalesce(t.c.timespan_begin, -(2**62)),
+                             sa.func.coalesce(t.c.timespan_end, 2**62), timespan)
     if region is not None:
         if not dim.has_region:
             raise DataIdError(f"{element} records have no sky region")
