@@ -147,3 +147,26 @@ def test_custom_datastore_records_commit_with_the_dataset(metrics: Butler) -> No
         assert not store.exists(refs[0])
     finally:
         b.close()
+
+
+def test_repo_config_templates_and_formats(tmp_path, registry_url: str) -> None:  # type: ignore[no-untyped-def]
+    b = Butler.create(tmp_path / "cfg", registry_url=registry_url, run="r",
+                      templates={"metrics": "{run}/{instrument}/m{visit:06d}/{detector}"},
+                      formats={"metrics": "json", "Catalog": "parquet"})
+    try:
+        b.register_dataset_type("metrics", ["visit", "detector"], "StructuredDataDict")
+        b.register_dataset_type("cat", ["visit", "detector"], "Catalog")
+        ref = b.put({"v": 1}, "metrics", DID)
+        assert b.file_datastore.artifact_info(ref)["path"] == "r/SimCam/m001000/1.json"
+        from astropy.table import Table
+
+        cref = b.put(Table({"a": [1, 2]}), "cat", DID)
+        assert b.datastore.artifact_path(cref).suffix == ".parquet"
+    finally:
+        b.close()
+    reopened = Butler(tmp_path / "cfg", collections="r")
+    try:  # the config is read back from butler.yaml
+        assert reopened.get("metrics", DID) == {"v": 1}
+        assert reopened.file_datastore.formats == {"metrics": "json", "Catalog": "parquet"}
+    finally:
+        reopened.close()
