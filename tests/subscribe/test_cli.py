@@ -114,3 +114,19 @@ def test_access_settings_pass_through_and_stay_secret(kafka_bootstrap: str, topi
         list(s)
     assert all(secret not in r.getMessage() and secret not in str(r.__dict__)
                for r in caplog.records)
+
+
+def test_live_line_shows_rate_and_lag() -> None:
+    import io
+
+    from rich.console import Console
+
+    from alertbutler.subscribe.cli import _Status
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    with _Status(enabled=True, console=console) as status:
+        status.update(1234, 56, 789)
+    text = buffer.getvalue()
+    assert "read 1,234" in text and "kept 56" in text and "alerts/s" in text
+    assert "lag 789" in text

@@ -145,8 +145,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 class _Status:
     """One live line on a terminal: alerts read, kept, rate and lag."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, console: Any = None) -> None:
         self.enabled = enabled
+        self.console = console
         self.started = time.monotonic()
         self._live: Any = None
 
@@ -155,8 +156,8 @@ class _Status:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live("", console=Console(stderr=True), refresh_per_second=4,
-                              transient=False)
+            self._live = Live("", console=self.console or Console(stderr=True),
+                              refresh_per_second=4, transient=False)
             self._live.__enter__()
         return self
 

@@ -32,7 +32,8 @@ from alertbutler.subscribe.filters.nodes import ColumnSpec
 END, SKIP_VARINT, SKIP_N, SKIP_LEN, READ_LONG, READ_FLOAT, READ_DOUBLE, READ_BOOL, \
     READ_STRING, UNION_NULL, SET_NULL, JUMP, ARRAY_BEGIN, ARRAY_NEXT = range(14)
 WIDTH = 5
-MAX_NESTING = 16
+#: named types nest at most this deep (a recursive schema is refused, not followed)
+MAX_DEPTH = 32
 
 
 class Unsupported(Exception):
@@ -124,6 +125,8 @@ class _Builder:
         return col.index
 
     def emit(self, schema: Any, path: tuple[str, ...], scope: int) -> None:
+        if len(path) > MAX_DEPTH:
+            raise Unsupported(f"schema nests deeper than {MAX_DEPTH} levels at {path[:4]}...")
         if isinstance(schema, str) and schema not in _PRIMITIVE_OPS:
             target = self.named.get(schema)
             if target is None:
