@@ -124,7 +124,7 @@ def test_live_line_shows_rate_and_lag() -> None:
     from alertbutler.subscribe.cli import _Status
 
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=100)
+    console = Console(file=buffer, force_terminal=True, color_system=None, width=100)
     with _Status(enabled=True, console=console) as status:
         status.update(1234, 56, 789)
     text = buffer.getvalue()
