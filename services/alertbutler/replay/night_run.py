@@ -1,0 +1,503 @@
+"""Run the prompt pipeline over a night's recorded inputs, on a replayed schedule.
+
+Every run is isolated from the night it replays: its own central repository (imported from
+the recording's butler export), its own L1 database (SQLite under the run directory, or a
+PostgreSQL URL given for the purpose), its own Kafka topics and consumer groups (suffixed with
+the run id), its own landing area, and its own output run name (checked against the recorded
+night's runs). Nothing it does can write into the recorded night.
+
+The parts are the production services, wired as the main job wires them: the fan-out and the
+L1 ingester as threads, the workers as child processes (:mod:`alertbutler.replay.worker`, the
+prompt Worker with the replayed clock). The :class:`~alertbutler.replay.scheduler.Scheduler`
+plays the recorded nextVisit events and raw arrivals; at ``--speed 0`` it lets the next visit
+in only when the pipeline has caught up to ``window`` visits back, so the run goes as fast as
+the workers take the visits, in the recorded order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alertbutler.config import Config, dump_toml
+from alertbutler.replay.emitters import KafkaEmitter, RawDeliverer
+from alertbutler.replay.recording import ScheduledEvent
+from alertbutler.replay.scheduler import Emission, Scheduler, ScheduleReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NightSpec:
+    """What a run needs from a recording: where its files are, its events and schedule."""
+
+    root: Path  # holds raws/ and calibs/ as the schedule and export name them
+    instrument: str
+    camera: str
+    n_detectors: int
+    detector_size: int | None
+    events: list[tuple[bytes | None, bytes]]  # the recorded nextVisit messages
+    schedule: list[ScheduledEvent]
+    visits: dict[str, int]  # groupId -> visit
+
+    @property
+    def expected(self) -> set[tuple[str, int]]:
+        return {(e.group_id, e.detector) for e in self.schedule
+                if e.kind == "raw" and e.detector is not None}
+
+    @property
+    def duration_s(self) -> float:
+        times = [e.t for e in self.schedule]
+        return max(times) - min(times) if times else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How to run: pace, workers, where results go, what to change."""
+
+    speed: float = 0.0
+    workers: int = 2
+    output_run: str
+    l1db_url: str | None = None
+    detection_threshold: float | None = None
+    write_outputs: bool = True
+    window: int = 2
+    timeout_s: float = 1800.0
+    progress: bool = True
+
+
+@dataclass
+class NightRunResult:
+    """What a run produced."""
+
+    run_id: str
+    root: Path
+    l1db_url: str
+    alert_topic: str
+    #: alert messages (key, value, Kafka timestamp ms), one per diaSourceId, sorted by it
+    alerts: list[tuple[bytes | None, bytes, int | None]]
+    alert_ids: list[int]
+    statuses: dict[tuple[str, int], Any]
+    schedule: ScheduleReport
+    setup_s: float = 0.0
+    run_s: float = 0.0  # first emission to the last visit-detector ingested
+    total_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    duplicates_differing: list[int] = field(default_factory=list)
+
+
+def run_config(config: Config, root: Path, bootstrap: str, run_id: str,
+               l1db_url: str | None) -> Config:
+    """The configuration of one run: files under ``root``, topics suffixed with the id."""
+    def section(name: str, **changes: Any) -> Any:
+        return dataclasses.replace(getattr(config, name), **changes)
+
+    k, p = config.kafka, config.prompt
+    sfx = f"-{run_id}"
+    return dataclasses.replace(
+        config,
+        general=section("general", data_dir=str(root)),
+        kafka=section("kafka", bootstrap_servers=bootstrap,
+                      alert_topic=k.alert_topic + sfx, next_visit_topic=k.next_visit_topic + sfx,
+                      work_topic=k.work_topic + sfx, dead_letter_topic=k.dead_letter_topic + sfx),
+        butler=section("butler", central_repo=str(root / "central"),
+                       local_repo_root=str(root / "local"), registry_url=""),
+        l1db=section("l1db", url=l1db_url or f"sqlite:///{root / 'l1db.sqlite3'}"),
+        prompt=section("prompt", landing_dir=str(root / "landing"),
+                       status_topic=p.status_topic + sfx),
+        ingest=section("ingest", group=f"{config.ingest.group}{sfx}"),
+    )
+
+
+class _Ingester:
+    """The L1 ingester as an asyncio task on a thread of its own."""
+
+    def __init__(self, config: Config) -> None:
+        from alertbutler.ingest import Ingester, IngestSettings
+        from alertbutler.kafka import aiokafka_settings, confluent_settings, group_id
+
+        bootstrap = config.kafka.bootstrap_servers
+        self.ingester = Ingester(IngestSettings(
+            topics=(config.kafka.alert_topic,), db_url=config.l1db_url,
+            group=group_id(config, config.ingest.group),
+            dead_letter_topic=config.kafka.dead_letter_topic,
+            aiokafka=aiokafka_settings(config, bootstrap),
+            confluent=confluent_settings(config, bootstrap),
+            max_batch_messages=config.ingest.max_batch_messages,
+            max_batch_ms=config.ingest.max_batch_ms, assign_all=True))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="replay-ingester", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self.ingester.run())
+        except BaseException as exc:
+            self.error = exc
+            log.exception("ingester failed")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.ingester.stop)
+            self.thread.join(timeout=30)
+
+
+#: One thread per numeric library in each worker: a multi-threaded BLAS reduction may sum in
+#: a different order from run to run (and workers are the parallelism anyway).
+SINGLE_THREADED_MATH = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                        "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
+class _Workers:
+    """Replay worker processes (the prompt Worker with the replayed clock)."""
+
+    def __init__(self, config_file: Path, spec: NightSpec, schedule_file: Path,
+                 options: RunOptions, run_id: str, log_dir: Path) -> None:
+        from alertbutler.procs import spawn_owned
+
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = [log_dir / f"worker-{i}.log" for i in range(options.workers)]
+        self.procs: list[subprocess.Popen[Any]] = []
+        for i in range(options.workers):
+            argv = [sys.executable, "-m", "alertbutler.replay.worker",
+                    "--config", str(config_file), "--schedule", str(schedule_file),
+                    "--group", f"alertbutler-prompt-workers-{run_id}",
+                    "--camera", spec.camera, "--detectors", str(spec.n_detectors),
+                    "--name", f"replay-{run_id}-worker-{i}", "--output-run",
+                    options.output_run]
+            if spec.detector_size:
+                argv += ["--detector-size", str(spec.detector_size)]
+            if options.detection_threshold is not None:
+                argv += ["--detection-threshold", str(options.detection_threshold)]
+            if not options.write_outputs:
+                argv.append("--no-outputs")
+            out = open(self.logs[i], "ab")  # noqa: SIM115 - closed with the process
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBUTLER_")}
+            env.update(SINGLE_THREADED_MATH)
+            self.procs.append(spawn_owned(argv, env=env, stdout=out, stderr=out,
+                                          stdin=subprocess.DEVNULL))
+
+    def dead(self) -> list[int]:
+        return [i for i, p in enumerate(self.procs) if p.poll() is not None]
+
+    def tail(self, index: int, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.logs[index].read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        from alertbutler.procs import stop_group
+
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 15)
+        for proc in self.procs:
+            stop_group(proc, grace=10)
+
+
+class _Monitor:
+    """Statuses from the run's status topic, ingestion from its L1 database."""
+
+    def __init__(self, config: Config, spec: NightSpec) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        from alertbutler.l1db import L1db
+
+        self.spec = spec
+        self.expected = spec.expected
+        self.statuses: dict[tuple[str, int], Any] = {}
+        self.ingested: set[tuple[str, int]] = set()
+        self.l1db = L1db(config.l1db_url)
+        self.consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                                  "group.id": f"alertbutler-replay-monitor-{os.getpid()}",
+                                  "enable.auto.commit": False, "log_level": 3,
+                                  **config.kafka.client})
+        self.consumer.assign([TopicPartition(config.prompt.status_topic, 0,
+                                             OFFSET_BEGINNING)])
+        self._lock = threading.Lock()
+        self._last_l1 = 0.0
+
+    def poll(self) -> None:
+        from alertbutler.prompt.status import VisitDetectorStatus
+
+        with self._lock:
+            for msg in self.consumer.consume(500, timeout=0.1):
+                if msg.error():
+                    continue
+                status = VisitDetectorStatus.from_json(msg.value())
+                self.statuses[(status.group_id, status.detector)] = status
+            if time.monotonic() - self._last_l1 > 0.2:
+                self._last_l1 = time.monotonic()
+                pending = [(self.spec.visits[g], d) for g, d in self.expected - self.ingested
+                           if g in self.spec.visits]
+                by_visit = {v: g for g, v in self.spec.visits.items()}
+                if pending:
+                    for vd in self.l1db.ingested(pending):
+                        self.ingested.add((by_visit[vd.visit], vd.detector))
+
+    def visit_done(self, group_id: str) -> bool:
+        with self._lock:
+            keys = {k for k in self.expected if k[0] == group_id}
+            return keys <= set(self.statuses)
+
+    def done(self) -> bool:
+        with self._lock:
+            return self.expected <= set(self.statuses) and self.expected <= self.ingested
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.l1db.close()
+
+
+class _Progress:
+    """Rich progress bars for a run, or nothing."""
+
+    def __init__(self, enabled: bool, spec: NightSpec, label: str) -> None:
+        self.bar: Any = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        n_vd = len(spec.expected)
+        self.bar = Progress(TextColumn("{task.description:<30}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                            TimeElapsedColumn())
+        self.tasks = {
+            "emitted": self.bar.add_task(f"{label}: events + raws", total=len(spec.schedule),
+                                         note=""),
+            "vd": self.bar.add_task("visit-detectors processed", total=n_vd, note=""),
+            "l1": self.bar.add_task("visit-detectors in L1 DB", total=n_vd, note=""),
+        }
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        if self.bar is None:
+            yield
+            return
+        with self.bar:
+            yield
+
+    def update(self, name: str, completed: float, note: str = "") -> None:
+        if self.bar is not None:
+            self.bar.update(self.tasks[name], completed=completed, note=note)
+
+
+def run_night(config: Config, spec: NightSpec, options: RunOptions, root: Path, *,
+              run_id: str, label: str = "replay") -> NightRunResult:
+    """Run the pipeline over ``spec`` in a fresh environment under ``root`` (see module doc)."""
+    from alertbutler.kafka import kafka_session
+
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=False)
+    with kafka_session(config) as bootstrap:
+        return _run(run_config(config, root, bootstrap, run_id, options.l1db_url), spec,
+                    options, root, run_id, label)
+
+
+def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: str,
+         label: str) -> NightRunResult:
+    from alertbutler.butler import Butler
+    from alertbutler.l1db import L1db
+    from alertbutler.prompt.fanout import FanoutService
+    from alertbutler.prompt.geometry import CameraGeometry
+    from alertbutler.prompt.service_support import ensure_topics
+    from alertbutler.replay.stream import producer_settings
+
+    started = time.monotonic()
+    bootstrap = cfg.kafka.bootstrap_servers
+    ensure_topics(cfg, bootstrap)
+    with Butler.create(cfg.central_repo) as central:
+        central.import_(spec.root / "calibs")
+    L1db.create(cfg.l1db_url).close()
+    config_file = root / "config.toml"
+    config_file.touch(mode=0o600)
+    config_file.write_text(dump_toml(cfg, redact=False))
+    schedule_file = root / "schedule.json"
+    schedule_file.write_text(json.dumps([e.as_dict() for e in spec.schedule]))
+    geometry = CameraGeometry.named(spec.camera, spec.n_detectors, spec.detector_size)
+    stop = threading.Event()
+    progress = _Progress(options.progress, spec, label)
+    workers = _Workers(config_file, spec, schedule_file, options, run_id, root / "logs")
+    ingester = _Ingester(cfg)
+    monitor = _Monitor(cfg, spec)
+    fanout = FanoutService(cfg, bootstrap, known_detectors=geometry.detectors,
+                           history=geometry.history(), group=f"alertbutler-fanout-{run_id}")
+    fanout_thread = threading.Thread(target=fanout.run, args=(stop,), name="replay-fanout",
+                                     daemon=True)
+    events = KafkaEmitter(producer_settings(bootstrap, client=cfg.kafka.client,
+                                            compression=cfg.kafka.compression),
+                          cfg.kafka.next_visit_topic, spec.events)
+    raws = RawDeliverer(spec.root, Path(cfg.prompt.landing_dir), spec.instrument)
+    emitted: list[Emission] = []
+    visit_order = [e.group_id for e in sorted(spec.schedule, key=lambda e: e.t)
+                   if e.kind == "next_visit"]
+
+    def gate(event: ScheduledEvent) -> None:
+        if event.kind != "next_visit":
+            return
+        k = visit_order.index(event.group_id)
+        if k < options.window:
+            return
+        wait_for = visit_order[k - options.window]
+        while not stop.is_set() and not monitor.visit_done(wait_for):
+            time.sleep(0.05)
+
+    scheduler = Scheduler(spec.schedule, speed=options.speed,
+                          emit=lambda e: (events if e.kind == "next_visit" else raws)(e),
+                          gate=gate if options.speed == 0 else None, on_emit=emitted.append)
+    sched_result: dict[str, Any] = {}
+
+    def play() -> None:
+        try:
+            sched_result["report"] = scheduler.run(stop)
+        except BaseException as exc:
+            sched_result["error"] = exc
+            log.exception("scheduler failed")
+
+    player = threading.Thread(target=play, name="replay-scheduler", daemon=True)
+    errors: list[str] = []
+    with progress.running():
+        ingester.start()
+        fanout_thread.start()
+        setup_s = time.monotonic() - started
+        run_start = time.monotonic()
+        player.start()
+        try:
+            deadline = time.monotonic() + options.timeout_s
+            while True:
+                monitor.poll()
+                n_bad = sum(1 for s in monitor.statuses.values() if not s.ok)
+                progress.update("emitted", len(emitted))
+                progress.update("vd", len(monitor.statuses), f"{n_bad} errors")
+                progress.update("l1", len(monitor.ingested))
+                if "error" in sched_result:
+                    raise RuntimeError(f"the scheduler failed: {sched_result['error']}")
+                if ingester.error is not None:
+                    raise RuntimeError(f"the L1 ingester failed: {ingester.error}")
+                dead = workers.dead()
+                if dead:
+                    raise RuntimeError(f"replay worker {dead[0]} exited: "
+                                       f"{workers.tail(dead[0])}")
+                if not player.is_alive() and monitor.done():
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the {label} did not finish within {options.timeout_s:.0f} s: "
+                        f"{len(monitor.statuses)} of {len(spec.expected)} visit-detectors "
+                        f"processed, {len(monitor.ingested)} ingested")
+                time.sleep(0.2)
+            run_s = time.monotonic() - run_start
+        finally:
+            stop.set()
+            player.join(timeout=30)
+            workers.stop()
+            fanout_thread.join(timeout=30)
+            ingester.stop()
+            events.close()
+            monitor.close()
+    for status in monitor.statuses.values():
+        if not status.ok:
+            errors.append(f"{status.group_id}/{status.detector}: {status.reason}: "
+                          f"{status.message}")
+    expected_alerts = sum(s.n_alerts for s in monitor.statuses.values() if s.ok)
+    alerts, ids, differing = collect_alerts(cfg, expected_alerts)
+    return NightRunResult(
+        run_id=run_id, root=root, l1db_url=cfg.l1db_url, alert_topic=cfg.kafka.alert_topic,
+        alerts=alerts, alert_ids=ids, statuses=dict(monitor.statuses),
+        schedule=sched_result.get("report", ScheduleReport(options.speed)),
+        setup_s=setup_s, run_s=run_s, total_s=time.monotonic() - started, errors=errors,
+        duplicates_differing=differing)
+
+
+def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0
+                   ) -> tuple[list[tuple[bytes | None, bytes, int | None]], list[int], list[int]]:
+    """Every alert on the run's alert topic, one per diaSourceId (a re-processed item publishes
+    the same alerts again), sorted by diaSourceId; also ids whose copies differ."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from alertbutler.alerts import decode_message
+
+    topic = config.kafka.alert_topic
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                         "group.id": f"alertbutler-replay-collect-{os.getpid()}",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "log_level": 3, **config.kafka.client})
+    found: dict[int, tuple[bytes | None, bytes, int | None]] = {}
+    differing: list[int] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = sorted(meta.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    if msg.error().code() == -191:  # _PARTITION_EOF
+                        at_end.add(msg.partition())
+                    continue
+                at_end.discard(msg.partition())
+                decoded = decode_message(msg.value())
+                if decoded.kind != "alert":
+                    continue
+                ident = int(decoded.record["diaSourceId"])
+                if ident in found:
+                    if found[ident][1] != msg.value():
+                        differing.append(ident)
+                    continue
+                found[ident] = (msg.key(), msg.value(), msg.timestamp()[1])
+            if len(found) >= expected and at_end >= set(parts):
+                break
+    finally:
+        consumer.close()
+    ids = sorted(found)
+    return [found[i] for i in ids], ids, differing
+
+
+def l1db_fingerprint(url: str) -> dict[str, dict[str, Any]]:
+    """Row count and a sha256 of every catalog table's rows in key order (no bookkeeping)."""
+    import sqlalchemy as sa
+
+    from alertbutler.l1db.schema import CATALOG
+
+    engine = sa.create_engine(url)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with engine.connect() as conn:
+            for table, (columns, key) in CATALOG.items():
+                names = ", ".join(f'"{c.name}"' for c in columns)
+                order = ", ".join(f'"{k}"' for k in key)
+                digest = hashlib.sha256()
+                count = 0
+                for row in conn.execute(sa.text(f'SELECT {names} FROM "{table}" '
+                                                f"ORDER BY {order}")):
+                    digest.update(repr(tuple(row)).encode())
+                    count += 1
+                out[table] = {"rows": count, "sha256": digest.hexdigest()}
+    finally:
+        engine.dispose()
+    return out
