@@ -147,13 +147,13 @@ class FanoutService:
     """
 
     def __init__(self, config: Config, bootstrap: str, *, known_detectors: Collection[int],
-                 history: FootprintHistory, group: str = "alertbutler-fanout",
+                 history: FootprintHistory, group: str | None = None,
                  metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.config = config
         self.bootstrap = bootstrap
         self.known_detectors = frozenset(known_detectors)
         self.history = history
-        self.group = group
+        self.group = group or f"alertbutler-fanout-{config.kafka.next_visit_topic}"
         self.events_done = 0
         self.items_sent = 0
         self._resume_at: dict[int, int] = {}

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from alertbutler.prompt.fanout import FootprintHistory
-from alertbutler.sim.camera import Camera
+from alertbutler.sim import Camera
 
 CAMERAS = {"simcam": Camera, "simcam4k": Camera.lsst_like}
 

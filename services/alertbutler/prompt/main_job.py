@@ -42,6 +42,9 @@ class MainJobOptions:
     n_visits: int = 8
     n_detectors: int = 4
     detector_size: int = 2048
+    #: multiplies every source density of the simulated sky (small test detectors need
+    #: more stars for a PSF)
+    sky_density_scale: float = 1.0
     workers: int = 2
     #: seconds between visits (a real night: ~37 s at Rubin, 15 min per field here) and
     #: between a nextVisit event and its raws (Rubin: >= 20 s), compressed to fit 5 minutes
@@ -112,7 +115,7 @@ class _Ingester:
         bootstrap = config.kafka.bootstrap_servers
         self.ingester = Ingester(IngestSettings(
             topics=(config.kafka.alert_topic,), db_url=config.l1db_url,
-            group=group_id(config, config.ingest.group),
+            group=group_id(config, f"{config.ingest.group}-{config.kafka.alert_topic}"),
             dead_letter_topic=config.kafka.dead_letter_topic,
             aiokafka=aiokafka_settings(config, bootstrap),
             confluent=confluent_settings(config, bootstrap),
@@ -242,14 +245,15 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
     from alertbutler.prompt.geometry import CameraGeometry
     from alertbutler.prompt.kafka_io import make_producer
     from alertbutler.prompt.service_support import ensure_topics
-    from alertbutler.sim.camera import Camera
-    from alertbutler.sim.night import NightConfig
-    from alertbutler.sim.simulator import SimConfig, Simulator
+    from alertbutler.sim import Camera, NightConfig, SimConfig, Simulator, SkyDensity
 
     started = time.time()
     camera = Camera(n_detectors=options.n_detectors, nx=options.detector_size,
                     ny=options.detector_size)
-    sim = Simulator(SimConfig(seed=options.seed, camera=camera,
+    base = SkyDensity()
+    density = SkyDensity(**{f.name: getattr(base, f.name) * options.sky_density_scale
+                            for f in dataclasses.fields(SkyDensity)})
+    sim = Simulator(SimConfig(seed=options.seed, camera=camera, density=density,
                               night=NightConfig(n_visits=options.n_visits)))
     geometry = CameraGeometry(camera)
     expected = {(v.visit, d) for v in sim.visits for d in camera.detectors}

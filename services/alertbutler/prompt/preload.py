@@ -119,7 +119,7 @@ class Repos:
         return obj
 
     def _template_refs(self, item: WorkItem) -> list[DatasetRef]:
-        from alertbutler.sim.templates import TractGeometry
+        from alertbutler.sim import TractGeometry
 
         if self._skymap is None:
             self._skymap = self.central.get("skyMap", {}, collections=SKYMAP_RUN)["tracts"]

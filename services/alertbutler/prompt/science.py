@@ -16,9 +16,14 @@ from typing import Any
 import numpy as np
 
 from alertbutler.alerts.cutouts import MASK_BITS, cut
-from alertbutler.imaging.exposure import IsrCalibs, Mask, TemplateImage
-from alertbutler.imaging.forced import forced_photometry
-from alertbutler.imaging.pipeline import ProcessResult, process_exposure
+from alertbutler.imaging import (
+    IsrCalibs,
+    Mask,
+    ProcessResult,
+    TemplateImage,
+    forced_photometry,
+    process_exposure,
+)
 from alertbutler.l1db import Polygon
 from alertbutler.prompt.errors import CorruptRawError, ImagingFailedError
 from alertbutler.prompt.preload import Inputs, Raw
@@ -118,7 +123,7 @@ def run(raw: Raw, inputs: Inputs, *, stages: Any) -> Result:
     templates = [TemplateImage(image=np.asarray(t.image, np.float32),
                                variance=np.asarray(t.variance, np.float32), wcs=t.wcs)
                  for t in inputs.templates]
-    from alertbutler.imaging.errors import ImagingError, IsrError
+    from alertbutler.imaging import ImagingError, IsrError
 
     try:
         processed = process_exposure(raw.data, raw.header, calibs, templates)

@@ -13,8 +13,10 @@ from alertbutler.prompt.quality import evaluate
 from alertbutler.prompt.report import ReportData, percentile, write_report
 
 
-def read_alerts(config: Config, *, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Every alert on the alert topic (markers skipped), first copy of each diaSourceId."""
+def read_alerts(config: Config, *, timeout: float = 60.0
+                ) -> tuple[list[dict[str, Any]], int]:
+    """Every alert on the alert topic (markers skipped), first copy of each diaSourceId,
+    and the number of alert messages (re-processed visit-detectors publish twice)."""
     from alertbutler.alerts import decode_message
     from alertbutler.kafka import list_topics
 
@@ -25,6 +27,7 @@ def read_alerts(config: Config, *, timeout: float = 60.0) -> list[dict[str, Any]
                          "enable.partition.eof": True, "log_level": 3, **config.kafka.client})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
     seen: dict[int, dict[str, Any]] = {}
+    n_messages = 0
     at_end: set[int] = set()
     deadline = time.monotonic() + timeout
     try:
@@ -37,10 +40,11 @@ def read_alerts(config: Config, *, timeout: float = 60.0) -> list[dict[str, Any]
                 at_end.discard(msg.partition())
                 decoded = decode_message(msg.value())
                 if decoded.kind == "alert":
+                    n_messages += 1
                     seen.setdefault(int(decoded.record["diaSourceId"]), decoded.record)
     finally:
         consumer.close()
-    return [seen[k] for k in sorted(seen)]
+    return [seen[k] for k in sorted(seen)], n_messages
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -55,7 +59,8 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
     statuses = dict(monitor.statuses)
     ok = {k: s for k, s in statuses.items() if s.ok}
     published = {i for s in ok.values() for i in s.alert_ids}
-    alerts = [a for a in read_alerts(config) if a["diaSourceId"] in published]
+    every, n_messages = read_alerts(config)
+    alerts = [a for a in every if a["diaSourceId"] in published]
     in_l1 = 0
     l1_rows = 0
     with L1db(config.l1db_url) as db:
@@ -86,6 +91,7 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
         "visit_detectors_failed": len(statuses) - len(ok) + len(monitor.refused),
         "alerts_published": len(published),
         "alerts_read_back": len(alerts),
+        "alert_messages": n_messages,
         "alerts_in_l1db": in_l1,
         "l1db_diasource_rows": l1_rows,
         "completeness": _round(quality.completeness),
@@ -106,6 +112,10 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
         "wall_time_s": round(time.time() - started, 1),
         "errors": errors,
     }
+    stage_names = sorted({k for s in ok.values() for k in s.stages})
+    summary["stage_median_s"] = {
+        k: _round(percentile([s.stages[k] for s in ok.values() if k in s.stages], 50))
+        for k in stage_names}
     brightest = sorted(alerts, key=lambda a: -(a["diaSource"].get("snr") or 0))[:4]
     data = ReportData(summary=summary, alerts_per_visit=per_visit, latency_kafka_s=lat_kafka,
                       latency_l1db_s=lat_l1, errors=errors, cutout_alerts=brightest,

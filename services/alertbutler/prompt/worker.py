@@ -33,7 +33,9 @@ from alertbutler.prompt.status import VisitDetectorStatus
 
 log = logging.getLogger(__name__)
 
-GROUP = "alertbutler-prompt-workers"
+def worker_group(config: Config) -> str:
+    """One group per work topic: workers of different pipelines never rebalance together."""
+    return f"alertbutler-prompt-{config.kafka.work_topic}"
 
 
 class Processor(Protocol):
@@ -54,12 +56,12 @@ class Worker:
     """Consume work items, process each, publish its status, then commit it."""
 
     def __init__(self, config: Config, bootstrap: str, processor: Processor, *,
-                 group: str = GROUP, max_attempts: int = 3,
+                 group: str | None = None, max_attempts: int = 3,
                  metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.config = config
         self.bootstrap = bootstrap
         self.processor = processor
-        self.group = group
+        self.group = group or worker_group(config)
         self.max_attempts = max_attempts
         self.name = worker_name()
         self.items_done = 0
