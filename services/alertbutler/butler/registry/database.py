@@ -46,7 +46,9 @@ def make_engine(url: str) -> sa.Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+            # straight to the DBAPI connection: a put pays for this on every transaction
+            conn.connection.dbapi_connection.execute(
+                "BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         return engine
     if url.startswith("postgresql://"):
