@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
                         help="detector side in pixels (default: the camera's)")
     parser.add_argument("--name", default="", help="worker name (default: worker-<pid>)")
+    parser.add_argument("--output-run", default=None,
+                        help="RUN for the outputs (default: prompt/<instrument>/outputs)")
+    parser.add_argument("--detection-threshold", type=float, default=5.0, metavar="SIGMA",
+                        help="difference-image detection threshold (default 5)")
     parser.add_argument("--no-outputs", action="store_true",
                         help="do not write calexp/difference/catalog/preview/metrics")
     parser.add_argument("--metrics-port", type=int, default=None,
@@ -51,7 +55,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     pipeline = build_pipeline(config, bootstrap, camera=args.camera,
                               n_detectors=args.detectors, size=args.detector_size,
                               name=args.name,
-                              write_outputs=not args.no_outputs)
+                              write_outputs=not args.no_outputs,
+                              output_run=args.output_run,
+                              detection_threshold=args.detection_threshold)
     with observability("worker", args.metrics_port) as (metrics, health):
         worker = Worker(config, bootstrap, pipeline, metrics=metrics, health=health)
         try:

@@ -62,6 +62,9 @@ class PipelineSettings:
     raw_timeout_s: float = 60.0
     association_wait_s: float = 30.0
     write_outputs: bool = True
+    #: RUN for the outputs; None is ``prompt/<instrument>/outputs`` (a replay writes its own)
+    output_run: str | None = None
+    detection_threshold: float = 5.0
 
 
 @dataclass
@@ -127,7 +130,8 @@ class PromptPipeline:
             with stages("read_raw"):
                 raw = self.repos.read_raw(path, item)
             visit = raw.visit
-            result = science.run(raw, inputs, stages=stages)
+            result = science.run(raw, inputs, stages=stages,
+                                 detection_threshold=self.settings.detection_threshold)
             alerts, n_forced, n_new = self._alerts(item, visit, result, stages)
             with stages("publish"):
                 self.repos.publish(alerts, instrument=item.instrument, visit=visit,
@@ -141,7 +145,8 @@ class PromptPipeline:
                     self.repos.export_outputs(
                         output_items(instrument=item.instrument, visit=visit,
                                      detector=item.detector, result=result, alerts=alerts,
-                                     metrics=metrics), run=output_run(item.instrument))
+                                     metrics=metrics),
+                        run=self.settings.output_run or output_run(item.instrument))
         except VisitDetectorError as exc:
             log.error("visit-detector failed", extra={"item": item.label, "reason": exc.reason,
                                                        "error": str(exc)})
@@ -260,7 +265,9 @@ _L1_ONLY = frozenset({"pixelId", "ingestedAt"})
 
 def build_pipeline(config: Config, bootstrap: str, *, camera: str = "simcam",
                    n_detectors: int | None = None, size: int | None = None, name: str = "",
-                   clock: Clock | None = None, write_outputs: bool = True) -> PromptPipeline:
+                   clock: Clock | None = None, write_outputs: bool = True,
+                   output_run: str | None = None,
+                   detection_threshold: float = 5.0) -> PromptPipeline:
     """A pipeline wired to the configured repos, L1 database and alert topic."""
     from alertbutler.alerts.publish_datastore import PublishDatastore
     from alertbutler.l1db import L1db
@@ -278,6 +285,7 @@ def build_pipeline(config: Config, bootstrap: str, *, camera: str = "simcam",
                   publish_datastore=publish)
     settings = PipelineSettings(raw_timeout_s=config.prompt.raw_timeout_s,
                                 association_wait_s=config.prompt.association_wait_s,
-                                write_outputs=write_outputs)
+                                write_outputs=write_outputs, output_run=output_run,
+                                detection_threshold=detection_threshold)
     return PromptPipeline(repos=repos, l1db=L1db(config.l1db_url), landing=landing,
                           settings=settings, clock=clock, name=name)

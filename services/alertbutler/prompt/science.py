@@ -19,6 +19,7 @@ from alertbutler.alerts.cutouts import MASK_BITS, cut
 from alertbutler.imaging import (
     IsrCalibs,
     Mask,
+    PipelineConfig,
     ProcessResult,
     TemplateImage,
     forced_photometry,
@@ -114,7 +115,7 @@ def _cutout_mask(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def run(raw: Raw, inputs: Inputs, *, stages: Any) -> Result:
+def run(raw: Raw, inputs: Inputs, *, stages: Any, detection_threshold: float = 5.0) -> Result:
     """ISR to measurement on one raw; stage seconds are added to ``stages``."""
     calibs = IsrCalibs(bias=np.asarray(inputs.bias, np.float32),
                        dark=np.asarray(inputs.dark, np.float32),
@@ -126,7 +127,9 @@ def run(raw: Raw, inputs: Inputs, *, stages: Any) -> Result:
     from alertbutler.imaging import ImagingError, IsrError
 
     try:
-        processed = process_exposure(raw.data, raw.header, calibs, templates)
+        processed = process_exposure(
+            raw.data, raw.header, calibs, templates,
+            config=PipelineConfig(detection_threshold=detection_threshold))
     except IsrError as exc:  # the raw's header or pixels are unusable
         raise CorruptRawError(f"visit {raw.visit} detector {raw.detector}: {exc}",
                               visit=raw.visit, detector=raw.detector) from exc
