@@ -173,6 +173,8 @@ def test_history_since_mjd(db_url: str) -> None:
     assert sorted(forced.column("visit").to_pylist()) == [2, 2, 3, 3]
     assert db.source_history([]).num_rows == 0
     assert db.is_ingested(2, 5) and not db.is_ingested(2, 6)
+    db.store(RowBatch.build(), complete=[(9, 5)])  # plain tuples are fine
+    assert db.is_ingested(9, 5)
 
 
 def test_markers_complete_a_visit_detector_only_when_every_partition_is_in(

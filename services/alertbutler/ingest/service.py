@@ -104,15 +104,26 @@ class Ingester:
         self.totals = IngestTotals()
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_warned = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def stop(self) -> None:
-        """Finish the batch in flight, commit it, and return from :meth:`run`."""
-        self._stop.set()
+        """Finish the batch in flight, commit it, and return from :meth:`run`.
+
+        Safe to call from any thread (and from a signal handler of the loop)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._stop.set()
+            return
+        try:
+            loop.call_soon_threadsafe(self._stop.set)
+        except RuntimeError:  # the loop closed meanwhile
+            self._stop.set()
 
     async def run(self, *, install_signal_handlers: bool = False) -> IngestTotals:
         s = self.settings
+        self._loop = asyncio.get_running_loop()
         if install_signal_handlers:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         if self._db is None:

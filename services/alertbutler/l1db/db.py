@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -114,14 +115,16 @@ class L1db:
 
     def store(self, batch: RowBatch, *, markers: Iterable[VisitDetectorEnd] = (),
               consumed: ConsumedOffsets | None = None,
-              complete: Iterable[VisitDetector] = ()) -> StoreResult:
+              complete: Iterable[tuple[int, int]] = ()) -> StoreResult:
         """Write rows, end markers and the consumer's offsets in ONE transaction.
 
-        Idempotent: rows whose keys exist are skipped, offsets never move backwards. Either
-        everything of the call is committed or nothing is.
+        ``complete`` marks (visit, detector) pairs completely ingested outright (a writer that
+        stores whole visit-detectors needs no markers). Idempotent: rows whose keys exist are
+        skipped, offsets never move backwards. Either everything of the call is committed or
+        nothing is.
         """
         markers = list(markers)
-        complete = list(complete)
+        complete = [VisitDetector(int(v), int(d)) for v, d in complete]
         for attempt in range(_RETRIES):
             try:
                 with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
@@ -129,9 +132,9 @@ class L1db:
                     now = time.time()
                     inserted = _write.write_catalog(conn, batch)
                     done = list(_write.write_markers(conn, markers, now))
-                    if complete:
-                        n_alerts = batch.sources.num_rows
-                        done += _write.mark_complete(conn, complete, now, n_alerts=n_alerts)
+                    for vd in complete:  # its sources in this batch count as its alerts
+                        n_alerts = _count_of(batch, vd)
+                        done += _write.mark_complete(conn, [vd], now, n_alerts=n_alerts)
                     if consumed is not None:
                         _write.write_offsets(conn, consumed, sum(inserted.values()), now)
                 return StoreResult(inserted=inserted, completed=tuple(done))
@@ -280,3 +283,11 @@ class L1db:
             last_ingested_at=None if last is None else float(last[2]),
             last_visit=None if last_visit is None else int(last_visit))
 
+
+def _count_of(batch: RowBatch, vd: VisitDetector) -> int:
+    sources = batch.sources
+    if not sources.num_rows:
+        return 0
+    mask = pc.and_(pc.equal(sources.column("visit"), vd.visit),
+                   pc.equal(sources.column("detector"), vd.detector))
+    return int(pc.sum(mask.cast("int64")).as_py() or 0)
