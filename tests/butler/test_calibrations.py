@@ -9,6 +9,7 @@ import pytest
 from alertbutler.butler import (
     Butler,
     CalibrationOverlapError,
+    CollectionType,
     CollectionTypeError,
     DatasetNotFoundError,
     Exposure,
@@ -114,3 +115,30 @@ def test_query_returns_every_certified_dataset_of_a_data_id(bias: Butler) -> Non
     assert {r.id for r in bias.query_datasets("bias", "calib")} == {r1.id, r2.id}
     at_day2 = bias.query_datasets("bias", "calib", timespan=Timespan.at(DAY2.begin))
     assert [r.id for r in at_day2] == [r2.id]
+
+
+def test_concurrent_overlapping_certifications_let_exactly_one_in(bias: Butler) -> None:
+    """Two connections certify overlapping ranges at once: one wins, one gets the error."""
+    import threading
+
+    refs = [bias.put(np.zeros((2, 2), np.float32), "bias", DET, run=f"calib/{i}")
+            for i in range(2)]
+    bias.register_collection("calib", CollectionType.CALIBRATION)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def certify(i: int) -> None:
+        barrier.wait()
+        try:
+            bias.certify("calib", [refs[i]], Timespan.of(f"2026-11-1{i}", None))
+            outcomes.append("ok")
+        except CalibrationOverlapError:
+            outcomes.append("overlap")
+
+    threads = [threading.Thread(target=certify, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["ok", "overlap"]
+    assert len(bias.certifications("calib")) == 1
