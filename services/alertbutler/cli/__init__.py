@@ -43,6 +43,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "worker": ("a prompt-processing worker", False, ("alertbutler.prompt.cli",)),
     "butler": ("data butler repositories: create, ingest, query, certify, transfer", True,
                ("alertbutler.butler.cli",)),
+    "sim": ("simulate a camera, calibrations, templates and a night", True,
+            ("alertbutler.sim.cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }
