@@ -15,7 +15,7 @@ from alertbutler.subscribe.filters import Filter, FilterError, compile_filter
 from alertbutler.subscribe.testing import varied_alerts
 
 _ALERTS = varied_alerts(20, seed=11)
-_SETTINGS = settings(max_examples=150, deadline=dt.timedelta(seconds=2),
+_SETTINGS = settings(max_examples=150, deadline=dt.timedelta(seconds=5),
                      suppress_health_check=[HealthCheck.too_slow])
 
 PYTHON = [

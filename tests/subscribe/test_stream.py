@@ -109,9 +109,8 @@ def test_time_window_ends_iteration(kafka_bootstrap: str, stream_topic: tuple[st
     topic, t0 = stream_topic
     start = dt.datetime.fromtimestamp((t0 + 100 * STEP_MS) / 1000, tz=dt.UTC)
     end = dt.datetime.fromtimestamp((t0 + 200 * STEP_MS) / 1000, tz=dt.UTC)
-    began = time.monotonic()
+    # no idle timeout: only reaching the window's end can stop this iteration
     got = _read(_url(kafka_bootstrap, topic), start=(start, end), idle_timeout=None)
-    assert time.monotonic() - began < 60  # ended by the window, not by an idle timeout
     assert sorted(got) == sorted((p, i) for p in range(PARTITIONS) for i in range(100, 201))
 
 
