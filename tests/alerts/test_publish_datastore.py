@@ -96,3 +96,28 @@ def test_unknown_topic_names_every_alert(kafka_bootstrap) -> None:
         assert not store.exists(ref)
     else:  # a broker that auto-creates them: then everything must be readable
         assert store.get(ref) == alerts
+
+
+def test_empty_batch_and_explicit_end_markers(kafka_bootstrap, new_topic) -> None:
+    topic = new_topic(3)
+    store = PublishDatastore(bootstrap=kafka_bootstrap, topic_template=topic)
+    ref = make_ref(visit=9, detector=4)
+    store.put([], ref)  # a visit-detector without alerts still announces its end
+    assert store.get(ref) == []
+    store.send_end_markers(make_ref(visit=10, detector=4), {0: 2, 2: 1})
+    markers = [(m.partition, decode_message(m.value).record)
+               for m in iter_topic(kafka_bootstrap, topic)]
+    assert sorted((p, r["visit"], r["n_alerts"], r["n_alerts_total"]) for p, r in markers) == [
+        (0, 9, 0, 0), (0, 10, 2, 3), (1, 9, 0, 0), (1, 10, 0, 3), (2, 9, 0, 0), (2, 10, 1, 3)]
+    with pytest.raises(ValueError, match="not all in"):
+        store.send_end_markers(make_ref(visit=10, detector=4), {5: 1})
+
+
+def test_encode_message_of_any_kind() -> None:
+    from alertbutler.alerts import encode_message
+
+    item = {"instrument": "SimCam", "groupId": "g1", "visit": None, "detector": 3, "band": "r",
+            "ra": 1.0, "dec": 2.0, "cameraAngle": 0.0, "startTime": 61000.0, "duration": 30.0,
+            "nimages": 1, "survey": "", "eventSentAt": 0.0}
+    decoded = decode_message(encode_message(item, "work_item"))
+    assert decoded.kind == "work_item" and decoded.record == {**item, "dependsOn": []}

@@ -47,6 +47,12 @@ def encode_alerts(records: Iterable[Mapping[str, Any]]) -> list[bytes]:
     return default_codec().encode_many(records, "alert")
 
 
+def encode_message(record: Mapping[str, Any], kind: str | int) -> bytes:
+    """A wire-format message of any kind (``"work_item"``, ``"next_visit"``, ...), current
+    version of that kind, or of a given schema id or ``"kind:major.minor"``."""
+    return default_codec().encode(record, kind)
+
+
 def decode_message(data: bytes | bytearray | memoryview) -> Decoded:
     """Decode any alertbutler message, resolved to the current version of its kind."""
     return default_codec().decode(data)
@@ -76,6 +82,7 @@ __all__ = [
     "default_codec",
     "encode_alert",
     "encode_alerts",
+    "encode_message",
     "encode_next_visit",
     "encode_visit_detector_end",
     "known_schemas",

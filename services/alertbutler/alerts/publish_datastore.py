@@ -178,6 +178,24 @@ class PublishDatastore(Datastore):
             out.append(Message(key, self.codec.encode(record, "visit_detector_end"), p, p))
         return out
 
+    def send_end_markers(self, ref: DatasetRef,
+                         per_partition: Mapping[int, int] | None = None) -> None:
+        """Send the end-of-visit-detector markers of ``ref`` (data ID with visit and
+        detector) to every partition of its topic, ``per_partition`` giving how many of its
+        alerts went to each (default: none). ``put`` of an AlertBatch does this itself (also
+        for an empty batch); this is for alerts published some other way. Sending the
+        markers again is harmless for a consumer that counts per visit-detector."""
+        topic = self.topic_for(ref)
+        n_partitions = self.publisher.partitions(topic)
+        counts = dict(per_partition or {})
+        fake = [Delivery(p, -1) for p, n in counts.items() for _ in range(n)]
+        if any(not 0 <= p < n_partitions for p in counts):
+            raise ValueError(f"partitions {sorted(counts)} not all in 0..{n_partitions - 1}")
+        markers = self._markers(ref, topic, fake)
+        if not markers:
+            raise ValueError(f"{ref}: end markers need a data ID with visit and detector")
+        self.publisher.publish(topic, markers)
+
     def discard(self, refs: Sequence[DatasetRef]) -> None:
         if refs:
             log.warning("%d alert datasets rolled back after publishing: their messages stay "
