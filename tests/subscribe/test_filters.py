@@ -167,3 +167,12 @@ def test_filter_against_another_schema() -> None:
         [True, False]
     with pytest.raises(FilterError, match="unknown field"):
         compile_filter("diaSource.snr > 1", schema=schema)
+
+
+def test_null_tests_on_lists_and_records() -> None:
+    alerts = varied_alerts(3, seed=1, n_history=1)
+    for a in alerts:  # lists of one entry in a batch of one: nothing for numpy to reshape
+        a["prvDiaSources"] = [a["diaSource"]]
+    alerts[2]["prvDiaSources"] = None
+    assert list(compile_filter("prvDiaSources is null").keep(alerts[:1])) == [False]
+    assert list(compile_filter("prvDiaSources is null").keep(alerts)) == [False, False, True]

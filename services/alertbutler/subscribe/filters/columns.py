@@ -95,7 +95,10 @@ def _to_value(raw: list[Any], spec: ColumnSpec) -> Value:
         null = np.fromiter((v is None for v in raw), dtype=bool, count=n)
         data = np.fromiter((bool(v) for v in raw), dtype=bool, count=n)
         return Value(data, null if null.any() else None)
-    data = np.empty(n, dtype=object)
-    data[:] = raw
     null = np.fromiter((v is None for v in raw), dtype=bool, count=n)
+    if spec.kind != "string":  # records, lists, bytes: only whether they are null is read
+        return Value(np.zeros(n, dtype=bool), null if null.any() else None)
+    data = np.empty(n, dtype=object)
+    for i, v in enumerate(raw):  # element-wise: never let numpy look inside a value
+        data[i] = v
     return Value(data, null if null.any() else None)
