@@ -168,7 +168,8 @@ def query_datasets(registry: Registry, dataset_type: DatasetType,
     conn = registry.db.read()
     try:
         for coll in collections:
-            q = sa.select(d.c.id, d.c.run_id, d.c.data_id).select_from(d)
+            q = sa.select(d.c.id, d.c.run_id, d.c.data_id,
+                          *(d.c[n] for n in dims)).select_from(d)
             for table, on in joins:
                 q = q.join(table, on)
             if coll.type is CollectionType.RUN:
@@ -185,15 +186,21 @@ def query_datasets(registry: Registry, dataset_type: DatasetType,
             # Within one CALIBRATION collection several datasets may share a data ID (each
             # valid at other times): all are returned; find-first applies across collections.
             found_here: set[str] = set()
+            run_names: dict[int, str] = {}
+            n_dims = len(dims)
             for row in conn.execute(q):
-                if find_first and row.data_id in seen:
+                key = row[2]
+                if find_first and key in seen:
                     continue
                 if coll.type is not CollectionType.CALIBRATION:
-                    seen.add(row.data_id)
-                found_here.add(row.data_id)
-                refs.append(DatasetRef(parent, DataCoordinate.from_key(parent.dimensions,
-                                                                       row.data_id),
-                                       registry.collection_by_id(row.run_id).name, row.id))
+                    seen.add(key)
+                found_here.add(key)
+                run = run_names.get(row[1])
+                if run is None:
+                    run = run_names[row[1]] = registry.collection_by_id(row[1]).name
+                # values come from typed columns written from validated data IDs
+                data_id = DataCoordinate(parent.dimensions, tuple(row[3:3 + n_dims]))
+                refs.append(DatasetRef(parent, data_id, run, row[0]))
             seen |= found_here
     finally:
         registry.db.end_read()
