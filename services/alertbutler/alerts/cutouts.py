@@ -5,7 +5,9 @@ Rubin's alert packager does), so a broker opens it with ``CCDData.read(BytesIO(d
 primary HDU holds the flux (float32, ``BUNIT`` nJy) with a local TAN WCS, ``MASK`` an 8-bit
 plane whose bit names are in its header (``MSKBITn``), and ``UNCERT`` the variance (float32,
 ``UTYPE = 'VarianceUncertainty'``). Sizes are configurable between 30 and 100 pixels on a side
-(Rubin's alerts carry ~30-100 px stamps). One 64 x 64 cutout is ~49 KB.
+(Rubin's alerts carry ~30-100 px stamps). One 64 x 64 cutout is ~49 KB. The files are
+assembled from header blocks cached per size (:mod:`._fitsblocks`); astropy builds the same
+layout for WCSs with distortions, and the tests compare the two.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from alertbutler.alerts._errors import CutoutError
+from alertbutler.alerts._fitsblocks import assemble, wcs_cards
 
 MIN_SIZE, MAX_SIZE = 30, 100
 DEFAULT_PIXEL_SCALE = 0.2  # arcsec / pixel, as LSSTCam
@@ -72,7 +75,19 @@ def make_cutout(flux: np.ndarray, variance: np.ndarray, mask: np.ndarray | None 
     if variance.shape != flux.shape or mask.shape != flux.shape:
         raise CutoutError(f"cutout planes differ in shape: flux {flux.shape}, variance "
                           f"{variance.shape}, mask {mask.shape}")
-    header = wcs.to_header()
+    text = wcs_cards(wcs)
+    if text is not None:
+        return assemble(flux, variance, mask, text, FLUX_UNIT, _BITS)
+    return _make_with_astropy(flux, variance, mask, wcs)
+
+
+_BITS = tuple(MASK_BITS.items())
+
+
+def _make_with_astropy(flux: np.ndarray, variance: np.ndarray, mask: np.ndarray,
+                       wcs: WCS) -> bytes:
+    """The reference layout, built by astropy (and the path for WCSs with distortions)."""
+    header = wcs.to_header(relax=True)  # relax: keep SIP distortion cards
     header["BUNIT"] = FLUX_UNIT
     mask_header = fits.Header()
     for name, bit in MASK_BITS.items():
@@ -111,8 +126,12 @@ def cut(image: np.ndarray, variance: np.ndarray, mask: np.ndarray | None, *, x: 
         if ye > ys and xe > xs:
             out[ys - y0:ye - y0, xs - x0:xe - x0] = plane[ys:ye, xs:xe]
         planes.append(out)
+    crpix = (float(wcs.wcs.crpix[0]) - x0, float(wcs.wcs.crpix[1]) - y0)
+    text = wcs_cards(wcs, crpix)
+    if text is not None:
+        return assemble(planes[0], planes[1], planes[2], text, FLUX_UNIT, _BITS)
     sub = wcs.deepcopy()
-    sub.wcs.crpix = [wcs.wcs.crpix[0] - x0, wcs.wcs.crpix[1] - y0]
+    sub.wcs.crpix = list(crpix)
     return make_cutout(planes[0], planes[1], planes[2], wcs=sub)
 
 
