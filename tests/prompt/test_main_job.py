@@ -2,8 +2,8 @@
 
 Each test runs ``run_main_job`` for real: fan-out, ``alertbutler worker`` processes, the
 publish datastore, the ingester and the L1 database (SQLite), on the session's embedded
-broker with topics of its own. The nights are small (2 detectors of 1024 x 1024, a denser
-sky so that small detectors still hold enough PSF stars) to keep the suite short.
+broker with topics of its own. The nights are small (2 detectors of 1024 x 1024, with more
+stars so that small detectors still hold enough PSF stars) to keep the suite short.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alertbutler.prompt.driver import UNKNOWN_DETECTOR, Faults
 from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
 from alertbutler.prompt.packaging import without_processing_times
 
-SMALL = dict(n_visits=3, n_detectors=2, detector_size=1024, sky_density_scale=4.0,
+SMALL = dict(n_visits=3, n_detectors=2, detector_size=1024, star_density_scale=3.0,
              workers=2, cadence_s=6.0, lead_s=2.0, progress=False, timeout_s=400.0)
 
 

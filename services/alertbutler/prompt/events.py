@@ -1,31 +1,17 @@
 """The messages of prompt processing: the nextVisit event and the per-detector work item.
 
-Both are frozen value types. The nextVisit event is decoded through the alerts package (its
-schema and id live there); the work item is internal to this service and is written here with
-fastavro in the Confluent wire format (magic byte 0, 4-byte big-endian schema id), so that any
-Kafka tool shows it the same way as every other alertbutler message.
+Both are frozen value types. Both travel in the Confluent wire format through the alerts
+package's codec (schemas and fixed ids in ``schemas/``: ``next_visit``, and ``work_item``, the
+service's own internal message), so any Kafka tool shows them like every alertbutler message.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import json
 import re
-import struct
-import tomllib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import fastavro
-
 from alertbutler.prompt.errors import BadEventError
-
-#: Used only while ``schemas/ids.toml`` has no ``work_item`` entry.
-PROVISIONAL_WORK_ITEM_SCHEMA_ID = 990100
-_SCHEMA_FILE = Path(__file__).resolve().parents[3] / "schemas" / "work_item" / "1.0.avsc"
-_WIRE_HEADER = struct.Struct(">bI")
 
 #: What a group id may look like: it names a directory where the raw lands, so nothing else.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
@@ -163,43 +149,25 @@ class WorkItem:
         return asdict(self)
 
 
-@functools.cache
-def _work_item_schema() -> tuple[int, Any]:
-    ids_file = _SCHEMA_FILE.parents[1] / "ids.toml"
-    schema_id = PROVISIONAL_WORK_ITEM_SCHEMA_ID
-    if ids_file.is_file():
-        with open(ids_file, "rb") as fh:
-            versions = tomllib.load(fh).get("work_item", {})
-        schema_id = int(versions.get("1.0", schema_id))
-    parsed = fastavro.parse_schema(json.loads(_SCHEMA_FILE.read_text()), named_schemas={})
-    return schema_id, parsed
-
-
 def encode_work_item(item: WorkItem) -> bytes:
-    """The work item in the Confluent wire format."""
-    schema_id, schema = _work_item_schema()
-    out = io.BytesIO()
-    out.write(_WIRE_HEADER.pack(0, schema_id))
-    fastavro.schemaless_writer(out, schema, item.to_record())
-    return out.getvalue()
+    """The work item in the Confluent wire format (schema kind ``work_item``)."""
+    from alertbutler.alerts import encode_message
+
+    return encode_message(item.to_record(), "work_item")
 
 
 def decode_work_item(data: bytes) -> WorkItem:
     """A work item from wire-format bytes; anything else raises ``BadEventError``."""
-    schema_id, schema = _work_item_schema()
-    if len(data) < _WIRE_HEADER.size:
-        raise BadEventError(f"work item of {len(data)} bytes is shorter than the wire header")
-    magic, found = _WIRE_HEADER.unpack_from(data)
-    if magic != 0:
-        raise BadEventError(f"work item has magic byte {magic}, expected 0")
-    if found != schema_id:
-        raise BadEventError(f"work item has schema id {found}, expected {schema_id}")
+    from alertbutler.alerts import AlertFormatError, decode_message
+
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(data[_WIRE_HEADER.size:]), schema, None)
-    except Exception as exc:  # fastavro raises EOFError, ValueError, ... on bad bodies
-        raise BadEventError(f"work item body does not decode: {type(exc).__name__}: {exc}") \
-            from exc
-    return WorkItem.from_record(record)  # type: ignore[arg-type]
+        decoded = decode_message(data)
+    except AlertFormatError as exc:
+        raise BadEventError(f"work item does not decode: {exc}") from exc
+    if decoded.kind != "work_item":
+        raise BadEventError(f"expected a work item, got a {decoded.kind!r} message "
+                            f"(schema id {decoded.schema_id})")
+    return WorkItem.from_record(decoded.record)
 
 
 def encode_next_visit(event: NextVisit) -> bytes:

@@ -42,9 +42,8 @@ class MainJobOptions:
     n_visits: int = 8
     n_detectors: int = 4
     detector_size: int = 2048
-    #: multiplies every source density of the simulated sky (small test detectors need
-    #: more stars for a PSF)
-    sky_density_scale: float = 1.0
+    #: multiplies the density of static stars (small test detectors need more PSF stars)
+    star_density_scale: float = 1.0
     workers: int = 2
     #: seconds between visits (a real night: ~37 s at Rubin, 15 min per field here) and
     #: between a nextVisit event and its raws (Rubin: >= 20 s), compressed to fit 5 minutes
@@ -250,9 +249,7 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
     started = time.time()
     camera = Camera(n_detectors=options.n_detectors, nx=options.detector_size,
                     ny=options.detector_size)
-    base = SkyDensity()
-    density = SkyDensity(**{f.name: getattr(base, f.name) * options.sky_density_scale
-                            for f in dataclasses.fields(SkyDensity)})
+    density = SkyDensity(stars=SkyDensity().stars * options.star_density_scale)
     sim = Simulator(SimConfig(seed=options.seed, camera=camera, density=density,
                               night=NightConfig(n_visits=options.n_visits)))
     geometry = CameraGeometry(camera)

@@ -184,7 +184,7 @@ class PromptPipeline:
                               known.ids.tolist(), known.ra, known.dec,
                               radius_arcsec=s.association_radius_arcsec)
         processed = unix_to_mjd_tai(self.clock.now())
-        with stages("forced"):
+        with stages("forced_known"):
             forced = self._forced(item, visit, result, known, processed)
             if forced:
                 self.l1db.store_visit_detector(visit, item.detector, forced_sources=forced,

@@ -77,6 +77,10 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
         lat_kafka += [s.alerts_acked_at - arrived] * s.n_alerts
         if key in monitor.ingested_at:
             lat_l1 += [monitor.ingested_at[key] - arrived] * s.n_alerts
+    if driver.log.truth:
+        from astropy.table import vstack
+
+        vstack(driver.log.truth).write(root / "truth.ecsv", overwrite=True)
     truth = [dict(zip(t.colnames, row, strict=True)) for t in driver.log.truth for row in t]
     quality = evaluate([a["diaSource"] for a in alerts], truth, processed=ok.keys())
     errors = sorted(f"visit {s.visit} detector {s.detector}: {s.reason}: {s.message}"
