@@ -50,14 +50,16 @@ class TopicOutput:
         if err is not None:
             self._errors.append(f"{self.topic}: {err.str()}")
 
-    def write(self, alerts: Sequence[StreamAlert],
-              keys: Sequence[bytes] | None = None) -> None:
+    def write(self, alerts: Sequence[StreamAlert], keys: Sequence[bytes] | None = None,
+              on_delivery: Any = None) -> None:
+        """Produce the alerts; ``on_delivery`` (err, msg) replaces this output's own check."""
         produce = self.producer.produce
+        callback = on_delivery or self._delivered
         for i, alert in enumerate(alerts):
             key = keys[i] if keys is not None else alert_key(alert)
             while True:
                 try:
-                    produce(self.topic, alert.value, key=key, on_delivery=self._delivered)
+                    produce(self.topic, alert.value, key=key, on_delivery=callback)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self.producer.poll(0.1)

@@ -2,11 +2,12 @@
 
 Each batch is decoded once (only the fields the filters read), every filter is evaluated
 over the batch's columns, the kept messages are forwarded as they arrived (same wire-format
-bytes, keyed by diaSourceId) and written to files; only when the producer has flushed and
-every delivery was acknowledged, and files are synced, are the batch's offsets committed.
+bytes, keyed by diaSourceId) and written to files; only when every message the batch
+produced was acknowledged, and its files are synced, are its offsets committed, in reading
+order. The next batch is read and evaluated while one is being delivered (two in flight).
 
 After a crash (even SIGKILL) the service resumes from the last committed offsets, so a
-consumer of a filtered topic sees every kept alert at least once; the alerts of the batch
+consumer of a filtered topic sees every kept alert at least once; the alerts of the batches
 in flight at the crash may appear twice, with the same key (diaSourceId) and the same
 bytes, so a consumer that keeps the last message per key sees each alert exactly once.
 
@@ -22,6 +23,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +122,19 @@ class _Active:
     kept: int = 0
 
 
+class _Acks:
+    """Deliveries of one batch still awaited, and the failures seen."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.errors: list[str] = []
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        self.pending -= 1
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err.str()}")
+
+
 @dataclass
 class ServiceStats:
     batches: int = 0
@@ -134,12 +149,14 @@ class FilterService:
 
     def __init__(self, path: str | os.PathLike[str], *, config: Config,
                  until_end: bool = False, start: str | None = None,
-                 reload_interval: float = 2.0) -> None:
+                 reload_interval: float = 2.0, max_in_flight: int = 2) -> None:
         self.path = Path(path)
         self.config = config
         self.until_end = until_end
         self.start_override = start
         self.reload_interval = reload_interval
+        #: batches produced but not yet acknowledged (a crash may duplicate these)
+        self.max_in_flight = max(1, max_in_flight)
         self.spec = load_service_spec(self.path)
         self.url = StreamURL.parse(self.spec.source)
         self.stats = ServiceStats()
@@ -242,6 +259,7 @@ class FilterService:
                              config=self.config, commit="manual")
         last_reload = time.monotonic()
         last_report = time.monotonic()
+        inflight: deque[tuple[dict[tuple[str, int], int], _Acks]] = deque()
         with stream:
             while not self.stop_event.is_set():
                 if time.monotonic() - last_reload >= self.reload_interval:
@@ -249,22 +267,50 @@ class FilterService:
                     self.maybe_reload()
                 batch = stream.read_batch(self.spec.batch_size, timeout=0.5)
                 if batch:
-                    self._process(batch)
-                    stream.commit()
+                    acks = self._process(batch)
+                    inflight.append((stream.positions, acks))
                     self.stats.batches += 1
                     self.stats.alerts += len(batch)
+                    # the next batch is read and evaluated while this one is delivered
+                    self._settle(stream, inflight, keep=self.max_in_flight - 1)
                 elif stream.at_end:
                     break
+                else:
+                    self._settle(stream, inflight, keep=0)
                 if time.monotonic() - last_report >= 10:
                     last_report = time.monotonic()
                     log.info("progress", extra={"alerts": self.stats.alerts,
                                                 "lag": stream.lag})
+            self._settle(stream, inflight, keep=0)
         for active in self._active.values():
             _close(active.outputs)
         self.stats.kept = {n: a.kept for n, a in self._active.items()}
         return self.stats
 
-    def _process(self, batch: list) -> None:
+    def _settle(self, stream: AlertStream, inflight: deque, keep: int) -> None:
+        """Commit, in reading order, every batch whose messages were all acknowledged;
+        wait for deliveries until at most ``keep`` batches remain in flight."""
+        self._producer.poll(0)
+        while inflight:
+            offsets, acks = inflight[0]
+            if acks.pending and len(inflight) > keep:
+                deadline = time.monotonic() + 60
+                while acks.pending:
+                    self._producer.poll(0.05)
+                    if time.monotonic() > deadline:
+                        raise SubscribeError(f"{acks.pending} filtered messages not "
+                                             "acknowledged in 60 s")
+            if acks.pending:
+                return
+            if acks.errors:  # never commit past a message that did not arrive
+                raise SubscribeError(f"delivery failed: {acks.errors[0]} "
+                                     f"({len(acks.errors)} errors)")
+            stream.commit(offsets)
+            inflight.popleft()
+
+    def _process(self, batch: list) -> _Acks:
+        """Evaluate every filter, produce what each keeps, write and sync files; the
+        returned tracker tells when every produced message was acknowledged."""
         decoded = self._decoder.decode([a.value for a in batch])
         for i, reason in decoded.bad:  # logged, counted and left out; the stream goes on
             alert = batch[i]
@@ -272,7 +318,8 @@ class FilterService:
             log.error("undecodable alert skipped: %s", reason, extra={
                 "topic": alert.topic, "partition": alert.partition, "offset": alert.offset})
         cols, rows, keys = decoded.columns, decoded.rows, decoded.keys
-        touched: list[Output] = []
+        acks = _Acks()
+        files: list[Output] = []
         for active in self._active.values():
             idx = np.flatnonzero(active.filter.keep(cols))
             if not idx.size:
@@ -280,21 +327,15 @@ class FilterService:
             kept = [batch[rows[i]] for i in idx]
             for out in active.outputs:
                 if isinstance(out, TopicOutput):
-                    out.write(kept, [keys[i] for i in idx])
+                    acks.pending += len(kept)
+                    out.write(kept, [keys[i] for i in idx], on_delivery=acks.delivered)
                 else:
                     out.write(kept)
-                touched.append(out)
+                    files.append(out)
             active.kept += len(kept)
-        # every filtered topic acknowledges the batch before its offsets are committed
-        if self._producer is not None:
-            left = self._producer.flush(60)
-            if left:
-                raise SubscribeError(f"{left} filtered messages not acknowledged in 60 s")
-        for out in touched:
-            if isinstance(out, TopicOutput):
-                out.check()
-            else:
-                out.flush()
+        for out in files:
+            out.flush()
+        return acks
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT finish the current batch, commit it and stop."""

@@ -292,12 +292,21 @@ class AlertStream:
 
     # -- progress ---------------------------------------------------------------------------
 
-    def commit(self) -> None:
-        """Commit every alert handed out so far (the caller says it has finished with them)."""
+    def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Commit every alert handed out so far (the caller says it has finished with them),
+        or only up to ``offsets`` (next offset per partition, e.g. an earlier
+        :attr:`positions`) for a caller that finishes batches out of its reading order."""
         consumer = self._require_open()
         if not self.group:
             raise SubscribeError("commit() needs a group: open the stream with group=...")
-        self._finished.update(self._handed)
+        if offsets is None:
+            self._finished.update(self._handed)
+        else:
+            for part, offset in offsets.items():
+                if offset > self._handed.get(part, 0):
+                    raise SubscribeError(f"cannot commit {part} at {offset}: beyond what was "
+                                         "handed out")
+                self._finished[part] = max(self._finished.get(part, 0), offset)
         self._commit(consumer, self._finished)
 
     @property
