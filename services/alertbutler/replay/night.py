@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -388,11 +387,11 @@ def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: i
             "missing": len(comparison.missing), "changed": len(comparison.changed),
             "ignored_fields": list(ignore),
             "l1db": l1, "l1db_matches_recording": (l1 == recorded_l1) if recorded_l1 else None,
-            "schedule_max_late_s": round(result.schedule.max_late_s, 3),
             "errors": result.errors[:50],
             "detection_threshold": detection_threshold,
         }
         if speed:
+            summary["schedule_max_late_s"] = round(result.schedule.max_late_s, 3)
             errs = result.schedule.spacing_errors()
             summary["schedule_spacing_max_rel_error"] = round(max(map(abs, errs)), 4) \
                 if errs else None
@@ -422,5 +421,34 @@ def write_replay_report(root: Path, summary: dict[str, Any], comparison: Compari
     return path
 
 
-def remove_run(root: Path) -> None:
-    shutil.rmtree(root, ignore_errors=True)
+def bench_night_speedup(*, workers: int = 2, night: SimNight | None = None) -> dict[str, Any]:
+    """Record the default simulated night, replay it at --speed 0, and time the replay.
+
+    ``night_speedup`` = recorded duration / (replay setup + run, from the start of the
+    replay to the last visit-detector ingested; comparison and teardown excluded).
+    """
+    from alertbutler.config import load_config
+
+    night = night or SimNight.default()
+    with tempfile.TemporaryDirectory(prefix="alertbutler-bench-night-") as tmp:
+        config = load_config(env={"ALERTBUTLER_GENERAL__DATA_DIR": tmp})
+        t = time.perf_counter()
+        path, recorded = record_sim_night(config, Path(tmp) / "recording", night,
+                                          workers=workers, progress=False)
+        record_s = time.perf_counter() - t
+        print(f"recorded the default night ({night.n_visits} visits x {night.n_detectors} "
+              f"detectors of {night.detector_size} px, {len(recorded.alerts)} alerts) in "
+              f"{record_s:.0f} s (not timed)", flush=True)
+        outcome = replay_night(config, path, speed=0, workers=workers, progress=False)
+    s = outcome.summary
+    replay_s = outcome.run.setup_s + outcome.run.run_s
+    speedup = s["recorded_duration_s"] / replay_s if replay_s else None
+    print(f"night replay at --speed 0: recorded {s['recorded_duration_s']:.0f} s replayed in "
+          f"{replay_s:.1f} s (setup {outcome.run.setup_s:.1f} s + run {outcome.run.run_s:.1f} "
+          f"s) = {speedup:.1f}x; {s['differences']} differences, L1 rows identical: "
+          f"{s['l1db_matches_recording']}", flush=True)
+    return {"night_speedup": round(speedup, 2) if speedup else None,
+            "night_recorded_duration_s": s["recorded_duration_s"],
+            "night_replay_s": round(replay_s, 2), "night_replay_run_s": s["replay_s"],
+            "night_alerts": s["alerts_replayed"], "night_differences": s["differences"],
+            "night_l1db_identical": s["l1db_matches_recording"]}

@@ -1,0 +1,111 @@
+"""Record a small simulated night, replay it: determinism, a changed threshold, bad input.
+
+The night is small to keep the suite inside its time budget (3 visits, one detector of
+1536 px: visit 3 revisits visit 1's field, so association and history are exercised); the
+default night's figures come from ``bench/replay.py`` and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fastavro
+import pytest
+
+from alertbutler.cli import main
+from alertbutler.config import Config, load_config
+from alertbutler.replay import Recording, RunNameError
+from alertbutler.replay.night import SimNight, record_sim_night, replay_night
+
+NIGHT = SimNight(seed=3, n_visits=3, n_detectors=1, detector_size=1536)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Config:
+    data = tmp_path_factory.mktemp("night-data")
+    return load_config(env={"ALERTBUTLER_GENERAL__DATA_DIR": str(data),
+                            "ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap})
+
+
+@pytest.fixture(scope="module")
+def recording(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("recordings") / "night"
+    path, result = record_sim_night(config, out, NIGHT, workers=1, progress=False)
+    assert result.alerts, "the small night produced no alerts to compare"
+    return path
+
+
+def _bodies(recording: Path) -> dict[int, bytes]:
+    """diaSourceId -> Avro body of every recorded alert, read back from the files."""
+    from alertbutler.replay import AlertSource, SchemaIds
+
+    out = {}
+    with AlertSource(recording) as source:
+        for msg in source.messages(SchemaIds(), "t"):
+            from alertbutler.alerts import decode_alert
+
+            out[decode_alert(msg.value)["diaSourceId"]] = msg.value
+    return out
+
+
+def test_recording_holds_the_night(recording: Path) -> None:
+    with Recording.open(recording) as rec:
+        night = rec.night
+        schedule = rec.schedule()
+        assert night["source"] == "sim" and night["clock"] == "recorded"
+        assert [e.kind for e in schedule].count("next_visit") == 3
+        assert [e.kind for e in schedule].count("raw") == 3
+        # nextVisit 30 s before the exposure, the raw at its end plus readout
+        nv, raw = schedule[0], next(e for e in schedule if e.kind == "raw")
+        assert raw.t - nv.t == pytest.approx(30.0 + 30.0 + 2.0)
+        assert (rec.root / "calibs" / "manifest.json").is_file()
+        assert rec.alert_count == night["n_alerts"] > 0
+        with open(next(rec.alert_files()), "rb") as fh:
+            assert list(fastavro.reader(fh))  # plain Avro for any reader
+
+
+def test_replay_at_speed_0_is_identical(config: Config, recording: Path) -> None:
+    outcome = replay_night(config, recording, speed=0, workers=1, progress=False)
+    assert outcome.comparison.differences == 0, outcome.comparison.as_dict()
+    replayed = {i: v for i, (_, v, _) in zip(outcome.run.alert_ids, outcome.run.alerts,
+                                             strict=True)}
+    assert replayed == _bodies(recording)  # byte-identical payloads
+    assert outcome.summary["l1db_matches_recording"] is True
+    assert outcome.summary["output_run"].startswith("prompt/")
+    assert "-replay-" in outcome.summary["output_run"]
+    page = outcome.report.read_text()
+    assert "0 differences" in page
+    summary = json.loads((outcome.report.parent / "summary.json").read_text())
+    assert summary["differences"] == 0 and summary["comparison"]["changed"] == 0
+
+
+def test_replay_with_a_lower_threshold_reports_changes(config: Config,
+                                                       recording: Path) -> None:
+    outcome = replay_night(config, recording, speed=0, workers=1, progress=False,
+                           detection_threshold=4.0)
+    c = outcome.comparison
+    assert c.differences > 0
+    assert c.new, "a lower threshold should detect more sources"
+    assert outcome.summary["l1db_matches_recording"] is False
+
+
+def test_replay_refuses_the_recorded_run(config: Config, recording: Path) -> None:
+    with Recording.open(recording) as rec:
+        recorded = rec.night["runs"][0]
+    with pytest.raises(RunNameError, match="recorded night"):
+        replay_night(config, recording, speed=0, run_name=recorded, progress=False)
+
+
+def test_night_verify_cli(recording: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["night", "verify", str(recording)]) == 0
+    assert "all checksums verified" in capsys.readouterr().out
+    raw = next((recording / "raws").rglob("*.fits"))
+    data = raw.read_bytes()
+    raw.unlink()
+    try:
+        assert main(["night", "verify", str(recording)]) == 1
+        err = capsys.readouterr().err
+        assert raw.name in err and "missing" in err
+    finally:
+        raw.write_bytes(data)
