@@ -22,6 +22,7 @@ from .collections import CollectionRecord, CollectionType
 from .dataset_ref import DatasetRef, IdGenerationMode
 from .dataset_type import DatasetType
 from .datastores import ChainedDatastore, Datastore, FileDatastore
+from .datastores.templates import check_relative_path
 from .dimensions import DataCoordinate, DimensionRecord
 from .regions import Circle
 from .repository import RepoConfig, normalize_root
@@ -114,7 +115,10 @@ class Butler:
         return self.registry.get_dataset_type(name)
 
     def register_run(self, name: str, doc: str = "") -> None:
+        """Create a RUN. Run names become directories, so they must be safe relative paths
+        (``u/alice/night1`` is fine; ``..``, absolute paths, NUL, backslashes are not)."""
         if name not in self._runs:
+            check_relative_path(name, "run name")
             self.registry.register_run(name, doc)
             self._runs.add(name)
 
