@@ -73,6 +73,7 @@ def test_template_guard_catches_hostile_templates(metrics: Butler) -> None:
     with pytest.raises(UnsafePathError, match="lacks"):
         FileTemplates({"metrics": "{run}/{tract}"}).render(ref)
     assert check_relative_path("u/alice/night-1", "run") == "u/alice/night-1"
+    assert check_relative_path("night/2026-11-20T03:00:00-replay-1", "run")
 
 
 def test_nested_run_names_are_fine(metrics: Butler) -> None:

@@ -21,7 +21,7 @@ from ..dataset_ref import DatasetRef
 #: run/dataset_type, then the data ID's leading values as directories, then a flat file name
 DEFAULT_TEMPLATE = "{run}/{dataset_type}/{data_id_dirs}/{dataset_type}_{data_id_flat}"
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_+~@=,-][A-Za-z0-9_.+~@=,-]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9_+~@=,:-][A-Za-z0-9_.+~@=,:-]*")
 
 
 def check_relative_path(rel: str, what: str) -> str:
