@@ -31,7 +31,7 @@ def check_relative_path(rel: str, what: str) -> str:
     for part in rel.split("/"):
         if part in ("", ".", "..") or not _SEGMENT.fullmatch(part):
             raise UnsafePathError(f"{what} {rel!r} has unsafe component {part!r} "
-                                  "(allowed: letters, digits, _.+~@=,- and no leading dot)")
+                                  "(allowed: letters, digits, _.+~@=,:- and no leading dot)")
     return rel
 
 
