@@ -2,8 +2,9 @@
 
 Each test runs ``run_main_job`` for real: fan-out, ``alertbutler worker`` processes, the
 publish datastore, the ingester and the L1 database (SQLite), on the session's embedded
-broker with topics of its own. The nights are small (2 detectors of 1024 x 1024, with more
-stars so that small detectors still hold enough PSF stars) to keep the suite short.
+broker with topics of its own. The nights use the default camera's 2k x 2k detectors and
+sky (smaller detectors hold too few PSF stars) but few visits and detectors, to keep the
+suite short.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from alertbutler.prompt.driver import UNKNOWN_DETECTOR, Faults
 from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
 from alertbutler.prompt.packaging import without_processing_times
 
-SMALL = dict(n_visits=3, n_detectors=2, detector_size=1024, star_density_scale=3.0,
-             workers=2, cadence_s=6.0, lead_s=2.0, progress=False, timeout_s=400.0)
+SMALL = dict(n_visits=3, n_detectors=2, detector_size=2048, workers=2, cadence_s=10.0,
+             lead_s=2.0, progress=False, timeout_s=600.0)
 
 
 def _run(make_config: Callable[..., Config], tmp_path: Path, name: str,
          **options: object) -> MainJobResult:
     config = make_config(general={"data_dir": str(tmp_path / name)},
-                         prompt={"raw_timeout_s": 6.0, "association_wait_s": 60.0})
+                         prompt={"raw_timeout_s": 20.0, "association_wait_s": 120.0})
     return run_main_job(config, MainJobOptions(**{**SMALL, **options}))  # type: ignore[arg-type]
 
 
@@ -37,24 +38,24 @@ def _l1_ids(result: MainJobResult) -> dict[tuple[int, int], list[int]]:
 
 def test_bad_input_is_recorded_per_visit_detector_and_the_rest_goes_on(
         prompt_config: Callable[..., Config], tmp_path: Path) -> None:
-    result = _run(prompt_config, tmp_path, "bad", n_visits=3, write_outputs=False,
-                  faults=Faults(corrupt_raw=(1, 1), missing_raw=(2, 0),
+    result = _run(prompt_config, tmp_path, "bad", n_visits=4, n_detectors=1, workers=1,
+                  write_outputs=False,
+                  faults=Faults(corrupt_raw=(1, 0), missing_raw=(2, 0),
                                 unknown_detector_visit=0))
     visits = sorted({v for v, _ in result.statuses})
-    reasons = {key: s.reason for key, s in result.statuses.items()}
-    assert reasons[(visits[1], 1)] == "corrupt-raw"
-    assert "raw" in result.statuses[(visits[1], 1)].message
-    assert reasons[(visits[2], 0)] == "raw-timeout"
+    reasons = [result.statuses[(v, 0)].reason for v in visits]
+    assert reasons == ["ok", "corrupt-raw", "raw-timeout", "ok"]  # and the worker went on
+    assert "raw" in result.statuses[(visits[1], 0)].message
     assert "did not arrive" in result.statuses[(visits[2], 0)].message
-    others = {k: r for k, r in reasons.items() if k not in {(visits[1], 1), (visits[2], 0)}}
-    assert set(others.values()) == {"ok"}, others  # the worker went on after each error
     errors = result.summary["errors"]
     assert any("unknown-detector" in e and f"detector {UNKNOWN_DETECTOR}" in e
                for e in errors), errors
     assert result.summary["visit_detectors_failed"] == 3
     # The failed visit-detectors were closed (empty batches with end markers): ingested.
     ids = _l1_ids(result)
-    assert ids[(visits[1], 1)] == [] and ids[(visits[2], 0)] == []
+    assert ids[(visits[1], 0)] == [] and ids[(visits[2], 0)] == []
+    assert ids[(visits[3], 0)] and sorted(ids[(visits[3], 0)]) == sorted(
+        result.statuses[(visits[3], 0)].alert_ids)
 
 
 def test_killed_worker_loses_nothing_and_a_rerun_gives_identical_alerts(

@@ -61,7 +61,7 @@ class Repos:
     """The butlers of one worker (central, local, publishing) and what it does with them."""
 
     def __init__(self, *, central_root: Path, local_root: Path, geometry: CameraGeometry,
-                 publish_datastore: Any, export_transfer: str = "copy",
+                 publish_datastore: Any, export_transfer: str = "hardlink",
                  cache_size: int = 24) -> None:
         self.central = Butler(central_root)
         if not (local_root / "butler.yaml").exists():
@@ -223,5 +223,9 @@ class Repos:
                 todo.append((obj, ref))
         if todo:
             self.local.put_refs(todo)
-        self.central.transfer_from(self.local, refs, transfer=self.export_transfer)
+        try:
+            self.central.transfer_from(self.local, refs, transfer=self.export_transfer)
+        except OSError:  # a hard link across file systems: copy instead, from now on
+            self.export_transfer = "copy"
+            self.central.transfer_from(self.local, refs, transfer="copy")
         return refs

@@ -72,7 +72,7 @@ def _plots(data: ReportData) -> list[tuple[str, str]]:
         ax.hist(data.latency_l1db_s, bins=bins, alpha=0.7, label="raw -> committed in L1 DB")
     ax.set_xlabel("seconds (per alert)")
     ax.set_ylabel("alerts")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     ax.set_title("Alert latency from raw arrival")
     out.append(("Latency", _png(fig)))
 

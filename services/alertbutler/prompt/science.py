@@ -10,12 +10,11 @@ photometry at known DiaObjects, and cutouts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from alertbutler.alerts.cutouts import MASK_BITS, cut
+from alertbutler.alerts.cutouts import MASK_BITS, make_cutout
 from alertbutler.imaging import (
     IsrCalibs,
     Mask,
@@ -87,25 +86,44 @@ class Result:
                 "scienceFlux": np.asarray(science["psf_flux"], float),
                 "scienceFluxErr": np.asarray(science["psf_flux_err"], float)}
 
-    @cached_property
-    def _planes(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        calib = float(self.calexp.photo_calib or 1.0)
-        mask = _cutout_mask(self.calexp.mask)
-        diff = self.difference
-        sci_img = self.calexp.image * np.float32(calib)
-        sci_var = self.calexp.variance * np.float32(calib**2)
-        tmpl_img = np.asarray(self.processed.matched_template, np.float32) * np.float32(calib)
-        tmpl_var = np.maximum(np.nan_to_num(diff.variance, posinf=np.inf) - sci_var, 0.0)
-        return {"difference": (diff.image, diff.variance, _cutout_mask(diff.mask)),
-                "science": (sci_img, sci_var, mask),
-                "template": (tmpl_img, tmpl_var.astype(np.float32), mask)}
-
     def cutouts(self, x: float, y: float, size: int) -> tuple[bytes, bytes, bytes]:
-        """FITS cutouts (difference, science, template) of ``size`` pixels centred on x, y."""
-        wcs = self.calexp.wcs
-        return tuple(cut(img, var, msk, x=x, y=y, size=size, wcs=wcs)  # type: ignore[return-value]
-                     for img, var, msk in (self._planes[k] for k in
-                                           ("difference", "science", "template")))
+        """FITS cutouts (difference, science, template) of ``size`` pixels centred on x, y.
+
+        Stamps are cut first and scaled to nJy afterwards, so nothing touches whole frames.
+        Pixels off the detector are NaN with infinite variance and NO_DATA.
+        """
+        x0, y0 = round(x) - size // 2, round(y) - size // 2
+        calib = np.float32(self.calexp.photo_calib or 1.0)
+        diff, sci = self.difference, self.calexp
+        ny, nx = sci.shape
+        ys, xs = max(y0, 0), max(x0, 0)
+        ye, xe = min(y0 + size, ny), min(x0 + size, nx)
+        inner = (slice(ys - y0, max(ye - y0, ys - y0)), slice(xs - x0, max(xe - x0, xs - x0)))
+        outer = (slice(ys, max(ye, ys)), slice(xs, max(xe, xs)))
+
+        def stamp(plane: np.ndarray, fill: float, dtype: Any = np.float32) -> np.ndarray:
+            out = np.full((size, size), fill, dtype=dtype)
+            out[inner] = plane[outer]
+            return out
+
+        off = np.ones((size, size), bool)
+        off[inner] = False
+        no_data = np.uint8(1 << MASK_BITS["NO_DATA"])
+        sci_mask = _cutout_mask(stamp(sci.mask, 0, sci.mask.dtype))
+        diff_mask = _cutout_mask(stamp(diff.mask, 0, diff.mask.dtype))
+        sci_mask[off] |= no_data
+        diff_mask[off] |= no_data
+        sci_var = stamp(sci.variance, np.inf) * calib**2
+        diff_var = stamp(diff.variance, np.inf)
+        tmpl = stamp(np.asarray(self.processed.matched_template), np.nan) * calib
+        with np.errstate(invalid="ignore"):
+            tmpl_var = np.maximum(np.nan_to_num(diff_var - sci_var, nan=np.inf),
+                                  0.0).astype(np.float32)
+        wcs = self.calexp.wcs.deepcopy()
+        wcs.wcs.crpix = [wcs.wcs.crpix[0] - x0, wcs.wcs.crpix[1] - y0]
+        return (make_cutout(stamp(diff.image, np.nan), diff_var, diff_mask, wcs=wcs),
+                make_cutout(stamp(sci.image, np.nan) * calib, sci_var, sci_mask, wcs=wcs),
+                make_cutout(tmpl, tmpl_var, sci_mask, wcs=wcs))
 
 
 def _cutout_mask(mask: np.ndarray) -> np.ndarray:
