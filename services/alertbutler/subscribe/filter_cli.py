@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--start", default=None,
                        help="override the start (default: the group's committed offsets)")
     serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus /metrics, /healthz and /readyz on this port")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check", help="compile the filters of a YAML file, or one "
                            "expression, and report every error with its position")
@@ -32,12 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
+    from alertbutler.metrics import Health, MetricsServer, ServiceMetrics
     from alertbutler.subscribe.service import FilterService, describe
 
+    metrics, health = ServiceMetrics("filter"), Health()
     service = FilterService(args.file, config=config, until_end=args.until_end,
-                            start=args.start, reload_interval=args.reload_interval)
+                            start=args.start, reload_interval=args.reload_interval,
+                            metrics=metrics, health=health)
     service.install_signal_handlers()
-    stats = service.run()
+    server = (MetricsServer(metrics, health, port=args.metrics_port).start()
+              if args.metrics_port is not None else None)
+    try:
+        stats = service.run()
+    finally:
+        if server is not None:
+            server.stop()
     print(json.dumps(describe(stats)))
     return 0
 

@@ -34,6 +34,7 @@ import yaml
 
 from alertbutler.config import Config
 from alertbutler.kafka import confluent_settings, create_topics
+from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.subscribe.batch import BatchDecoder
 from alertbutler.subscribe.errors import FilterConfigError, FilterError, SubscribeError
 from alertbutler.subscribe.filters import Filter, FilterSet, compile_filter
@@ -149,7 +150,8 @@ class FilterService:
 
     def __init__(self, path: str | os.PathLike[str], *, config: Config,
                  until_end: bool = False, start: str | None = None,
-                 reload_interval: float = 2.0, max_in_flight: int = 2) -> None:
+                 reload_interval: float = 2.0, max_in_flight: int = 2,
+                 metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.path = Path(path)
         self.config = config
         self.until_end = until_end
@@ -166,6 +168,9 @@ class FilterService:
         self._set: FilterSet = FilterSet({})
         self._decoder = BatchDecoder(())
         self.stop_event = threading.Event()
+        #: observability for ``filter serve --metrics-port`` (None: nothing recorded)
+        self.metrics = metrics
+        self.health = health
 
     # -- filters ---------------------------------------------------------------------------
     def _file_fingerprint(self) -> str:
@@ -261,13 +266,22 @@ class FilterService:
         last_report = time.monotonic()
         inflight: deque[tuple[dict[tuple[str, int], int], _Acks]] = deque()
         with stream:
+            if self.health is not None:
+                self.health.set_ready(True, "stream open")
             while not self.stop_event.is_set():
+                if self.health is not None:
+                    self.health.beat()
                 if time.monotonic() - last_reload >= self.reload_interval:
                     last_reload = time.monotonic()
                     self.maybe_reload()
                 batch = stream.read_batch(self.spec.batch_size, timeout=0.5)
                 if batch:
-                    acks = self._process(batch)
+                    if self.metrics is not None:
+                        with self.metrics.stage("filter"):
+                            acks = self._process(batch)
+                        self._observe(stream, len(batch))
+                    else:
+                        acks = self._process(batch)
                     inflight.append((stream.positions, acks))
                     self.stats.batches += 1
                     self.stats.alerts += len(batch)
@@ -286,6 +300,13 @@ class FilterService:
             _close(active.outputs)
         self.stats.kept = {n: a.kept for n, a in self._active.items()}
         return self.stats
+
+    def _observe(self, stream: AlertStream, n: int) -> None:
+        m = self.metrics
+        assert m is not None
+        m.messages_consumed.labels(m.service).inc(n)
+        for (topic, partition), lag in stream.lag_by_partition.items():
+            m.consumer_lag.labels(m.service, topic, str(partition)).set(lag)
 
     def _settle(self, stream: AlertStream, inflight: deque, keep: int) -> None:
         """Commit, in reading order, every batch whose messages were all acknowledged;
@@ -315,6 +336,8 @@ class FilterService:
         for i, reason in decoded.bad:  # logged, counted and left out; the stream goes on
             alert = batch[i]
             self.stats.undecodable += 1
+            if self.metrics is not None:
+                self.metrics.errors.labels(self.metrics.service, "undecodable").inc()
             log.error("undecodable alert skipped: %s", reason, extra={
                 "topic": alert.topic, "partition": alert.partition, "offset": alert.offset})
         cols, rows, keys = decoded.columns, decoded.rows, decoded.keys

@@ -1,0 +1,63 @@
+"""docker-compose.yml is valid Compose and names only real verbs with real options."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alertbutler.cli import VERBS, build_parser
+from alertbutler.deploy.topology import topology
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ALERTBUTLER_SERVICES = ("fanout", "worker", "ingest", "filter")
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_passes_the_specification_validator() -> None:
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_has_the_infrastructure() -> None:
+    services = _compose()["services"]
+    for name in ("kafka", "schema-registry", "postgres", "prometheus", "grafana", "init"):
+        assert name in services, name
+    assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]  # KRaft, no ZooKeeper
+    for name in ALERTBUTLER_SERVICES:
+        assert "healthcheck" in services[name], name
+
+
+def _argv(service: dict) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+@pytest.mark.parametrize("name", ALERTBUTLER_SERVICES)
+def test_every_compose_service_is_a_cli_verb_with_those_options(name: str) -> None:
+    argv = _argv(_compose()["services"][name])
+    assert argv[0] in VERBS
+    args = build_parser(argv[0]).parse_args(argv)  # exits (fails) on an unknown option
+    assert callable(args.func)
+
+
+def test_same_topology_as_alertbutler_up() -> None:
+    local = {spec.name: spec.argv for spec in topology(workers=2, filters=Path("f.yaml"))}
+    services = _compose()["services"]
+    assert set(local) == set(ALERTBUTLER_SERVICES)
+    for name, argv in local.items():
+        compose_argv = _argv(services[name])
+        # the same verb and sub-verb; the compose file adds its metrics port and paths
+        assert compose_argv[: len(argv) - (1 if name == "filter" else 0)] == \
+            list(argv[: len(argv) - (1 if name == "filter" else 0)])
