@@ -31,7 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
+    import logging
+
     from alertbutler.prompt.main_job import MainJobOptions, print_summary, run_main_job
+
+    if args.log_level is None:  # progress bars and the summary say it; workers log to files
+        logging.getLogger().setLevel(logging.WARNING)
 
     options = MainJobOptions(seed=args.seed, n_visits=args.visits, n_detectors=args.detectors,
                              detector_size=args.detector_size,
