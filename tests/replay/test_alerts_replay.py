@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import struct
 import uuid
@@ -208,3 +209,19 @@ def test_missing_source_and_no_kafka(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = main(["alerts", "replay", str(tmp_path / "nope.tar"), "--topic", "x",
                  "--bootstrap", "127.0.0.1:1", "--no-create-topic"])
     assert code == 1 and "nope.tar: no such file" in capsys.readouterr().err
+
+
+def test_speed_scales_the_recorded_spacing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """--speed 20 on alerts 10 s apart: sent 0.5 s apart (Kafka CreateTime)."""
+    records = ztf_like_alerts(8, seed=9, spacing_s=10.0, n_prv=2)
+    archive = write_ztf_archive(tmp_path / "paced", records, tarball=False)
+    topic = _topic("paced", kafka_bootstrap)
+    settings = producer_settings(kafka_bootstrap, **{"linger.ms": 0})
+    summary = stream_alerts(AlertSource(archive).messages(SchemaIds(), topic), topic=topic,
+                            settings=settings, speed=20)
+    assert summary.delivered == 8 and summary.pacing == "20 x recorded time"
+    sent = [m.timestamp()[1] for m in consume_all(kafka_bootstrap, topic, 8)]
+    gaps = [(b - a) / 1000.0 for a, b in itertools.pairwise(sent)]
+    assert (sent[-1] - sent[0]) / 1000.0 == pytest.approx(7 * 0.5, rel=0.05), gaps
+    for gap in gaps:  # one late message (a busy machine) moves two gaps
+        assert gap == pytest.approx(0.5, rel=0.2), gaps

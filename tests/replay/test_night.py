@@ -7,6 +7,7 @@ default night's figures come from ``bench/replay.py`` and the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 from alertbutler.cli import main
 from alertbutler.config import Config, load_config
 from alertbutler.replay import Recording, RunNameError
-from alertbutler.replay.night import SimNight, record_sim_night, replay_night
+from alertbutler.replay.night import ReplayOutcome, SimNight, record_sim_night, replay_night
+from alertbutler.testing import pg_unreachable_reason, temporary_pg_database
 
 NIGHT = SimNight(seed=3, n_visits=3, n_detectors=1, detector_size=1536)
 
@@ -65,8 +67,15 @@ def test_recording_holds_the_night(recording: Path) -> None:
             assert list(fastavro.reader(fh))  # plain Avro for any reader
 
 
-def test_replay_at_speed_0_is_identical(config: Config, recording: Path) -> None:
-    outcome = replay_night(config, recording, speed=0, workers=1, progress=False)
+@pytest.fixture(scope="module")
+def replayed(config: Config, recording: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> ReplayOutcome:
+    return replay_night(config, recording, speed=0, workers=1, progress=False,
+                        out=tmp_path_factory.mktemp("replays") / "speed0")
+
+
+def test_replay_at_speed_0_is_identical(replayed: ReplayOutcome, recording: Path) -> None:
+    outcome = replayed
     assert outcome.comparison.differences == 0, outcome.comparison.as_dict()
     replayed = {i: v for i, (_, v, _) in zip(outcome.run.alert_ids, outcome.run.alerts,
                                              strict=True)}
@@ -80,14 +89,45 @@ def test_replay_at_speed_0_is_identical(config: Config, recording: Path) -> None
     assert summary["differences"] == 0 and summary["comparison"]["changed"] == 0
 
 
-def test_replay_with_a_lower_threshold_reports_changes(config: Config,
-                                                       recording: Path) -> None:
-    outcome = replay_night(config, recording, speed=0, workers=1, progress=False,
-                           detection_threshold=4.0)
+def test_replay_with_a_lower_threshold_reports_changes(config: Config, recording: Path,
+                                                       tmp_path: Path) -> None:
+    """Also the replay into a configured PostgreSQL L1 database (when one answers)."""
+    with contextlib.ExitStack() as stack:
+        l1db_url = None
+        if pg_unreachable_reason() is None:
+            l1db_url = stack.enter_context(temporary_pg_database("alertbutler_replay"))
+        outcome = replay_night(config, recording, speed=0, workers=1, progress=False,
+                               detection_threshold=4.0, l1db_url=l1db_url,
+                               out=tmp_path / "replay")
+        if l1db_url is not None:
+            assert outcome.summary["l1db_url"].startswith("postgresql")
+            assert outcome.l1db["DiaSource"]["rows"] == outcome.comparison.n_replayed
     c = outcome.comparison
     assert c.differences > 0
     assert c.new, "a lower threshold should detect more sources"
     assert outcome.summary["l1db_matches_recording"] is False
+    assert outcome.report == tmp_path / "replay" / "report.html"
+
+
+def test_record_a_live_run(replayed: ReplayOutcome, tmp_path: Path) -> None:
+    """A replay is a deployment like any other: record it as a live run."""
+    import dataclasses
+
+    from alertbutler.replay.night import record_live_night
+
+    outcome = replayed
+    live = load_config(outcome.run.root / "config.toml", env={})
+    live = dataclasses.replace(live, butler=dataclasses.replace(
+        live.butler, central_repo=str(outcome.run.root / "central")))
+    path = record_live_night(live, tmp_path / "live", timeout_s=20)
+    with Recording.open(path) as rec:
+        assert rec.night["source"] == "live" and rec.night["clock"] == "wall"
+        schedule = rec.schedule()
+        assert sum(e.kind == "next_visit" for e in schedule) == 3
+        assert sum(e.kind == "raw" for e in schedule) == 3
+        assert rec.alert_count == len(outcome.run.alerts)
+    assert _bodies(path) == {i: v for i, (_, v, _) in zip(outcome.run.alert_ids,
+                                                           outcome.run.alerts, strict=True)}
 
 
 def test_replay_refuses_the_recorded_run(config: Config, recording: Path) -> None:

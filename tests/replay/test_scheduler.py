@@ -19,7 +19,7 @@ from alertbutler.replay.stream import producer_settings
 from alertbutler.replay.testing import consume_all
 
 T0 = 1_795_000_000.0  # a recorded night, Unix seconds
-SPACING_S = 2.0
+SPACING_S = 5.0
 
 
 def _timeline(tmp_path: Path, n_visits: int) -> tuple[list[ScheduledEvent], list]:

@@ -134,8 +134,7 @@ def stream_alerts(messages: Iterable[ArchivedAlert], *, topic: str,
 
     producer = Producer({**settings, "on_delivery": on_delivery})
     first_ts: int | None = None
-    start = time.monotonic()
-    pacer.start()
+    start = time.monotonic()  # the pacer starts with the first message read
     last_report = 0
     try:
         for i, msg in enumerate(messages):
