@@ -187,6 +187,7 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
     writer = RecordingWriter(out)
     messages = []
     truths = []
+    bar = _simulation_progress(progress, len(sim.visits) * camera.n_detectors)
     for index, (visit, record) in enumerate(zip(sim.visits, sim.next_visit_events(),
                                                 strict=True)):
         sent = mjd_tai_to_unix(record["emit_mjd_tai"])
@@ -207,6 +208,8 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
             truths.append(raw.truth)
             writer.schedule.append(ScheduledEvent(arrival, "raw", event.group_id,
                                                   detector=detector, file=rel))
+            bar.advance()
+    bar.stop()
     _write_events(writer, messages)
     if truths:
         from astropy.table import vstack
@@ -233,6 +236,28 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
                 run_errors=result.errors[:50], l1db=l1db_fingerprint(result.l1db_url))
     _add_alerts(writer, result.alerts)
     return writer.finish(meta, tarball=tarball), result
+
+
+class _simulation_progress:
+    """A progress bar over the raws being simulated (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._bar: Any = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress("{task.description:<30}", BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn())
+            self._task = self._bar.add_task("record: simulating raws", total=total)
+            self._bar.start()
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def _pipeline_config(detection_threshold: float | None) -> dict[str, Any]:
