@@ -149,3 +149,12 @@ def test_night_verify_cli(recording: Path, capsys: pytest.CaptureFixture[str]) -
         assert raw.name in err and "missing" in err
     finally:
         raw.write_bytes(data)
+
+
+def test_replay_refuses_a_filled_l1db(config: Config, recording: Path, replayed: ReplayOutcome,
+                                      tmp_path: Path) -> None:
+    from alertbutler.replay import ReplayError
+
+    with pytest.raises(ReplayError, match="already holds rows"):
+        replay_night(config, recording, speed=0, progress=False, out=tmp_path / "again",
+                     l1db_url=replayed.run.l1db_url)
