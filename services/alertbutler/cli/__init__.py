@@ -45,6 +45,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
                ("alertbutler.butler.cli",)),
     "sim": ("simulate a camera, calibrations, templates and a night", True,
             ("alertbutler.sim.cli",)),
+    "up": ("run the whole topology as supervised local services", False,
+           ("alertbutler.deploy.cli",)),
     # Each package adds its verbs here as it lands, e.g.
     # "butler": ("data butler repositories", True, ("alertbutler.butler.cli",)),
 }

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
@@ -61,12 +62,36 @@ def scrape(port: int, timeout: float = 1.0) -> Scrape:
 class LiveView:
     """Builds the table shown under ``rich.live.Live``; keeps the previous scrape for rates."""
 
-    def __init__(self, replicas: list[Replica]) -> None:
+    def __init__(self, replicas: list[Replica], *, progress: Any = None) -> None:
         self.replicas = replicas
+        self.progress = progress  # a NightProgress while a simulated night plays
         self._last: dict[str, tuple[float, float]] = {}
+        self._totals: dict[str, float] = {}
+
+    def caption(self) -> str:
+        t = self._totals
+        text = (f"published {t.get('published', 0):.0f}  ingested {t.get('ingested', 0):.0f}  "
+                f"lag {t.get('lag', 0):.0f}  errors {t.get('errors', 0):.0f}  "
+                f"dead-lettered {t.get('dead', 0):.0f}")
+        p = self.progress
+        if p is not None:
+            text += (f"  |  night: {p.n_done}/{len(p.expected)} visit-detectors processed, "
+                     f"{len(p.ingested_at)} in the L1 DB, {p.n_failed} failed")
+        return text
+
+    def line(self) -> dict[str, Any]:
+        """The totals of the last render, for a log line when there is no terminal."""
+        self.render()
+        line: dict[str, Any] = {k: round(v, 3) for k, v in self._totals.items()}
+        line["restarts"] = sum(r.restarts for r in self.replicas)
+        if self.progress is not None:
+            line["processed"] = self.progress.n_done
+            line["in_l1db"] = len(self.progress.ingested_at)
+        return line
 
     def render(self) -> Table:
         table = Table(title="alertbutler up", expand=True)
+        totals: dict[str, float] = defaultdict(float)
         for column in ("service", "pid", "restarts", "state", "published", "ingested",
                        "alerts/s", "p50 s", "p98 s", "lag", "errors"):
             table.add_column(column, justify="left" if column in ("service", "state")
@@ -80,6 +105,11 @@ class LiveView:
             last_t, last_n = self._last.get(replica.label, (now, count))
             rate = (count - last_n) / (now - last_t) if now > last_t else 0.0
             self._last[replica.label] = (now, count)
+            totals["published"] += published
+            totals["ingested"] += ingested
+            totals["lag"] += data.values.get("alertbutler_consumer_lag", 0.0)
+            totals["errors"] += data.values.get("alertbutler_errors_total", 0.0)
+            totals["dead"] += data.values.get("alertbutler_dead_lettered_total", 0.0)
             p50, p98 = data.quantile(0.5), data.quantile(0.98)
             state = "up" if replica.pid and data.ok else ("starting" if replica.pid else
                                                           "restarting")
@@ -89,4 +119,6 @@ class LiveView:
                 "-" if p50 is None else f"{p50:g}", "-" if p98 is None else f"{p98:g}",
                 f"{data.values.get('alertbutler_consumer_lag', 0.0):.0f}",
                 f"{data.values.get('alertbutler_errors_total', 0.0):.0f}")
+        self._totals = dict(totals)
+        table.caption = self.caption()
         return table

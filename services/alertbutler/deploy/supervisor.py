@@ -9,8 +9,10 @@ finish or hand back work in flight, then SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -139,16 +141,22 @@ class Supervisor:
         return None
 
     def stop(self, *, grace: float = 30.0) -> None:
-        """SIGTERM every replica, wait up to ``grace`` seconds in all, then SIGKILL."""
+        """Stop services in topology order (inputs first, so work in flight drains downstream):
+        SIGTERM each service's replicas, wait for them, then the next service; whatever is
+        still running when ``grace`` seconds have passed in all is SIGKILLed."""
         self._stopping.set()
+        deadline = time.monotonic() + grace
         with self._lock:
-            procs = [r.proc for r in self.replicas if r.proc is not None]
-            for proc in procs:
-                if proc.poll() is None:
-                    try:
-                        os.killpg(proc.pid, 15)
-                    except ProcessLookupError:
-                        pass
-            deadline = time.monotonic() + grace
-            for proc in procs:
-                stop_group(proc, grace=max(0.1, deadline - time.monotonic()))
+            order: list[str] = []
+            for replica in self.replicas:
+                if replica.spec.name not in order:
+                    order.append(replica.spec.name)
+            for name in order:
+                procs = [r.proc for r in self.replicas
+                         if r.spec.name == name and r.proc is not None]
+                for proc in procs:
+                    if proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGTERM)
+                for proc in procs:
+                    stop_group(proc, grace=max(0.1, deadline - time.monotonic()))

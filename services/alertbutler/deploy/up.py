@@ -1,0 +1,308 @@
+"""``alertbutler up``: the whole topology as supervised local processes.
+
+What it does, in order:
+
+1. Kafka: the configured ``kafka.bootstrap_servers``, else an embedded broker owned by this
+   process (it dies with it, even on SIGKILL);
+2. the topics (next-visit, work, alerts, dead-letter, status), the L1 database (SQLite under
+   ``data_dir`` or ``--l1db-url``) and the central butler repo: with ``--night``, filled from
+   the simulated night's calibrations and templates; otherwise an existing one, or an empty
+   one with the dataset types registered (something else fills it: a recording, a real repo);
+3. the services of :mod:`alertbutler.deploy.topology` under the :class:`Supervisor`, each with
+   its ``--metrics-port`` and the configuration handed down as ``ALERTBUTLER_*`` variables;
+4. with ``--night``, the observatory (:class:`alertbutler.deploy.feed.NightFeed`) plays the
+   night into the deployment once every service is ready.
+
+The loop restarts crashed services and renders the live view; SIGTERM or Ctrl-C stops the
+services in topology order (each finishes or hands back its work in flight), then the broker.
+With ``--night`` every run uses a fresh ``<data_dir>/up`` directory (repos, L1 DB, landing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alertbutler.config import CONFIG_ENV, Config
+from alertbutler.deploy.feed import NightFeed, NightPlan
+from alertbutler.deploy.progress import NightProgress
+from alertbutler.deploy.supervisor import Replica, Supervisor
+from alertbutler.deploy.topology import topology
+
+log = logging.getLogger(__name__)
+
+#: one compute thread per process: N workers on N cores, not N x cores threads fighting
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpOptions:
+    """How ``alertbutler up`` runs."""
+
+    workers: int = 2
+    l1db_url: str | None = None
+    filters: Path | None = None
+    live: bool = True
+    #: first metrics port (replicas take consecutive ports); None: a free block from 9100
+    base_port: int | None = None
+    #: a simulated night to play once the services are ready
+    night: NightPlan | None = None
+    #: stop by itself once the night is processed and ingested (tests, benchmarks)
+    exit_when_done: bool = False
+    timeout_s: float | None = None
+    grace_s: float = 30.0
+    config_file: str | None = None
+    worker_args: tuple[str, ...] = ()
+
+
+def free_port_block(n: int, start: int = 9100, host: str = "127.0.0.1") -> int:
+    """The first port of ``n`` consecutive ports nothing listens on, from ``start``."""
+    port = start
+    while port + n < 65536:
+        for i in range(n):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port + i))
+                except OSError:
+                    port += i + 1
+                    break
+        else:
+            return port
+    raise OSError(f"no {n} consecutive free ports from {start}")
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+class Deployment:
+    """One ``alertbutler up``: prepare, start, supervise, stop (see the module doc)."""
+
+    def __init__(self, config: Config, options: UpOptions) -> None:
+        self.options = options
+        self.base_config = config
+        self.root = (config.data_dir / "up" if options.night else config.data_dir).resolve()
+        self.broker: Any = None
+        self.config = config
+        self.supervisor: Supervisor | None = None
+        self.feed: NightFeed | None = None
+        self.progress: NightProgress | None = None
+        self.sim: Any = None
+        self._producer: Any = None
+        self._stop_feed = threading.Event()
+
+    # -- start ------------------------------------------------------------------------------
+    def prepare(self) -> Deployment:
+        """Broker, effective configuration, topics, L1 database and central repo."""
+        from alertbutler.broker import EmbeddedBroker
+        from alertbutler.l1db import L1db
+        from alertbutler.prompt.service_support import ensure_topics
+
+        if self.options.night and self.root.exists():
+            shutil.rmtree(self.root)
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        bootstrap = self.base_config.kafka.bootstrap_servers
+        if not bootstrap:
+            self.broker = EmbeddedBroker(log_file=self.root / "logs" / "broker.log").start()
+            bootstrap = self.broker.bootstrap
+        self.config = self._effective(bootstrap)
+        ensure_topics(self.config, bootstrap)
+        L1db.create(self.config.l1db_url).close()
+        self._central_repo()
+        return self
+
+    def _effective(self, bootstrap: str) -> Config:
+        c, root = self.base_config, self.root
+
+        def section(name: str, **changes: Any) -> Any:
+            return dataclasses.replace(getattr(c, name), **changes)
+
+        fresh = self.options.night is not None
+        l1db_url = self.options.l1db_url or (
+            f"sqlite:///{root / 'l1db.sqlite3'}" if fresh else c.l1db_url)
+        central = root / "central" if fresh else c.central_repo.resolve()
+        local = root / "local" if fresh else Path(
+            c.butler.local_repo_root or root / "local").resolve()
+        landing = root / "landing" if fresh else Path(
+            c.prompt.landing_dir or root / "landing").resolve()
+        return dataclasses.replace(
+            c, general=section("general", data_dir=str(root)),
+            kafka=section("kafka", bootstrap_servers=bootstrap),
+            l1db=section("l1db", url=l1db_url),
+            butler=section("butler", central_repo=str(central), local_repo_root=str(local)),
+            prompt=section("prompt", landing_dir=str(landing)))
+
+    def _central_repo(self) -> None:
+        from alertbutler.butler import Butler
+        from alertbutler.prompt.central import build_central_repo, register_types
+
+        central = self.config.central_repo
+        if self.options.night is not None:
+            self.sim = self.options.night.simulator()
+            started = time.monotonic()
+            build_central_repo(central, self.sim)
+            log.info("central repo built from the simulated night",
+                     extra={"repo": str(central), "seconds": round(time.monotonic() - started)})
+        elif not (central / "butler.yaml").exists():
+            with Butler.create(central) as butler:
+                register_types(butler)
+            log.info("created an empty central repo", extra={"repo": str(central)})
+
+    def child_env(self) -> dict[str, str]:
+        """What every service gets: the effective settings as ``ALERTBUTLER_*`` overrides."""
+        c = self.config
+        env = {
+            "ALERTBUTLER_GENERAL__DATA_DIR": c.general.data_dir,
+            "ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS": c.kafka.bootstrap_servers,
+            "ALERTBUTLER_L1DB__URL": c.l1db_url,
+            "ALERTBUTLER_BUTLER__CENTRAL_REPO": c.butler.central_repo,
+            "ALERTBUTLER_BUTLER__LOCAL_REPO_ROOT": c.butler.local_repo_root,
+            "ALERTBUTLER_PROMPT__LANDING_DIR": c.prompt.landing_dir,
+        }
+        if self.options.config_file:
+            env[CONFIG_ENV] = str(Path(self.options.config_file).resolve())
+        for name in _THREAD_ENV:
+            env[name] = os.environ.get(name, "1")
+        return env
+
+    def start(self) -> Deployment:
+        """Start every service (after :meth:`prepare`)."""
+        plan = self.options.night
+        specs = topology(workers=self.options.workers, filters=self.options.filters,
+                         camera_args=plan.camera_args if plan else (),
+                         worker_args=self.options.worker_args)
+        n_ports = sum(s.replicas for s in specs if s.metrics)
+        base = self.options.base_port or free_port_block(n_ports)
+        self.supervisor = Supervisor(specs, env=self.child_env(), log_dir=self.root / "logs",
+                                     base_port=base).start()
+        if self.sim is not None:
+            expected = {(v.visit, d) for v in self.sim.visits for d in self.sim.camera.detectors}
+            self.progress = NightProgress(self.config, expected)
+        return self
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return self.supervisor.replicas if self.supervisor else []
+
+    def wait_ready(self, timeout: float = 180.0) -> bool:
+        """True once every replica answers ``/readyz`` with 200 (restarting crashed ones)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.supervisor is not None
+            self.supervisor.poll()
+            if all(r.metrics_port and _ready(r.metrics_port) for r in self.replicas):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def start_feed(self) -> NightFeed:
+        """Play the simulated night into the deployment (needs ``--night``)."""
+        from alertbutler.prompt.kafka_io import make_producer
+
+        if self.options.night is None or self.sim is None:
+            raise ValueError("no night to feed: start the deployment with a NightPlan")
+        self._producer = make_producer(self.config, self.config.kafka.bootstrap_servers)
+        self.feed = NightFeed(self.options.night, self.sim, producer=self._producer,
+                              topic=self.config.kafka.next_visit_topic,
+                              landing=Path(self.config.prompt.landing_dir),
+                              stop=self._stop_feed)
+        self.feed.start()
+        return self.feed
+
+    # -- run --------------------------------------------------------------------------------
+    def step(self) -> None:
+        """One turn of the loop: restart what crashed, read the night's progress."""
+        assert self.supervisor is not None
+        for replica in self.supervisor.poll():
+            log.warning("service restarted", extra={"service": replica.label,
+                                                    "restarts": replica.restarts})
+        if self.progress is not None:
+            self.progress.poll()
+        if self.feed is not None and self.feed.error is not None:
+            raise RuntimeError(f"the night feed failed: {self.feed.error}")
+
+    def night_done(self) -> bool:
+        return (self.progress is not None and self.feed is not None
+                and self.feed.finished.is_set() and self.progress.done())
+
+    def run(self, stop: threading.Event) -> int:
+        """Supervise until ``stop`` (or the night is done, with ``exit_when_done``)."""
+        from alertbutler.deploy.live import LiveView
+
+        view = LiveView(self.replicas, progress=self.progress)
+        deadline = (time.monotonic() + self.options.timeout_s
+                    if self.options.timeout_s else None)
+        live: Any = None
+        if self.options.live:
+            from rich.live import Live
+
+            live = Live(view.render(), refresh_per_second=2, transient=False)
+            live.start()
+        last_line = 0.0
+        try:
+            if self.options.night is not None and self.feed is None:
+                while not stop.is_set() and not self.wait_ready(timeout=1.0):
+                    if live is not None:
+                        live.update(view.render())
+                    if deadline and time.monotonic() > deadline:
+                        raise TimeoutError("services not ready before the timeout")
+                if not stop.is_set():
+                    self.start_feed()
+            while not stop.wait(1.0):
+                self.step()
+                if live is not None:
+                    live.update(view.render())
+                elif time.monotonic() - last_line > 10:
+                    last_line = time.monotonic()
+                    log.info("up", extra=view.line())
+                if self.options.exit_when_done and self.night_done():
+                    log.info("night done", extra=self.progress.summary() if self.progress
+                             else {})
+                    break
+                if deadline and time.monotonic() > deadline:
+                    raise TimeoutError(f"not done within {self.options.timeout_s:.0f} s")
+        finally:
+            if live is not None:
+                live.update(view.render())
+                live.stop()
+        return 0
+
+    # -- stop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Feed first, then services in topology order, then the broker."""
+        self._stop_feed.set()
+        if self.feed is not None:
+            self.feed.join(timeout=30)
+        if self.supervisor is not None:
+            self.supervisor.stop(grace=self.options.grace_s)
+        if self.progress is not None:
+            self.progress.poll()
+            self.progress.close()
+        if self._producer is not None:
+            self._producer.flush(5)
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> Deployment:
+        try:
+            return self.prepare().start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
