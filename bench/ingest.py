@@ -26,6 +26,7 @@ import json
 import sys
 import time
 import uuid
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -78,7 +79,7 @@ def produce_stream(bootstrap: str, topic: str, n_alerts: int, per_group: int
                            "diaObject": {**a["diaObject"], "diaObjectId": oid}})
         counts = [0] * PARTITIONS
         for record, data in zip(alerts, encode_alerts(alerts), strict=True):
-            p = record["diaObject"]["diaObjectId"] % PARTITIONS
+            p = zlib.crc32(str(record["diaObject"]["diaObjectId"]).encode()) % PARTITIONS
             counts[p] += 1
             while True:
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,13 @@ def producer(bootstrap: str) -> Producer:
                      "compression.type": "zstd", "message.max.bytes": 16 * 1024 * 1024})
 
 
+def partition_of(record: Mapping[str, Any], n_partitions: int) -> int:
+    """The partition of an alert: by a hash of its diaObjectId, as a keyed producer would
+    (the fake ids share low bits, so a plain modulo would put every alert in one)."""
+    key = str(record["diaObject"]["diaObjectId"]).encode()
+    return zlib.crc32(key) % n_partitions
+
+
 def publish_visit_detectors(prod: Producer, topic: str, n_partitions: int,
                             groups: Iterable[tuple[int, int, list[dict[str, Any]]]],
                             *, extra: Mapping[int, list[bytes]] | None = None,
@@ -41,7 +49,7 @@ def publish_visit_detectors(prod: Producer, topic: str, n_partitions: int,
         counts = [0] * n_partitions
         data_list = encoded[g] if encoded is not None else encode_alerts(alerts)
         for record, data in zip(alerts, data_list, strict=True):
-            p = record["diaObject"]["diaObjectId"] % n_partitions
+            p = partition_of(record, n_partitions)
             counts[p] += 1
             prod.produce(topic, data, key=str(record["diaObject"]["diaObjectId"]).encode(),
                          partition=p)

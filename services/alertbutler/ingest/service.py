@@ -78,10 +78,13 @@ class _Rebalance(ConsumerRebalanceListener):
         self._ingester = ingester
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Let the batches in flight commit before another member takes their partitions.
+        # Let the batches in flight commit before another member takes their partitions,
+        # and have the batch being collected dropped (see Ingester._pipeline).
+        self._ingester._generation += 1
         await self._ingester._queue.join()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._ingester._generation += 1
         await self._ingester._seek_to_stored(list(assigned))
 
 
@@ -101,6 +104,8 @@ class Ingester:
             asyncio.Queue(maxsize=1)
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._next: dict[tuple[str, int], int] = {}
+        #: Bumped by every rebalance: a batch collected across one is dropped.
+        self._generation = 0
         self.totals = IngestTotals()
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_warned = False
@@ -172,7 +177,16 @@ class Ingester:
             while not self._stop.is_set() and not writer.done():
                 if self.health is not None:
                     self.health.beat()
+                generation = self._generation
                 messages = await self._collect(consumer)
+                if generation != self._generation:
+                    # A rebalance happened while collecting: the batch mixes records fetched
+                    # before and after it. Drop it and read on from what is stored (every
+                    # batch of the old assignment was written before the rebalance went on).
+                    self.totals.skipped += len(messages)
+                    for tp in consumer.assignment():
+                        consumer.seek(tp, self._next.get((tp.topic, tp.partition), 0))
+                    continue
                 fresh = [m for m in messages
                          if m.offset >= self._next.get((m.topic, m.partition), 0)]
                 self.totals.skipped += len(messages) - len(fresh)
