@@ -101,3 +101,13 @@ def test_unknown_transfer_mode(butler: Butler, raws: Path) -> None:
     result = ingest_files(butler, [raws / "raw_0.fits"], run="r", transfer="teleport")
     assert "unknown transfer mode 'teleport'" in result.failures[0][1]
     assert isinstance(IngestError("x"), ValueError)
+
+
+def test_date_obs_in_tai_is_converted(butler: Butler, tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "tai.fits", exposure=3000, detector=0,
+                     date="2026-11-20T05:00:37", extra={"TIMESYS": "TAI"})
+    assert butler.ingest([path], run="raw/tai").failures == []
+    rec = butler.get_dimension_record("exposure", {"instrument": "SimCam", "exposure": 3000})
+    from alertbutler.butler.timespan import to_ns
+
+    assert rec.timespan.begin == to_ns("2026-11-20T05:00:00")  # TAI - UTC = 37 s

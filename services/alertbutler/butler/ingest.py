@@ -7,7 +7,8 @@ inconsistent metadata is reported in :attr:`IngestResult.failures` with its name
 reason, and the others go on.
 
 Header convention (see docs/butler.md): ``INSTRUME``, ``DETECTOR`` (int), ``EXPID`` (int),
-``FILTER`` (physical filter), optional ``BAND``, ``DATE-OBS`` (ISO UTC, start of exposure),
+``FILTER`` (physical filter), optional ``BAND``, ``DATE-OBS`` (ISO, start of exposure; UTC
+unless ``TIMESYS`` names another astropy scale such as TAI),
 ``EXPTIME`` (s), optional ``RA``/``DEC`` (deg, boresight), ``FOVRAD`` (deg), ``IMAGETYP``.
 """
 
@@ -77,8 +78,15 @@ def metadata_from_header(header: Mapping[str, Any], path: Path) -> RawMetadata:
     physical_filter = _need(header, "FILTER", str, path)
     date = _need(header, "DATE-OBS", str, path)
     exptime = _need(header, "EXPTIME", float, path)
+    timesys = str(header.get("TIMESYS", "UTC")).strip().upper()
     try:
-        begin = to_ns(date if "T" in date or " " in date else date + "T00:00:00")
+        iso = date if "T" in date or " " in date else date + "T00:00:00"
+        if timesys == "UTC":
+            begin = to_ns(iso)
+        else:  # e.g. TAI: registry times are UTC
+            from astropy.time import Time
+
+            begin = to_ns(Time(iso, format="isot", scale=timesys.lower()))
     except (TypeError, ValueError):
         raise IngestError(f"{path}: DATE-OBS={date!r} is not an ISO date-time") from None
     assert begin is not None
