@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--detector-size", type=int, default=None, metavar="PIXELS")
     rec.add_argument("--visit", type=int, action="append", default=None,
                      help="record only this visit (--live; repeatable)")
-    rec.add_argument("--workers", type=int, default=2)
+    rec.add_argument("--workers", type=int, default=None,
+                     help="worker processes (default: prompt.workers)")
     rec.add_argument("--tarball", type=Path, default=None,
                      help="also write the recording as this .tar or .tar.gz")
     rec.add_argument("--no-progress", action="store_true")
@@ -45,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("recording", type=Path, help="recording directory or tarball")
     rep.add_argument("--speed", type=float, default=1.0,
                      help="X times the recorded pace; 0: as fast as possible (default 1)")
-    rep.add_argument("--workers", type=int, default=2)
+    rep.add_argument("--workers", type=int, default=None,
+                     help="worker processes (default: prompt.workers)")
     rep.add_argument("--run", dest="run_name", default=None,
                      help="output run (default: the recorded run + '-replay-<id>')")
     rep.add_argument("--l1db-url", default=None,
@@ -81,7 +83,8 @@ def _record(args: argparse.Namespace, config: Config) -> int:
                      n_detectors=args.detectors or base.n_detectors,
                      detector_size=args.detector_size or base.detector_size)
     path, result = record_sim_night(config, args.out, night, tarball=args.tarball,
-                                    workers=args.workers, progress=not args.no_progress)
+                                    workers=args.workers or config.prompt.workers,
+                                    progress=not args.no_progress)
     Console().print(f"recorded a simulated night ({night.n_visits} visits x "
                     f"{night.n_detectors} detectors of {night.detector_size} px) in "
                     f"[bold]{path}[/bold]: {len(result.alerts)} alerts, pipeline run "
@@ -124,7 +127,8 @@ def _replay(args: argparse.Namespace, config: Config) -> int:
 
     if args.speed < 0:
         raise ValueError("--speed must be >= 0 (0: as fast as the workers take them)")
-    outcome = replay_night(config, args.recording, speed=args.speed, workers=args.workers,
+    outcome = replay_night(config, args.recording, speed=args.speed,
+                           workers=args.workers or config.prompt.workers,
                            run_name=args.run_name, l1db_url=args.l1db_url,
                            detection_threshold=args.detection_threshold,
                            progress=not args.no_progress and not args.json, out=args.out)
