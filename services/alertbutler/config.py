@@ -34,7 +34,9 @@ class ConfigError(ValueError):
 class GeneralConfig:
     """Where things live and how much is logged."""
 
+    #: root of every default file: SQLite databases, repos, landing area, reports
     data_dir: str = "./alertbutler-data"
+    #: log level; logs are JSON lines (with visit and detector fields) off a terminal
     log_level: str = "INFO"
 
 
@@ -42,16 +44,24 @@ class GeneralConfig:
 class KafkaConfig:
     """Kafka connection. An empty ``bootstrap_servers`` starts the embedded broker."""
 
+    #: Kafka to use (``host:port,...``); empty starts the embedded broker
     bootstrap_servers: str = ""
     #: librdkafka-style client settings (``security.protocol``, ``sasl.mechanism``,
     #: ``sasl.username``, ``sasl.password``, ``ssl.ca.location``, ...) passed to both clients.
     client: dict[str, str] = field(default_factory=dict)
+    #: producer compression (zstd, lz4, snappy, gzip, none)
     compression: str = "zstd"
+    #: the alert stream
     alert_topic: str = "alerts"
+    #: nextVisit events (one partition: one global order)
     next_visit_topic: str = "next-visit"
+    #: one work item per visit-detector, keyed by detector; workers share it as one group
     work_topic: str = "prompt-work"
+    #: malformed messages and work items that failed repeatedly, with a ``reason`` header
     dead_letter_topic: str = "dead-letter"
+    #: partitions of the topics alertbutler creates (bounds the useful number of workers)
     partitions: int = 8
+    #: consumer-group session timeout: how soon a dead member's partitions move on
     session_timeout_ms: int = 6000
 
 
@@ -59,7 +69,9 @@ class KafkaConfig:
 class SchemaRegistryConfig:
     """Confluent-compatible Schema Registry; empty ``url`` resolves ids from ``schemas/``."""
 
+    #: registry URL; empty resolves schema ids from ``schemas/``
     url: str = ""
+    #: client settings of the registry (``basic.auth.user.info``, ...)
     client: dict[str, str] = field(default_factory=dict)
 
 
@@ -67,15 +79,19 @@ class SchemaRegistryConfig:
 class ButlerConfig:
     """Butler repositories: the central one and each worker's local one."""
 
-    central_repo: str = ""  # default: <data_dir>/central
-    registry_url: str = ""  # default: SQLite in the repo root
-    local_repo_root: str = ""  # default: <data_dir>/local
+    #: the central repo workers preload from and export to; empty: ``<data_dir>/central``
+    central_repo: str = ""
+    #: registry database URL; empty: SQLite in the repo root
+    registry_url: str = ""
+    #: where workers keep their local repos; empty: ``<data_dir>/local``
+    local_repo_root: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class L1dbConfig:
     """The L1 (alert production) database; empty ``url`` means SQLite under data_dir."""
 
+    #: SQLAlchemy URL (SQLite or PostgreSQL); empty: ``sqlite:///<data_dir>/l1db.sqlite3``
     url: str = ""
 
 
@@ -83,8 +99,11 @@ class L1dbConfig:
 class IngestConfig:
     """The L1 database ingester: its consumer group and how it batches."""
 
+    #: consumer group (also names the offsets kept in the L1 database)
     group: str = "alertbutler-ingest"
+    #: most messages written in one transaction
     max_batch_messages: int = 2000
+    #: longest wait to fill a batch after its first message
     max_batch_ms: int = 200
 
 
@@ -92,10 +111,16 @@ class IngestConfig:
 class PromptConfig:
     """Prompt processing: where raws land, how long workers wait, how many the main job runs."""
 
+    #: one JSON status record per attempt at a visit-detector
     status_topic: str = "prompt-status"
-    landing_dir: str = ""  # default: <data_dir>/landing
+    #: where raws arrive as ``<instrument>/<groupId>/<detector>.fits``; empty:
+    #: ``<data_dir>/landing``
+    landing_dir: str = ""
+    #: how long a worker waits for a raw before recording an error
     raw_timeout_s: float = 60.0
+    #: bound on waiting for earlier overlapping visit-detectors in the L1 database
     association_wait_s: float = 30.0
+    #: worker processes of the main job and of ``alertbutler up``
     workers: int = 2
 
 
@@ -269,3 +294,49 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
+
+
+def config_reference() -> str:
+    """Markdown tables of every key, its environment variable, default and meaning.
+
+    Generated from the section classes and the ``#:`` comment above each field, so the
+    reference in docs/configuration.md is checked against the code by a test.
+    """
+    import inspect
+
+    out: list[str] = []
+    for section in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[section.name]
+        docs = _field_docs(inspect.getsource(cls))
+        intro = (inspect.getdoc(cls) or "").replace("``", "`")
+        out += [f"### [{section.name}]", "", intro, "",
+                "| key | environment | default | meaning |", "|---|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = f"`{f.default}`" if f.default != "" else "empty"
+            else:
+                default = f"`{f.default_factory()}`"  # type: ignore[misc]
+            env = f"`{ENV_PREFIX}{section.name.upper()}__{f.name.upper()}`"
+            if typing.get_origin(typing.get_type_hints(cls)[f.name]) is dict:
+                env = env[:-1] + "__<KEY>`"
+            out.append(f"| `{section.name}.{f.name}` | {env} | {default} | "
+                       f"{docs.get(f.name, '')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _field_docs(source: str) -> dict[str, str]:
+    """``#:`` comment lines, joined, attached to the field declared right below them."""
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    for line in source.splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+            continue
+        name, colon, _ = text.partition(":")
+        if colon and name.isidentifier() and pending:
+            docs[name] = " ".join(pending).replace("``", "`").replace("|", "\\|")
+        if text:
+            pending = []
+    return docs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from alertbutler.config import Config, dump_toml
+from alertbutler.config import Config, config_reference, dump_toml
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "ALERTBUTLER_<SECTION>__<KEY> environment overrides are applied.")
     show.add_argument("--format", choices=("toml", "json"), default="toml")
     show.set_defaults(func=_show)
+    ref = sub.add_parser("reference", help="print the configuration reference (markdown)",
+                         description="Every key with its environment variable, default and "
+                         "meaning, generated from the code (docs/configuration.md embeds it).")
+    ref.set_defaults(func=lambda args, config: print(config_reference()) or 0)
     check = sub.add_parser("check", help="validate the configuration and exit 0 if it loads")
     check.set_defaults(func=lambda args, config: print("configuration OK") or 0)
 
