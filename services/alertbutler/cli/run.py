@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "under <data_dir>/mainjob): nextVisit fan-out, prompt workers, alerts through the "
         "publish datastore, the L1 ingester. Ends with a summary, summary.json and an HTML "
         "report; the last line of output is the report's path.")
-    parser.add_argument("--visits", type=int, default=8, help="visits in the night (default 8)")
+    parser.add_argument("--visits", type=int, default=6, help="visits in the night (default 6)")
     parser.add_argument("--detectors", type=int, default=4,
                         help="detectors of the camera (default 4)")
     parser.add_argument("--detector-size", type=int, default=2048, metavar="PIXELS",

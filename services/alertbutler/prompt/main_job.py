@@ -39,7 +39,7 @@ class MainJobOptions:
     """What night to simulate and how to run it."""
 
     seed: int = 1
-    n_visits: int = 8
+    n_visits: int = 6
     n_detectors: int = 4
     detector_size: int = 2048
     #: multiplies the density of static stars (small test detectors need more PSF stars)
