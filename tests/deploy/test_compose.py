@@ -61,3 +61,24 @@ def test_same_topology_as_alertbutler_up() -> None:
         # the same verb and sub-verb; the compose file adds its metrics port and paths
         assert compose_argv[: len(argv) - (1 if name == "filter" else 0)] == \
             list(argv[: len(argv) - (1 if name == "filter" else 0)])
+
+
+def test_dashboard_and_alert_rules_name_only_real_metrics() -> None:
+    import json
+    import re
+
+    from alertbutler.metrics import ServiceMetrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
+                "gauge": ("",)}
+    known = {f.name + suffix for f in ServiceMetrics("any").registry.collect()
+             for suffix in suffixes[f.type]}
+    rules = yaml.safe_load((ROOT / "docker" / "alert-rules.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    dashboard = json.loads((ROOT / "docker" / "grafana" / "dashboards" / "alertbutler.json")
+                           .read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {name for e in exprs for name in re.findall(r"alertbutler_[a-z_]+", e)}
+    assert used and used <= known, used - known
+    prometheus = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
+    assert prometheus["rule_files"] == ["/etc/prometheus/alert-rules.yml"]

@@ -294,6 +294,7 @@ class Deployment:
             self.progress.close()
         if self._producer is not None:
             self._producer.flush(5)
+            self._producer = None  # no reconnect attempts to a broker about to stop
         if self.broker is not None:
             self.broker.stop()
 
