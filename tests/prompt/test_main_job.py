@@ -9,10 +9,13 @@ suite short.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from alertbutler.config import Config
+import pytest
+
+from alertbutler.config import Config, load_config
 from alertbutler.l1db import L1db
 from alertbutler.prompt.driver import UNKNOWN_DETECTOR, Faults
 from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
@@ -20,6 +23,21 @@ from alertbutler.prompt.packaging import without_processing_times
 
 SMALL = dict(n_visits=3, n_detectors=2, detector_size=2048, workers=2, cadence_s=10.0,
              lead_s=2.0, progress=False, timeout_s=600.0)
+
+
+pytestmark = pytest.mark.slow
+
+
+def module_config(bootstrap: str, root: Path) -> Config:
+    """A configuration with topics and files of its own (for module-scoped runs)."""
+    tag = uuid.uuid4().hex[:8]
+    return load_config(env={}, overrides={
+        "general": {"data_dir": str(root)},
+        "kafka": {"bootstrap_servers": bootstrap, "alert_topic": f"alerts-{tag}",
+                  "next_visit_topic": f"nv-{tag}", "work_topic": f"work-{tag}",
+                  "dead_letter_topic": f"dl-{tag}", "partitions": 4},
+        "prompt": {"status_topic": f"status-{tag}", "raw_timeout_s": 20.0,
+                   "association_wait_s": 120.0}})
 
 
 def _run(make_config: Callable[..., Config], tmp_path: Path, name: str,
@@ -58,31 +76,47 @@ def test_bad_input_is_recorded_per_visit_detector_and_the_rest_goes_on(
         result.statuses[(visits[3], 0)].alert_ids)
 
 
-def test_killed_worker_loses_nothing_and_a_rerun_gives_identical_alerts(
-        prompt_config: Callable[..., Config], tmp_path: Path) -> None:
-    clean = _run(prompt_config, tmp_path, "clean", write_outputs=True)
+@pytest.fixture(scope="module")
+def clean_night(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+                ) -> MainJobResult:
+    """The small night, run once without faults (shared by the tests below)."""
+    root = tmp_path_factory.mktemp("clean")
+    return run_main_job(module_config(kafka_bootstrap, root),
+                        MainJobOptions(**SMALL))  # type: ignore[arg-type]
+
+
+def _exactly_once(result: MainJobResult) -> None:
+    assert result.summary["visit_detectors_failed"] == 0, result.summary["errors"]
+    for key, ids in _l1_ids(result).items():
+        status = result.statuses[key]
+        assert sorted(ids) == sorted(status.alert_ids), key
+        assert len(ids) == len(set(ids))
+    assert result.summary["alerts_in_l1db"] == result.summary["alerts_published"] > 0
+
+
+def test_clean_night_alerts_in_l1db_exactly_once_and_science_quality(
+        clean_night: MainJobResult) -> None:
+    _exactly_once(clean_night)
+    # Association happened: later visits' alerts carry history of earlier ones.
+    assert any(a["prvDiaSources"] for a in clean_night.alerts)
+    summary = clean_night.summary
+    assert summary["completeness"] >= 0.9
+    assert summary["purity"] >= 0.9
+    assert summary["astrometry_rms_arcsec"] < 0.1
+    assert abs(summary["photometry_bias"]) < 0.02
+    assert clean_night.report.is_file() and (clean_night.report.parent / "summary.json").is_file()
+
+
+def test_killed_worker_loses_nothing_and_the_rerun_gives_identical_alerts(
+        clean_night: MainJobResult, prompt_config: Callable[..., Config],
+        tmp_path: Path) -> None:
     killed = _run(prompt_config, tmp_path, "killed", kill_worker_at_visit=1,
                   write_outputs=False)
     assert killed.killed_worker
-    for result in (clean, killed):
-        assert result.summary["visit_detectors_failed"] == 0, result.summary["errors"]
-        # Every visit-detector's alerts are in the L1 database exactly once.
-        for key, ids in _l1_ids(result).items():
-            status = result.statuses[key]
-            assert sorted(ids) == sorted(status.alert_ids), key
-            assert len(ids) == len(set(ids))
-        assert result.summary["alerts_in_l1db"] == result.summary["alerts_published"] > 0
+    _exactly_once(killed)
     # Determinism: the same night gives the same alerts, processing timestamps aside, even
     # when a worker died mid-visit and another re-processed its item.
-    assert [a["diaSourceId"] for a in clean.alerts] == [a["diaSourceId"] for a in killed.alerts]
-    for a, b in zip(clean.alerts, killed.alerts, strict=True):
+    assert [a["diaSourceId"] for a in clean_night.alerts] == \
+        [a["diaSourceId"] for a in killed.alerts]
+    for a, b in zip(clean_night.alerts, killed.alerts, strict=True):
         assert without_processing_times(a) == without_processing_times(b), a["diaSourceId"]
-    # Association happened: later visits' alerts carry history of earlier ones.
-    assert any(a["prvDiaSources"] for a in clean.alerts)
-    # Science quality of the real chain on this small night.
-    assert clean.summary["completeness"] >= 0.9
-    assert clean.summary["purity"] >= 0.9
-    assert clean.summary["astrometry_rms_arcsec"] < 0.1
-    assert abs(clean.summary["photometry_bias"]) < 0.02
-    assert Path(clean.report).is_file() and (clean.report.parent / "summary.json").is_file()
-
