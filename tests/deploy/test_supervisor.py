@@ -60,3 +60,40 @@ def test_restart_after_sigkill_and_clean_stop(tmp_path: Path) -> None:
     codes = [r.proc.returncode for r in sup.replicas if r.proc is not None]
     assert codes == [0, 0], (codes, [(r.history, r.restarts) for r in sup.replicas])
     assert (tmp_path / "logs" / "broker-0.log").exists()
+
+
+def test_a_stopped_service_is_killed_and_restarted(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Liveness: SIGSTOP (a wedged process: no loop turn, no HTTP answer) -> SIGKILL, restart."""
+    import uuid
+
+    from alertbutler.deploy.up import free_port_block
+
+    topic = f"alerts-{uuid.uuid4().hex[:8]}"
+    spec = ServiceSpec(name="ingest", argv=(
+        "ingest", "--assign-all", "--create-db", "--topic", topic,
+        "--db", f"sqlite:///{tmp_path / 'l1.sqlite3'}"))
+    env = {"ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "ALERTBUTLER_GENERAL__DATA_DIR": str(tmp_path)}
+    from alertbutler.kafka import create_topics
+
+    create_topics(kafka_bootstrap, {topic: 1})
+    sup = Supervisor([spec], env=env, log_dir=tmp_path / "logs", base_port=free_port_block(1),
+                     liveness_timeout=3.0, liveness_interval=0.5).start()
+    replica = sup.replicas[0]
+    try:
+        def _probe_until(cond) -> bool:  # type: ignore[no-untyped-def]
+            return _wait(lambda: bool(sup.probe() or sup.poll() or True) and cond(), 120)
+
+        assert _probe_until(lambda: replica.healthy_once), (tmp_path / "logs" / "ingest.log") \
+            .read_text()[-2000:]
+        first = replica.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)
+        assert _probe_until(lambda: replica.restarts == 1 and replica.pid is not None)
+        assert replica.killed_unhealthy == 1
+        assert replica.history == [-signal.SIGKILL]
+        assert replica.pid != first
+        assert _probe_until(lambda: replica.healthy_once)  # the new process is healthy
+    finally:
+        sup.stop(grace=15)
+    assert not _alive(first)

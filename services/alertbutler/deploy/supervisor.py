@@ -5,6 +5,13 @@ Each replica is a separate ``python -m alertbutler VERB ...`` process, owned by 
 exponential backoff; its Kafka work is redelivered by the consumer group because services
 commit offsets only after their effects are durable. Stopping sends SIGTERM so services can
 finish or hand back work in flight, then SIGKILL after a grace period.
+
+Liveness (:meth:`Supervisor.probe`): a replica whose ``/healthz`` fails for
+``liveness_timeout`` seconds after it was healthy once (its loop stopped turning, or the
+process is stopped or wedged so it does not answer at all) is SIGKILLed and restarted, so a
+hung worker's item is redelivered like a crashed one's. A service's ``/healthz`` goes stale
+after 120 s without a loop turn (:class:`alertbutler.metrics.Health`), which makes that the
+deadline of one work item under ``alertbutler up``.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +58,10 @@ class Replica:
     last_exit: int | None = None
     next_start: float = 0.0
     history: list[int] = field(default_factory=list)
+    #: liveness: the replica answered /healthz since it started; since when it has not
+    healthy_once: bool = False
+    unhealthy_since: float | None = None
+    killed_unhealthy: int = 0
 
     @property
     def label(self) -> str:
@@ -65,8 +77,14 @@ class Supervisor:
 
     def __init__(self, specs: Sequence[ServiceSpec], *, env: Mapping[str, str],
                  log_dir: Path, base_port: int | None = None, max_backoff: float = 10.0,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, liveness_timeout: float | None = 30.0,
+                 liveness_interval: float = 5.0) -> None:
         self.env = dict(env)
+        #: a replica whose /healthz fails (stale loop, or no answer: hung, stopped) this long
+        #: after it was once healthy is SIGKILLed and restarted; its work is redelivered
+        self.liveness_timeout = liveness_timeout
+        self.liveness_interval = liveness_interval
+        self._last_probe = 0.0
         self.log_dir = log_dir
         self.max_backoff = max_backoff
         self.python = python
@@ -95,6 +113,7 @@ class Supervisor:
                                    stdout=out, stderr=out, env=env)
         out.close()
         replica.started_at = time.monotonic()
+        replica.healthy_once, replica.unhealthy_since = False, None
         log.info("service started", extra={"service": replica.label, "pid": replica.proc.pid})
 
     def start(self) -> Supervisor:
@@ -132,6 +151,35 @@ class Supervisor:
                     restarted.append(replica)
         return restarted
 
+    def probe(self) -> list[Replica]:
+        """Liveness: SIGKILL replicas whose /healthz failed for ``liveness_timeout`` seconds
+        after they were healthy once (the next :meth:`poll` restarts them)."""
+        now = time.monotonic()
+        if self.liveness_timeout is None or now - self._last_probe < self.liveness_interval:
+            return []
+        self._last_probe = now
+        killed = []
+        for replica in list(self.replicas):
+            pid = replica.pid
+            if pid is None or replica.metrics_port is None or self._stopping.is_set():
+                continue
+            if _healthy(replica.metrics_port):
+                replica.healthy_once, replica.unhealthy_since = True, None
+                continue
+            if not replica.healthy_once:
+                continue  # still starting
+            replica.unhealthy_since = replica.unhealthy_since or now
+            if now - replica.unhealthy_since >= self.liveness_timeout:
+                log.error("service unhealthy: killing it for a restart",
+                          extra={"service": replica.label, "pid": pid,
+                                 "unhealthy_s": round(now - replica.unhealthy_since)})
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                replica.killed_unhealthy += 1
+                replica.healthy_once, replica.unhealthy_since = False, None
+                killed.append(replica)
+        return killed
+
     def kill(self, label: str, sig: int) -> int | None:
         """Send a signal to one replica (chaos tests, operators); returns the pid signalled."""
         for replica in self.replicas:
@@ -160,3 +208,11 @@ class Supervisor:
                             os.killpg(proc.pid, signal.SIGTERM)
                 for proc in procs:
                     stop_group(proc, grace=max(0.1, deadline - time.monotonic()))
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1.0) as r:
+            return bool(r.status == 200)
+    except OSError:  # refused, timed out (a stopped process), or HTTP 503 (stale loop)
+        return False

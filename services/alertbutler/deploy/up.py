@@ -227,6 +227,7 @@ class Deployment:
     def step(self) -> None:
         """One turn of the loop: restart what crashed, read the night's progress."""
         assert self.supervisor is not None
+        self.supervisor.probe()
         for replica in self.supervisor.poll():
             log.warning("service restarted", extra={"service": replica.label,
                                                     "restarts": replica.restarts})
