@@ -33,10 +33,10 @@ class Detections:
 
 
 def matched_filter(diff: Exposure, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """(significance, coverage) maps for a Gaussian PSF of width ``sigma`` pixels.
+    """(significance map, usable-pixel mask) for a Gaussian PSF of width ``sigma`` pixels.
 
-    Outside the image counts as no data (weight 0) for the flux, but not for coverage, so
-    sources near the border are still found (and flagged at measurement).
+    Outside the image counts as no data (weight 0), so sources near the border are still
+    found (and flagged at measurement).
     """
     good = ((diff.mask & UNUSABLE) == 0) & np.isfinite(diff.variance) & (diff.variance > 0)
     w = np.zeros(diff.shape, np.float32)
@@ -47,24 +47,39 @@ def matched_filter(diff: Exposure, sigma: float) -> tuple[np.ndarray, np.ndarray
     q /= np.float32(4 * np.pi * sigma**2)
     snr = np.zeros(diff.shape, np.float32)
     np.divide(num, np.sqrt(q), out=snr, where=q > 0)
-    coverage = ndimage.gaussian_filter(good.astype(np.float32), sigma / np.sqrt(2.0),
-                                       truncate=4.0, mode="constant", cval=1.0)
-    return snr, coverage
+    return snr, good
 
 
-def noise_scale(snr: np.ndarray, coverage: np.ndarray, sample: int = 400_000) -> float:
-    """Robust standard deviation of the significance map where no source is.
+def coverage_at(good: np.ndarray, peaks: np.ndarray, sigma: float) -> np.ndarray:
+    """Fraction of the PSF-squared weight on usable pixels around each peak (flat index);
+    outside the image counts as usable (edge sources are flagged, not dropped)."""
+    ny, nx = good.shape
+    s = sigma / np.sqrt(2.0)
+    h = int(np.ceil(4 * s))
+    off = np.arange(-h, h + 1)
+    g = np.exp(-0.5 * (off[:, None] ** 2 + off[None, :] ** 2) / s**2)
+    g /= g.sum()
+    out = np.empty(len(peaks))
+    for i, (py, px) in enumerate(zip(*np.divmod(peaks, nx), strict=True)):
+        yy, xx = py + off[:, None], px + off[None, :]
+        inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+        ok = np.where(inside, good[np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)], True)
+        out[i] = float(np.sum(g[ok]))
+    return out
+
+
+def noise_scale(snr: np.ndarray, good: np.ndarray, sample: int = 400_000) -> float:
+    """Robust standard deviation of the significance map over usable pixels.
 
     The variance plane ignores the correlation that resampling and convolution put in the
     template's noise (Rubin's ScaleVarianceTask corrects the same effect); the significance
     map's own scatter measures it, and dividing by it keeps 5 sigma meaning 5 sigma.
     """
-    values = snr[coverage >= 0.99]
-    if values.size == 0:
+    step = max(1, snr.size // sample)
+    v = snr.reshape(-1)[::step][good.reshape(-1)[::step]]
+    if v.size == 0:
         return 1.0
-    step = max(1, values.size // sample)
-    v = values[::step]
-    q25, _q50, q75 = np.percentile(v, [25, 50, 75])
+    q25, q75 = np.percentile(v, [25, 75])
     return float(max((q75 - q25) / 1.349, 1e-3))
 
 
@@ -93,16 +108,41 @@ def _peaks(snr: np.ndarray, above: np.ndarray, threshold: float, separation: int
         if len(py) == 0:  # a plateau: take the maximum
             py, px = np.unravel_index(np.argmax(np.where(mine, sub, -np.inf)), sub.shape)
             py, px = np.atleast_1d(py), np.atleast_1d(px)
+        elif len(py) > 1:
+            py, px = _prominent(sub, py, px, threshold)
         peaks.append((py + y0) * nx + (px + x0))
         npix.append(np.full(len(py), sizes[lab]))
     return np.concatenate(peaks), np.concatenate(npix)
 
 
+def _prominent(sub: np.ndarray, py: np.ndarray, px: np.ndarray, threshold: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the highest peak, and others only if a real dip separates them from every
+    higher peak: bumps of noise in a bright source's wing are not sources."""
+    order = np.argsort(-sub[py, px])
+    py, px = py[order], px[order]
+    keep = [0]
+    t = np.linspace(0.0, 1.0, 24)
+    for i in range(1, len(py)):
+        value = sub[py[i], px[i]]
+        separated = True
+        for j in keep:
+            ly = py[i] + t * (py[j] - py[i])
+            lx = px[i] + t * (px[j] - px[i])
+            dip = value - ndimage.map_coordinates(sub, [ly, lx], order=1).min()
+            if dip < max(threshold, 0.3 * value):
+                separated = False
+                break
+        if separated:
+            keep.append(i)
+    return py[keep], px[keep]
+
+
 def detect(diff: Exposure, sigma: float, *, threshold: float = 5.0, min_coverage: float = 0.5,
            dipole_radius: float | None = None) -> Detections:
     """Peaks at |S/N| >= threshold whose PSF footprint is mostly unmasked."""
-    snr, coverage = matched_filter(diff, sigma)
-    scale = noise_scale(snr, coverage)
+    snr, good = matched_filter(diff, sigma)
+    scale = noise_scale(snr, good)
     snr /= np.float32(scale)
     diff.metadata["detection_noise_scale"] = scale
     _ny, nx = snr.shape
@@ -112,8 +152,8 @@ def detect(diff: Exposure, sigma: float, *, threshold: float = 5.0, min_coverage
         # not split it into two
         peaks, npix = _peaks(sign * snr, sign * snr >= threshold, threshold,
                              max(2, round(3.0 * sigma)))
-        good = coverage.reshape(-1)[peaks] >= min_coverage
-        peaks, npix = peaks[good], npix[good]
+        covered = coverage_at(good, peaks, sigma) >= min_coverage
+        peaks, npix = peaks[covered], npix[covered]
         py, px = np.divmod(peaks, nx)
         xs.append(px)
         ys.append(py)

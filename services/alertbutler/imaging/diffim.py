@@ -92,8 +92,27 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
         v[(science.mask[sl] & (Mask.BAD | Mask.CR)) != 0] = np.inf
         var_stamps.append(v)
         tmpl_stamps.append(template[big])
-        if len(sci_stamps) >= max_stamps:
+        if len(sci_stamps) >= 3 * max_stamps:
             break
+    # Kernel candidates must be in the template: a bright transient or asteroid has no
+    # counterpart there, and at the peak of a night they can be a third of the bright
+    # sources, too many for chi^2 clipping or a median. Static sources share one
+    # science/template flux ratio while the others scatter: keep the stamps near the ratio
+    # most stamps agree with (the mode).
+    if len(sci_stamps) >= min_stamps:
+        ap_s0 = np.array([st.sum() - np.median(st) * st.size for st in sci_stamps])
+        ap_t0 = np.array([t[half:-half, half:-half].sum() for t in tmpl_stamps])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio0 = ap_s0 / ap_t0
+        finite = (ap_t0 > 0) & np.isfinite(ratio0) & (ratio0 > 0)
+        if finite.sum() >= min_stamps:
+            r = ratio0[finite]
+            support = (np.abs(r[:, None] / r[None, :] - 1) < 0.1).sum(axis=1)
+            mode = float(np.median(r[support == support.max()]))
+            good = np.nonzero(finite & (np.abs(ratio0 / mode - 1) < 0.2))[0][:max_stamps]
+            sci_stamps = [sci_stamps[i] for i in good]
+            var_stamps = [var_stamps[i] for i in good]
+            tmpl_stamps = [tmpl_stamps[i] for i in good]
     if len(sci_stamps) < min_stamps:
         raise PsfError(f"only {len(sci_stamps)} usable stamps for PSF matching "
                        f"(need {min_stamps})")
@@ -149,9 +168,14 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
     tmpl_core = np.array(tmpl_stamps, float)[:, half:-half, half:-half]
     ap_t = tmpl_core.sum(axis=(1, 2))
     ap_s = (sci - offsets[:, None, None]).sum(axis=(1, 2))
-    usable = keep & (ap_t > 0)
+    fitted = float(kernel.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = ap_s / ap_t
+    # only stamps the fit also explains: within 10% of the fitted scale (a transient or a
+    # mover in a stamp has no template counterpart and an absurd ratio)
+    usable = keep & (ap_t > 0) & np.isfinite(ratio) & (np.abs(ratio / fitted - 1) < 0.1)
     if usable.sum() >= min_stamps:
-        kernel *= float(np.median(ap_s[usable] / ap_t[usable])) / float(kernel.sum())
+        kernel *= float(np.median(ratio[usable])) / fitted
     return MatchingKernel(kernel, float(np.median(offsets[keep])), int(keep.sum()),
                           float(np.median(chi2[keep])))
 

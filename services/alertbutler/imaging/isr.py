@@ -93,6 +93,28 @@ def _block_background(image: np.ndarray, block: int = 64) -> np.ndarray:
     return np.pad(full, ((0, ny - full.shape[0]), (0, nx - full.shape[1])), mode="edge")
 
 
+def _fill_defects(image: np.ndarray, defects: np.ndarray, background: np.ndarray
+                  ) -> np.ndarray:
+    """A copy of the image with each defect pixel replaced by its good row neighbours' mean."""
+    work = image.copy()
+    dy, dx = np.nonzero(defects)
+    if len(dy) == 0:
+        return work
+    nx = image.shape[1]
+    total = np.zeros(len(dy))
+    count = np.zeros(len(dy))
+    for step in (-1, 1, -2, 2):
+        xx = dx + step
+        ok = (xx >= 0) & (xx < nx)
+        xx = np.clip(xx, 0, nx - 1)
+        ok &= ~defects[dy, xx]
+        use = ok & (count == 0) if abs(step) == 2 else ok
+        total += np.where(use, image[dy, xx], 0.0)
+        count += use
+    work[dy, dx] = np.where(count > 0, total / np.maximum(count, 1), background[dy, dx])
+    return work
+
+
 def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, *,
                      background: np.ndarray | None = None, nsigma: float = 6.0,
                      sharpness: float = 1.4, grow_nsigma: float = 3.0) -> np.ndarray:
@@ -101,7 +123,7 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     A seed pixel has a 4-neighbour Laplacian both significant and large compared with its
     excess over the background: a PSF-convolved star gives at most ~0.9 times its excess
     (for FWHM >= 3 pixels), a cosmic-ray point 4 and a line 2. Seeds grow into neighbouring
-    pixels that are still significant, then by one pixel for the charge halo.
+    pixels that are still significant and sharp, then by one pixel for the charge halo.
     """
     if background is None:
         background = _block_background(image)
@@ -113,19 +135,14 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     cy, cx = cand
     inner = (cy > 0) & (cy < ny - 1) & (cx > 0) & (cx < nx - 1)
     cy, cx = cy[inner], cx[inner]
-    centre = image[cy, cx]
-    # Laplacian over the valid 4-neighbours only (scaled to four): a defect next to a pixel
-    # says nothing about that pixel's sharpness
-    nsum = np.zeros(len(cy), np.float64)
-    ncount = np.zeros(len(cy), np.float64)
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        good = ~defects[cy + dy, cx + dx]
-        nsum += np.where(good, image[cy + dy, cx + dx], 0.0)
-        ncount += good
-    lap = 4.0 * (centre - nsum / np.maximum(ncount, 1))
+    # defects take the mean of their row neighbours, so a dead or hot column through a
+    # star leaves the star's shape (and sharpness) as it was
+    work = _fill_defects(image, defects, background)
+    centre = work[cy, cx]
+    nsum = (work[cy - 1, cx] + work[cy + 1, cx] + work[cy, cx - 1] + work[cy, cx + 1])
+    lap = 4.0 * centre - nsum
     sig = np.sqrt(np.maximum(variance[cy, cx], 1e-6))
-    is_seed = (ncount > 0) & (lap > nsigma * sig * np.sqrt(20.0)) & (
-        lap > sharpness * excess[cy, cx])
+    is_seed = (lap > nsigma * sig * np.sqrt(20.0)) & (lap > sharpness * excess[cy, cx])
     seeds = np.zeros(image.shape, bool)
     seeds[cy[is_seed], cx[is_seed]] = True
     if not seeds.any():
@@ -147,8 +164,15 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
         x0, x1 = max(sl[1].start - 5, 0), min(sl[1].stop + 5, nx)
         box = np.s_[y0:y1, x0:x1]
         grown = seeds[box]
-        candidates = excess[box] > grow_nsigma * np.sqrt(np.maximum(variance[box], 1e-6))
-        for _ in range(3):
+        # grow only into pixels that are significant AND still sharp (a track's fainter
+        # end), never into the smooth profile of a star or transient under the cosmic ray
+        sub = work[box]
+        lap = np.zeros(sub.shape)
+        lap[1:-1, 1:-1] = (4 * sub[1:-1, 1:-1] - sub[:-2, 1:-1] - sub[2:, 1:-1]
+                           - sub[1:-1, :-2] - sub[1:-1, 2:])
+        sig = np.sqrt(np.maximum(variance[box], 1e-6))
+        candidates = (excess[box] > grow_nsigma * sig) & (lap > 0.5 * sharpness * excess[box])
+        for _ in range(2):
             grown = ndimage.binary_dilation(grown) & (candidates | grown)
         result[box] |= ndimage.binary_dilation(grown)
     return result

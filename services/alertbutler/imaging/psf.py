@@ -73,7 +73,7 @@ def second_moments(stamp: np.ndarray, weight_sigma: float) -> tuple[float, float
     return ixx, iyy, ixy
 
 
-def bright_sources(exposure: Exposure, *, nsigma: float = 30.0, max_sources: int = 400
+def bright_sources(exposure: Exposure, *, nsigma: float = 15.0, max_sources: int = 400
                    ) -> np.ndarray:
     """sep objects (structured array) well above the noise, brightest first."""
     image = np.ascontiguousarray(exposure.image, dtype=np.float32)

@@ -150,7 +150,8 @@ class NightFiles:
 
 
 def write_night(sim, root: Path, *, visits: Iterable[int] | None = None,
-                detectors: Iterable[int] | None = None, templates: bool = True) -> NightFiles:
+                detectors: Iterable[int] | None = None, templates: bool = True,
+                calibs: bool = True) -> NightFiles:
     """Write calibrations, templates, raws, the truth table and nextVisit events under root.
 
     Layout: calibs/, templates/, raws/<visit>/raw_<visit>_<det>.fits, truth.ecsv,
@@ -160,7 +161,7 @@ def write_night(sim, root: Path, *, visits: Iterable[int] | None = None,
     dets = list(sim.camera.detectors if detectors is None else detectors)
     wanted = None if visits is None else {int(v) for v in visits}
     calib_paths: list[Path] = []
-    for d in dets:
+    for d in dets if calibs else []:
         calib_paths.extend(write_calibs(root / "calibs", sim.camera, sim.calibs(d)).values())
     template_paths = []
     if templates:
