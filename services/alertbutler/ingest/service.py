@@ -84,8 +84,16 @@ class _Rebalance(ConsumerRebalanceListener):
         await self._ingester._queue.join()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self._ingester._generation += 1
-        await self._ingester._seek_to_stored(list(assigned))
+        # Until the seeks are done, records come from positions the consumer chose itself:
+        # whatever is collected meanwhile is dropped.
+        ingester = self._ingester
+        ingester._assigning = True
+        ingester._generation += 1
+        try:
+            await ingester._seek_to_stored(list(assigned))
+        finally:
+            ingester._generation += 1
+            ingester._assigning = False
 
 
 class Ingester:
@@ -104,8 +112,12 @@ class Ingester:
             asyncio.Queue(maxsize=1)
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._next: dict[tuple[str, int], int] = {}
+        #: Next offset per partition after the batches already handed to the writer: what
+        #: is below it is never collected twice (in order, written or about to be).
+        self._collected: dict[tuple[str, int], int] = {}
         #: Bumped by every rebalance: a batch collected across one is dropped.
         self._generation = 0
+        self._assigning = False
         self.totals = IngestTotals()
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_warned = False
@@ -179,17 +191,20 @@ class Ingester:
                     self.health.beat()
                 generation = self._generation
                 messages = await self._collect(consumer)
-                if generation != self._generation:
+                if generation != self._generation or self._assigning:
                     # A rebalance happened while collecting: the batch mixes records fetched
                     # before and after it. Drop it and read on from what is stored (every
                     # batch of the old assignment was written before the rebalance went on).
                     self.totals.skipped += len(messages)
                     for tp in consumer.assignment():
-                        consumer.seek(tp, self._next.get((tp.topic, tp.partition), 0))
+                        consumer.seek(tp, self._collected.get((tp.topic, tp.partition), 0))
                     continue
                 fresh = [m for m in messages
-                         if m.offset >= self._next.get((m.topic, m.partition), 0)]
+                         if m.offset >= self._collected.get((m.topic, m.partition), 0)]
                 self.totals.skipped += len(messages) - len(fresh)
+                for m in fresh:
+                    tp_key = (m.topic, m.partition)
+                    self._collected[tp_key] = max(self._collected.get(tp_key, 0), m.offset + 1)
                 if fresh:
                     sorting = loop.run_in_executor(self._decoder, sort_batch, fresh)
                     put = asyncio.ensure_future(self._queue.put((fresh, sorting)))
@@ -220,14 +235,16 @@ class Ingester:
         stored = await asyncio.to_thread(self._db.consumer_offsets, self.settings.group)
         for tp in partitions:
             known = stored.get((tp.topic, tp.partition))
+            key = (tp.topic, tp.partition)
             if known is None:
                 # offset 0, not seek_to_beginning (a ListOffsets request); past retention the
                 # consumer falls back to the earliest offset (auto_offset_reset)
                 self._consumer.seek(tp, 0)
-                self._next.pop((tp.topic, tp.partition), None)
+                self._next.pop(key, None)
+                self._collected.pop(key, None)
             else:
                 self._consumer.seek(tp, known.next_offset)
-                self._next[(tp.topic, tp.partition)] = known.next_offset
+                self._next[key] = self._collected[key] = known.next_offset
         log.info("partitions assigned", extra={"partitions": [
             f"{tp.topic}:{tp.partition}@{self._next.get((tp.topic, tp.partition), 0)}"
             for tp in partitions]})
