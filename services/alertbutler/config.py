@@ -122,6 +122,9 @@ class PromptConfig:
     association_wait_s: float = 30.0
     #: worker processes of the main job and of ``alertbutler up``
     workers: int = 2
+    #: a work item running longer ends its worker (exit 70) so that the group redelivers it;
+    #: also the worker consumer's max.poll.interval.ms
+    item_deadline_s: float = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)

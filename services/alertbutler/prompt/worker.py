@@ -69,13 +69,20 @@ class Worker:
         self.assigned = threading.Event()
         self.metrics = metrics
         self.health = health
+        self._current: tuple[str, float] | None = None
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
             max_items: int | None = None) -> int:
         """Serve until ``stop`` is set, ``max_items`` are done, or idle too long."""
-        consumer = make_consumer(self.config, self.bootstrap, self.group)
+        deadline_s = self.config.prompt.item_deadline_s
+        consumer = make_consumer(self.config, self.bootstrap, self.group, **{
+            "max.poll.interval.ms": int(max(deadline_s, 10.0) * 1000)})
         producer = make_producer(self.config, self.bootstrap)
         consumer.subscribe([self.config.kafka.work_topic], on_assign=self._on_assign)
+        watchdog = threading.Thread(target=self._watchdog, args=(stop, deadline_s),
+                                    name="item-deadline", daemon=True)
+        watchdog.start()
+        last_lag = 0.0
         last = time.monotonic()
         log.info("worker started", extra={"worker": self.name, "group": self.group})
         try:
@@ -85,6 +92,9 @@ class Worker:
                 msg = consumer.poll(0.5)
                 if self.health is not None:
                     self.health.beat()
+                if self.metrics is not None and time.monotonic() - last_lag > 2.0:
+                    last_lag = time.monotonic()
+                    self._update_lag(consumer)
                 if msg is None:
                     if not self.assigned.is_set():
                         last = time.monotonic()  # idle time counts from the group join
@@ -101,6 +111,30 @@ class Worker:
             consumer.close()
             producer.flush(10)
         return self.items_done
+
+    def _watchdog(self, stop: threading.Event, deadline_s: float) -> None:
+        """End the process when one item runs past the deadline: a hung item must not hold
+        its partition; the group redelivers it to a healthy member (nothing was committed)."""
+        while not stop.wait(1.0):
+            current = self._current
+            if current is not None and time.monotonic() - current[1] > deadline_s:
+                log.critical("work item past its deadline: exiting so that another worker "
+                             "takes it", extra={"item": current[0], "deadline_s": deadline_s})
+                logging.shutdown()
+                os._exit(70)
+
+    def _update_lag(self, consumer: Consumer) -> None:
+        """Lag from the high watermarks of fetch responses (never ListOffsets)."""
+        assert self.metrics is not None
+        try:
+            positions = consumer.position(consumer.assignment())
+        except Exception:  # during a rebalance: try again on the next turn
+            return
+        for tp in positions:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                self.metrics.consumer_lag.labels(self.metrics.service, tp.topic,
+                                                 str(tp.partition)).set(high - tp.offset)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.set()
@@ -127,9 +161,11 @@ class Worker:
         log.info("work item started", extra={
             "worker": self.name, "visit": item.visit, "detector": item.detector,
             "partition": msg.partition(), "offset": msg.offset()})
+        self._current = (item.label, time.monotonic())
         try:
             status = self.processor.process(item)
         except Exception as exc:  # not the input's fault: retry, then give up loudly
+            self._current = None
             attempts = self._attempts.get(where, 0) + 1
             self._attempts[where] = attempts
             log.error("work item failed", exc_info=True, extra={
@@ -155,6 +191,7 @@ class Worker:
                         headers=[("reason", reason.encode()),
                                  ("traceback", traceback.format_exc()[-2000:].encode()),
                                  ("source", b"alertbutler-worker")])
+        self._current = None
         produce_all(producer, [(self.config.prompt.status_topic, status.key,
                                 status.to_json(), None)])
         consumer.commit(message=msg, asynchronous=False)
