@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import struct
 
 import fastavro
@@ -207,12 +208,18 @@ def test_status_lag_comes_from_fetch_high_watermarks(
     assert status.last_ingested["visit"] == 5001
 
     monkeypatch.setenv("ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
-    assert cli_main(["ingest", "status", "--topic", topic, "--group", f"g-{topic}",
-                     "--db", sqlite_url, "--interval", "0.1", "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:  # the CLI sets up logging on this test's captured stderr: put it back after
+        assert cli_main(["ingest", "status", "--topic", topic, "--group", f"g-{topic}",
+                         "--db", sqlite_url, "--interval", "0.1", "--json"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert cli_main(["l1db", "info", "--url", sqlite_url, "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
     assert printed["total_lag"] == 72
-    assert cli_main(["l1db", "info", "--url", sqlite_url, "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
     assert info["row_counts"]["DiaSource"] == 400
     assert info["last_ingested_visit_detector"]["visit"] == 5001
 
