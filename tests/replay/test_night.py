@@ -1,8 +1,9 @@
 """Record a small simulated night, replay it: determinism, a changed threshold, bad input.
 
-The night is small to keep the suite inside its time budget (3 visits, one detector of
-1536 px: visit 3 revisits visit 1's field, so association and history are exercised); the
-default night's figures come from ``bench/replay.py`` and the CLI.
+The night is small to keep the suite inside its time budget: 3 visits of one field in one
+band (one template set to simulate; every visit revisits the field, so association and
+history are exercised), one detector of 1536 px, no butler outputs. The default night's
+figures come from ``bench/replay.py`` and the CLI.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from alertbutler.replay import Recording, RunNameError
 from alertbutler.replay.night import ReplayOutcome, SimNight, record_sim_night, replay_night
 from alertbutler.testing import pg_unreachable_reason, temporary_pg_database
 
-NIGHT = SimNight(seed=3, n_visits=3, n_detectors=1, detector_size=1536)
+NIGHT = SimNight(seed=3, n_visits=3, n_detectors=1, detector_size=1536, n_fields=1,
+                 bands=("g",))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def config(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Co
 @pytest.fixture(scope="module")
 def recording(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("recordings") / "night"
-    path, result = record_sim_night(config, out, NIGHT, workers=1, progress=False)
+    path, result = record_sim_night(config, out, NIGHT, workers=1, progress=False,
+                                    write_outputs=False)
     assert result.alerts, "the small night produced no alerts to compare"
     return path
 
@@ -71,7 +74,7 @@ def test_recording_holds_the_night(recording: Path) -> None:
 def replayed(config: Config, recording: Path,
              tmp_path_factory: pytest.TempPathFactory) -> ReplayOutcome:
     return replay_night(config, recording, speed=0, workers=1, progress=False,
-                        out=tmp_path_factory.mktemp("replays") / "speed0")
+                        out=tmp_path_factory.mktemp("replays") / "speed0", write_outputs=False)
 
 
 def test_replay_at_speed_0_is_identical(replayed: ReplayOutcome, recording: Path) -> None:
@@ -98,7 +101,7 @@ def test_replay_with_a_lower_threshold_reports_changes(config: Config, recording
             l1db_url = stack.enter_context(temporary_pg_database("alertbutler_replay"))
         outcome = replay_night(config, recording, speed=0, workers=1, progress=False,
                                detection_threshold=4.0, l1db_url=l1db_url,
-                               out=tmp_path / "replay")
+                               out=tmp_path / "replay", write_outputs=False)
         if l1db_url is not None:
             assert outcome.summary["l1db_url"].startswith("postgresql")
             assert outcome.l1db["DiaSource"]["rows"] == outcome.comparison.n_replayed

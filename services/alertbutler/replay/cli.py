@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="change the detection threshold (sigma) for this replay")
     rep.add_argument("--out", type=Path, default=None,
                      help="replay directory (default: <data_dir>/replays/<id>)")
+    rep.add_argument("--no-outputs", action="store_true",
+                     help="do not write calexps, differences, catalogs and previews")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
     rep.add_argument("--no-progress", action="store_true")
     rep.set_defaults(func=_replay)
@@ -131,7 +133,8 @@ def _replay(args: argparse.Namespace, config: Config) -> int:
                            workers=args.workers or config.prompt.workers,
                            run_name=args.run_name, l1db_url=args.l1db_url,
                            detection_threshold=args.detection_threshold,
-                           progress=not args.no_progress and not args.json, out=args.out)
+                           progress=not args.no_progress and not args.json, out=args.out,
+                           write_outputs=not args.no_outputs)
     s = outcome.summary
     if args.json:
         print(json.dumps({**s, "report": str(outcome.report)}, default=str))

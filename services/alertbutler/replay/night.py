@@ -60,6 +60,9 @@ class SimNight:
     n_visits: int = 8
     n_detectors: int = 4
     detector_size: int = 2048
+    #: fields and bands of the night (None: the simulator's defaults)
+    n_fields: int | None = None
+    bands: tuple[str, ...] | None = None
 
     @classmethod
     def default(cls) -> SimNight:
@@ -168,7 +171,8 @@ def _add_alerts(writer: RecordingWriter, alerts: Iterable[tuple[bytes | None, by
 
 def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *,
                      tarball: Path | None = None, workers: int = 2, progress: bool = True,
-                     detection_threshold: float | None = None) -> tuple[Path, NightRunResult]:
+                     detection_threshold: float | None = None,
+                     write_outputs: bool = True) -> tuple[Path, NightRunResult]:
     """Simulate a night, run it once with the replayed clock, and record it all in ``out``."""
     from alertbutler.prompt.central import build_central_repo
     from alertbutler.prompt.clock import mjd_tai_to_unix
@@ -182,8 +186,13 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
     night = night or SimNight.default()
     camera = Camera(n_detectors=night.n_detectors, nx=night.detector_size,
                     ny=night.detector_size)
+    shape: dict[str, Any] = {}
+    if night.n_fields is not None:
+        shape["n_fields"] = night.n_fields
+    if night.bands is not None:
+        shape["bands"] = tuple(night.bands)
     sim = Simulator(SimConfig(seed=night.seed, camera=camera,
-                              night=NightConfig(n_visits=night.n_visits)))
+                              night=NightConfig(n_visits=night.n_visits, **shape)))
     writer = RecordingWriter(out)
     messages = []
     truths = []
@@ -229,7 +238,7 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
     run_id = new_run_id()
     result = run_night(config, spec, RunOptions(
         speed=0.0, workers=workers, output_run=recorded_run, progress=progress,
-        detection_threshold=detection_threshold),
+        detection_threshold=detection_threshold, write_outputs=write_outputs),
         Path(config.data_dir).resolve() / "recordings-work" / run_id, run_id=run_id,
         label="record")
     meta.update(n_alerts=len(result.alerts), duration_s=spec.duration_s,
@@ -378,7 +387,7 @@ def recorded_alerts(recording: Recording) -> list[dict[str, Any]]:
 def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: int = 2,
                  run_name: str | None = None, l1db_url: str | None = None,
                  detection_threshold: float | None = None, progress: bool = True,
-                 out: Path | None = None) -> ReplayOutcome:
+                 out: Path | None = None, write_outputs: bool = True) -> ReplayOutcome:
     """Replay a recording (see the module doc); writes a report and ``summary.json``."""
     from alertbutler.alerts import decode_alert
 
@@ -393,7 +402,8 @@ def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: i
         spec = _spec(recording.root, night, recording.schedule())
         result = run_night(config, spec, RunOptions(
             speed=speed, workers=workers, output_run=output_run, l1db_url=l1db_url,
-            detection_threshold=detection_threshold, progress=progress), root, run_id=run_id)
+            detection_threshold=detection_threshold, progress=progress,
+            write_outputs=write_outputs), root, run_id=run_id)
         replayed = [decode_alert(v) for _, v, _ in result.alerts]
         ignore = WALL_CLOCK_FIELDS if night.get("clock") == "wall" else ()
         comparison = compare_alerts(recorded_alerts(recording), replayed, ignore=ignore)

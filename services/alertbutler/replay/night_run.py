@@ -330,15 +330,15 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
 
     started = time.monotonic()
     bootstrap = cfg.kafka.bootstrap_servers
-    ensure_topics(cfg, bootstrap)
-    with Butler.create(cfg.central_repo) as central:
-        central.import_(spec.root / "calibs")
     with L1db.create(cfg.l1db_url) as l1db:
         filled = {t: n for t, n in l1db.row_counts().items() if n}
     if filled:  # another night's rows would change association and the comparison
         raise ReplayError(f"the L1 database {l1db.url} already holds rows ("
                           + ", ".join(f"{t} {n}" for t, n in filled.items())
                           + "): a replay needs an empty one")
+    ensure_topics(cfg, bootstrap)
+    with Butler.create(cfg.central_repo) as central:
+        central.import_(spec.root / "calibs")
     config_file = root / "config.toml"
     config_file.touch(mode=0o600)
     config_file.write_text(dump_toml(cfg, redact=False))
