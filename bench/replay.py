@@ -141,14 +141,14 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def night_replay() -> dict:
+def night_replay(recording: Path | None) -> dict:
     try:
         from alertbutler.replay.night import bench_night_speedup
     except ImportError as exc:
         print(f"night_speedup: null: the night replay is not available ({exc})", flush=True)
         return {"night_speedup": None}
     try:
-        return bench_night_speedup()
+        return bench_night_speedup(recording=recording)
     except Exception as exc:  # report the reason, still measure the archive replay
         print(f"night_speedup: null: the night replay failed: {type(exc).__name__}: {exc}",
               flush=True)
@@ -160,6 +160,9 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=30_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-night", action="store_true")
+    parser.add_argument("--recording", type=Path, default=None,
+                        help="replay this recording of the default night instead of "
+                        "recording one first (the recording is never timed)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, shared with other work; load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)
@@ -168,7 +171,7 @@ def main() -> int:
         print("night_speedup: null: skipped (--skip-night)")
         result["night_speedup"] = None
     else:
-        result.update(night_replay())
+        result.update(night_replay(args.recording))
     result.update(archive_replay(args.alerts, args.partitions))
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import secrets
 import tempfile
 import time
@@ -417,6 +418,10 @@ def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: i
             "setup_s": round(result.setup_s, 2), "replay_s": round(result.run_s, 2),
             "total_s": round(result.total_s, 2),
             "speedup": round(spec.duration_s / result.run_s, 2) if result.run_s else None,
+            "cpu_s": round(result.cpu_s, 1),
+            # what the speed-up would be with the machine's cores to itself
+            "cpu_bound_speedup": round(spec.duration_s / (result.cpu_s / (os.cpu_count() or 1)),
+                                       2) if result.cpu_s else None,
             "alerts_recorded": comparison.n_recorded, "alerts_replayed": comparison.n_replayed,
             "differences": comparison.differences, "new": len(comparison.new),
             "missing": len(comparison.missing), "changed": len(comparison.changed),
@@ -456,7 +461,8 @@ def write_replay_report(root: Path, summary: dict[str, Any], comparison: Compari
     return path
 
 
-def bench_night_speedup(*, workers: int = 2, night: SimNight | None = None) -> dict[str, Any]:
+def bench_night_speedup(*, workers: int = 2, night: SimNight | None = None,
+                        recording: Path | None = None) -> dict[str, Any]:
     """Record the default simulated night, replay it at --speed 0, and time the replay.
 
     ``night_speedup`` = recorded duration / (replay setup + run, from the start of the
@@ -467,13 +473,16 @@ def bench_night_speedup(*, workers: int = 2, night: SimNight | None = None) -> d
     night = night or SimNight.default()
     with tempfile.TemporaryDirectory(prefix="alertbutler-bench-night-") as tmp:
         config = load_config(env={"ALERTBUTLER_GENERAL__DATA_DIR": tmp})
-        t = time.perf_counter()
-        path, recorded = record_sim_night(config, Path(tmp) / "recording", night,
-                                          workers=workers, progress=False)
-        record_s = time.perf_counter() - t
-        print(f"recorded the default night ({night.n_visits} visits x {night.n_detectors} "
-              f"detectors of {night.detector_size} px, {len(recorded.alerts)} alerts) in "
-              f"{record_s:.0f} s (not timed)", flush=True)
+        if recording is None:
+            t = time.perf_counter()
+            path, recorded = record_sim_night(config, Path(tmp) / "recording", night,
+                                              workers=workers, progress=False)
+            print(f"recorded the default night ({night.n_visits} visits x {night.n_detectors}"
+                  f" detectors of {night.detector_size} px, {len(recorded.alerts)} alerts) in "
+                  f"{time.perf_counter() - t:.0f} s (not timed)", flush=True)
+        else:
+            path = recording
+            print(f"replaying the recording {path} (recorded earlier, not timed)", flush=True)
         outcome = replay_night(config, path, speed=0, workers=workers, progress=False)
     s = outcome.summary
     replay_s = outcome.run.setup_s + outcome.run.run_s
@@ -482,7 +491,11 @@ def bench_night_speedup(*, workers: int = 2, night: SimNight | None = None) -> d
           f"{replay_s:.1f} s (setup {outcome.run.setup_s:.1f} s + run {outcome.run.run_s:.1f} "
           f"s) = {speedup:.1f}x; {s['differences']} differences, L1 rows identical: "
           f"{s['l1db_matches_recording']}", flush=True)
+    print(f"CPU of the replay (workers + fan-out, ingester, scheduler): {s['cpu_s']} s: with "
+          f"the {os.cpu_count()} cores to itself the speed-up would be about "
+          f"{s['cpu_bound_speedup']}x", flush=True)
     return {"night_speedup": round(speedup, 2) if speedup else None,
+            "night_cpu_s": s["cpu_s"], "night_cpu_bound_speedup": s["cpu_bound_speedup"],
             "night_recorded_duration_s": s["recorded_duration_s"],
             "night_replay_s": round(replay_s, 2), "night_replay_run_s": s["replay_s"],
             "night_alerts": s["alerts_replayed"], "night_differences": s["differences"],

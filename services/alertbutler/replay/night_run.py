@@ -96,6 +96,8 @@ class NightRunResult:
     setup_s: float = 0.0
     run_s: float = 0.0  # first emission to the last visit-detector ingested
     total_s: float = 0.0
+    #: CPU seconds of the run (workers + this process: fan-out, ingester, scheduler)
+    cpu_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     duplicates_differing: list[int] = field(default_factory=list)
 
@@ -193,6 +195,17 @@ class _Workers:
             env.update(SINGLE_THREADED_MATH)
             self.procs.append(spawn_owned(argv, env=env, stdout=out, stderr=out,
                                           stdin=subprocess.DEVNULL))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the live workers have used (from /proc)."""
+        total = 0.0
+        for proc in self.procs:
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def dead(self) -> list[int]:
         return [i for i, p in enumerate(self.procs) if p.poll() is not None]
@@ -391,6 +404,7 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
         fanout_thread.start()
         setup_s = time.monotonic() - started
         run_start = time.monotonic()
+        cpu_start = time.process_time()
         player.start()
         try:
             deadline = time.monotonic() + options.timeout_s
@@ -417,6 +431,7 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
                         f"processed, {len(monitor.ingested)} ingested")
                 time.sleep(0.2)
             run_s = time.monotonic() - run_start
+            cpu_s = time.process_time() - cpu_start + workers.cpu_seconds()
         finally:
             stop.set()
             player.join(timeout=30)
@@ -435,7 +450,8 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
         run_id=run_id, root=root, l1db_url=cfg.l1db_url, alert_topic=cfg.kafka.alert_topic,
         alerts=alerts, alert_ids=ids, statuses=dict(monitor.statuses),
         schedule=sched_result.get("report", ScheduleReport(options.speed)),
-        setup_s=setup_s, run_s=run_s, total_s=time.monotonic() - started, errors=errors,
+        setup_s=setup_s, run_s=run_s, total_s=time.monotonic() - started, cpu_s=cpu_s,
+        errors=errors,
         duplicates_differing=differing)
 
 
