@@ -51,8 +51,11 @@ class MainJobOptions:
     lead_s: float = 4.0
     progress: bool = True
     faults: Faults = field(default_factory=Faults)
-    #: SIGKILL worker 0 while it processes an item of this visit (0-based index)
+    #: SIGKILL worker 0 while it processes an item of this visit (0-based index): about a
+    #: second after it started it ("started"), or as soon as its alerts were acknowledged,
+    #: before the item is committed ("published": the re-run publishes them again)
     kill_worker_at_visit: int | None = None
+    kill_worker_when: str = "started"
     timeout_s: float = 600.0
     write_outputs: bool = True
 
@@ -160,12 +163,13 @@ class _Workers:
             self.procs.append(spawn_owned(argv, env=env, stdout=out, stderr=out,
                                           stdin=subprocess.DEVNULL))
 
-    def started_visit(self, index: int, visit: int) -> bool:
+    def logged(self, index: int, message: str, visit: int) -> bool:
+        """Whether worker ``index`` logged ``message`` for ``visit`` (JSON log lines)."""
         try:
             text = self.logs[index].read_text(errors="replace")
         except FileNotFoundError:
             return False
-        return any('"work item started"' in line and f'"visit": {visit},' in line
+        return any(f'"{message}"' in line and f'"visit": {visit},' in line
                    for line in text.splitlines())
 
     def kill(self, index: int) -> None:
@@ -292,8 +296,10 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
                 if (options.kill_worker_at_visit is not None and not killed
                         and options.kill_worker_at_visit < len(sim.visits)):
                     visit = sim.visits[options.kill_worker_at_visit].visit
-                    if workers.started_visit(0, visit):
-                        time.sleep(1.0)
+                    started = options.kill_worker_when == "started"
+                    message = "work item started" if started else "alerts acknowledged"
+                    if workers.logged(0, message, visit):
+                        time.sleep(1.0 if started else 0.0)
                         workers.kill(0)
                         killed = True
                         log.warning("killed worker 0 mid-visit", extra={"visit": visit})

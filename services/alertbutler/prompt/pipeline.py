@@ -137,6 +137,9 @@ class PromptPipeline:
                 self.repos.publish(alerts, instrument=item.instrument, visit=visit,
                                    detector=item.detector)
             acked = time.time()
+            log.info("alerts acknowledged", extra={"item": item.label, "visit": visit,
+                                                   "detector": item.detector,
+                                                   "n_alerts": len(alerts)})
             if self.settings.write_outputs:
                 with stages("outputs"):
                     metrics = {"n_sources": len(result.sources), "n_alerts": len(alerts),
