@@ -1,7 +1,17 @@
 """Prompt processing: nextVisit fan-out, workers that turn raws into alerts, the main job.
 
 A service package: it uses the libraries (butler, alerts, l1db, imaging, sim) and nothing
-uses it but the CLI.
+uses it but the CLI (and the replay and deploy services). Importing this package stays light;
+the heavier public entry points live in their modules:
+
+* ``alertbutler.prompt.pipeline``: ``PromptPipeline``, ``PipelineSettings``,
+  ``build_pipeline(config, bootstrap, *, camera, n_detectors, size, name, clock,
+  write_outputs, output_run, detection_threshold)``;
+* ``alertbutler.prompt.main_job``: ``MainJobOptions``, ``run_main_job(config, options)``;
+* ``alertbutler.prompt.central``: ``build_central_repo(root, sim)``, ``template_location``;
+* ``alertbutler.prompt.driver``: ``NightDriver``, ``Faults``;
+* ``alertbutler.prompt.clock``: ``Clock``, ``SystemClock``, ``FixedClock``;
+* ``alertbutler.prompt.benchmark``: ``time_detector_visit()`` (bench/visit.py).
 """
 
 from alertbutler.prompt.association import Association, associate, summarize_object
