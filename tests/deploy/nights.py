@@ -26,7 +26,9 @@ SMALL_NIGHT = NightPlan.default(n_visits=3, n_detectors=2, cadence_s=10.0, lead_
 def night_config(tmp_path: Path) -> Config:
     return load_config(env={}, overrides={
         "general": {"data_dir": str(tmp_path), "log_level": "INFO"},
-        "prompt": {"raw_timeout_s": 90.0, "association_wait_s": 180.0}})
+        # bounded well under the 120 s after which a worker's /healthz is stale and the
+        # supervisor replaces it
+        "prompt": {"raw_timeout_s": 60.0, "association_wait_s": 60.0}})
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

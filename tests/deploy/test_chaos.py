@@ -15,7 +15,8 @@ keeps its offsets in the L1 database with the rows. What must hold afterwards:
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import json
 import os
 import random
 import signal
@@ -37,32 +38,57 @@ from tests.deploy.nights import (
 TARGETS = ("worker", "ingest", "fanout")
 
 
+def _started(log: Path) -> list[tuple[int, int]]:
+    """(visit, detector) of every "work item started" line of a worker's log, in order."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"work item started"' in line:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                out.append((record["visit"], record["detector"]))
+    return out
+
+
+def _busy_worker(deployment: Deployment) -> str | None:
+    """A worker whose latest item has no status yet: it holds an item in flight."""
+    assert deployment.progress is not None
+    try:
+        done = set(deployment.progress.statuses)
+    except RuntimeError:  # the main loop is adding a status right now: ask again later
+        return None
+    for replica in deployment.replicas:
+        if replica.spec.name == "worker" and replica.pid:
+            started = _started(deployment.root / "logs" / f"{replica.label}.log")
+            if started and started[-1] not in done:
+                return replica.label
+    return None
+
+
 def _chaos(deployment: Deployment, rng: random.Random, stop: threading.Event,
            killed: list[tuple[str, int, float]]) -> None:
-    """Kill each target twice at random moments while the night is fed and processed."""
+    """Kill each target twice at random moments spread over the night; a worker is killed
+    while it holds an item (a random busy one), so its item must be redelivered."""
     plan = [t for t in TARGETS for _ in range(2)]
     rng.shuffle(plan)
-    feed = deployment.feed
-    assert feed is not None
     for target in plan:
-        # a random moment: 2-12 s after the previous kill, once the target is running again
-        if stop.wait(rng.uniform(2.0, 12.0)):
+        if stop.wait(rng.uniform(4.0, 15.0)):
             return
-        labels = [r.label for r in deployment.replicas if r.spec.name == target]
-        label = rng.choice(labels)
         while not stop.is_set():
             assert deployment.supervisor is not None
-            pid = deployment.supervisor.kill(label, signal.SIGKILL)
+            label = _busy_worker(deployment) if target == "worker" else target
+            pid = deployment.supervisor.kill(label, signal.SIGKILL) if label else None
             if pid is not None:
                 killed.append((label, pid, time.time()))
                 break
-            time.sleep(0.5)  # still restarting: wait for it to be back
+            time.sleep(0.3)  # restarting, or no worker busy yet: try again shortly
 
 
 def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
     seed = int(os.environ.get("ALERTBUTLER_CHAOS_SEED", random.SystemRandom().randrange(10**6)))
     rng = random.Random(seed)
-    plan = dataclasses.replace(SMALL_NIGHT, n_visits=4)
+    plan = SMALL_NIGHT
     deployment = Deployment(night_config(tmp_path / "data"), UpOptions(
         workers=2, live=False, night=plan, timeout_s=1200, grace_s=60))
     stop = threading.Event()
@@ -95,8 +121,18 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
 
         expected = progress.expected
         assert set(progress.statuses) == expected
+        # a visit-detector that failed is acceptable only as the issue allows: dead-lettered
+        # with its reason after bounded retries (then it has no alerts, and the night went on)
         failed = {vd: s.message for vd, s in progress.statuses.items() if not s.ok}
-        assert not failed, (seed, failed)
+        dead: dict[tuple[int, int], str] = {}
+        for msg in read_topic(bootstrap, config.kafka.dead_letter_topic, quiet_s=2.0):
+            headers = {k: v.decode() for k, v in (msg.headers() or [])}
+            assert headers.get("reason"), (seed, headers)
+            with contextlib.suppress(Exception):  # not every dead letter is a work item
+                record = decode_message(msg.value()).record
+                dead[(record["visit"], record["detector"])] = headers["reason"]
+        assert set(failed) <= set(dead), (seed, failed, dead)
+        assert len(failed) < len(expected), (seed, failed)
 
         on_topic = alerts_by_visit_detector(read_topic(bootstrap, config.kafka.alert_topic))
         with L1db(config.l1db_url) as db:
@@ -119,12 +155,15 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
             record = decode_message(msg.value()).record
             items[(record["visit"], record["detector"])] = record
         assert set(items) == expected
-        for msg in read_topic(bootstrap, config.kafka.dead_letter_topic, quiet_s=2.0):
-            headers = dict(msg.headers() or [])
-            assert headers.get("reason"), (seed, headers)
+        starts: dict[tuple[int, int], int] = {}
+        for log in (deployment.root / "logs").glob("worker-*.log"):
+            for vd in _started(log):
+                starts[vd] = starts.get(vd, 0) + 1
+        reprocessed = {vd: n for vd, n in starts.items() if n > 1 and vd not in failed}
+        assert reprocessed, (seed, "a worker killed mid-item must leave it to be redone")
         print(f"chaos seed {seed}: killed {killed}; restarts {restarts}; "
-              f"re-processed visit-detectors {progress.summary()['retried']}; "
-              f"duplicate alert copies on the topic "
+              f"re-processed visit-detectors {reprocessed}; "
+              f"dead-lettered {dead}; duplicate alert copies on the topic "
               f"{sum(len(c) - 1 for ids in on_topic.values() for c in ids.values())}")
     finally:
         stop.set()

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "processes, restarting any that crash, with a live view of each service's alerts, "
         "latency and lag. Ctrl-C or SIGTERM stops them in order, each finishing or handing "
         "back its work in flight. With --night a simulated night is played into the "
-        "deployment in real time (nextVisit events, then raws landing).")
+        "deployment in real time (nextVisit events, then raws landing). SIGUSR1 adds a "
+        "worker (the work topic's group rebalances).")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: prompt.workers)")
     parser.add_argument("--l1db-url", default=None,
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with Deployment(config, options) as deployment:
+        signal.signal(signal.SIGUSR1, lambda *_: deployment.request_worker())
         code = deployment.run(stop)
     if deployment.progress is not None:
         print(json.dumps(deployment.progress.summary(), default=str))

@@ -17,6 +17,7 @@ deadline of one work item under ``alertbutler up``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -65,7 +66,9 @@ class Replica:
 
     @property
     def label(self) -> str:
-        return self.spec.name if self.spec.replicas == 1 else f"{self.spec.name}-{self.index}"
+        if self.spec.replicas == 1 and self.index == 0:
+            return self.spec.name
+        return f"{self.spec.name}-{self.index}"
 
     @property
     def pid(self) -> int | None:
@@ -151,6 +154,31 @@ class Supervisor:
                     restarted.append(replica)
         return restarted
 
+    def scale(self, name: str, replicas: int) -> list[Replica]:
+        """Start more replicas of service ``name`` (up to ``replicas`` in all); returns the
+        new ones. Consumer-group services rebalance: the newcomers take partitions as soon
+        as they join, the others finish the item they hold first."""
+        current = [r for r in self.replicas if r.spec.name == name]
+        if not current:
+            raise ValueError(f"no service named {name!r}")
+        if replicas < len(current):
+            raise ValueError(f"{name}: scaling down is a SIGTERM of a replica, not scale()")
+        spec = dataclasses.replace(current[0].spec, replicas=replicas)
+        used = [r.metrics_port for r in self.replicas if r.metrics_port is not None]
+        added = []
+        with self._lock:
+            for index in range(len(current), replicas):
+                port = None
+                if spec.metrics and used:
+                    port = _free_port_after(max(used))
+                    used.append(port)
+                replica = Replica(spec=spec, index=index, metrics_port=port)
+                position = self.replicas.index(current[-1]) + 1 + len(added)
+                self.replicas.insert(position, replica)
+                self._start(replica)
+                added.append(replica)
+        return added
+
     def probe(self) -> list[Replica]:
         """Liveness: SIGKILL replicas whose /healthz failed for ``liveness_timeout`` seconds
         after they were healthy once (the next :meth:`poll` restarts them)."""
@@ -206,8 +234,9 @@ class Supervisor:
                     if proc.poll() is None:
                         with contextlib.suppress(ProcessLookupError):
                             os.killpg(proc.pid, signal.SIGTERM)
-                for proc in procs:
-                    stop_group(proc, grace=max(0.1, deadline - time.monotonic()))
+                for proc in procs:  # signal 0: wait only; a second SIGTERM could land
+                    # in the interpreter's finalisation, where it kills (exit -15)
+                    stop_group(proc, grace=max(0.1, deadline - time.monotonic()), sig=0)
 
 
 def _healthy(port: int) -> bool:
@@ -216,3 +245,16 @@ def _healthy(port: int) -> bool:
             return bool(r.status == 200)
     except OSError:  # refused, timed out (a stopped process), or HTTP 503 (stale loop)
         return False
+
+
+def _free_port_after(port: int) -> int:
+    import socket
+
+    for candidate in range(port + 1, 65536):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise OSError(f"no free port after {port}")

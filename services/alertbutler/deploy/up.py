@@ -104,6 +104,7 @@ class Deployment:
         self.sim: Any = None
         self._producer: Any = None
         self._stop_feed = threading.Event()
+        self._more_workers = 0  # asked for by SIGUSR1, started by the loop
 
     # -- start ------------------------------------------------------------------------------
     def prepare(self) -> Deployment:
@@ -223,10 +224,26 @@ class Deployment:
         self.feed.start()
         return self.feed
 
+    def scale_workers(self, n: int) -> list[Replica]:
+        """Run ``n`` workers in all (more only): the work topic's group rebalances."""
+        assert self.supervisor is not None
+        added = self.supervisor.scale("worker", n)
+        for replica in added:
+            log.info("worker added", extra={"service": replica.label,
+                                            "metrics_port": replica.metrics_port})
+        return added
+
+    def request_worker(self) -> None:
+        """One more worker at the next loop turn (safe from a signal handler)."""
+        self._more_workers += 1
+
     # -- run --------------------------------------------------------------------------------
     def step(self) -> None:
         """One turn of the loop: restart what crashed, read the night's progress."""
         assert self.supervisor is not None
+        if self._more_workers:
+            n, self._more_workers = self._more_workers, 0
+            self.scale_workers(sum(r.spec.name == "worker" for r in self.replicas) + n)
         self.supervisor.probe()
         for replica in self.supervisor.poll():
             log.warning("service restarted", extra={"service": replica.label,
