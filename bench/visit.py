@@ -60,12 +60,12 @@ def main() -> None:
     known = (np.asarray(truth["object_id"]), np.asarray(truth["ra"]), np.asarray(truth["dec"]))
     best = None
     for _ in range(args.repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         res = process_exposure(raw.data, raw.header, calibs, templates, known=known)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         if best is None or wall < best[0]:
-            best = (wall, res)
-    wall, res = best
+            best = (wall, cpu, res)
+    wall, cpu, res = best
     res.sources["visit"] = visit.visit
     res.sources["detector"] = 0
     quality = score(res.sources, truth)
@@ -76,6 +76,8 @@ def main() -> None:
     print(json.dumps({
         "detector_visit_s": round(wall, 3),
         "stages": {k: round(v, 3) for k, v in res.timings.items()},
+        # on a shared machine the process's CPU time is the fairer figure for "one core"
+        "detector_visit_cpu_s": round(cpu, 3),
         "shape": list(raw.data.shape),
         "n_sources": len(res.sources),
         "n_forced": len(truth),

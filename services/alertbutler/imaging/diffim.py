@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from alertbutler.imaging.errors import PsfError
 from alertbutler.imaging.exposure import Exposure, Mask
@@ -118,8 +118,7 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
                        f"(need {min_stamps})")
     sci = np.array(sci_stamps, float)
     wgt = 1.0 / np.sqrt(np.array(var_stamps))
-    conv = signal.fftconvolve(np.array(tmpl_stamps, float)[:, None], basis[None], mode="valid",
-                              axes=(2, 3))  # (N, nb, 2s+1, 2s+1)
+    conv = _convolve_stamps(np.array(tmpl_stamps, float), basis)  # (N, nb, 2s+1, 2s+1)
     n, nb = conv.shape[:2]
     npix = sci[0].size
     # normal equations, accumulated per stamp once, so clipping iterations only re-sum them
@@ -178,6 +177,25 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
         kernel *= float(np.median(ratio[usable])) / fitted
     return MatchingKernel(kernel, float(np.median(offsets[keep])), int(keep.sum()),
                           float(np.median(chi2[keep])))
+
+
+def _convolve_stamps(stamps: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """'valid' convolution of every stamp (N, L, L) with every basis kernel (nb, k, k).
+
+    One forward FFT per stamp and per kernel and one inverse per pair; a 4-d
+    ``fftconvolve`` would transform the broadcast (N x nb) inputs instead.
+    """
+    n, size = stamps.shape[0], stamps.shape[1]
+    k = basis.shape[1]
+    full = size + k - 1
+    shape = (sp_fft.next_fast_len(full, True),) * 2
+    fs = sp_fft.rfft2(stamps, s=shape)
+    fb = sp_fft.rfft2(basis, s=shape)
+    out = np.empty((n, basis.shape[0], size - k + 1, size - k + 1))
+    for i in range(n):
+        conv = sp_fft.irfft2(fs[i][None] * fb, s=shape)
+        out[i] = conv[:, k - 1: size, k - 1: size]
+    return out
 
 
 def convolve_template(template: np.ndarray, variance: np.ndarray, covered: np.ndarray,

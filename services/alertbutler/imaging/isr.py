@@ -133,13 +133,13 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     # only significant pixels can be cosmic rays: test the (few) candidates, not the image
     cand = np.nonzero((excess * excess > (nsigma * nsigma) * variance) & (excess > 0) & ~defects)
     cy, cx = cand
-    inner = (cy > 0) & (cy < ny - 1) & (cx > 0) & (cx < nx - 1)
-    cy, cx = cy[inner], cx[inner]
     # defects take the mean of their row neighbours, so a dead or hot column through a
     # star leaves the star's shape (and sharpness) as it was
     work = _fill_defects(image, defects, background)
     centre = work[cy, cx]
-    nsum = (work[cy - 1, cx] + work[cy + 1, cx] + work[cy, cx - 1] + work[cy, cx + 1])
+    # on the border the missing neighbour is the pixel itself (edge replication)
+    nsum = (work[np.maximum(cy - 1, 0), cx] + work[np.minimum(cy + 1, ny - 1), cx]
+            + work[cy, np.maximum(cx - 1, 0)] + work[cy, np.minimum(cx + 1, nx - 1)])
     lap = 4.0 * centre - nsum
     sig = np.sqrt(np.maximum(variance[cy, cx], 1e-6))
     is_seed = (lap > nsigma * sig * np.sqrt(20.0)) & (lap > sharpness * excess[cy, cx])
@@ -166,10 +166,9 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
         grown = seeds[box]
         # grow only into pixels that are significant AND still sharp (a track's fainter
         # end), never into the smooth profile of a star or transient under the cosmic ray
-        sub = work[box]
-        lap = np.zeros(sub.shape)
-        lap[1:-1, 1:-1] = (4 * sub[1:-1, 1:-1] - sub[:-2, 1:-1] - sub[2:, 1:-1]
-                           - sub[1:-1, :-2] - sub[1:-1, 2:])
+        sub = np.pad(work[box], 1, mode="edge")
+        lap = (4 * sub[1:-1, 1:-1] - sub[:-2, 1:-1] - sub[2:, 1:-1]
+               - sub[1:-1, :-2] - sub[1:-1, 2:])
         sig = np.sqrt(np.maximum(variance[box], 1e-6))
         candidates = (excess[box] > grow_nsigma * sig) & (lap > 0.5 * sharpness * excess[box])
         for _ in range(2):

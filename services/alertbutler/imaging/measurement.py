@@ -63,20 +63,20 @@ def psf_flux(exposure: Exposure, psf: PsfModel, x: float, y: float
 
 
 def refine_centroid(exposure: Exposure, psf: PsfModel, x: float, y: float, sign: float = 1.0,
-                    iterations: int = 6) -> tuple[float, float, bool]:
+                    iterations: int = 4) -> tuple[float, float, bool]:
     """PSF-fit position (Gauss-Newton on flux and shift), or the start if it does not settle.
 
     Unlike a windowed centroid it stays unbiased when part of the source is masked or off
     the image: missing pixels simply carry no weight in the fit.
     """
     x0, y0 = x, y
-    h = 0.05
     for _ in range(iterations):
         img, wgt, _, _, dx, dy = _stamp(exposure, x, y, psf.half)
         img = sign * img
         p = psf.at(dx, dy)
-        gx = (psf.at(dx + h, dy) - psf.at(dx - h, dy)) / (2 * h)
-        gy = (psf.at(dx, dy + h) - psf.at(dx, dy - h)) / (2 * h)
+        # moving the source by +d moves the model by -d: the gradient of the model
+        gy, gx = np.gradient(p)
+        gx, gy = -gx, -gy
         basis = np.stack([p.ravel(), gx.ravel(), gy.ravel()])
         w = wgt.ravel()
         a = (basis * w) @ basis.T

@@ -55,6 +55,10 @@ def _resample_rows(src: np.ndarray, rows: np.ndarray, slope: float, offsets: np.
     padded = np.pad(coeffs, ((0, 0), (2, 3)))
     flat = padded.reshape(-1)
     stride = padded.shape[1]
+    # each index fetches its 4 consecutive taps at once through a strided view
+    taps = np.lib.stride_tricks.as_strided(flat, shape=(flat.size - 3, 4),
+                                           strides=(flat.strides[0], flat.strides[0]),
+                                           writeable=False)
     out = np.empty((len(rows), width), np.float32)
     cols = np.arange(width, dtype=np.float64) * slope
     for start in range(0, len(rows), _CHUNK_ROWS):
@@ -62,13 +66,9 @@ def _resample_rows(src: np.ndarray, rows: np.ndarray, slope: float, offsets: np.
         pos = cols[None, :] + offsets[sl, None]
         base = np.floor(pos)
         phase = ((pos - base) * _TABLE_STEPS + 0.5).astype(np.int32)
-        idx = np.clip(base.astype(np.int64) + 1, 0, stride - 4)  # +2 pad, -1 first tap
-        idx += rows[sl, None] * stride
-        w = _WEIGHTS[phase]  # (rows, width, 4)
-        acc = w[..., 0] * flat[idx]
-        for k in range(1, 4):
-            acc += w[..., k] * flat[idx + k]
-        out[sl] = acc
+        idx = np.clip(base.astype(np.int32) + 1, 0, stride - 4)  # +2 pad, -1 first tap
+        idx += (rows[sl] * stride).astype(np.int32)[:, None]
+        out[sl] = np.einsum("ijk,ijk->ij", taps[idx], _WEIGHTS[phase])
     return out
 
 
