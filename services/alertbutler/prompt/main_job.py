@@ -296,10 +296,10 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
                 if (options.kill_worker_at_visit is not None and not killed
                         and options.kill_worker_at_visit < len(sim.visits)):
                     visit = sim.visits[options.kill_worker_at_visit].visit
-                    started = options.kill_worker_when == "started"
-                    message = "work item started" if started else "alerts acknowledged"
+                    on_start = options.kill_worker_when == "started"
+                    message = "work item started" if on_start else "alerts acknowledged"
                     if workers.logged(0, message, visit):
-                        time.sleep(1.0 if started else 0.0)
+                        time.sleep(1.0 if on_start else 0.0)
                         workers.kill(0)
                         killed = True
                         log.warning("killed worker 0 mid-visit", extra={"visit": visit})
