@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from alertbutler.cli import VERBS, build_parser
+from alertbutler.config import load_config
 from alertbutler.deploy.topology import topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,3 +83,22 @@ def test_dashboard_and_alert_rules_name_only_real_metrics() -> None:
     assert used and used <= known, used - known
     prometheus = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
     assert prometheus["rule_files"] == ["/etc/prometheus/alert-rules.yml"]
+
+
+def test_init_commands_parse_and_keep_next_visit_in_one_partition() -> None:
+    init = _compose()["services"]["init"]
+    assert init["entrypoint"] == ["sh", "-c"]
+    commands = [shlex.split(part) for part in init["command"][0].split("&&")]
+    created: dict[str, int] = {}
+    for argv in commands:
+        assert argv[0] == "alertbutler", argv
+        args = build_parser(argv[1]).parse_args(argv[1:])
+        assert callable(args.func), argv
+        if argv[1:3] == ["topics", "create"]:
+            created.update(dict.fromkeys(args.names, args.partitions))
+    config = load_config(env={})
+    k = config.kafka
+    assert created[k.next_visit_topic] == 1
+    assert created[k.work_topic] == created[k.alert_topic] == k.partitions
+    assert {k.dead_letter_topic, config.prompt.status_topic} <= set(created)
+    assert ["alertbutler", "l1db", "create"] in commands
