@@ -73,3 +73,26 @@ def test_ignore_patterns_and_tolerance(recorded: list[dict]) -> None:
     result = compare_alerts(recorded, replayed, ignore=["*.timeProcessedMjdTai"],
                             rel_tol=1e-6)
     assert result.differences == 0
+
+
+def test_position_matching_sees_through_shifted_ids() -> None:
+    """A new detection renumbers the sources after it: by id everything after it "changed",
+    by position exactly one alert is new."""
+    recorded = fake_alerts(8, seed=13, visit=7, detector=3, cutout_size=None, n_history=1)
+    extra = copy.deepcopy(recorded[2])
+    extra["diaSource"]["ra"] += 0.01  # elsewhere on the detector
+    replayed = copy.deepcopy(recorded)
+    replayed.insert(3, extra)
+    ids = [a["diaSourceId"] for a in recorded] + [recorded[-1]["diaSourceId"] + 1]
+    for alert, ident in zip(replayed, ids, strict=True):  # sources numbered in order again
+        alert["diaSourceId"] = alert["diaSource"]["diaSourceId"] = ident
+    by_id = compare_alerts(recorded, replayed)
+    assert len(by_id.changed) == 5 and len(by_id.new) == 1 and not by_id.missing
+    assert by_id.fields["diaSource.ra"].max_abs > 1e-3
+
+    by_pos = compare_alerts(recorded, replayed, match="position", radius_arcsec=0.5)
+    assert by_pos.match == "position"
+    assert by_pos.new == [ids[3]] and not by_pos.missing and not by_pos.changed
+    assert by_pos.differences == 1
+    with pytest.raises(ValueError, match="match"):
+        compare_alerts(recorded, replayed, match="name")

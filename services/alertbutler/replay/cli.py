@@ -151,6 +151,8 @@ def _summary_lines(s: dict[str, Any]) -> str:
         f"replay {s['run_id']} into run {s['output_run']} at speed {s['speed']:g}: "
         f"{s['alerts_replayed']} alerts ({s['alerts_recorded']} recorded), "
         f"{s['differences']} differences",
+        "paired by position instead of diaSourceId: {new} new, {missing} missing, {changed} "
+        "changed".format(**s["by_position"]),
         f"recorded duration {s['recorded_duration_s']:.0f} s, replayed in {s['replay_s']:.1f} s "
         f"(+{s['setup_s']:.1f} s setup) = {s['speedup']}x",
         f"L1 database {s['l1db_url']}: "

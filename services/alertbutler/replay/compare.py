@@ -59,6 +59,7 @@ class Comparison:
     changed: dict[int, list[str]] = field(default_factory=dict)  # id -> changed paths
     fields: dict[str, FieldDiff] = field(default_factory=dict)
     duplicates: list[int] = field(default_factory=list)  # ids seen twice in one set
+    match: str = "id"  # how alerts were paired: "id" or "position"
 
     @property
     def matched(self) -> int:
@@ -75,7 +76,7 @@ class Comparison:
 
     def as_dict(self, *, limit: int = 50) -> dict[str, Any]:
         return {
-            "recorded": self.n_recorded, "replayed": self.n_replayed,
+            "match": self.match, "recorded": self.n_recorded, "replayed": self.n_replayed,
             "matched": self.matched, "unchanged": self.unchanged,
             "new": len(self.new), "missing": len(self.missing), "changed": len(self.changed),
             "differences": self.differences, "duplicates": len(self.duplicates),
@@ -112,20 +113,39 @@ def _pairs(old: Any, new: Any, prefix: str) -> Iterator[tuple[str, Any, Any]]:
         yield prefix, old, new
 
 
+#: Paths left out when alerts are matched by position: the alert's own id, which encodes the
+#: source's index and so shifts when detection changes.
+POSITION_MATCH_IGNORES = ("diaSourceId", "diaSource.diaSourceId")
+
+
 def compare_alerts(recorded: Iterable[Mapping[str, Any]], replayed: Iterable[Mapping[str, Any]],
-                   *, ignore: Sequence[str] = (), rel_tol: float = 0.0) -> Comparison:
-    """Compare two alert sets matched by diaSourceId.
+                   *, ignore: Sequence[str] = (), rel_tol: float = 0.0, match: str = "id",
+                   radius_arcsec: float = 0.5) -> Comparison:
+    """Compare two alert sets matched by diaSourceId (``match="id"``).
 
     ``ignore`` holds glob patterns of paths left out (``"*.timeProcessedMjdTai"``);
     ``rel_tol`` lets numbers within a relative tolerance count as equal (default: exact).
+
+    diaSourceIds number a visit-detector's sources in order, so a change that adds or drops
+    detections (a detection threshold) shifts the ids of the sources after it, and matching by
+    id then pairs different sources. ``match="position"`` pairs alerts of the same visit and
+    detector whose diaSources lie within ``radius_arcsec`` (closest pairs first), reports
+    changes keyed by the recorded id, and leaves the alert's own id out of the fields.
     """
     old = _by_id(recorded)
     new = _by_id(replayed)
-    result = Comparison(len(old[0]), len(new[0]), duplicates=old[1] + new[1])
-    result.new = sorted(set(new[0]) - set(old[0]))
-    result.missing = sorted(set(old[0]) - set(new[0]))
-    for ident in sorted(set(old[0]) & set(new[0])):
-        a, b = old[0][ident], new[0][ident]
+    result = Comparison(len(old[0]), len(new[0]), duplicates=old[1] + new[1], match=match)
+    if match == "id":
+        result.new = sorted(set(new[0]) - set(old[0]))
+        result.missing = sorted(set(old[0]) - set(new[0]))
+        pairs = [(i, i) for i in sorted(set(old[0]) & set(new[0]))]
+    elif match == "position":
+        pairs, result.missing, result.new = _pairs_by_position(old[0], new[0], radius_arcsec)
+        ignore = (*ignore, *POSITION_MATCH_IGNORES)
+    else:
+        raise ValueError(f"match must be 'id' or 'position', not {match!r}")
+    for ident, other in pairs:
+        a, b = old[0][ident], new[0][other]
         if a == b:
             continue
         paths = []
@@ -141,6 +161,45 @@ def compare_alerts(recorded: Iterable[Mapping[str, Any]], replayed: Iterable[Map
         if paths:
             result.changed[ident] = paths
     return result
+
+
+def _pairs_by_position(old: Mapping[int, Mapping[str, Any]], new: Mapping[int, Mapping[str, Any]],
+                       radius_arcsec: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """(recorded id, replayed id) pairs within the radius, then unmatched ids of each side."""
+    def groups(alerts: Mapping[int, Mapping[str, Any]]) -> dict[tuple[Any, Any], list[int]]:
+        out: dict[tuple[Any, Any], list[int]] = {}
+        for ident, alert in alerts.items():
+            src = alert.get("diaSource") or {}
+            out.setdefault((src.get("visit"), src.get("detector")), []).append(ident)
+        return out
+
+    def position(alert: Mapping[str, Any]) -> tuple[float, float]:
+        src = alert.get("diaSource") or {}
+        return float(src.get("ra", math.nan)), float(src.get("dec", math.nan))
+
+    limit = radius_arcsec / 3600.0
+    pairs: list[tuple[int, int]] = []
+    old_groups, new_groups = groups(old), groups(new)
+    for key, old_ids in old_groups.items():
+        candidates = []
+        for a in old_ids:
+            ra1, dec1 = position(old[a])
+            for b in new_groups.get(key, ()):
+                ra2, dec2 = position(new[b])
+                dra = (ra2 - ra1) * math.cos(math.radians(dec1))
+                dist = math.hypot(dra, dec2 - dec1)
+                if dist <= limit:
+                    candidates.append((dist, a, b))
+        used_a: set[int] = set()
+        used_b: set[int] = set()
+        for _, a, b in sorted(candidates):
+            if a not in used_a and b not in used_b:
+                used_a.add(a)
+                used_b.add(b)
+                pairs.append((a, b))
+    matched_old = {a for a, _ in pairs}
+    matched_new = {b for _, b in pairs}
+    return (sorted(pairs), sorted(set(old) - matched_old), sorted(set(new) - matched_new))
 
 
 def _by_id(alerts: Iterable[Mapping[str, Any]]) -> tuple[dict[int, Mapping[str, Any]], list[int]]:

@@ -85,6 +85,8 @@ class ReplayOutcome:
     l1db: dict[str, dict[str, Any]]
     report: Path
     summary: dict[str, Any] = field(default_factory=dict)
+    #: the same comparison with alerts paired by position (ids shift when detection changes)
+    by_position: Comparison | None = None
 
 
 def new_run_id() -> str:
@@ -407,7 +409,9 @@ def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: i
             write_outputs=write_outputs), root, run_id=run_id)
         replayed = [decode_alert(v) for _, v, _ in result.alerts]
         ignore = WALL_CLOCK_FIELDS if night.get("clock") == "wall" else ()
-        comparison = compare_alerts(recorded_alerts(recording), replayed, ignore=ignore)
+        recorded = recorded_alerts(recording)
+        comparison = compare_alerts(recorded, replayed, ignore=ignore)
+        by_position = compare_alerts(recorded, replayed, ignore=ignore, match="position")
         l1 = l1db_fingerprint(result.l1db_url)
         recorded_l1 = night.get("l1db")
         summary = {
@@ -425,6 +429,9 @@ def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: i
             "alerts_recorded": comparison.n_recorded, "alerts_replayed": comparison.n_replayed,
             "differences": comparison.differences, "new": len(comparison.new),
             "missing": len(comparison.missing), "changed": len(comparison.changed),
+            "by_position": {"new": len(by_position.new), "missing": len(by_position.missing),
+                            "changed": len(by_position.changed),
+                            "differences": by_position.differences},
             "ignored_fields": list(ignore),
             "l1db": l1, "l1db_matches_recording": (l1 == recorded_l1) if recorded_l1 else None,
             "errors": result.errors[:50],
@@ -435,8 +442,8 @@ def replay_night(config: Config, source: Path, *, speed: float = 0.0, workers: i
             errs = result.schedule.spacing_errors()
             summary["schedule_spacing_max_rel_error"] = round(max(map(abs, errs)), 4) \
                 if errs else None
-        report = write_replay_report(root, summary, comparison)
-    return ReplayOutcome(result, comparison, l1, report, summary)
+        report = write_replay_report(root, summary, comparison, by_position)
+    return ReplayOutcome(result, comparison, l1, report, summary, by_position)
 
 
 def _safe_url(url: str) -> str:
@@ -445,18 +452,26 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def write_replay_report(root: Path, summary: dict[str, Any], comparison: Comparison) -> Path:
+def write_replay_report(root: Path, summary: dict[str, Any], comparison: Comparison,
+                        by_position: Comparison | None = None) -> Path:
     """``summary.json`` (with the full comparison) and ``report.html`` under ``root``."""
     import html as html_mod
 
     root.mkdir(parents=True, exist_ok=True)
     full = {**summary, "comparison": comparison.as_dict()}
+    if by_position is not None:
+        full["comparison_by_position"] = by_position.as_dict()
     (root / "summary.json").write_text(json.dumps(full, indent=1, default=str) + "\n")
     rows = "".join(f"<tr><th>{html_mod.escape(str(k))}</th><td>{html_mod.escape(str(v))}</td>"
                    "</tr>" for k, v in summary.items() if not isinstance(v, dict | list))
     run = f"<section><h2>Run</h2><table>{rows}</table></section>"
     path = root / "report.html"
-    path.write_text(html_page([run, html_section(comparison)],
+    sections = [run, html_section(comparison)]
+    if by_position is not None:
+        sections.append(html_section(
+            by_position, title="The same alerts paired by position (within 0.5 arcsec, same "
+            "visit and detector): diaSourceIds shift when detections are added or dropped"))
+    path.write_text(html_page(sections,
                               title=f"alertbutler night replay {summary.get('run_id', '')}"))
     return path
 
