@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from alertbutler.alerts import decode_message
 from alertbutler.deploy.up import Deployment, UpOptions
 from alertbutler.l1db import L1db
@@ -34,6 +36,8 @@ from tests.deploy.nights import (
     night_config,
     read_topic,
 )
+
+pytestmark = pytest.mark.slow
 
 TARGETS = ("worker", "ingest", "fanout")
 

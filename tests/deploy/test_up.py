@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from alertbutler.deploy.up import Deployment, UpOptions
 from alertbutler.l1db import L1db
 from tests.deploy.nights import (
@@ -24,6 +26,8 @@ from tests.deploy.nights import (
     status_code,
     total,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def test_up_night_metrics_agree_with_topics_and_database(tmp_path: Path) -> None:

@@ -10,7 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from alertbutler.deploy.up import free_port_block
+
+pytestmark = pytest.mark.slow
 
 
 def _children(pid: int) -> list[int]:
