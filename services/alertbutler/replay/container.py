@@ -19,6 +19,7 @@ already encoded, so a recording keeps the exact bytes the pipeline published.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -123,57 +124,151 @@ class Block:
     data: bytes
 
 
+class _Truncated(Exception):
+    pass
+
+
+class _Prefixed:
+    """A file whose first byte was already read (to tell the end of file from a block)."""
+
+    def __init__(self, first: bytes, fh: BinaryIO) -> None:
+        self._first: bytes | None = first
+        self._fh = fh
+
+    def read(self, n: int) -> bytes:
+        if self._first is not None and n > 0:
+            first, self._first = self._first, None
+            return first + (self._fh.read(n - 1) if n > 1 else b"")
+        return self._fh.read(n)
+
+
+def _read_long(fh: BinaryIO) -> int:
+    shift = result = 0
+    while True:
+        byte = fh.read(1)
+        if not byte:
+            raise _Truncated("the file ends inside a number")
+        b = byte[0]
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1)
+        shift += 7
+        if shift > 70:
+            raise ValueError("a varint longer than 10 bytes")
+
+
+def _read_exact(fh: BinaryIO, n: int) -> bytes:
+    if n < 0:
+        raise ValueError(f"negative length {n}")
+    data = fh.read(n)
+    if len(data) != n:
+        raise _Truncated(f"the file ends {n - len(data)} bytes early")
+    return data
+
+
+def _decompress(codec: str, data: bytes) -> bytes:
+    if codec == "null":
+        return data
+    if codec == "deflate":
+        return zlib.decompress(data, -15)
+    if codec == "snappy":  # raw snappy, then a CRC-32 of the decompressed bytes
+        out = bytes(cramjam.snappy.decompress_raw(data[:-4]))
+        if zlib.crc32(out).to_bytes(4, "big") != data[-4:]:
+            raise ValueError("snappy block fails its CRC-32 check")
+        return out
+    if codec == "zstandard":
+        return bytes(cramjam.zstd.decompress(data))
+    if codec == "bzip2":
+        import bz2
+
+        return bz2.decompress(data)
+    if codec == "xz":
+        import lzma
+
+        return lzma.decompress(data)
+    raise ValueError(f"unsupported Avro codec {codec!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def parsed_schema(text: str) -> Any:
+    """A writer schema parsed by fastavro, once per distinct schema text."""
+    return fastavro.parse_schema(json.loads(text), named_schemas={})
+
+
 class ContainerReader:
-    """Header and blocks of one container file; every failure names ``name``."""
+    """Header and blocks of one container file; every failure names ``name``.
+
+    The header and block framing are read here rather than by fastavro, which would parse
+    the writer schema for every file: a ZTF archive is thousands of one-alert files sharing
+    one schema, parsed once (:func:`parsed_schema`).
+    """
 
     def __init__(self, fh: BinaryIO, name: str) -> None:
         self.name = name
-        pos = fh.tell()
+        self._fh = fh
         head = fh.read(4)
         if head != MAGIC:
             if len(head) < 4:
                 raise TruncatedArchiveError(name, "file ends before the Avro container header")
             raise CorruptFileError(name, "not an Avro container file (no 'Obj\\x01' magic)")
-        fh.seek(pos)
+        meta: dict[str, str] = {}
         try:
-            self._blocks = fastavro.block_reader(fh)
-        except (EOFError, StopIteration) as exc:
+            while True:
+                count = _read_long(fh)
+                if count == 0:
+                    break
+                if count < 0:
+                    _read_long(fh)  # a negative count is followed by the block's size
+                    count = -count
+                for _ in range(count):
+                    key = _read_exact(fh, _read_long(fh)).decode("utf-8", "replace")
+                    meta[key] = _read_exact(fh, _read_long(fh)).decode("utf-8", "replace")
+            self._sync = _read_exact(fh, 16)
+        except _Truncated as exc:
             raise TruncatedArchiveError(name, f"Avro container header is incomplete: {exc}") \
                 from None
-        except Exception as exc:
-            raise CorruptFileError(name, f"unreadable Avro container header: "
-                                   f"{type(exc).__name__}: {exc}") from None
-        meta = self._blocks.metadata
-        self.metadata: dict[str, str] = {
-            k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-            for k, v in meta.items()}
+        except ValueError as exc:
+            raise CorruptFileError(name, f"unreadable Avro container header: {exc}") from None
+        self.metadata = meta
+        self.codec = meta.get("avro.codec", "null")
+        text = meta.get("avro.schema")
         try:
-            self.schema: dict[str, Any] = json.loads(self.metadata["avro.schema"])
-        except (KeyError, ValueError) as exc:
+            if text is None:
+                raise ValueError("no avro.schema")
+            self.schema: dict[str, Any] = json.loads(text)
+            self.parsed = parsed_schema(text)
+        except Exception as exc:
             raise CorruptFileError(name, f"no readable writer schema in the header: {exc}") \
                 from None
-        self.parsed = self._blocks.writer_schema
+        self.schema_text = text
 
     def blocks(self) -> Iterator[Block]:
-        it = iter(self._blocks)
+        fh = self._fh
+        n = 0
         while True:
-            try:
-                block = next(it)
-            except StopIteration:
+            first = fh.read(1)
+            if not first:
                 return
-            except (EOFError, ValueError) as exc:
-                text = str(exc) or type(exc).__name__
-                if isinstance(exc, EOFError) or "sync" in text.lower() or "ended" in text:
-                    raise TruncatedArchiveError(
-                        self.name, f"Avro container file is truncated or damaged "
-                        f"mid-block: {text}") from None
-                raise CorruptFileError(self.name, f"corrupt Avro block: {text}") from None
-            except Exception as exc:  # zlib.error, codec errors
-                raise CorruptFileError(self.name, f"corrupt Avro block: "
+            try:
+                rest = _read_long(_Prefixed(first, fh))
+                size = _read_long(fh)
+                data = _read_exact(fh, size)
+                sync = _read_exact(fh, 16)
+            except _Truncated as exc:
+                raise TruncatedArchiveError(self.name, f"Avro container file is truncated in "
+                                            f"block {n}: {exc}") from None
+            except ValueError as exc:
+                raise CorruptFileError(self.name, f"corrupt Avro block {n}: {exc}") from None
+            if sync != self._sync:
+                raise CorruptFileError(self.name, f"block {n} does not end with the file's "
+                                       "sync marker (damaged or truncated)")
+            try:
+                data = _decompress(self.codec, data)
+            except Exception as exc:  # zlib.error, cramjam errors, bad CRC
+                raise CorruptFileError(self.name, f"corrupt Avro block {n} ({self.codec}): "
                                        f"{type(exc).__name__}: {exc}") from None
-            raw = block.bytes_
-            data = raw.getvalue() if hasattr(raw, "getvalue") else bytes(raw)
-            yield Block(block.num_records, data)
+            n += 1
+            yield Block(rest, data)
 
     def index(self) -> dict[str, list[Any]] | None:
         """Our per-record index (sizes, keys, timestamps), if the file carries one."""
@@ -232,14 +327,19 @@ def _prune(schema: Any, tree: Mapping[str, Any]) -> Any:
     return schema
 
 
+@functools.lru_cache(maxsize=64)
+def _projection_schema(writer_text: str, paths: tuple[str, ...]) -> Any:
+    return fastavro.parse_schema(projection(json.loads(writer_text), paths), named_schemas={})
+
+
 class RecordSplitter:
     """Boundaries and projected values of the records in a block, by decoding a projection."""
 
-    def __init__(self, writer: Mapping[str, Any], paths: Iterable[str], name: str) -> None:
+    def __init__(self, writer_text: str, paths: Iterable[str], name: str) -> None:
         self.name = name
-        self._writer = writer
+        self._writer = parsed_schema(writer_text)
         try:
-            self._reader = fastavro.parse_schema(projection(writer, paths), named_schemas={})
+            self._reader = _projection_schema(writer_text, tuple(paths))
         except Exception as exc:
             raise CorruptFileError(name, f"cannot project the writer schema: {exc}") from None
 

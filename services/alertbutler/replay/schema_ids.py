@@ -20,6 +20,7 @@ JSON file (id -> fingerprint, name, schema) that consumers load to decode the st
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -69,6 +70,7 @@ def full_name(schema: Mapping[str, Any]) -> str:
     return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
+@functools.cache
 def _ours() -> dict[int, Any]:
     return {schema_fingerprint(info.text): info for info in known_schemas().values()}
 
@@ -115,6 +117,25 @@ def classify(schema: Mapping[str, Any], file: str, claimed_id: str | None = None
     raise UnknownAlertSchemaError(
         file, f"unknown alert schema {name!r}: expected an alertbutler alert schema, a Rubin "
         "lsst.vX_Y.alert schema, or a ZTF-like schema (objectId, candid, candidate)")
+
+
+_CLASSIFIED: dict[tuple[str, str | None], WriterSchema] = {}
+
+
+def classify_text(text: str, file: str, claimed_id: str | None = None) -> WriterSchema:
+    """:func:`classify` for a schema's JSON text, remembered per distinct text (a ZTF archive
+    is thousands of files with one schema)."""
+    found = _CLASSIFIED.get((text, claimed_id))
+    if found is None:
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            raise CorruptFileError(file, f"writer schema is not JSON: {exc}") from None
+        found = classify(schema, file, claimed_id)
+        if len(_CLASSIFIED) > 256:
+            _CLASSIFIED.clear()
+        _CLASSIFIED[(text, claimed_id)] = found
+    return found
 
 
 class SchemaIds:

@@ -34,7 +34,7 @@ from alertbutler.replay.container import (
     split_by_sizes,
 )
 from alertbutler.replay.errors import CorruptFileError, SourceError, TruncatedArchiveError
-from alertbutler.replay.schema_ids import AlertFormat, SchemaIds, WriterSchema, classify
+from alertbutler.replay.schema_ids import AlertFormat, SchemaIds, WriterSchema, classify_text
 
 HEADER = struct.Struct(">bI")
 MJD_UNIX_EPOCH = 40587.0
@@ -98,7 +98,8 @@ def container_messages(fh: Any, name: str, ids: SchemaIds, topic: str
                        ) -> Iterator[ArchivedAlert]:
     """The messages of one Avro container file (see the module doc)."""
     reader = ContainerReader(fh, name)
-    writer: WriterSchema = classify(reader.schema, name, reader.metadata.get(SCHEMA_ID_KEY))
+    writer: WriterSchema = classify_text(reader.schema_text, name,
+                                         reader.metadata.get(SCHEMA_ID_KEY))
     schema_id = ids.wire_id(writer, topic)
     header = HEADER.pack(0, schema_id)
     index = reader.index()
@@ -117,7 +118,7 @@ def container_messages(fh: Any, name: str, ids: SchemaIds, topic: str
             raise TruncatedArchiveError(name, f"holds {i} records but its index lists "
                                         f"{len(sizes)}")
         return
-    splitter = RecordSplitter(reader.parsed, _PATHS[writer.format], name)
+    splitter = RecordSplitter(reader.schema_text, _PATHS[writer.format], name)
     for block in reader.blocks():
         for body, values in splitter.split(block):
             key, stamp = _key_and_time(writer.format, values)
