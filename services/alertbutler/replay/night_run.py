@@ -351,7 +351,10 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
                           + "): a replay needs an empty one")
     ensure_topics(cfg, bootstrap)
     with Butler.create(cfg.central_repo) as central:
-        central.import_(spec.root / "calibs")
+        try:  # a recording's files never change: link them (~0.5 GB for the default night)
+            central.import_(spec.root / "calibs", transfer="hardlink")
+        except OSError:  # another filesystem: copy what is not there yet (import is idempotent)
+            central.import_(spec.root / "calibs", transfer="copy")
     config_file = root / "config.toml"
     config_file.touch(mode=0o600)
     config_file.write_text(dump_toml(cfg, redact=False))
