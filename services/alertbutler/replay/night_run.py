@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -443,6 +444,9 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
             ingester.stop()
             events.close()
             monitor.close()
+    # the workers' local repos are scratch (copies of calibrations, templates, outputs):
+    # ~2.3 GB for the default night
+    shutil.rmtree(root / "local", ignore_errors=True)
     for status in monitor.statuses.values():
         if not status.ok:
             errors.append(f"{status.group_id}/{status.detector}: {status.reason}: "
