@@ -47,7 +47,12 @@ def _night(data_dir: Path, *, workers: int, plan: Any) -> dict[str, Any]:
         first = deployment.feed.log.started_at
         last = summary["last_finished_at"]
         n = summary["visit_detectors_ok"]
+        stages: dict[str, float] = {}
+        for status in progress.statuses.values():
+            for stage, seconds in status.stages.items():
+                stages[stage] = stages.get(stage, 0.0) + seconds / max(1, n)
         return {**summary, "workers": workers, "setup_s": round(prepared - started, 1),
+                "stage_mean_s": {k: round(v, 2) for k, v in stages.items()},
                 "night_s": round(last - first, 1),
                 "detector_visits_per_min": round(60.0 * n / (last - first), 2)}
     finally:
