@@ -20,6 +20,13 @@ from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
+#: Environment for compute children: one thread per numeric library. A multi-threaded BLAS
+#: reduction may sum in a different order from run to run (breaking byte-identical replays),
+#: and worker processes are the parallelism anyway.
+SINGLE_THREADED_MATH = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                        "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
+                        "NUMBA_NUM_THREADS": "1"}
+
 
 def die_with_parent() -> None:
     """``preexec_fn``: own process group, SIGKILL when the forking thread's process dies."""

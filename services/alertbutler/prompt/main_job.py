@@ -147,12 +147,12 @@ class _Workers:
 
     def __init__(self, config: Config, n: int, *, n_detectors: int, size: int,
                  write_outputs: bool, log_dir: Path) -> None:
-        from alertbutler.procs import spawn_owned
+        from alertbutler.procs import SINGLE_THREADED_MATH, spawn_owned
 
         log_dir.mkdir(parents=True, exist_ok=True)
         self.logs = [log_dir / f"worker-{i}.log" for i in range(n)]
         self.procs: list[subprocess.Popen[Any]] = []
-        env = _env(config)
+        env = {**_env(config), **SINGLE_THREADED_MATH}  # same alerts as a replay, bit for bit
         for i in range(n):
             argv = [sys.executable, "-m", "alertbutler", "--log-level", "INFO", "worker",
                     "--name", f"worker-{i}", "--detectors", str(n_detectors),

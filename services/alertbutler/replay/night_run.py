@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from alertbutler.config import Config, dump_toml
+from alertbutler.procs import SINGLE_THREADED_MATH
 from alertbutler.replay.emitters import KafkaEmitter, RawDeliverer
 from alertbutler.replay.errors import ReplayError
 from alertbutler.replay.recording import ScheduledEvent
@@ -160,12 +161,6 @@ class _Ingester:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.ingester.stop)
             self.thread.join(timeout=30)
-
-
-#: One thread per numeric library in each worker: a multi-threaded BLAS reduction may sum in
-#: a different order from run to run (and workers are the parallelism anyway).
-SINGLE_THREADED_MATH = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                        "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
 
 class _Workers:
