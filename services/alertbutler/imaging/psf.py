@@ -141,8 +141,14 @@ def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
     xs, ys, _ = sep.winpos(image, objects["x"][idx], objects["y"][idx],
                            np.full(len(idx), rough_sigma))
     stamps = []
+    ny, nx = image.shape
     for xc, yc in zip(xs, ys, strict=True):
+        if not (np.isfinite(xc) and np.isfinite(yc)):
+            continue
         ix, iy = round(xc), round(yc)
+        # the refined centre can move a star's stamp off the image: skip it, never pad it
+        if iy - half - 2 < 0 or ix - half - 2 < 0 or iy + half + 3 > ny or ix + half + 3 > nx:
+            continue
         big = image[iy - half - 2: iy + half + 3, ix - half - 2: ix + half + 3].astype(float)
         centred = ndimage.shift(big, (iy - yc, ix - xc), order=3, mode="nearest")[2:-2, 2:-2]
         centred -= _ring_median(centred)
