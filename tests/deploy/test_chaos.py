@@ -120,8 +120,15 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
         bootstrap = config.kafka.bootstrap_servers
         kinds = [label.split("-")[0] for label, _, _ in killed]
         assert all(kinds.count(t) >= 2 for t in TARGETS), (seed, killed)
+        # the night can finish before the last killed service is back: let the supervisor
+        # restart it (with its backoff) before counting restarts
+        settle = time.monotonic() + 60
+        while (sum(r.restarts for r in deployment.replicas) < len(killed)
+               and time.monotonic() < settle):
+            deployment.step()
+            time.sleep(0.2)
         restarts = {r.label: r.restarts for r in deployment.replicas}
-        assert sum(restarts.values()) >= 6, (seed, restarts)
+        assert sum(restarts.values()) >= len(killed) >= 6, (seed, restarts, killed)
 
         expected = progress.expected
         assert set(progress.statuses) == expected
