@@ -21,6 +21,8 @@ from alertbutler.deploy.feed import NightPlan
 #: detectors of the default 2k x 2k camera (the main job's default is 8 x 4, ~4 minutes of
 #: feed alone at its 20 s cadence; too long for a suite that also runs a chaos night).
 SMALL_NIGHT = NightPlan.default(n_visits=3, n_detectors=2, cadence_s=10.0, lead_s=2.0)
+#: The chaos test's night: long enough for six kills at random moments inside it.
+CHAOS_NIGHT = NightPlan.default(n_visits=6, n_detectors=2, cadence_s=10.0, lead_s=2.0)
 
 
 def night_config(tmp_path: Path) -> Config:
