@@ -125,6 +125,9 @@ class PromptConfig:
     #: a work item running longer ends its worker (exit 70) so that the group redelivers it;
     #: also the worker consumer's max.poll.interval.ms
     item_deadline_s: float = 300.0
+    #: starts of one work item without a result (errors, crashes, deadlines; counted in the
+    #: L1 database, so across workers) before it goes to the dead-letter topic
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True, kw_only=True)

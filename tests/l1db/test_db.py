@@ -17,6 +17,7 @@ from alertbutler.l1db import (
     L1db,
     L1dbNotFoundError,
     RowBatch,
+    SCHEMA_VERSION,
     RowError,
     SchemaVersionError,
     VisitDetector,
@@ -37,7 +38,7 @@ def _source(i: int, **extra) -> dict:  # type: ignore[no-untyped-def]
 
 def test_create_reopen_and_info(db_url: str) -> None:
     with L1db.create(db_url) as db:
-        assert db.schema_version == "1.0"
+        assert db.schema_version == SCHEMA_VERSION
         info = db.info()
         assert info.row_counts == {"DiaObject": 0, "DiaObjectLast": 0, "DiaSource": 0,
                                    "DiaForcedSource": 0, "SSSource": 0}

@@ -11,8 +11,9 @@ alert packet's required fields and the measurements association and light curves
 Bookkeeping tables (snake_case, not Rubin's): ``metadata`` (schema version),
 ``consumer_offset`` (what an ingester has consumed, written in the same transaction as the
 rows), ``ingest_progress`` (message and row totals per ingester process, for rates),
-``visit_detector_end`` (end markers seen, one per partition) and ``ingested_visit_detector``
-(visit-detectors whose every marker has been committed).
+``visit_detector_end`` (end markers seen, one per partition), ``ingested_visit_detector``
+(visit-detectors whose every marker has been committed) and ``work_attempt`` (how often each
+prompt work item was started, so that retries stay bounded across worker crashes).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 
 #: Version of the table layout. A different major version cannot be read or written;
 #: a higher minor version of the same major only adds nullable columns or tables.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1 added work_attempt
 
 _SQL = {"long": sa.BigInteger, "int": sa.Integer, "double": sa.Double, "float": sa.REAL,
         "boolean": sa.Boolean, "string": sa.Text}
@@ -140,4 +141,12 @@ def build_metadata() -> sa.MetaData:
              sa.Column("detector", sa.Integer, primary_key=True),
              sa.Column("n_alerts", sa.Integer, nullable=False),
              sa.Column("completed_at", sa.Double, nullable=False, index=True))
+    sa.Table("work_attempt", md,
+             sa.Column("item", sa.String(255), primary_key=True),
+             sa.Column("attempts", sa.Integer, nullable=False),
+             sa.Column("worker", sa.String(255), nullable=False),
+             sa.Column("previous_worker", sa.String(255), nullable=True),
+             sa.Column("started_at", sa.Double, nullable=False),
+             sa.Column("last_error", sa.Text, nullable=True),
+             sa.Column("finished_at", sa.Double, nullable=True))
     return md

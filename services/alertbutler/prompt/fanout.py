@@ -45,7 +45,14 @@ from alertbutler.prompt.events import (
     encode_work_item,
     safe_name,
 )
-from alertbutler.prompt.kafka_io import Outgoing, make_consumer, make_producer, produce_all
+from alertbutler.prompt.kafka_io import (
+    Outgoing,
+    commit_past,
+    make_consumer,
+    make_producer,
+    produce_all,
+    report_lag,
+)
 from alertbutler.prompt.status import VisitDetectorStatus
 
 log = logging.getLogger(__name__)
@@ -180,12 +187,15 @@ class FanoutService:
         producer = make_producer(self.config, self.bootstrap)
         n_work_partitions = max(1, self._partitions(kafka.work_topic))
         consumer.subscribe([kafka.next_visit_topic], on_assign=self._on_assign)
-        last = time.monotonic()
+        last = last_lag = time.monotonic()
         try:
             while not stop.is_set():
                 msg = consumer.poll(0.5)
                 if self.health is not None:
                     self.health.beat()
+                if self.metrics is not None and time.monotonic() - last_lag > 2.0:
+                    last_lag = time.monotonic()
+                    report_lag(consumer, self.metrics)
                 if msg is None:
                     if not self.assigned.is_set():
                         last = time.monotonic()  # idle time counts from the group join
@@ -200,7 +210,7 @@ class FanoutService:
                 replay = msg.offset() < self._resume_at.get(msg.partition(), 0)
                 self._handle(msg, producer, n_work_partitions, replay=replay)
                 if not replay:
-                    consumer.commit(message=msg, asynchronous=False)
+                    commit_past(consumer, msg)
                     self.events_done += 1
         finally:
             consumer.close()

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from alertbutler.config import Config
 from alertbutler.kafka import confluent_settings, group_id
+from alertbutler.metrics import ServiceMetrics
 from alertbutler.prompt.errors import PromptError
 
 log = logging.getLogger(__name__)
@@ -77,3 +78,32 @@ def produce_all(producer: Producer, messages: Iterable[Outgoing], *,
         raise DeliveryFailedError(f"{len(failures)} of {pending} messages not delivered: "
                                   + "; ".join(failures[:5]))
     return pending
+
+
+def commit_past(consumer: Consumer, msg: Message) -> bool:
+    """Commit past ``msg``. A commit refused because a rebalance moved the partition is
+    logged, not raised: the new owner processes the message again, and everything the
+    services do per message is idempotent. False when refused."""
+    try:
+        consumer.commit(message=msg, asynchronous=False)
+        return True
+    except KafkaException as exc:
+        log.warning("commit refused (partition moved in a rebalance?): its new owner will "
+                    "process the message again", extra={
+                        "topic": msg.topic(), "partition": msg.partition(),
+                        "offset": msg.offset(), "error": str(exc)})
+        return False
+
+
+def report_lag(consumer: Consumer, metrics: ServiceMetrics) -> None:
+    """Set the consumer-lag gauge of each assigned partition from the high watermarks that
+    fetch responses carry (never ListOffsets, wrong on the embedded broker)."""
+    try:
+        positions = consumer.position(consumer.assignment())
+    except KafkaException:  # during a rebalance: the next turn will do
+        return
+    for tp in positions:
+        _, high = consumer.get_watermark_offsets(tp, cached=True)
+        if high >= 0 and tp.offset >= 0:
+            metrics.consumer_lag.labels(metrics.service, tp.topic,
+                                        str(tp.partition)).set(high - tp.offset)

@@ -8,8 +8,15 @@ publishes the same alerts (the ingester absorbs the duplicates).
 
 Policy on failures: a ``VisitDetectorError`` (bad input) is the processor's to record, and the
 item is committed. Any other exception is not the input's fault: the item is retried from the
-same offset, and after ``max_attempts`` it goes to the dead-letter topic with its reason, so a
-bug cannot stall a partition forever.
+same offset. Every start of an item is first counted in the L1 database's ``work_attempt``
+ledger (:mod:`alertbutler.l1db.attempts`), so the count survives a worker that dies on the
+item (SIGKILL, out of memory, the deadline watchdog): once an item has been started
+``max_attempts`` times without a result it goes to the dead-letter topic with its reason,
+its visit-detector is closed, and the partition moves on. A bug cannot stall a night.
+
+A commit refused because the partition moved to another member during a rebalance is not
+an error (:func:`~alertbutler.prompt.kafka_io.commit_past`): the item's effects are
+idempotent and the new owner processes it again.
 """
 
 from __future__ import annotations
@@ -22,13 +29,28 @@ import time
 import traceback
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from alertbutler.config import Config
+from alertbutler.l1db import L1db
+from alertbutler.l1db.attempts import Attempt, WorkAttempts
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import WorkItem, decode_work_item
-from alertbutler.prompt.kafka_io import make_consumer, make_producer, produce_all
+from alertbutler.prompt.kafka_io import (
+    commit_past,
+    make_consumer,
+    make_producer,
+    produce_all,
+    report_lag,
+)
 from alertbutler.prompt.status import VisitDetectorStatus
 
 log = logging.getLogger(__name__)
@@ -56,19 +78,21 @@ class Worker:
     """Consume work items, process each, publish its status, then commit it."""
 
     def __init__(self, config: Config, bootstrap: str, processor: Processor, *,
-                 group: str | None = None, max_attempts: int = 3,
+                 group: str | None = None, max_attempts: int | None = None,
+                 attempts: WorkAttempts | None = None,
                  metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.config = config
         self.bootstrap = bootstrap
         self.processor = processor
         self.group = group or worker_group(config)
-        self.max_attempts = max_attempts
+        self.max_attempts = max_attempts or config.prompt.max_attempts
         self.name = worker_name()
         self.items_done = 0
-        self._attempts: dict[tuple[int, int], int] = {}
+        self.ledger = attempts or WorkAttempts(L1db(config.l1db_url))
         self.assigned = threading.Event()
         self.metrics = metrics
         self.health = health
+        #: (ledger key, start time) of the item being processed, for the watchdog
         self._current: tuple[str, float] | None = None
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
@@ -94,7 +118,7 @@ class Worker:
                     self.health.beat()
                 if self.metrics is not None and time.monotonic() - last_lag > 2.0:
                     last_lag = time.monotonic()
-                    self._update_lag(consumer)
+                    report_lag(consumer, self.metrics)
                 if msg is None:
                     if not self.assigned.is_set():
                         last = time.monotonic()  # idle time counts from the group join
@@ -120,21 +144,13 @@ class Worker:
             if current is not None and time.monotonic() - current[1] > deadline_s:
                 log.critical("work item past its deadline: exiting so that another worker "
                              "takes it", extra={"item": current[0], "deadline_s": deadline_s})
+                # Best effort, and bounded: the hang may be in the database itself.
+                note = threading.Thread(target=self.ledger.failed, daemon=True, args=(
+                    current[0], f"passed its deadline of {deadline_s:g} s on {self.name}"))
+                note.start()
+                note.join(5.0)
                 logging.shutdown()
                 os._exit(70)
-
-    def _update_lag(self, consumer: Consumer) -> None:
-        """Lag from the high watermarks of fetch responses (never ListOffsets)."""
-        assert self.metrics is not None
-        try:
-            positions = consumer.position(consumer.assignment())
-        except Exception:  # during a rebalance: try again on the next turn
-            return
-        for tp in positions:
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and tp.offset >= 0:
-                self.metrics.consumer_lag.labels(self.metrics.service, tp.topic,
-                                                 str(tp.partition)).set(high - tp.offset)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.set()
@@ -147,7 +163,6 @@ class Worker:
 
     def _handle(self, msg: Message, consumer: Consumer, producer: Producer) -> None:
         kafka = self.config.kafka
-        where = (msg.partition(), msg.offset())
         try:
             item = decode_work_item(msg.value())
         except BadEventError as exc:
@@ -155,47 +170,40 @@ class Worker:
             produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
                         headers=[("reason", str(exc).encode()),
                                  ("source", b"alertbutler-worker")])
-            consumer.commit(message=msg, asynchronous=False)
+            commit_past(consumer, msg)
             self._count("undecodable")
             return
+        key = f"{kafka.work_topic}:{item.label}"
+        attempt = self.ledger.begin(key, self.name)
         log.info("work item started", extra={
             "worker": self.name, "visit": item.visit, "detector": item.detector,
-            "partition": msg.partition(), "offset": msg.offset()})
-        self._current = (item.label, time.monotonic())
-        try:
-            status = self.processor.process(item)
-        except Exception as exc:  # not the input's fault: retry, then give up loudly
-            self._current = None
-            attempts = self._attempts.get(where, 0) + 1
-            self._attempts[where] = attempts
-            log.error("work item failed", exc_info=True, extra={
-                "item": item.label, "attempt": attempts, "error": str(exc)})
-            if self.metrics is not None:
-                self.metrics.errors.labels(self.metrics.service, type(exc).__name__).inc()
-            if attempts < self.max_attempts:
-                consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
-                time.sleep(min(5.0, 0.5 * 2**attempts))
-                return
-            reason = f"{type(exc).__name__}: {exc}"
+            "partition": msg.partition(), "offset": msg.offset(), "attempt": attempt.number})
+        if attempt.number > self.max_attempts:
+            status = self._give_up(item, msg, producer, attempt.give_up_reason(), None)
+        else:
+            self._current = (key, time.monotonic())
             try:
-                self.processor.abandon(item)
-            except Exception:  # already failing: say so, keep the dead letter going
-                log.exception("could not close the abandoned visit-detector",
-                              extra={"item": item.label})
-            status = VisitDetectorStatus(
-                instrument=item.instrument, group_id=item.group_id, visit=item.visit,
-                detector=item.detector, ok=False, reason="failed",
-                message=f"{item.label}: gave up after {attempts} attempts: {reason}",
-                worker=self.name, finished_at=time.time())
-            produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
-                        headers=[("reason", reason.encode()),
-                                 ("traceback", traceback.format_exc()[-2000:].encode()),
-                                 ("source", b"alertbutler-worker")])
-        self._current = None
+                status = self.processor.process(item)
+            except Exception as exc:  # not the input's fault: retry, then give up loudly
+                self._current = None
+                reason = f"{type(exc).__name__}: {exc}"
+                self.ledger.failed(key, reason)
+                log.error("work item failed", exc_info=True, extra={
+                    "item": item.label, "attempt": attempt.number, "error": str(exc)})
+                if self.metrics is not None:
+                    self.metrics.errors.labels(self.metrics.service, type(exc).__name__).inc()
+                if attempt.number < self.max_attempts:
+                    self._retry(consumer, msg, attempt)
+                    return
+                status = self._give_up(
+                    item, msg, producer,
+                    f"gave up after {attempt.number} attempts; last error: {reason}",
+                    traceback.format_exc()[-2000:])
+            self._current = None
         produce_all(producer, [(self.config.prompt.status_topic, status.key,
                                 status.to_json(), None)])
-        consumer.commit(message=msg, asynchronous=False)
-        self._attempts.pop(where, None)
+        self.ledger.finished(key)
+        commit_past(consumer, msg)
         self.items_done += 1
         self._count("ok" if status.ok else status.reason)
         if self.metrics is not None and status.ok:
@@ -205,3 +213,36 @@ class Worker:
             if status.raw_arrived_at and status.alerts_acked_at:
                 self.metrics.alert_latency_seconds.labels(self.metrics.service).observe(
                     status.alerts_acked_at - status.raw_arrived_at)
+
+    def _retry(self, consumer: Consumer, msg: Message, attempt: Attempt) -> None:
+        """Process the item again from its offset, after a short back-off."""
+        try:
+            consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+        except KafkaException as exc:  # revoked meanwhile: its new owner retries it
+            log.warning("could not rewind to a failed item (partition revoked?)",
+                        extra={"partition": msg.partition(), "error": str(exc)})
+            return
+        time.sleep(min(5.0, 0.5 * 2**attempt.number))
+
+    def _give_up(self, item: WorkItem, msg: Message, producer: Producer, reason: str,
+                 trace: str | None) -> VisitDetectorStatus:
+        """Dead-letter the item with its reason and close its visit-detector."""
+        log.error("work item dead-lettered", extra={"item": item.label, "reason": reason})
+        try:
+            self.processor.abandon(item)
+        except Exception:  # already failing: say so, keep the dead letter going
+            log.exception("could not close the abandoned visit-detector",
+                          extra={"item": item.label})
+        headers = [("reason", reason.encode()), ("source", b"alertbutler-worker"),
+                   ("source.partition", str(msg.partition()).encode()),
+                   ("source.offset", str(msg.offset()).encode())]
+        if trace:
+            headers.append(("traceback", trace.encode()))
+        produce_all(producer, [(self.config.kafka.dead_letter_topic, msg.key(), msg.value(),
+                                None)], headers=headers)
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(self.metrics.service, "gave-up").inc()
+        return VisitDetectorStatus(
+            instrument=item.instrument, group_id=item.group_id, visit=item.visit,
+            detector=item.detector, ok=False, reason="failed",
+            message=f"{item.label}: {reason}", worker=self.name, finished_at=time.time())

@@ -1,0 +1,164 @@
+"""The worker's failure policy on a real broker and a real database: bounded retries that
+survive crashes and hangs, a dead letter with its reason, and a night that goes on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from alertbutler.config import Config, dump_toml
+from alertbutler.l1db import L1db
+from alertbutler.l1db.attempts import WorkAttempts
+from alertbutler.prompt.events import NextVisit, WorkItem, encode_work_item
+from alertbutler.prompt.kafka_io import commit_past, make_consumer, make_producer, produce_all
+from alertbutler.prompt.status import VisitDetectorStatus
+from alertbutler.prompt.worker import Worker
+
+from .conftest import read_all
+from .poison_worker import PoisonProcessor
+
+POISON = 1
+SCRIPT = Path(__file__).with_name("poison_worker.py")
+
+
+def _items(config: Config, n: int = 3) -> list[WorkItem]:
+    event = NextVisit(instrument="SimCam", group_id="g-7", visit=7, ra=10.0, dec=-5.0,
+                      camera_angle=0.0, band="r", start_time=60000.1, duration=30.0,
+                      nimages=1, survey="test", sent_at=0.0)
+    items = [WorkItem.for_detector(event, d) for d in range(n)]
+    producer = make_producer(config, config.kafka.bootstrap_servers)
+    produce_all(producer, [(config.kafka.work_topic, i.key, encode_work_item(i),
+                            i.detector % config.kafka.partitions) for i in items])
+    return items
+
+
+def _statuses(config: Config) -> list[VisitDetectorStatus]:
+    return [VisitDetectorStatus.from_json(v) for _, _, v in
+            read_all(config.kafka.bootstrap_servers, config.prompt.status_topic, partitions=1)]
+
+
+def _dead_letters(config: Config) -> list[dict[str, str]]:
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                         "group.id": "dlt-reader", "enable.partition.eof": True})
+    consumer.assign([TopicPartition(config.kafka.dead_letter_topic, 0, 0)])
+    out = []
+    try:
+        while True:
+            msg = consumer.poll(10)
+            assert msg is not None, "dead-letter topic did not answer"
+            if msg.error():
+                break
+            out.append({k: v.decode() for k, v in msg.headers() or []})
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture
+def worker_config(prompt_config: Callable[..., Config], tmp_path: Path) -> Config:
+    config = prompt_config(prompt={"max_attempts": 2, "item_deadline_s": 2.0})
+    L1db.create(config.l1db_url).close()
+    return config
+
+
+def _run_until_clean_exit(config: Config, tmp_path: Path, behaviour: str,
+                          max_runs: int = 5) -> list[int]:
+    """Restart the worker process after each crash, as a supervisor would; exit codes."""
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(dump_toml(config, redact=False))
+    codes = []
+    for _ in range(max_runs):
+        done = subprocess.run([sys.executable, str(SCRIPT), str(config_file),
+                               str(tmp_path / "journal"), str(POISON), behaviour],
+                              timeout=120, capture_output=True, text=True)
+        codes.append(done.returncode)
+        if done.returncode == 0:
+            return codes
+    raise AssertionError(f"the worker never got past the poisoned item: exit codes {codes}")
+
+
+@pytest.mark.parametrize("behaviour, code, reason", [
+    ("die", 137, "each ended without a result"),
+    ("hang", 70, "passed its deadline of 2 s"),
+])
+def test_item_that_kills_its_worker_is_dead_lettered_after_bounded_attempts(
+        worker_config: Config, tmp_path: Path, behaviour: str, code: int,
+        reason: str) -> None:
+    items = _items(worker_config)
+    codes = _run_until_clean_exit(worker_config, tmp_path, behaviour)
+    # two attempts, each ending its process; the third start gives up and goes on
+    assert codes == [code, code, 0]
+    journal = (tmp_path / "journal").read_text().split("\n")
+    assert journal.count(f"start {POISON}") == 2
+    assert journal.count(f"abandon {POISON}") == 1
+    for other in (0, 2):
+        assert journal.count(f"done {other}") == 1
+    statuses = {s.detector: s for s in _statuses(worker_config)}
+    assert len(_statuses(worker_config)) == len(items)
+    assert statuses[0].ok and statuses[2].ok
+    assert not statuses[POISON].ok and reason in statuses[POISON].message
+    letters = _dead_letters(worker_config)
+    assert len(letters) == 1
+    assert letters[0]["reason"].startswith("gave up after 2 attempts")
+    assert reason in letters[0]["reason"]
+    row = WorkAttempts(L1db(worker_config.l1db_url)).get(
+        f"{worker_config.kafka.work_topic}:{items[POISON].label}")
+    assert row is not None and row["finished_at"] is not None and row["attempts"] == 3
+
+
+def test_item_that_raises_is_retried_then_dead_lettered_with_its_error(
+        worker_config: Config, tmp_path: Path) -> None:
+    items = _items(worker_config)
+    journal = tmp_path / "journal"
+    worker = Worker(worker_config, worker_config.kafka.bootstrap_servers,
+                    PoisonProcessor(journal, POISON, "raise"))
+    worker.run(threading.Event(), idle_exit_s=4.0)
+    lines = journal.read_text().split("\n")
+    assert lines.count(f"start {POISON}") == 2 and lines.count(f"abandon {POISON}") == 1
+    assert worker.items_done == len(items)
+    letters = _dead_letters(worker_config)
+    assert len(letters) == 1
+    assert "RuntimeError: poisoned detector 1" in letters[0]["reason"]
+    assert "Traceback" in letters[0]["traceback"]
+
+
+def test_attempts_are_shared_and_finished_items_start_again(db_url: str) -> None:
+    ledger = WorkAttempts(L1db.create(db_url))
+    first = ledger.begin("work:item", "w1")
+    assert (first.number, first.previous_worker, first.last_error) == (1, None, None)
+    ledger.failed("work:item", "RuntimeError: boom")
+    again = WorkAttempts(L1db(db_url)).begin("work:item", "w2")  # another worker, same db
+    assert (again.number, again.previous_worker, again.last_error) == (
+        2, "w1", "RuntimeError: boom")
+    assert "last error: RuntimeError: boom" in again.give_up_reason()
+    ledger.finished("work:item")
+    redelivered = ledger.begin("work:item", "w3")  # e.g. a fan-out that re-sent its event
+    assert (redelivered.number, redelivered.last_error) == (1, None)
+    assert ledger.begin("other", "w3").number == 1
+
+
+def test_commit_refused_after_losing_the_partition_is_not_fatal(
+        worker_config: Config) -> None:
+    """A member that lost its partitions (here: past max.poll.interval.ms, as in a long
+    rebalance) gets its commit refused; the worker logs it and goes on."""
+    _items(worker_config, n=1)
+    consumer = make_consumer(worker_config, worker_config.kafka.bootstrap_servers, "lost",
+                             **{"max.poll.interval.ms": 6000})
+    consumer.subscribe([worker_config.kafka.work_topic])
+    try:
+        msg = None
+        while msg is None or msg.error():
+            msg = consumer.poll(1.0)
+        time.sleep(8.0)  # past max.poll.interval.ms: the member leaves the group
+        assert commit_past(consumer, msg) is False
+        assert consumer.committed([TopicPartition(msg.topic(), msg.partition())],
+                                  timeout=10)[0].offset < 0  # nothing was committed
+    finally:
+        consumer.close()
