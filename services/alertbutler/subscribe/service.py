@@ -275,11 +275,12 @@ class FilterService:
                     last_reload = time.monotonic()
                     self.maybe_reload()
                 batch = stream.read_batch(self.spec.batch_size, timeout=0.5)
+                # every turn, batch or not: a fetch of markers alone moves the position too
+                self._observe(stream, len(batch))
                 if batch:
                     if self.metrics is not None:
                         with self.metrics.stage("filter"):
                             acks = self._process(batch)
-                        self._observe(stream, len(batch))
                     else:
                         acks = self._process(batch)
                     inflight.append((stream.positions, acks))
@@ -302,9 +303,13 @@ class FilterService:
         return self.stats
 
     def _observe(self, stream: AlertStream, n: int) -> None:
+        """Alerts consumed, and the lag of every partition (all messages, markers included,
+        after the position)."""
         m = self.metrics
-        assert m is not None
-        m.messages_consumed.labels(m.service).inc(n)
+        if m is None:
+            return
+        if n:
+            m.messages_consumed.labels(m.service).inc(n)
         for (topic, partition), lag in stream.lag_by_partition.items():
             m.consumer_lag.labels(m.service, topic, str(partition)).set(lag)
 

@@ -134,6 +134,9 @@ class AlertStream:
         self._position: dict[seek.Partition, int] = {}   # next offset to hand out
         self._ends: dict[seek.Partition, int] | None = None
         self._handed: dict[seek.Partition, int] = {}     # next offset after what was handed out
+        #: (topic, partition, offset of a buffered alert) -> next offset after the non-alert
+        #: messages (markers) that follow it: handing the alert out consumes them too
+        self._skips_after: dict[tuple[str, int, int], int] = {}
         self._finished: dict[seek.Partition, int] = {}   # next offset after finished alerts
         self._committed: dict[seek.Partition, int] = {}
         self._last_commit = time.monotonic()
@@ -182,6 +185,7 @@ class AlertStream:
         self._consumer = consumer
         self._position = dict(starts)
         self._handed = dict(starts)
+        self._skips_after = {}
         self._finished = dict(starts)
         self._committed = {}
         self.watermarks = marks
@@ -316,7 +320,10 @@ class AlertStream:
 
     @property
     def lag_by_partition(self) -> dict[tuple[str, int], int]:
-        """High watermark (from the latest fetch response) minus position, per partition."""
+        """Messages not yet consumed, per partition: the high watermark carried by the latest
+        fetch response (never ListOffsets, wrong on the embedded broker) minus the position
+        after the last message handed out or passed over. Markers and skipped messages are
+        consumed once nothing before them is still buffered, so the lag reaches 0."""
         consumer = self._require_open()
         lags: dict[tuple[str, int], int] = {}
         for part, pos in self._handed.items():
@@ -379,14 +386,21 @@ class AlertStream:
                 timestamp_ms=msg.timestamp()[1], key=msg.key(), value=value))
 
     def _skip_over(self, part: seek.Partition, next_offset: int) -> None:
-        """A message nobody will see counts as handed out once nothing is buffered before it."""
-        if not any((a.topic, a.partition) == part for a in self._buffer):
-            self._handed[part] = max(self._handed.get(part, 0), next_offset)
+        """A message nobody will see counts as handed out once nothing is buffered before it:
+        at once, or when the last alert buffered before it on its partition is handed out."""
+        for alert in reversed(self._buffer):
+            if (alert.topic, alert.partition) == part:
+                self._skips_after[(*part, alert.offset)] = next_offset
+                return
+        self._handed[part] = max(self._handed.get(part, 0), next_offset)
 
     def _hand_out(self, batch: Iterable[StreamAlert]) -> None:
+        skips = self._skips_after
         for alert in batch:
             part = (alert.topic, alert.partition)
-            self._handed[part] = max(self._handed.get(part, 0), alert.offset + 1)
+            after = skips.pop((*part, alert.offset), alert.offset + 1) if skips else \
+                alert.offset + 1
+            self._handed[part] = max(self._handed.get(part, 0), after)
 
     def _finish_previous(self) -> None:
         """With ``commit="after"``, asking for more means what was handed out is finished."""
