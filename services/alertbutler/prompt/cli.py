@@ -6,8 +6,8 @@ import argparse
 import logging
 
 from alertbutler.config import Config
-from alertbutler.prompt.geometry import CAMERAS
 from alertbutler.prompt.service_support import (
+    add_service_options,
     ensure_topics,
     observability,
     require_bootstrap,
@@ -25,12 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prompt.landing_dir, run the imaging pipeline, associate with the L1 database, "
         "publish the alerts through the publish datastore, export the outputs, and only then "
         "commit the item. Start more processes to scale.")
-    parser.add_argument("--camera", default="simcam", choices=sorted(CAMERAS),
-                        help="camera whose geometry predicts footprints (default: simcam)")
-    parser.add_argument("--detectors", type=int, default=None,
-                        help="number of detectors of the camera (default: the camera's)")
-    parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
-                        help="detector side in pixels (default: the camera's)")
+    add_service_options(parser, camera_help="camera whose geometry predicts footprints",
+                        unit="a work item")
     parser.add_argument("--name", default="", help="worker name (default: worker-<pid>)")
     parser.add_argument("--output-run", default=None,
                         help="RUN for the outputs (default: prompt/<instrument>/outputs)")
@@ -38,10 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="difference-image detection threshold (default 5)")
     parser.add_argument("--no-outputs", action="store_true",
                         help="do not write calexp/difference/catalog/preview/metrics")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics, /healthz and /readyz on this port")
-    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
-                        help="exit after this long without a work item (default: never)")
     parser.set_defaults(func=_run)
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     Message,
     Producer,
     TopicPartition,
@@ -51,7 +50,7 @@ from alertbutler.prompt.kafka_io import (
     make_consumer,
     make_producer,
     produce_all,
-    report_lag,
+    serve,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
 
@@ -187,26 +186,9 @@ class FanoutService:
         producer = make_producer(self.config, self.bootstrap)
         n_work_partitions = max(1, self._partitions(kafka.work_topic))
         consumer.subscribe([kafka.next_visit_topic], on_assign=self._on_assign)
-        last = last_lag = time.monotonic()
         try:
-            while not stop.is_set():
-                msg = consumer.poll(0.5)
-                if self.health is not None:
-                    self.health.beat()
-                if self.metrics is not None and time.monotonic() - last_lag > 2.0:
-                    last_lag = time.monotonic()
-                    report_lag(consumer, self.metrics)
-                if msg is None:
-                    if not self.assigned.is_set():
-                        last = time.monotonic()  # idle time counts from the group join
-                    elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
-                        break
-                    continue
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("fan-out consumer error", extra={"error": str(msg.error())})
-                    continue
-                last = time.monotonic()
+            for msg in serve(consumer, stop, assigned=self.assigned, idle_exit_s=idle_exit_s,
+                             health=self.health, metrics=self.metrics):
                 replay = msg.offset() < self._resume_at.get(msg.partition(), 0)
                 self._handle(msg, producer, n_work_partitions, replay=replay)
                 if not replay:

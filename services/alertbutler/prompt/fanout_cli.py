@@ -6,8 +6,9 @@ import argparse
 
 from alertbutler.config import Config
 from alertbutler.prompt.fanout import FanoutService
-from alertbutler.prompt.geometry import CAMERAS, CameraGeometry
+from alertbutler.prompt.geometry import CameraGeometry
 from alertbutler.prompt.service_support import (
+    add_service_options,
     ensure_topics,
     observability,
     require_bootstrap,
@@ -22,16 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "work item per detector to kafka.work_topic (key = detector), committing each event "
         "only after all of its items were acknowledged. Detectors the camera does not have "
         "are refused with an error on prompt.status_topic.")
-    parser.add_argument("--camera", default="simcam", choices=sorted(CAMERAS),
-                        help="camera whose detectors and geometry to use (default: simcam)")
-    parser.add_argument("--detectors", type=int, default=None,
-                        help="number of detectors of the camera (default: the camera's)")
-    parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
-                        help="detector side in pixels (default: the camera's)")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve /metrics, /healthz and /readyz on this port")
-    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
-                        help="exit after this long without an event (default: never)")
+    add_service_options(parser, camera_help="camera whose detectors and geometry to use",
+                        unit="an event")
     parser.set_defaults(func=_run)
 
 

@@ -8,14 +8,16 @@ report and raises naming what was not delivered. Consumers never auto-commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from alertbutler.config import Config
 from alertbutler.kafka import confluent_settings, group_id
-from alertbutler.metrics import ServiceMetrics
+from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import PromptError
 
 log = logging.getLogger(__name__)
@@ -107,3 +109,35 @@ def report_lag(consumer: Consumer, metrics: ServiceMetrics) -> None:
         if high >= 0 and tp.offset >= 0:
             metrics.consumer_lag.labels(metrics.service, tp.topic,
                                         str(tp.partition)).set(high - tp.offset)
+
+
+def serve(consumer: Consumer, stop: threading.Event, *, assigned: threading.Event,
+          idle_exit_s: float | None = None, health: Health | None = None,
+          metrics: ServiceMetrics | None = None,
+          done: Callable[[], bool] = lambda: False) -> Iterator[Message]:
+    """The poll loop of the prompt services: yield each message to handle.
+
+    Beats ``health`` every turn and reports lag every 2 s; ends when ``stop`` is set,
+    ``done()`` says so, or nothing came for ``idle_exit_s`` (counted from the group join, and
+    from the end of the last message's handling: a long item is not idleness).
+    """
+    last = last_lag = time.monotonic()
+    while not stop.is_set() and not done():
+        msg = consumer.poll(0.5)
+        if health is not None:
+            health.beat()
+        if metrics is not None and time.monotonic() - last_lag > 2.0:
+            last_lag = time.monotonic()
+            report_lag(consumer, metrics)
+        if msg is None:
+            if not assigned.is_set():
+                last = time.monotonic()
+            elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
+                return
+            continue
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"error": str(msg.error())})
+            continue
+        yield msg
+        last = time.monotonic()

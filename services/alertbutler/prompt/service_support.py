@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from alertbutler.config import Config, ConfigError
 from alertbutler.kafka import create_topics
 from alertbutler.metrics import Health, MetricsServer, ServiceMetrics
+from alertbutler.prompt.geometry import CAMERAS
 
 
 def require_bootstrap(config: Config, verb: str) -> str:
@@ -18,6 +20,22 @@ def require_bootstrap(config: Config, verb: str) -> str:
                           "shared broker); 'alertbutler run' starts everything on an embedded "
                           "one")
     return config.kafka.bootstrap_servers
+
+
+def add_service_options(parser: argparse.ArgumentParser, *, camera_help: str,
+                        unit: str) -> None:
+    """The options every prompt service verb has: its camera, metrics port and idle exit
+    (``unit``: what it waits for, e.g. "work item")."""
+    parser.add_argument("--camera", default="simcam", choices=sorted(CAMERAS),
+                        help=f"{camera_help} (default: simcam)")
+    parser.add_argument("--detectors", type=int, default=None,
+                        help="number of detectors of the camera (default: the camera's)")
+    parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
+                        help="detector side in pixels (default: the camera's)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve /metrics, /healthz and /readyz on this port")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help=f"exit after this long without {unit} (default: never)")
 
 
 def ensure_topics(config: Config, bootstrap: str) -> None:

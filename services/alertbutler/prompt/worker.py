@@ -31,7 +31,6 @@ from typing import Protocol
 
 from confluent_kafka import (
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -49,7 +48,7 @@ from alertbutler.prompt.kafka_io import (
     make_consumer,
     make_producer,
     produce_all,
-    report_lag,
+    serve,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
 
@@ -106,31 +105,13 @@ class Worker:
         watchdog = threading.Thread(target=self._watchdog, args=(stop, deadline_s),
                                     name="item-deadline", daemon=True)
         watchdog.start()
-        last_lag = 0.0
-        last = time.monotonic()
         log.info("worker started", extra={"worker": self.name, "group": self.group})
         try:
-            while not stop.is_set():
-                if max_items is not None and self.items_done >= max_items:
-                    break
-                msg = consumer.poll(0.5)
-                if self.health is not None:
-                    self.health.beat()
-                if self.metrics is not None and time.monotonic() - last_lag > 2.0:
-                    last_lag = time.monotonic()
-                    report_lag(consumer, self.metrics)
-                if msg is None:
-                    if not self.assigned.is_set():
-                        last = time.monotonic()  # idle time counts from the group join
-                    elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
-                        break
-                    continue
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("worker consumer error", extra={"error": str(msg.error())})
-                    continue
+            for msg in serve(consumer, stop, assigned=self.assigned, idle_exit_s=idle_exit_s,
+                             health=self.health, metrics=self.metrics,
+                             done=lambda: max_items is not None
+                             and self.items_done >= max_items):
                 self._handle(msg, consumer, producer)
-                last = time.monotonic()
         finally:
             consumer.close()
             producer.flush(10)
