@@ -10,6 +10,12 @@
   variables set to 1 by ``alertbutler up``). The night is ``--throughput-visits`` visits of
   the same camera (default 4 x 4 = 16 detector-visits) to keep the bench under ~20 minutes.
 
+``latency_breakdown``: per stage of the real-time night, p50/p98/max seconds over its
+visit-detectors (the workers' ``status.stages``), plus ``queued`` (raw arrived -> the item's
+worker got past preload and the raw wait, i.e. time spent behind the worker's previous item),
+``latency`` itself, and ``ingest_delay`` (alerts acknowledged -> the ingester committed the
+visit-detector complete in the L1 database). ``--items FILE`` writes every item's record.
+
 Prints progress, then one JSON object as the last line.
 """
 
@@ -25,6 +31,51 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(values, float)
+    return {"p50": round(float(np.percentile(a, 50)), 2),
+            "p98": round(float(np.percentile(a, 98)), 2), "max": round(float(a.max()), 2)}
+
+
+def _items(progress: Any) -> list[dict[str, Any]]:
+    """One record per successful visit-detector: its timeline and stage seconds."""
+    with progress.l1db._engine.connect() as conn:
+        completed = {(int(v), int(d)): float(t) for v, d, t in conn.exec_driver_sql(
+            "SELECT visit, detector, completed_at FROM ingested_visit_detector")}
+    out = []
+    for (visit, detector), s in sorted(progress.statuses.items()):
+        if not (s.ok and s.raw_arrived_at and s.alerts_acked_at and s.finished_at):
+            continue
+        started = s.finished_at - sum(s.stages.values())
+        # the raw wait ends at arrival or later; what exceeds it is the queue behind the
+        # worker's previous item (plus preload when the raw came first)
+        ready = started + s.stages.get("preload", 0.0) + s.stages.get("wait_raw", 0.0)
+        out.append({"visit": visit, "detector": detector, "worker": s.worker,
+                    "n_alerts": s.n_alerts, "arrived": s.raw_arrived_at,
+                    "started": started, "acked": s.alerts_acked_at,
+                    "finished": s.finished_at, "completed": completed.get((visit, detector)),
+                    "latency": s.alerts_acked_at - s.raw_arrived_at,
+                    "queued": max(0.0, ready - s.raw_arrived_at),
+                    "ingest_delay": None if (visit, detector) not in completed
+                    else completed[(visit, detector)] - s.alerts_acked_at,
+                    "stages": dict(s.stages)})
+    return out
+
+
+def _breakdown(items: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    names: list[str] = []
+    for item in items:
+        names += [k for k in item["stages"] if k not in names]
+    out = {k: _pct([i["stages"].get(k, 0.0) for i in items]) for k in names}
+    for key in ("queued", "latency", "ingest_delay"):
+        values = [i[key] for i in items if i[key] is not None]
+        if values:
+            out[key] = _pct(values)
+    return out
 
 
 def _night(data_dir: Path, *, workers: int, plan: Any) -> dict[str, Any]:
@@ -51,7 +102,9 @@ def _night(data_dir: Path, *, workers: int, plan: Any) -> dict[str, Any]:
         for status in progress.statuses.values():
             for stage, seconds in status.stages.items():
                 stages[stage] = stages.get(stage, 0.0) + seconds / max(1, n)
+        items = _items(progress)
         return {**summary, "workers": workers, "setup_s": round(prepared - started, 1),
+                "items": items, "breakdown": _breakdown(items),
                 "stage_mean_s": {k: round(v, 2) for k, v in stages.items()},
                 "night_s": round(last - first, 1),
                 "detector_visits_per_min": round(60.0 * n / (last - first), 2)}
@@ -67,7 +120,14 @@ def main() -> int:
     parser.add_argument("--throughput-visits", type=int, default=4)
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--only", choices=("latency", "throughput"),
+                        help="run only this part (same as skipping the other)")
+    parser.add_argument("--items", type=Path,
+                        help="write the real-time night's per-item records (JSON) here")
     args = parser.parse_args()
+    if args.only:
+        args.skip_latency = args.only != "latency"
+        args.skip_throughput = args.only != "throughput"
     root = Path(tempfile.mkdtemp(prefix="bench-night-"))
     out: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, shared with other engineers",
                            "load_before": os.getloadavg()[0]}
@@ -76,16 +136,21 @@ def main() -> int:
             plan = NightPlan.default()
             print(f"real-time night: {plan}", file=sys.stderr, flush=True)
             r = _night(root / "latency", workers=2, plan=plan)
+            items = r.pop("items")
+            if args.items:
+                args.items.write_text(json.dumps(items, indent=1))
             print(json.dumps(r), file=sys.stderr, flush=True)
             out.update(latency_p50_s=r["latency_p50_s"], latency_p98_s=r["latency_p98_s"],
                        latency_night={k: r[k] for k in ("visit_detectors_ok",
                                                         "visit_detectors_failed",
-                                                        "alerts_published", "night_s")})
+                                                        "alerts_published", "night_s")},
+                       latency_breakdown=r["breakdown"])
         if not args.skip_throughput:
             plan = NightPlan.default(n_visits=args.throughput_visits, prestage=True)
             for workers in (1, 2):
                 print(f"speed-0 night, {workers} worker(s): {plan}", file=sys.stderr, flush=True)
                 r = _night(root / f"w{workers}", workers=workers, plan=plan)
+                r.pop("items")
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 out[f"throughput_{workers}_worker{'s' if workers > 1 else ''}"] = \
                     r["detector_visits_per_min"]
