@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from alertbutler.butler import Butler, DatasetExistsError, Exposure, IngestError
 from alertbutler.butler.ingest import ingest_files
@@ -111,3 +112,21 @@ def test_date_obs_in_tai_is_converted(butler: Butler, tmp_path: Path) -> None:
     from alertbutler.butler.timespan import to_ns
 
     assert rec.timespan.begin == to_ns("2026-11-20T05:00:00")  # TAI - UTC = 37 s
+
+
+def test_camera_raws_of_unsigned_pixels_read_whole_and_by_box(butler: Butler,
+                                                              tmp_path: Path) -> None:
+    """Cameras write uint16 as int16 + BZERO 32768, which astropy will not memory-map."""
+    path = write_raw(tmp_path / "u16.fits", exposure=2002, detector=0, shape=(40, 50),
+                     dtype=np.uint16, extra={"SATURATE": 65535})
+    assert fits.getheader(path)["BZERO"] == 32768
+    expected = fits.getdata(path)
+    expected[0, 0] = 65535  # the top of the range must survive the sign flip
+    fits.update(path, expected, fits.getheader(path))
+    assert butler.ingest([path], run="raw/u16").failures == []
+    did = {"instrument": "SimCam", "exposure": 2002, "detector": 0}
+    raw = butler.get("raw", did, collections="raw/u16")
+    assert raw.image.dtype == np.uint16
+    np.testing.assert_array_equal(raw.image, expected)
+    box = butler.get("raw", did, collections="raw/u16", parameters={"bbox": (5, 6, 15, 26)})
+    np.testing.assert_array_equal(box.image, expected[6:26, 5:15])

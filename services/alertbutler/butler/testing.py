@@ -76,8 +76,9 @@ def populate(butler: Butler, n_detectors: int = 4, n_visits: int = 3,
 def write_raw(path: Path, *, exposure: int, detector: int, shape: tuple[int, int] = (32, 32),
               date: str = T0, physical_filter: str = "r_sim", ra: float = 150.0,
               dec: float = 2.0, drop: tuple[str, ...] = (),
-              extra: Mapping[str, Any] | None = None) -> Path:
-    """A raw FITS file following the header convention of :mod:`alertbutler.butler.ingest`."""
+              extra: Mapping[str, Any] | None = None, dtype: Any = np.float32) -> Path:
+    """A raw FITS file following the header convention of :mod:`alertbutler.butler.ingest`;
+    ``dtype=np.uint16`` writes pixels as cameras do (int16 with BZERO 32768)."""
     from astropy.io import fits
 
     header = fits.Header()
@@ -88,5 +89,5 @@ def write_raw(path: Path, *, exposure: int, detector: int, shape: tuple[int, int
         if key not in drop:
             header[key] = value
     data = np.random.default_rng(exposure * 1000 + detector).normal(1000, 10, shape)
-    fits.PrimaryHDU(data.astype(np.float32), header=header).writeto(path, overwrite=True)
+    fits.PrimaryHDU(data.astype(dtype), header=header).writeto(path, overwrite=True)
     return path
