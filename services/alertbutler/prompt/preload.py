@@ -177,20 +177,14 @@ class Repos:
         return Raw(visit=visit, detector=detector, data=data, header=header)
 
     def _read_raw_pixels(self, ref: DatasetRef) -> tuple[np.ndarray, fits.Header]:
-        try:
-            exposure = self.local.get(ref)
-        except ValueError as exc:
-            if "memory-mapped" not in str(exc):
-                raise
-            # The butler's raw formatter memory-maps, which astropy refuses for scaled
-            # integer pixels (BZERO); read the ingested file itself until that is fixed.
-            path = self.local.datastore.artifact_path(ref)
-            with fits.open(path, memmap=False) as hdul:
-                return np.asarray(hdul[0].data), hdul[0].header.copy()
-        header = fits.Header()
-        for key, value in exposure.metadata.items():
-            if isinstance(value, str | int | float | bool):
-                header[key] = value
+        from alertbutler.butler.formatters import read_raw_header
+
+        exposure = self.local.get(ref)
+        # the butler's metadata leaves the WCS cards out (they are its ``wcs``); ISR wants the
+        # camera's header as written, so read it whole from the ingested file
+        path = self.local.datastore.artifact_path(ref)
+        header = read_raw_header(path) if path is not None else fits.Header(
+            {k: v for k, v in exposure.metadata.items() if isinstance(v, str | int | float | bool)})
         return np.asarray(exposure.image), header
 
     def _existing_raw(self, path: Path) -> DatasetRef | None:
