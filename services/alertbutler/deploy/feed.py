@@ -14,9 +14,9 @@ throughput, not the simulator's rendering speed.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,14 +74,18 @@ class FeedLog:
     started_at: float = 0.0
 
 
-class NightFeed(threading.Thread):
-    """Plays a :class:`NightPlan` into Kafka and the landing area (see the module doc)."""
+class Feed(threading.Thread):
+    """The observatory side of a deployment, whatever plays it: publishes nextVisit events
+    (acknowledged, acks=all) and lands raws atomically, logging when each happened.
 
-    def __init__(self, plan: NightPlan, sim: Any, *, producer: Any, topic: str,
-                 landing: Path, stop: threading.Event | None = None) -> None:
-        super().__init__(name="night-feed", daemon=True)
-        self.plan = plan
-        self.sim = sim
+    Subclasses say what to play in :meth:`play` (a simulated night: :class:`NightFeed`; a
+    recorded night: ``alertbutler.replay.into.RecordingFeed``); an exception there is kept
+    in :attr:`error` for the caller, and :attr:`finished` is set either way.
+    """
+
+    def __init__(self, *, producer: Any, topic: str, landing: Path,
+                 stop: threading.Event | None = None, name: str = "feed") -> None:
+        super().__init__(name=name, daemon=True)
         self.producer = producer
         self.topic = topic
         self.landing = landing
@@ -92,19 +96,60 @@ class NightFeed(threading.Thread):
 
     @property
     def expected(self) -> set[tuple[int, int]]:
-        return {(v.visit, d) for v in self.sim.visits for d in self.sim.camera.detectors}
+        """(visit, detector) of every raw this feed will land."""
+        raise NotImplementedError
+
+    def play(self) -> None:
+        raise NotImplementedError
 
     def run(self) -> None:
         try:
-            if self.plan.prestage:
-                self._prestaged()
-            else:
-                self._real_time()
+            self.play()
         except BaseException as exc:  # reported by the caller, not lost in a thread
             self.error = exc
-            log.exception("night feed failed")
+            log.exception("%s failed", self.name)
         finally:
             self.finished.set()
+
+    def publish(self, key: bytes | None, value: bytes, *, visit: int, group_id: str) -> float:
+        """One nextVisit message on the deployment's topic; returns when it was acknowledged."""
+        from alertbutler.prompt.kafka_io import produce_all
+
+        produce_all(self.producer, [(self.topic, key, value, None)])
+        sent = time.time()
+        self.log.event_sent_at[visit] = sent
+        log.info("nextVisit sent", extra={"visit": visit, "group": group_id})
+        return sent
+
+    def land(self, instrument: str, group_id: str, visit: int, detector: int,
+             write: Callable[[Path], object]) -> float:
+        """One raw in the landing area (written aside, then renamed); returns its arrival."""
+        from alertbutler.prompt.raws import land_raw
+
+        _, arrived = land_raw(self.landing, instrument, group_id, detector, write)
+        self.log.arrived_at[(visit, detector)] = arrived
+        return arrived
+
+
+class NightFeed(Feed):
+    """Plays a :class:`NightPlan` into Kafka and the landing area (see the module doc)."""
+
+    def __init__(self, plan: NightPlan, sim: Any, *, producer: Any, topic: str,
+                 landing: Path, stop: threading.Event | None = None) -> None:
+        super().__init__(producer=producer, topic=topic, landing=landing, stop=stop,
+                         name="night-feed")
+        self.plan = plan
+        self.sim = sim
+
+    @property
+    def expected(self) -> set[tuple[int, int]]:
+        return {(v.visit, d) for v in self.sim.visits for d in self.sim.camera.detectors}
+
+    def play(self) -> None:
+        if self.plan.prestage:
+            self._prestaged()
+        else:
+            self._real_time()
 
     def _event(self, record: dict[str, Any]) -> Any:
         from alertbutler.prompt import NextVisit
@@ -119,26 +164,18 @@ class NightFeed(threading.Thread):
 
     def _send(self, record: dict[str, Any]) -> Any:
         from alertbutler.prompt import encode_next_visit
-        from alertbutler.prompt.kafka_io import produce_all
 
         event = self._event(record)
-        produce_all(self.producer, [(self.topic, event.group_id.encode(),
-                                     encode_next_visit(event), None)])
-        self.log.event_sent_at[event.visit] = event.sent_at
-        log.info("nextVisit sent", extra={"visit": event.visit, "group": event.group_id})
+        self.publish(event.group_id.encode(), encode_next_visit(event), visit=event.visit,
+                     group_id=event.group_id)
         return event
 
     def _land(self, visit: Any, group_id: str, detector: int) -> None:
-        from alertbutler.prompt.raws import raw_path
         from alertbutler.sim.files import write_raw
 
         raw = self.sim.raw(visit, detector)
-        target = raw_path(self.landing, self.sim.camera.name, group_id, detector)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        write_raw(tmp, raw.data, raw.header)
-        os.replace(tmp, target)  # a worker never sees half a file
-        self.log.arrived_at[(visit.visit, detector)] = os.stat(target).st_mtime
+        self.land(self.sim.camera.name, group_id, visit.visit, detector,
+                  lambda tmp: write_raw(tmp, raw.data, raw.header))
 
     def _real_time(self) -> None:
         plan, sim = self.plan, self.sim

@@ -25,15 +25,28 @@ def raw_path(landing: Path, instrument: str, group_id: str, detector: int) -> Pa
             / f"{int(detector)}.fits")
 
 
-def deliver_raw(source: Path, landing: Path, instrument: str, group_id: str,
-                detector: int) -> tuple[Path, float]:
-    """Copy a raw into the landing area atomically; return its path and arrival time."""
+def land_raw(landing: Path, instrument: str, group_id: str, detector: int,
+             write: Callable[[Path], object]) -> tuple[Path, float]:
+    """Land one raw the camera side's way: ``write`` fills a hidden temporary name beside
+    the target, which is then renamed into place (a worker never sees half a file). Returns
+    the path and the arrival time (the file's modification time at the rename)."""
     target = raw_path(landing, instrument, group_id, detector)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return target, os.stat(target).st_mtime
+
+
+def deliver_raw(source: Path, landing: Path, instrument: str, group_id: str,
+                detector: int) -> tuple[Path, float]:
+    """Copy a raw file into the landing area atomically; return its path and arrival time."""
+    return land_raw(landing, instrument, group_id, detector,
+                    lambda tmp: shutil.copyfile(source, tmp))
 
 
 def wait_for_raw(path: Path, *, timeout: float, label: str, poll_s: float = 0.05,
