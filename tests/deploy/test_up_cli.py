@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from alertbutler.deploy.state import DeploymentState, state_path
 from alertbutler.deploy.up import free_port_block
 
 pytestmark = pytest.mark.slow
@@ -62,6 +63,10 @@ def test_up_starts_every_service_and_sigterm_stops_them(tmp_path: Path) -> None:
             time.sleep(1)
         children = _children(proc.pid)
         assert len(children) >= 4  # broker, fanout, worker, ingest
+        state = DeploymentState.read(state_path(tmp_path))  # where feeders find it
+        assert state.pid == proc.pid and state.alive
+        assert state.metrics_ports == {"fanout": base, "worker": base + 1, "ingest": base + 2}
+        assert Path(state.landing_dir) == tmp_path / "landing"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -71,6 +76,7 @@ def test_up_starts_every_service_and_sigterm_stops_them(tmp_path: Path) -> None:
     assert proc.returncode == 0, out.decode()[-3000:]
     time.sleep(0.5)
     assert not [pid for pid in children if _alive(pid)]
+    assert not state_path(tmp_path).exists()
     logs = tmp_path / "logs"
     assert {p.name for p in logs.glob("*.log")} >= {"fanout.log", "worker.log", "ingest.log"}
     for name in ("fanout", "worker", "ingest"):  # each exited through its own SIGTERM path

@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "processes, restarting any that crash, with a live view of each service's alerts, "
         "latency and lag. Ctrl-C or SIGTERM stops them in order, each finishing or handing "
         "back its work in flight. With --night a simulated night is played into the "
-        "deployment in real time (nextVisit events, then raws landing). SIGUSR1 adds a "
-        "worker (the work topic's group rebalances).")
+        "deployment in real time (nextVisit events, then raws landing); without it, "
+        "<data_dir>/up/deployment.json tells a feeder (alertbutler night replay --into) "
+        "where the deployment is. SIGUSR1 adds a worker (the work topic's group "
+        "rebalances).")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: prompt.workers)")
     parser.add_argument("--l1db-url", default=None,
@@ -33,14 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--base-port", type=int, default=None, metavar="P",
                         help="first metrics port; replicas take consecutive ports "
                         "(default: the first free block from 9100)")
+    parser.add_argument("--detectors", type=int, default=None,
+                        help="detectors of the camera the fan-out and workers serve (default: "
+                        "the camera's; with --night: the main job's night)")
+    parser.add_argument("--detector-size", type=int, default=None, metavar="PIXELS",
+                        help="detector side in pixels (as --detectors)")
     night = parser.add_argument_group("simulated night (--night)")
     night.add_argument("--night", action="store_true",
                        help="play the main job's simulated night into the deployment, in a "
                        "fresh <data_dir>/up directory")
     night.add_argument("--visits", type=int, default=None, help="visits (default: main job's)")
-    night.add_argument("--detectors", type=int, default=None,
-                       help="detectors (default: main job's)")
-    night.add_argument("--detector-size", type=int, default=None, metavar="PIXELS")
     night.add_argument("--seed", type=int, default=None)
     night.add_argument("--cadence", type=float, default=None, metavar="SECONDS",
                        help="seconds between visits (default: main job's)")
@@ -68,7 +72,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     options = UpOptions(workers=args.workers or config.prompt.workers, l1db_url=args.l1db_url,
                         filters=args.filters.resolve() if args.filters else None,
                         live=not args.no_live, base_port=args.base_port, night=plan,
-                        exit_when_done=args.exit_when_done, config_file=args.config)
+                        exit_when_done=args.exit_when_done, config_file=args.config,
+                        n_detectors=args.detectors, detector_size=args.detector_size)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -13,6 +13,11 @@ What it does, in order:
 4. with ``--night``, the observatory (:class:`alertbutler.deploy.feed.NightFeed`) plays the
    night into the deployment once every service is ready.
 
+Once the services are started, ``<data_dir>/up/deployment.json``
+(:mod:`alertbutler.deploy.state`) says where the broker, topics, landing area, central repo and
+L1 database are, so another process can feed the deployment (``alertbutler night replay
+RECORDING --into <data_dir>``); it is removed when ``up`` stops.
+
 The loop restarts crashed services and renders the live view; SIGTERM or Ctrl-C stops the
 services in topology order (each finishes or hands back its work in flight), then the broker.
 With ``--night`` every run uses a fresh ``<data_dir>/up`` directory (repos, L1 DB, landing).
@@ -35,6 +40,12 @@ from typing import Any
 from alertbutler.config import CONFIG_ENV, Config
 from alertbutler.deploy.feed import NightFeed, NightPlan
 from alertbutler.deploy.progress import NightProgress
+from alertbutler.deploy.state import (
+    DeploymentNotFoundError,
+    DeploymentState,
+    state_fields,
+    state_path,
+)
 from alertbutler.deploy.supervisor import Replica, Supervisor
 from alertbutler.deploy.topology import topology
 
@@ -63,6 +74,22 @@ class UpOptions:
     grace_s: float = 30.0
     config_file: str | None = None
     worker_args: tuple[str, ...] = ()
+    #: camera geometry of the fan-out and workers without a night (None: the camera's own);
+    #: a night's plan sets its own
+    n_detectors: int | None = None
+    detector_size: int | None = None
+
+    @property
+    def camera_args(self) -> tuple[str, ...]:
+        """``--detectors N --detector-size PX`` for the fan-out and the workers."""
+        if self.night is not None:
+            return self.night.camera_args
+        args: tuple[str, ...] = ()
+        if self.n_detectors is not None:
+            args += ("--detectors", str(self.n_detectors))
+        if self.detector_size is not None:
+            args += ("--detector-size", str(self.detector_size))
+        return args
 
 
 def free_port_block(n: int, start: int = 9100, host: str = "127.0.0.1") -> int:
@@ -182,9 +209,8 @@ class Deployment:
 
     def start(self) -> Deployment:
         """Start every service (after :meth:`prepare`)."""
-        plan = self.options.night
         specs = topology(workers=self.options.workers, filters=self.options.filters,
-                         camera_args=plan.camera_args if plan else (),
+                         camera_args=self.options.camera_args,
                          worker_args=self.options.worker_args)
         n_ports = sum(s.replicas for s in specs if s.metrics)
         base = self.options.base_port or free_port_block(n_ports)
@@ -193,7 +219,34 @@ class Deployment:
         if self.sim is not None:
             expected = {(v.visit, d) for v in self.sim.visits for d in self.sim.camera.detectors}
             self.progress = NightProgress(self.config, expected)
+        self.write_state()
         return self
+
+    @property
+    def state_file(self) -> Path:
+        """``<data_dir>/up/deployment.json``: where feeders find this deployment."""
+        return state_path(self.base_config.data_dir).resolve()
+
+    def write_state(self) -> Path:
+        """Tell feeders (``alertbutler night replay --into``) where everything is."""
+        o = self.options
+        plan = o.night
+        state = DeploymentState(**state_fields(
+            self.config, pid=os.getpid(), started_at=time.time(),
+            data_dir=str(self.root), camera="simcam",
+            n_detectors=plan.n_detectors if plan else o.n_detectors,
+            detector_size=plan.detector_size if plan else o.detector_size,
+            metrics_ports={r.label: r.metrics_port for r in self.replicas if r.metrics_port}))
+        path = state.write(self.state_file)
+        log.info("deployment state written", extra={"file": str(path)})
+        return path
+
+    def _remove_state(self) -> None:
+        try:
+            if DeploymentState.read(self.state_file).pid == os.getpid():
+                self.state_file.unlink()
+        except (DeploymentNotFoundError, OSError):
+            pass
 
     @property
     def replicas(self) -> list[Replica]:
@@ -231,6 +284,8 @@ class Deployment:
         for replica in added:
             log.info("worker added", extra={"service": replica.label,
                                             "metrics_port": replica.metrics_port})
+        if added:
+            self.write_state()  # the new metrics ports
         return added
 
     def request_worker(self) -> None:
@@ -302,6 +357,7 @@ class Deployment:
     # -- stop -------------------------------------------------------------------------------
     def stop(self) -> None:
         """Feed first, then services in topology order, then the broker."""
+        self._remove_state()
         self._stop_feed.set()
         if self.feed is not None:
             self.feed.join(timeout=30)
