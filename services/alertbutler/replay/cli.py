@@ -59,6 +59,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="replay directory (default: <data_dir>/replays/<id>)")
     rep.add_argument("--no-outputs", action="store_true",
                      help="do not write calexps, differences, catalogs and previews")
+    rep.add_argument("--into", type=Path, default=None, metavar="DATA_DIR",
+                     help="feed the running deployment whose data directory this is "
+                     "(`alertbutler up` writes DATA_DIR/up/deployment.json) instead of "
+                     "running services of its own: its central repo gets the recording's "
+                     "calibrations if it lacks them, its next-visit topic the events and its "
+                     "landing area the raws, on the recorded schedule; then its alerts are "
+                     "compared with the recorded ones")
+    rep.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                     help="with --into: give up if the night is not processed and ingested "
+                     "by then (default 1800)")
     rep.add_argument("--json", action="store_true", help="print the summary as JSON")
     rep.add_argument("--no-progress", action="store_true")
     rep.set_defaults(func=_replay)
@@ -129,6 +139,8 @@ def _replay(args: argparse.Namespace, config: Config) -> int:
 
     if args.speed < 0:
         raise ValueError("--speed must be >= 0 (0: as fast as the workers take them)")
+    if args.into is not None:
+        return _replay_into(args, config)
     outcome = replay_night(config, args.recording, speed=args.speed,
                            workers=args.workers or config.prompt.workers,
                            run_name=args.run_name, l1db_url=args.l1db_url,
@@ -166,3 +178,44 @@ def _summary_lines(s: dict[str, Any]) -> str:
     for error in s.get("errors", [])[:10]:
         lines.append(f"error: {error}")
     return "\n".join(lines)
+
+
+def _replay_into(args: argparse.Namespace, config: Config) -> int:
+    from rich.console import Console
+
+    from alertbutler.replay.compare import print_comparison
+    from alertbutler.replay.into import replay_into
+
+    own = {"--workers": args.workers, "--run": args.run_name, "--l1db-url": args.l1db_url,
+           "--detection-threshold": args.detection_threshold,
+           "--no-outputs": args.no_outputs or None}
+    refused = [name for name, value in own.items() if value is not None]
+    if refused:
+        raise ValueError(f"{', '.join(refused)}: the deployment's own services and settings "
+                         "are used with --into")
+    outcome = replay_into(config, args.recording, args.into, speed=args.speed,
+                          timeout_s=args.timeout, out=args.out,
+                          progress=not args.no_progress and not args.json)
+    s = outcome.summary
+    if args.json:
+        print(json.dumps({**s, "report": str(outcome.report)}, default=str))
+        return 0
+    console = Console()
+    print_comparison(outcome.comparison, console)
+    lines = [
+        f"replayed {s['recording']} into the deployment at {s['into']} (pid "
+        f"{s['deployment_pid']}) at speed {s['speed']:g}: {s['visit_detectors_ok']} of "
+        f"{s['visit_detectors']} visit-detectors ok, {s['alerts_replayed']} alerts "
+        f"({s['alerts_recorded']} recorded), {s['differences']} differences (ignoring "
+        f"{', '.join(s['ignored_fields'])})",
+        f"recorded duration {s['recorded_duration_s']:.0f} s, played in {s['replay_s']:.1f} s "
+        f"(+{s['setup_s']:.1f} s setup, {s['calibration_datasets_added']} calibration "
+        "datasets imported)",
+    ]
+    if s.get("schedule_spacing_max_rel_error") is not None:
+        lines.append(f"schedule kept within {100 * s['schedule_spacing_max_rel_error']:.1f}% "
+                     "of the recorded spacing / speed")
+    lines += [f"error: {e}" for e in s["errors"][:10]]
+    console.print("\n".join(lines))
+    console.print(f"report: {outcome.report}")
+    return 0

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,6 +316,27 @@ class _Progress:
             self.bar.update(self.tasks[name], completed=completed, note=note)
 
 
+def window_gate(spec: NightSpec, monitor: _Monitor, window: int,
+                stop: threading.Event) -> Callable[[ScheduledEvent], None]:
+    """The ``--speed 0`` gate: a visit's nextVisit waits until the visit ``window`` before it
+    has a status for every detector, so association finds every earlier overlapping
+    visit-detector in the L1 database while the run goes as fast as the workers take it."""
+    visit_order = [e.group_id for e in sorted(spec.schedule, key=lambda e: e.t)
+                   if e.kind == "next_visit"]
+
+    def gate(event: ScheduledEvent) -> None:
+        if event.kind != "next_visit":
+            return
+        k = visit_order.index(event.group_id)
+        if k < window:
+            return
+        wait_for = visit_order[k - window]
+        while not stop.is_set() and not monitor.visit_done(wait_for):
+            time.sleep(0.05)
+
+    return gate
+
+
 def run_night(config: Config, spec: NightSpec, options: RunOptions, root: Path, *,
               run_id: str, label: str = "replay") -> NightRunResult:
     """Run the pipeline over ``spec`` in a fresh environment under ``root`` (see module doc)."""
@@ -371,22 +392,10 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
                           cfg.kafka.next_visit_topic, spec.events)
     raws = RawDeliverer(spec.root, Path(cfg.prompt.landing_dir), spec.instrument)
     emitted: list[Emission] = []
-    visit_order = [e.group_id for e in sorted(spec.schedule, key=lambda e: e.t)
-                   if e.kind == "next_visit"]
-
-    def gate(event: ScheduledEvent) -> None:
-        if event.kind != "next_visit":
-            return
-        k = visit_order.index(event.group_id)
-        if k < options.window:
-            return
-        wait_for = visit_order[k - options.window]
-        while not stop.is_set() and not monitor.visit_done(wait_for):
-            time.sleep(0.05)
-
     scheduler = Scheduler(spec.schedule, speed=options.speed,
                           emit=lambda e: (events if e.kind == "next_visit" else raws)(e),
-                          gate=gate if options.speed == 0 else None, on_emit=emitted.append)
+                          gate=window_gate(spec, monitor, options.window, stop)
+                          if options.speed == 0 else None, on_emit=emitted.append)
     sched_result: dict[str, Any] = {}
 
     def play() -> None:
