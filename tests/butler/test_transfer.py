@@ -56,6 +56,47 @@ def test_worker_preloads_calibs_and_templates(butler: Butler, tmp_path: Path) ->
         local.close()
 
 
+def test_hardlinked_transfer_keeps_the_recorded_checksum(
+        butler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hard link is the same bytes: its record reuses the source's checksum (no re-read),
+    and a file corrupted afterwards still fails verification on either side."""
+    from alertbutler.butler import ChecksumError
+    from alertbutler.butler.datastores import file as file_module
+
+    central = _central(butler)
+    refs = central.query_datasets("template", "templates")
+    local = Butler.create(tmp_path / "local")
+    hashed: list[Path] = []
+    original = file_module.file_checksum
+
+    def counting(path: Path, *args: object) -> str:
+        hashed.append(Path(path))
+        return original(path, *args)
+
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(file_module, "file_checksum", counting)
+            local.transfer_from(central, refs, transfer="hardlink")
+        assert hashed == []
+        for ref in refs:
+            mine = local.file_datastore.artifact_info(ref)
+            theirs = central.file_datastore.artifact_info(ref)
+            assert (mine["checksum"], mine["hash"], mine["size"]) == \
+                (theirs["checksum"], theirs["hash"], theirs["size"])
+            assert local.get(ref).image.shape == (8, 8)
+        path = local.datastore.artifact_path(refs[0])
+        assert path.stat().st_nlink == 2
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF
+        with open(path, "r+b") as f:  # in place: both names see it
+            f.write(data)
+        for repo in (local, central):
+            with pytest.raises(ChecksumError, match="corrupted"):
+                repo.get(refs[0])
+    finally:
+        local.close()
+
+
 def test_export_import_roundtrip(butler: Butler, tmp_path: Path) -> None:
     central = _central(butler)
     refs = central.query_datasets("bias", "calib") + central.query_datasets("calexp",

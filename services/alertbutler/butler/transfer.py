@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,10 +107,11 @@ def transfer(source: Butler, dest: Butler, refs: Sequence[DatasetRef], *,
         src_store = source.file_datastore
         info = src_store.artifact_info(ref) if src_store is not None else None
         if path is not None and store is not None and info is not None:
-            def once(ref: DatasetRef = ref, path: Path = path, fmt: str = info["format"]) -> None:
+            def once(ref: DatasetRef = ref, path: Path = path, fmt: str = info["format"],
+                     info: Mapping[str, Any] = info) -> None:
                 with dest.registry.transaction():
                     dest.registry.insert_datasets([ref])
-                    store.ingest_many([(ref, path, fmt)], transfer)
+                    store.ingest_many([(ref, path, fmt)], transfer, known={ref.id: info})
 
             dest.registry.db.retry(once)
         else:

@@ -131,9 +131,14 @@ class FileDatastore(Datastore):
             raise
 
     def ingest_many(self, items: Sequence[tuple[DatasetRef, Path, str | None]],
-                    transfer: str = "copy") -> None:
+                    transfer: str = "copy", *,
+                    known: Mapping[Any, Mapping[str, Any]] | None = None) -> None:
         """Adopt existing files (``(ref, source path, format or None)``) with a transfer
-        mode: copy, move, symlink, hardlink, direct (leave in place; path recorded as is)."""
+        mode: copy, move, symlink, hardlink, direct (leave in place; path recorded as is).
+
+        ``known`` (dataset id -> another datastore's record of the same file) lets a hard
+        link keep that record's checksum instead of reading the file again: a link is the
+        same bytes, and its size is still checked."""
         if transfer not in TRANSFER_MODES:
             raise IngestError(f"unknown transfer mode {transfer!r}; use one of {TRANSFER_MODES}")
         records, made = [], []
@@ -144,9 +149,14 @@ class FileDatastore(Datastore):
                     raise IngestError(f"{src}: not a file")
                 fmt = fmt or self.format_for(ref)
                 formatter = self.formatters.get(fmt, ref.dataset_type.storage_class)
-                checksum, size = file_checksum(src), src.stat().st_size
+                size = src.stat().st_size
+                prior = (known or {}).get(ref.id) if transfer == "hardlink" else None
+                if prior and prior.get("checksum") and prior.get("size") == size:
+                    checksum, algorithm = prior["checksum"], prior.get("hash", "blake2b")
+                else:
+                    checksum, algorithm = file_checksum(src), HASH
                 payload = {"format": fmt, "sc": ref.dataset_type.storage_class,
-                           "checksum": checksum, "hash": HASH, "size": size}
+                           "checksum": checksum, "hash": algorithm, "size": size}
                 if transfer == "direct":
                     payload.update(path=str(src), direct=True)
                 else:
