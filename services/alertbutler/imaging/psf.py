@@ -140,7 +140,7 @@ def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
     image = np.ascontiguousarray(exposure.image, dtype=np.float32)
     xs, ys, _ = sep.winpos(image, objects["x"][idx], objects["y"][idx],
                            np.full(len(idx), rough_sigma))
-    stamps = []
+    stamps, kept = [], []
     ny, nx = image.shape
     for xc, yc in zip(xs, ys, strict=True):
         if not (np.isfinite(xc) and np.isfinite(yc)):
@@ -155,6 +155,7 @@ def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
         total = centred.sum()
         if total > 0:
             stamps.append(centred / total)
+            kept.append((xc, yc))
     if len(stamps) < min_stars:
         raise PsfError(f"only {len(stamps)} PSF stars survived centring (need {min_stars})")
     stack = np.median(np.array(stamps), axis=0)
@@ -166,8 +167,9 @@ def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
     stack /= stack.sum()
     model = PsfModel(stack, n_stars=len(stamps))
     # aperture correction: the stamp-sized aperture flux over the PSF-fit flux, per star
+    # (only the stars stacked: the others may have no full stamp inside the image)
     ratios = []
-    for xc, yc in zip(xs, ys, strict=True):
+    for xc, yc in kept:
         ix, iy = round(xc), round(yc)
         data = image[iy - half: iy + half + 1, ix - half: ix + half + 1].astype(float)
         var = exposure.variance[iy - half: iy + half + 1, ix - half: ix + half + 1]
