@@ -3,6 +3,7 @@ survive crashes and hangs, a dead letter with its reason, and a night that goes 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from alertbutler.cli import main
 from alertbutler.config import Config, dump_toml
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import WorkAttempts
@@ -129,7 +131,8 @@ def test_item_that_raises_is_retried_then_dead_lettered_with_its_error(
     assert "Traceback" in letters[0]["traceback"]
 
 
-def test_attempts_are_shared_and_finished_items_start_again(db_url: str) -> None:
+def test_attempts_are_shared_and_finished_items_start_again(
+        db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     ledger = WorkAttempts(L1db.create(db_url))
     first = ledger.begin("work:item", "w1")
     assert (first.number, first.previous_worker, first.last_error) == (1, None, None)
@@ -142,6 +145,14 @@ def test_attempts_are_shared_and_finished_items_start_again(db_url: str) -> None
     redelivered = ledger.begin("work:item", "w3")  # e.g. a fan-out that re-sent its event
     assert (redelivered.number, redelivered.last_error) == (1, None)
     assert ledger.begin("other", "w3").number == 1
+    ledger.failed("other", "RuntimeError: still failing")
+    assert main(["l1db", "attempts", "--url", db_url, "--unfinished", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["item"], r["attempts"], r["last_error"]) for r in listed] == [
+        ("other", 1, "RuntimeError: still failing"), ("work:item", 1, None)]
+    ledger.finished("other")
+    assert main(["l1db", "attempts", "--url", db_url, "--unfinished"]) == 0
+    assert "work:item  attempts 1" in capsys.readouterr().out
 
 
 def test_commit_refused_after_losing_the_partition_is_not_fatal(

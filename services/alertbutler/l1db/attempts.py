@@ -100,6 +100,14 @@ class WorkAttempts:
         self._write("UPDATE work_attempt SET finished_at = :t WHERE item = :i",
                     t=time.time(), i=item)
 
+    def rows(self, *, unfinished: bool = False) -> list[dict[str, object]]:
+        """Every item's row, most recently started first (``unfinished``: only those in
+        flight or abandoned mid-way), for ``alertbutler l1db attempts``."""
+        where = " WHERE finished_at IS NULL" if unfinished else ""
+        with self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.text(
+                f"SELECT * FROM work_attempt{where} ORDER BY started_at DESC, item")).mappings()]
+
     def get(self, item: str) -> dict[str, object] | None:
         """The item's row, for operators and tests."""
         with self._engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""``alertbutler l1db create|info``: make an L1 database, or describe one."""
+"""``alertbutler l1db create|info|attempts``: make an L1 database, describe it, or list the
+prompt work items' attempts it counts."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--url", default=None, help="database URL (default: l1db.url)")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_info)
+    attempts = sub.add_parser(
+        "attempts", help="prompt work items started, how often, and their last error",
+        description="List the work_attempt ledger the prompt workers keep: each work item, "
+        "how many times it was started, by which worker, its last error, and whether it "
+        "finished (processed, recorded as bad input, or dead-lettered).")
+    attempts.add_argument("--url", default=None, help="database URL (default: l1db.url)")
+    attempts.add_argument("--unfinished", action="store_true",
+                          help="only items in flight or abandoned mid-way")
+    attempts.add_argument("--json", action="store_true", help="JSON lines, one per item")
+    attempts.set_defaults(func=_attempts)
 
 
 def _create(args: argparse.Namespace, config: Config) -> int:
@@ -56,6 +67,27 @@ def _info(args: argparse.Namespace, config: Config) -> int:
     else:
         print("last ingested   none")
     print(f"last visit      {info.last_visit if info.last_visit is not None else 'none'}")
+    return 0
+
+
+def _attempts(args: argparse.Namespace, config: Config) -> int:
+    from alertbutler.l1db.attempts import WorkAttempts
+
+    with L1db(args.url or config.l1db_url) as db:
+        rows = WorkAttempts(db).rows(unfinished=args.unfinished)
+    for row in rows:
+        row["started_at"] = _utc(row["started_at"])  # type: ignore[arg-type]
+        row["finished_at"] = _utc(row["finished_at"])  # type: ignore[arg-type]
+        if args.json:
+            print(json.dumps(row))
+            continue
+        state = f"finished {row['finished_at']}" if row["finished_at"] else "UNFINISHED"
+        print(f"{row['item']}  attempts {row['attempts']}  last on {row['worker']} at "
+              f"{row['started_at']}  {state}")
+        if row["last_error"]:
+            print(f"    last error: {row['last_error']}")
+    if not rows:
+        print("no work items" + (" unfinished" if args.unfinished else ""))
     return 0
 
 
