@@ -1,4 +1,9 @@
-"""The observatory for a running deployment: a simulated night's nextVisit events and raws.
+"""The observatory for a running deployment: nextVisit events and raws, as the summit sends.
+
+:class:`Feed` is the observatory itself (an acknowledged publish on the next-visit topic, an
+atomic landing of each raw, a log of when each happened); what it plays is a subclass's:
+:class:`NightFeed` a simulated night (below), ``alertbutler.replay.into.RecordingFeed`` a
+recorded one (``alertbutler night replay --into``).
 
 ``alertbutler up --night`` plays the simulator's night into the deployment's own topics and
 landing area, as the summit would: each visit's nextVisit event on the next-visit topic, then,
