@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from alertbutler.l1db import (
+    SCHEMA_VERSION,
     Cone,
     ConsumedOffsets,
     L1db,
     L1dbNotFoundError,
     RowBatch,
-    SCHEMA_VERSION,
     RowError,
     SchemaVersionError,
     VisitDetector,
