@@ -2,8 +2,10 @@
 
 Each worker process owns a local repo (``<local_repo_root>/<worker>``). Before the raw
 arrives it pulls, through the butler, the calibrations certified for the visit's time and
-the template patches covering the predicted footprint (``Butler.transfer_from``; datasets
-already local are not copied again, and what was read is cached in memory by dataset id).
+the template patches covering the predicted footprint (``Butler.transfer_from``, by hard link
+when both repos share a file system, else by copy; datasets already local are not transferred
+again, and what was read is cached in memory by dataset id, enough for the calibrations of the
+detectors a worker serves to survive each visit's new flat and templates).
 The raw is ingested into the local repo from the landing area and read back through the
 butler. Alerts leave through a butler whose datastore is the publish datastore; the other
 outputs are put into the local repo and then transferred into the central repo.
@@ -62,7 +64,7 @@ class Repos:
 
     def __init__(self, *, central_root: Path, local_root: Path, geometry: CameraGeometry,
                  publish_datastore: Any, export_transfer: str = "hardlink",
-                 cache_size: int = 24) -> None:
+                 preload_transfer: str = "hardlink", cache_size: int = 32) -> None:
         self.central = Butler(central_root)
         if not (local_root / "butler.yaml").exists():
             Butler.create(local_root).close()
@@ -73,6 +75,7 @@ class Repos:
                                              "AlertBatch")
         self.geometry = geometry
         self.export_transfer = export_transfer
+        self.preload_transfer = preload_transfer
         self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._cache_size = cache_size
         self._skymap: list[dict[str, Any]] | None = None
@@ -102,8 +105,16 @@ class Repos:
             raise MissingInputError(f"{item.label}: no {item.band} template covers the "
                                     "predicted footprint", visit=item.visit,
                                     detector=item.detector)
-        self.local.transfer_from(self.central, [*refs.values(), *templates],
-                                 calibration_collections=[collection])
+        wanted = [*refs.values(), *templates]
+        try:
+            self.local.transfer_from(self.central, wanted, calibration_collections=[collection],
+                                     transfer=self.preload_transfer)
+        except OSError:  # a hard link across file systems: copy instead, from now on
+            if self.preload_transfer == "copy":
+                raise
+            self.preload_transfer = "copy"
+            self.local.transfer_from(self.central, wanted, calibration_collections=[collection],
+                                     transfer="copy")
         return Inputs(bias=self._get(refs["bias"]), dark=self._get(refs["dark"]),
                       flat=self._get(refs["flat"]), defects=self._get(refs["defects"]) != 0,
                       templates=tuple(self._get(r) for r in templates))
