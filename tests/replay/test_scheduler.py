@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from alertbutler.alerts import decode_message, encode_next_visit, next_visit_record
+from alertbutler.config import load_config
 from alertbutler.kafka import create_topics
+from alertbutler.prompt.kafka_io import make_producer
 from alertbutler.replay.clock import ReplayClock
-from alertbutler.replay.emitters import KafkaEmitter, RawDeliverer
+from alertbutler.replay.feed import RecordingFeed
+from alertbutler.replay.night_run import NightSpec
 from alertbutler.replay.recording import ScheduledEvent
 from alertbutler.replay.scheduler import Scheduler
-from alertbutler.replay.stream import producer_settings
 from alertbutler.replay.testing import consume_all
 
 T0 = 1_795_000_000.0  # a recorded night, Unix seconds
@@ -41,24 +43,34 @@ def _timeline(tmp_path: Path, n_visits: int) -> tuple[list[ScheduledEvent], list
 
 
 def test_speed_10_keeps_spacing_within_5_percent(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Through the player every replay uses (a plain one and ``--into``): RecordingFeed."""
     events, messages = _timeline(tmp_path, 5)
     topic = f"replay-nv-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, {topic: 1})
     landing = tmp_path / "landing"
-    kafka = KafkaEmitter(producer_settings(kafka_bootstrap), topic, messages)
-    raws = RawDeliverer(tmp_path / "recording", landing, "simcam")
-    kafka(ScheduledEvent(T0 - 100, "next_visit", "warmup", index=0))  # connect first
+    spec = NightSpec(root=tmp_path / "recording", instrument="simcam", camera="simcam",
+                     n_detectors=1, detector_size=None, events=messages, schedule=events,
+                     visits={e.group_id: 1 + i for i, e in enumerate(events)
+                             if e.kind == "next_visit"})
     clock = ReplayClock(T0)
     seen_clock: list[float] = []
 
-    def emit(event: ScheduledEvent) -> None:
-        seen_clock.append(clock.now())
-        (kafka if event.kind == "next_visit" else raws)(event)
+    class Recorded(RecordingFeed):
+        def emit(self, event: ScheduledEvent) -> None:
+            seen_clock.append(clock.now())
+            super().emit(event)
 
-    report = Scheduler(events, speed=10, emit=emit, clock=clock).run()
-    kafka.close()
+    producer = make_producer(load_config(env={}), kafka_bootstrap)
+    feed = Recorded(spec, speed=10, producer=producer, topic=topic, landing=landing,
+                    clock=clock)
+    feed.emit(events[0])  # connect first (the warm-up message)
+    seen_clock.clear()
+    feed.play()
+    producer.flush(5)
+    report = feed.report
     assert [e.event for e in report.emissions] == events
     assert seen_clock == [e.t for e in events]  # the pipeline's clock is the recorded one
+    assert set(feed.log.arrived_at) == {(v, 0) for v in spec.visits.values()}
 
     # What really went out: Kafka CreateTime of each event, mtime of each landed raw.
     got = consume_all(kafka_bootstrap, topic, 6)[1:]  # skip the warm-up message

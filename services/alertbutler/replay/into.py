@@ -7,25 +7,25 @@ that already run (``alertbutler up``, or anything that wrote ``<data_dir>/up/dep
 1. the deployment's central repo gets the recording's calibrations, templates and sky maps
    through the butler's import (ids preserved, files hard-linked, else copied; datasets it
    already has are skipped, so a filled repo is left as it is);
-2. :class:`RecordingFeed` plays the recorded timeline: each nextVisit message, byte for byte,
-   on the deployment's next-visit topic (acks=all), and each raw landed atomically in its
-   landing area, at ``(t - t0) / speed`` after the start (``--speed 0``: a visit is let in
-   once the visit ``window`` before it has a status for every detector, as a plain replay);
+2. :class:`~alertbutler.replay.feed.RecordingFeed` plays the recorded timeline: each
+   nextVisit message, byte for byte, on the deployment's next-visit topic (acks=all), and
+   each raw landed atomically in its landing area, at ``(t - t0) / speed`` after the start
+   (``--speed 0``: a visit is let in once the visit ``window`` before it has a status for
+   every detector, as in a plain replay);
 3. it waits until every visit-detector has a status and is complete in the L1 database,
    reads the recording's visits' alerts back from the deployment's alert topic and compares
    them with the recorded ones. The deployment's workers keep the wall clock, so
    ``*.timeProcessedMjdTai`` is left out of the comparison; everything else must be equal.
 
-The feed is the same observatory as ``alertbutler up --night``'s simulated one
-(:class:`alertbutler.deploy.feed.Feed`: acknowledged publish, atomic landing, a log of when
-each happened); only what it plays differs.
+The feed is the one a plain replay plays into its own services, and the same observatory as
+``alertbutler up --night``'s simulated one (:class:`alertbutler.deploy.feed.Feed`:
+acknowledged publish, atomic landing, a log of when each happened).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,59 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from alertbutler.config import Config
-from alertbutler.deploy.feed import Feed
 from alertbutler.deploy.state import DeploymentState, find_state
-from alertbutler.replay.errors import RecordingError, ReplayError
-from alertbutler.replay.night_run import NightSpec
-from alertbutler.replay.recording import ScheduledEvent
-from alertbutler.replay.scheduler import Emission, Scheduler, ScheduleReport
+from alertbutler.replay.errors import ReplayError
+from alertbutler.replay.feed import RecordingFeed
+from alertbutler.replay.night_run import NightSpec, import_calibrations
 
 log = logging.getLogger(__name__)
-
-
-class RecordingFeed(Feed):
-    """Plays a recording's nextVisit events and raws into a deployment, on its schedule."""
-
-    def __init__(self, spec: NightSpec, *, speed: float, producer: Any, topic: str,
-                 landing: Path, gate: Any = None, stop: threading.Event | None = None) -> None:
-        super().__init__(producer=producer, topic=topic, landing=landing, stop=stop,
-                         name="recording-feed")
-        self.spec = spec
-        self.speed = speed
-        self.gate = gate
-        self.emitted: list[Emission] = []
-        self.report = ScheduleReport(speed)
-
-    @property
-    def expected(self) -> set[tuple[int, int]]:
-        return {(self.spec.visits[g], d) for g, d in self.spec.expected}
-
-    def play(self) -> None:
-        self.log.started_at = time.time()
-        scheduler = Scheduler(self.spec.schedule, speed=self.speed, emit=self._emit,
-                              gate=self.gate, on_emit=self.emitted.append)
-        self.report = scheduler.run(self.stop)
-
-    def _emit(self, event: ScheduledEvent) -> None:
-        spec = self.spec
-        visit = spec.visits.get(event.group_id)
-        if visit is None:
-            raise RecordingError(spec.root, f"group {event.group_id} has no recorded nextVisit")
-        if event.kind == "next_visit":
-            if event.index is None or not 0 <= event.index < len(spec.events):
-                raise RecordingError(spec.root, f"schedule entry for group {event.group_id} "
-                                     f"points at message {event.index}, which is not recorded")
-            key, value = spec.events[event.index]
-            self.publish(key, value, visit=visit, group_id=event.group_id)
-            return
-        if event.file is None or event.detector is None:
-            raise RecordingError(spec.root, f"raw entry for group {event.group_id} names no "
-                                 "file or detector")
-        source = spec.root / event.file
-        if not source.is_file():
-            raise RecordingError(source, "raw missing from the recording")
-        self.land(spec.instrument, event.group_id, visit, event.detector,
-                  lambda tmp: shutil.copyfile(source, tmp))
 
 
 @dataclass
@@ -132,19 +85,6 @@ def check_camera(spec: NightSpec, state: DeploymentState) -> None:
         raise ReplayError(f"the deployment's detectors are {deployed.nx} px, the recording's "
                           f"{spec.detector_size} px: start `alertbutler up --detectors "
                           f"{spec.n_detectors} --detector-size {spec.detector_size}`")
-
-
-def import_calibrations(central: Path, calibs: Path) -> int:
-    """The recording's calibrations, templates and sky maps into ``central`` (butler import:
-    ids preserved, present datasets skipped); returns how many datasets were added."""
-    from alertbutler.butler import Butler
-
-    with Butler(central) as butler:
-        try:  # a recording's files never change: link them
-            added = butler.import_(calibs, transfer="hardlink")
-        except OSError:  # another filesystem: copy what is not there yet
-            added = butler.import_(calibs, transfer="copy")
-    return len(added)
 
 
 def replay_into(config: Config, source: Path, where: Path, *, speed: float = 1.0,

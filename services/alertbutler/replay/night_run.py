@@ -35,10 +35,10 @@ from typing import Any
 
 from alertbutler.config import Config, dump_toml
 from alertbutler.procs import SINGLE_THREADED_MATH
-from alertbutler.replay.emitters import KafkaEmitter, RawDeliverer
 from alertbutler.replay.errors import ReplayError
+from alertbutler.replay.feed import RecordingFeed
 from alertbutler.replay.recording import ScheduledEvent
-from alertbutler.replay.scheduler import Emission, Scheduler, ScheduleReport
+from alertbutler.replay.scheduler import ScheduleReport
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,20 @@ def window_gate(spec: NightSpec, monitor: _Monitor, window: int,
     return gate
 
 
+def import_calibrations(central: Path, calibs: Path) -> int:
+    """A recording's calibrations, templates and sky maps (its butler export) into the repo
+    ``central``: ids preserved, datasets already there skipped (so a filled repo is left as
+    it is); returns how many were added."""
+    from alertbutler.butler import Butler
+
+    with Butler(central) as butler:
+        try:  # a recording's files never change: link them (~0.5 GB for the default night)
+            added = butler.import_(calibs, transfer="hardlink")
+        except OSError:  # another filesystem: copy what is not there yet (import is idempotent)
+            added = butler.import_(calibs, transfer="copy")
+    return len(added)
+
+
 def run_night(config: Config, spec: NightSpec, options: RunOptions, root: Path, *,
               run_id: str, label: str = "replay") -> NightRunResult:
     """Run the pipeline over ``spec`` in a fresh environment under ``root`` (see module doc)."""
@@ -355,8 +369,8 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
     from alertbutler.l1db import L1db
     from alertbutler.prompt.fanout import FanoutService
     from alertbutler.prompt.geometry import CameraGeometry
+    from alertbutler.prompt.kafka_io import make_producer
     from alertbutler.prompt.service_support import ensure_topics
-    from alertbutler.replay.stream import producer_settings
 
     started = time.monotonic()
     bootstrap = cfg.kafka.bootstrap_servers
@@ -367,11 +381,8 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
                           + ", ".join(f"{t} {n}" for t, n in filled.items())
                           + "): a replay needs an empty one")
     ensure_topics(cfg, bootstrap)
-    with Butler.create(cfg.central_repo) as central:
-        try:  # a recording's files never change: link them (~0.5 GB for the default night)
-            central.import_(spec.root / "calibs", transfer="hardlink")
-        except OSError:  # another filesystem: copy what is not there yet (import is idempotent)
-            central.import_(spec.root / "calibs", transfer="copy")
+    Butler.create(cfg.central_repo).close()
+    import_calibrations(Path(cfg.central_repo), spec.root / "calibs")
     config_file = root / "config.toml"
     config_file.touch(mode=0o600)
     config_file.write_text(dump_toml(cfg, redact=False))
@@ -387,25 +398,11 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
                            history=geometry.history(), group=f"alertbutler-fanout-{run_id}")
     fanout_thread = threading.Thread(target=fanout.run, args=(stop,), name="replay-fanout",
                                      daemon=True)
-    events = KafkaEmitter(producer_settings(bootstrap, client=cfg.kafka.client,
-                                            compression=cfg.kafka.compression),
-                          cfg.kafka.next_visit_topic, spec.events)
-    raws = RawDeliverer(spec.root, Path(cfg.prompt.landing_dir), spec.instrument)
-    emitted: list[Emission] = []
-    scheduler = Scheduler(spec.schedule, speed=options.speed,
-                          emit=lambda e: (events if e.kind == "next_visit" else raws)(e),
-                          gate=window_gate(spec, monitor, options.window, stop)
-                          if options.speed == 0 else None, on_emit=emitted.append)
-    sched_result: dict[str, Any] = {}
-
-    def play() -> None:
-        try:
-            sched_result["report"] = scheduler.run(stop)
-        except BaseException as exc:
-            sched_result["error"] = exc
-            log.exception("scheduler failed")
-
-    player = threading.Thread(target=play, name="replay-scheduler", daemon=True)
+    producer = make_producer(cfg, bootstrap)
+    feed = RecordingFeed(spec, speed=options.speed, producer=producer,
+                         topic=cfg.kafka.next_visit_topic, landing=Path(cfg.prompt.landing_dir),
+                         gate=window_gate(spec, monitor, options.window, stop)
+                         if options.speed == 0 else None, stop=stop)
     errors: list[str] = []
     with progress.running():
         ingester.start()
@@ -413,24 +410,24 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
         setup_s = time.monotonic() - started
         run_start = time.monotonic()
         cpu_start = time.process_time()
-        player.start()
+        feed.start()
         try:
             deadline = time.monotonic() + options.timeout_s
             while True:
                 monitor.poll()
                 n_bad = sum(1 for s in monitor.statuses.values() if not s.ok)
-                progress.update("emitted", len(emitted))
+                progress.update("emitted", len(feed.emitted))
                 progress.update("vd", len(monitor.statuses), f"{n_bad} errors")
                 progress.update("l1", len(monitor.ingested))
-                if "error" in sched_result:
-                    raise RuntimeError(f"the scheduler failed: {sched_result['error']}")
+                if feed.error is not None:
+                    raise RuntimeError(f"the feed failed: {feed.error}")
                 if ingester.error is not None:
                     raise RuntimeError(f"the L1 ingester failed: {ingester.error}")
                 dead = workers.dead()
                 if dead:
                     raise RuntimeError(f"replay worker {dead[0]} exited: "
                                        f"{workers.tail(dead[0])}")
-                if not player.is_alive() and monitor.done():
+                if feed.finished.is_set() and monitor.done():
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(
@@ -442,11 +439,11 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
             cpu_s = time.process_time() - cpu_start + workers.cpu_seconds()
         finally:
             stop.set()
-            player.join(timeout=30)
+            feed.join(timeout=30)
             workers.stop()
             fanout_thread.join(timeout=30)
             ingester.stop()
-            events.close()
+            producer.flush(5)
             monitor.close()
     # the workers' local repos are scratch (copies of calibrations, templates, outputs):
     # ~2.3 GB for the default night
@@ -460,7 +457,7 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
     return NightRunResult(
         run_id=run_id, root=root, l1db_url=cfg.l1db_url, alert_topic=cfg.kafka.alert_topic,
         alerts=alerts, alert_ids=ids, statuses=dict(monitor.statuses),
-        schedule=sched_result.get("report", ScheduleReport(options.speed)),
+        schedule=feed.report,
         setup_s=setup_s, run_s=run_s, total_s=time.monotonic() - started, cpu_s=cpu_s,
         errors=errors,
         duplicates_differing=differing)

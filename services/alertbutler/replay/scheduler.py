@@ -7,9 +7,10 @@ has room for it, "as fast as the workers take them"), moves the replayed clock t
 recorded time and hands the event to the emitter. It measures when each emission actually
 happened, so a replay reports how closely it kept the schedule.
 
-Emitters are small callables: :class:`KafkaEmitter` publishes a recorded message (acks=all,
-idempotent) and :class:`RawDeliverer` lands a raw the way the camera side does (temporary
-name, then an atomic rename), both in :mod:`alertbutler.replay.night`.
+The emitter is a callable; every replay uses
+:meth:`alertbutler.replay.feed.RecordingFeed.emit`, which publishes the recorded nextVisit
+message (acks=all, idempotent) or lands a raw the way the camera side does (temporary name,
+then an atomic rename).
 """
 
 from __future__ import annotations
