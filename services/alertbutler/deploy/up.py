@@ -48,12 +48,13 @@ from alertbutler.deploy.state import (
 )
 from alertbutler.deploy.supervisor import Replica, Supervisor
 from alertbutler.deploy.topology import topology
+from alertbutler.procs import SINGLE_THREADED_MATH
 
 log = logging.getLogger(__name__)
 
-#: one compute thread per process: N workers on N cores, not N x cores threads fighting
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS")
+#: one compute thread per process: N workers on N cores, not N x cores threads fighting;
+#: also the replays' setting, so a deployment's alerts match a replay's bit for bit
+_THREAD_ENV = tuple(SINGLE_THREADED_MATH)
 
 
 @dataclass(frozen=True, kw_only=True)
