@@ -2,7 +2,7 @@
 
 * ``latency_p50_s``, ``latency_p98_s``: end of raw arrival (the raw's landing-file mtime) to
   the visit-detector's alerts acknowledged by Kafka, over every visit-detector of the default
-  simulated night (the main job's: 8 visits x 4 detectors of 2k x 2k, a visit every 20 s)
+  simulated night (the main job's: 6 visits x 4 detectors of 2k x 2k, a visit every 20 s)
   played in real time into ``alertbutler up --workers 2`` (every service its own process).
 * ``throughput_1_worker``, ``throughput_2_workers``: detector-visits per minute at speed 0:
   every raw is landed first, then every nextVisit event is sent at once; timed from the first

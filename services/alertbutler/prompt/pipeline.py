@@ -3,6 +3,11 @@
 Steps, each timed into the status's ``stages``:
 
 1. preload: calibrations and templates for the predicted footprint, central -> local repo;
+   if the raw has not landed yet, that idle time also preloads the same visit for the
+   detector of this worker's previous item (``prefetch``): its next item is likely that
+   one, whose raw will then be waiting (a visit's raws land together), so its preload would
+   otherwise sit between the raw's arrival and its alerts (one detector only, so both fit
+   the local repo's read cache);
 2. wait_raw: until the raw lands (bounded by ``prompt.raw_timeout_s``);
 3. imaging: ISR, background, PSF, template warp and PSF matching, difference, detection,
    measurement (:mod:`alertbutler.prompt.science`, which calls :mod:`alertbutler.imaging`);
@@ -25,9 +30,11 @@ association) that nothing more will come. Other exceptions propagate to the work
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +112,8 @@ class PromptPipeline:
         self.settings = settings or PipelineSettings()
         self.clock = clock or SystemClock()
         self.name = name
+        #: detectors of the latest items, most recent last (``prefetch`` preloads the others)
+        self._recent: OrderedDict[int, None] = OrderedDict()
 
     def close(self) -> None:
         self.repos.close()
@@ -120,11 +129,15 @@ class PromptPipeline:
     def process(self, item: WorkItem) -> VisitDetectorStatus:
         stages = Stages()
         arrived: float | None = None
+        self._remember(item.detector)
         try:
             with stages("preload"):
                 inputs = self.repos.preload(item)
+            path = raw_path(self.landing, item.instrument, item.group_id, item.detector)
+            if not path.exists():
+                with stages("prefetch"):
+                    self._prefetch(item)
             with stages("wait_raw"):
-                path = raw_path(self.landing, item.instrument, item.group_id, item.detector)
                 arrived = wait_for_raw(path, timeout=self.settings.raw_timeout_s,
                                        label=item.label)
             with stages("read_raw"):
@@ -166,6 +179,23 @@ class PromptPipeline:
             raw_arrived_at=arrived, alerts_acked_at=acked, finished_at=time.time(),
             stages=stages.seconds, worker=self.name,
             alert_ids=tuple(int(a["diaSourceId"]) for a in alerts))
+
+    def _remember(self, detector: int, most: int = 2) -> None:
+        self._recent.pop(detector, None)
+        self._recent[detector] = None
+        while len(self._recent) > most:
+            self._recent.popitem(last=False)
+
+    def _prefetch(self, item: WorkItem) -> None:
+        """Preload this visit for the other detector served lately (best effort: an error
+        here is the other item's to meet, in its own preload)."""
+        for detector in reversed([d for d in self._recent if d != item.detector]):
+            try:
+                self.repos.preload(dataclasses.replace(item, detector=detector,
+                                                       depends_on=()))
+            except Exception as exc:  # speculative work must not fail this item
+                log.debug("prefetch skipped", extra={"item": item.label, "detector": detector,
+                                                     "error": str(exc)})
 
     # -- association, forced photometry, packaging ------------------------------------------
     def _alerts(self, item: WorkItem, visit: int, result: science.Result,
