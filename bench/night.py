@@ -14,13 +14,15 @@ The simulated camera renders every raw of the night before the services start (n
 ``setup_s``), and the feed only writes and renames them on schedule: a real camera does not
 use the pipeline machine's CPU, and rendering a 2k x 2k raw costs about as much CPU as
 processing it, so rendering during the night took most of a core from the workers and spread
-each visit's four raws over 8-14 s (the later ones then waited behind the workers' earlier
-items; with the raws of a visit landing together, as a camera's do, there is no such order).
+each visit's four raws over 8-14 s (a worker that took the later detector's item first sat
+waiting for its raw while its other raw had landed; with the raws of a visit landing
+together, as a camera's do, the order of a worker's items does not matter).
 ``--render-live`` renders each raw as it lands, as ``alertbutler up --night`` does.
 
 ``latency_breakdown``: per stage of the real-time night, p50/p98/max seconds over its
 visit-detectors (the workers' ``status.stages``), plus ``queued`` (raw arrived -> the item's
-worker got past preload and the raw wait, i.e. time spent behind the worker's previous item),
+worker got past preload, prefetch and the raw wait: time spent behind the worker's previous
+item, plus its own preload when the raw came first),
 ``latency`` itself, and ``ingest_delay`` (alerts acknowledged -> the ingester committed the
 visit-detector complete in the L1 database). ``--items FILE`` writes every item's record.
 
@@ -61,7 +63,7 @@ def _items(progress: Any) -> list[dict[str, Any]]:
         started = s.finished_at - sum(s.stages.values())
         # the raw wait ends at arrival or later; what exceeds it is the queue behind the
         # worker's previous item (plus preload when the raw came first)
-        ready = started + s.stages.get("preload", 0.0) + s.stages.get("wait_raw", 0.0)
+        ready = started + sum(s.stages.get(k, 0.0) for k in ("preload", "prefetch", "wait_raw"))
         out.append({"visit": visit, "detector": detector, "worker": s.worker,
                     "n_alerts": s.n_alerts, "arrived": s.raw_arrived_at,
                     "started": started, "acked": s.alerts_acked_at,
