@@ -1,8 +1,9 @@
 """A real worker process whose processor misbehaves on one detector, for the retry tests.
 
-Run as ``python poison_worker.py CONFIG.toml JOURNAL POISON_DETECTOR raise|die|hang``: it
-joins the work topic's group like ``alertbutler worker``, processes items instantly, and on
-the poison detector raises, dies at once (``os._exit``, as SIGKILL would leave it) or hangs.
+Run as ``python poison_worker.py CONFIG.toml JOURNAL POISON_DETECTOR BEHAVIOUR``: it joins
+the work topic's group like ``alertbutler worker`` (SIGTERM stops it), processes items
+instantly, and on the poison detector: ``raise``s, ``die``s at once (``os._exit``, as SIGKILL
+would leave it), ``hang``s, or has an ``outage`` (a database error on its first two starts).
 Every start, success and abandon is appended to the journal file, one line each.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from alertbutler.config import load_config
 from alertbutler.prompt.events import WorkItem
+from alertbutler.prompt.service_support import stop_on_signals
 from alertbutler.prompt.status import VisitDetectorStatus
 from alertbutler.prompt.worker import Worker
 
@@ -23,6 +26,7 @@ from alertbutler.prompt.worker import Worker
 class PoisonProcessor:
     def __init__(self, journal: Path, poison: int, behaviour: str) -> None:
         self.journal, self.poison, self.behaviour = journal, poison, behaviour
+        self.starts = 0
 
     def _note(self, what: str, item: WorkItem) -> None:
         with self.journal.open("a") as f:
@@ -31,11 +35,15 @@ class PoisonProcessor:
     def process(self, item: WorkItem) -> VisitDetectorStatus:
         self._note("start", item)
         if item.detector == self.poison:
+            self.starts += 1
+            if self.behaviour == "outage" and self.starts <= 2:
+                raise sa.exc.OperationalError("SELECT 1", {}, ConnectionError("server gone"))
             if self.behaviour == "raise":
                 raise RuntimeError(f"poisoned detector {item.detector}")
             if self.behaviour == "die":
                 os._exit(137)
-            time.sleep(3600)
+            if self.behaviour == "hang":
+                time.sleep(3600)
         self._note("done", item)
         return VisitDetectorStatus(instrument=item.instrument, group_id=item.group_id,
                                    visit=item.visit, detector=item.detector, ok=True,
@@ -50,7 +58,7 @@ def main() -> int:
     config = load_config(config_file, env={})
     worker = Worker(config, config.kafka.bootstrap_servers,
                     PoisonProcessor(Path(journal), int(poison), behaviour))
-    worker.run(threading.Event(), idle_exit_s=4.0)
+    worker.run(stop_on_signals(), idle_exit_s=4.0)
     return 0
 
 

@@ -3,7 +3,9 @@ survive crashes and hangs, a dead letter with its reason, and a night that goes 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -136,23 +138,78 @@ def test_attempts_are_shared_and_finished_items_start_again(
     ledger = WorkAttempts(L1db.create(db_url))
     first = ledger.begin("work:item", "w1")
     assert (first.number, first.previous_worker, first.last_error) == (1, None, None)
-    ledger.failed("work:item", "RuntimeError: boom")
+    ledger.failed(first, "RuntimeError: boom")
     again = WorkAttempts(L1db(db_url)).begin("work:item", "w2")  # another worker, same db
     assert (again.number, again.previous_worker, again.last_error) == (
         2, "w1", "RuntimeError: boom")
     assert "last error: RuntimeError: boom" in again.give_up_reason()
-    ledger.finished("work:item")
+    ledger.finished(first)  # w1 lost the item to w2 (a rebalance): w2's attempt stands
+    ledger.failed(first, "late news from w1")
+    assert ledger.get("work:item")["finished_at"] is None  # type: ignore[index]
+    assert ledger.get("work:item")["last_error"] == "RuntimeError: boom"  # type: ignore[index]
+    ledger.finished(again)
     redelivered = ledger.begin("work:item", "w3")  # e.g. a fan-out that re-sent its event
-    assert (redelivered.number, redelivered.last_error) == (1, None)
-    assert ledger.begin("other", "w3").number == 1
-    ledger.failed("other", "RuntimeError: still failing")
+    assert (redelivered.number, redelivered.previous_worker, redelivered.last_error) == (
+        1, None, None)
+    other = ledger.begin("other", "w3")
+    ledger.release(other)  # handed back unprocessed: the start does not count
+    other = ledger.begin("other", "w4")
+    assert other.number == 1
+    ledger.failed(other, "RuntimeError: still failing")
     assert main(["l1db", "attempts", "--url", db_url, "--unfinished", "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["item"], r["attempts"], r["last_error"]) for r in listed] == [
         ("other", 1, "RuntimeError: still failing"), ("work:item", 1, None)]
-    ledger.finished("other")
+    ledger.finished(other)
     assert main(["l1db", "attempts", "--url", db_url, "--unfinished"]) == 0
     assert "work:item  attempts 1" in capsys.readouterr().out
+
+
+def test_an_outage_is_retried_without_counting_attempts(worker_config: Config,
+                                                        tmp_path: Path) -> None:
+    """Two database failures on one item (max_attempts is 2): an outage, not the item's
+    fault, so it is processed once the database is back, and nothing is dead-lettered."""
+    items = _items(worker_config)
+    journal = tmp_path / "journal"
+    worker = Worker(worker_config, worker_config.kafka.bootstrap_servers,
+                    PoisonProcessor(journal, POISON, "outage"))
+    worker.run(threading.Event(), idle_exit_s=4.0)
+    lines = journal.read_text().split("\n")
+    assert lines.count(f"start {POISON}") == 3 and lines.count(f"done {POISON}") == 1
+    assert worker.items_done == len(items)
+    assert all(s.ok for s in _statuses(worker_config))
+    assert _dead_letters(worker_config) == []
+    row = worker.ledger.get(f"{worker_config.kafka.work_topic}:{items[POISON].label}")
+    assert row is not None and row["attempts"] == 1 and row["finished_at"] is not None
+
+
+def test_a_worker_stopped_mid_item_hands_it_back_uncounted(worker_config: Config,
+                                                            tmp_path: Path) -> None:
+    """SIGTERM while an item hangs, then SIGKILL when the grace runs out (as ``up`` does):
+    the stop takes the attempt back, so restarts of a deployment never dead-letter work."""
+    items = _items(worker_config)
+    config = dataclasses.replace(worker_config, prompt=dataclasses.replace(
+        worker_config.prompt, item_deadline_s=600.0))
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(dump_toml(config, redact=False))
+    journal = tmp_path / "journal"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(config_file), str(journal),
+                             str(POISON), "hang"])
+    ledger = WorkAttempts(L1db(config.l1db_url))
+    key = f"{config.kafka.work_topic}:{items[POISON].label}"
+    try:
+        deadline = time.monotonic() + 90
+        while not (journal.exists() and f"start {POISON}" in journal.read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None, "item never started"
+            time.sleep(0.2)
+        assert ledger.get(key)["attempts"] == 1  # type: ignore[index]
+        proc.send_signal(signal.SIGTERM)
+        while ledger.get(key)["attempts"] != 0:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the stop did not take the attempt back"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(30)
 
 
 def test_commit_refused_after_losing_the_partition_is_not_fatal(

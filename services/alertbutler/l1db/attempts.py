@@ -13,14 +13,16 @@ re-sends its event's items) starts again from attempt 1: it is new work, not a r
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from alertbutler.l1db._engine import WRITE_OPTION
+from alertbutler.l1db._errors import L1dbError
 from alertbutler.l1db.db import L1db
-from alertbutler.l1db.schema import build_metadata
+from alertbutler.l1db.schema import SCHEMA_VERSION, build_metadata
 
 #: longest error text kept per item (the dead letter quotes it)
 _ERROR_CHARS = 2000
@@ -34,7 +36,8 @@ ON CONFLICT (item) DO UPDATE SET
                     ELSE 1 END,
     last_error = CASE WHEN work_attempt.finished_at IS NULL THEN work_attempt.last_error
                       ELSE NULL END,
-    previous_worker = work_attempt.worker,
+    previous_worker = CASE WHEN work_attempt.finished_at IS NULL THEN work_attempt.worker
+                           ELSE NULL END,
     worker = excluded.worker,
     started_at = excluded.started_at,
     finished_at = NULL
@@ -48,6 +51,8 @@ class Attempt:
 
     item: str
     number: int
+    #: the worker making this attempt
+    worker: str
     #: the worker of the previous unfinished attempt (None on a first attempt)
     previous_worker: str | None
     #: the error the previous attempts recorded, if any (None when a worker just died)
@@ -63,15 +68,34 @@ class Attempt:
 
 
 class WorkAttempts:
-    """The ``work_attempt`` table of an L1 database (created when missing: schema 1.0 had
-    none). Every call is its own short transaction."""
+    """The ``work_attempt`` table of an L1 database. Every call is its own short
+    transaction, and every update names the worker, so a worker that lost an item to another
+    (a rebalance) cannot finish or release the other's attempt.
 
-    def __init__(self, db: L1db) -> None:
+    ``create``: add the table to a database of schema 1.0 (and mark it 1.1); a read-only
+    caller passes False and gets :class:`L1dbError` when the table is missing.
+    """
+
+    def __init__(self, db: L1db, *, create: bool = True) -> None:
         self._engine = db._engine  # same package: the ledger shares the database's pool
+        if db.backend == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+            raise L1dbError(f"the work-attempt ledger needs SQLite 3.35 or later (UPSERT ... "
+                            f"RETURNING); this Python has {sqlite3.sqlite_version}: use "
+                            "PostgreSQL or a newer Python build")
+        if sa.inspect(self._engine).has_table("work_attempt"):
+            return
+        if not create:
+            raise L1dbError(f"{db.url} has no work_attempt table yet (schema "
+                            f"{db.schema_version}): no worker has run against it")
         table = build_metadata().tables["work_attempt"]
         try:
-            table.create(self._engine, checkfirst=True)
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                with conn.begin():
+                    table.create(conn, checkfirst=True)
+                    conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = "
+                                         "'schema_version' AND value = '1.0'"),
+                                 {"v": SCHEMA_VERSION})
+        except sa.exc.DBAPIError:
             # Another worker created it between the check and the CREATE: fine if it exists.
             if not sa.inspect(self._engine).has_table("work_attempt"):
                 raise
@@ -87,18 +111,27 @@ class WorkAttempts:
         """Record a start of ``item`` by ``worker``; its attempt number (1 for new work)."""
         (number, previous, error), = self._write(_BEGIN, item=item, worker=worker,
                                                  now=time.time())
-        return Attempt(item=item, number=int(number), previous_worker=previous,
-                       last_error=error)
+        return Attempt(item=item, number=int(number), worker=worker,
+                       previous_worker=previous, last_error=error)
 
-    def failed(self, item: str, error: str) -> None:
+    def failed(self, attempt: Attempt, error: str) -> None:
         """Keep why an attempt failed; the next attempt, or the dead letter, quotes it."""
-        self._write("UPDATE work_attempt SET last_error = :e WHERE item = :i",
-                    e=error[-_ERROR_CHARS:], i=item)
+        self._write("UPDATE work_attempt SET last_error = :e WHERE item = :i AND worker = :w "
+                    "AND finished_at IS NULL", e=error[-_ERROR_CHARS:], i=attempt.item,
+                    w=attempt.worker)
 
-    def finished(self, item: str) -> None:
+    def release(self, attempt: Attempt) -> None:
+        """Take an attempt back: the item is handed back unprocessed (the worker is being
+        stopped, or the database or broker failed), which says nothing about the item."""
+        self._write("UPDATE work_attempt SET attempts = :n - 1 WHERE item = :i AND "
+                    "worker = :w AND attempts = :n AND finished_at IS NULL",
+                    i=attempt.item, w=attempt.worker, n=attempt.number)
+
+    def finished(self, attempt: Attempt) -> None:
         """The item has a result (alerts, a recorded bad input, or a dead letter)."""
-        self._write("UPDATE work_attempt SET finished_at = :t WHERE item = :i",
-                    t=time.time(), i=item)
+        self._write("UPDATE work_attempt SET finished_at = :t WHERE item = :i AND worker = :w "
+                    "AND finished_at IS NULL", t=time.time(), i=attempt.item,
+                    w=attempt.worker)
 
     def rows(self, *, unfinished: bool = False) -> list[dict[str, object]]:
         """Every item's row, most recently started first (``unfinished``: only those in

@@ -142,7 +142,7 @@ def build_metadata() -> sa.MetaData:
              sa.Column("n_alerts", sa.Integer, nullable=False),
              sa.Column("completed_at", sa.Double, nullable=False, index=True))
     sa.Table("work_attempt", md,
-             sa.Column("item", sa.String(255), primary_key=True),
+             sa.Column("item", sa.Text, primary_key=True),
              sa.Column("attempts", sa.Integer, nullable=False),
              sa.Column("worker", sa.String(255), nullable=False),
              sa.Column("previous_worker", sa.String(255), nullable=True),

@@ -27,8 +27,10 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Protocol
 
+import sqlalchemy as sa
 from confluent_kafka import (
     Consumer,
     KafkaException,
@@ -37,6 +39,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from alertbutler.alerts import DeliveryError
 from alertbutler.config import Config
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import Attempt, WorkAttempts
@@ -44,6 +47,7 @@ from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import WorkItem, decode_work_item
 from alertbutler.prompt.kafka_io import (
+    DeliveryFailedError,
     commit_past,
     make_consumer,
     make_producer,
@@ -69,6 +73,21 @@ class Processor(Protocol):
         ...
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the broker or a database failed (a failover, a restart, a full
+    connection pool) rather than anything about the item being processed."""
+    return isinstance(exc, (DeliveryFailedError, DeliveryError, KafkaException,
+                            sa.exc.OperationalError, sa.exc.InterfaceError,
+                            ConnectionError, TimeoutError))
+
+
+def _bounded(call: Callable[..., object], *args: object, timeout_s: float = 5.0) -> None:
+    """Best effort, within ``timeout_s``: the hang may be in the database itself."""
+    thread = threading.Thread(target=call, args=args, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -91,8 +110,10 @@ class Worker:
         self.assigned = threading.Event()
         self.metrics = metrics
         self.health = health
-        #: (ledger key, start time) of the item being processed, for the watchdog
-        self._current: tuple[str, float] | None = None
+        #: the attempt in flight and its start (monotonic), for the watchdog
+        self._current: tuple[Attempt, float] | None = None
+        #: consecutive infrastructure failures, for the back-off
+        self._outages = 0
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
             max_items: int | None = None) -> int:
@@ -119,17 +140,29 @@ class Worker:
 
     def _watchdog(self, stop: threading.Event, deadline_s: float) -> None:
         """End the process when one item runs past the deadline: a hung item must not hold
-        its partition; the group redelivers it to a healthy member (nothing was committed)."""
-        while not stop.wait(1.0):
+        its partition; the group redelivers it to a healthy member (nothing was committed).
+
+        Runs until the worker is stopped *and* idle. A stop that finds an item in flight
+        takes its attempt back at once: whether the item still finishes or the process is
+        killed when its grace runs out, the stop says nothing about the item.
+        """
+        released: Attempt | None = None
+        while True:
+            time.sleep(1.0)
             current = self._current
-            if current is not None and time.monotonic() - current[1] > deadline_s:
+            if current is None:
+                if stop.is_set():
+                    return
+                continue
+            attempt, started = current
+            if stop.is_set() and released is not attempt:
+                released = attempt
+                _bounded(self.ledger.release, attempt)
+            if time.monotonic() - started > deadline_s:
                 log.critical("work item past its deadline: exiting so that another worker "
-                             "takes it", extra={"item": current[0], "deadline_s": deadline_s})
-                # Best effort, and bounded: the hang may be in the database itself.
-                note = threading.Thread(target=self.ledger.failed, daemon=True, args=(
-                    current[0], f"passed its deadline of {deadline_s:g} s on {self.name}"))
-                note.start()
-                note.join(5.0)
+                             "takes it", extra={"item": attempt.item, "deadline_s": deadline_s})
+                _bounded(self.ledger.failed, attempt,
+                         f"passed its deadline of {deadline_s:g} s on {self.name}")
                 logging.shutdown()
                 os._exit(70)
 
@@ -155,35 +188,51 @@ class Worker:
             self._count("undecodable")
             return
         key = f"{kafka.work_topic}:{item.label}"
-        attempt = self.ledger.begin(key, self.name)
+        try:
+            attempt = self.ledger.begin(key, self.name)
+        except sa.exc.DBAPIError as exc:
+            self._outage(consumer, msg, None, exc)
+            return
         log.info("work item started", extra={
             "worker": self.name, "visit": item.visit, "detector": item.detector,
             "partition": msg.partition(), "offset": msg.offset(), "attempt": attempt.number})
         if attempt.number > self.max_attempts:
             status = self._give_up(item, msg, producer, attempt.give_up_reason(), None)
         else:
-            self._current = (key, time.monotonic())
+            self._current = (attempt, time.monotonic())
             try:
                 status = self.processor.process(item)
-            except Exception as exc:  # not the input's fault: retry, then give up loudly
+            except Exception as exc:
                 self._current = None
+                if is_outage(exc):
+                    self._outage(consumer, msg, attempt, exc)
+                    return
+                # not the input's fault (that is a VisitDetectorError, recorded in the
+                # status), nor the infrastructure's: retry, then give up loudly
                 reason = f"{type(exc).__name__}: {exc}"
-                self.ledger.failed(key, reason)
+                self.ledger.failed(attempt, reason)
                 log.error("work item failed", exc_info=True, extra={
                     "item": item.label, "attempt": attempt.number, "error": str(exc)})
                 if self.metrics is not None:
                     self.metrics.errors.labels(self.metrics.service, type(exc).__name__).inc()
                 if attempt.number < self.max_attempts:
-                    self._retry(consumer, msg, attempt)
+                    self._rewind(consumer, msg, min(5.0, 0.5 * 2**attempt.number))
                     return
                 status = self._give_up(
                     item, msg, producer,
                     f"gave up after {attempt.number} attempts; last error: {reason}",
                     traceback.format_exc()[-2000:])
             self._current = None
-        produce_all(producer, [(self.config.prompt.status_topic, status.key,
-                                status.to_json(), None)])
-        self.ledger.finished(key)
+        try:
+            produce_all(producer, [(self.config.prompt.status_topic, status.key,
+                                    status.to_json(), None)])
+            self.ledger.finished(attempt)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self._outage(consumer, msg, attempt, exc)
+            return
+        self._outages = 0
         commit_past(consumer, msg)
         self.items_done += 1
         self._count("ok" if status.ok else status.reason)
@@ -195,15 +244,35 @@ class Worker:
                 self.metrics.alert_latency_seconds.labels(self.metrics.service).observe(
                     status.alerts_acked_at - status.raw_arrived_at)
 
-    def _retry(self, consumer: Consumer, msg: Message, attempt: Attempt) -> None:
-        """Process the item again from its offset, after a short back-off."""
+    def _rewind(self, consumer: Consumer, msg: Message, delay_s: float) -> None:
+        """Process the item again from its offset, after ``delay_s``."""
         try:
             consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
         except KafkaException as exc:  # revoked meanwhile: its new owner retries it
             log.warning("could not rewind to a failed item (partition revoked?)",
                         extra={"partition": msg.partition(), "error": str(exc)})
             return
-        time.sleep(min(5.0, 0.5 * 2**attempt.number))
+        time.sleep(delay_s)
+
+    def _outage(self, consumer: Consumer, msg: Message, attempt: Attempt | None,
+                exc: BaseException) -> None:
+        """The broker or a database failed, not the item: hand the item back without
+        counting the attempt, and try again after a back-off that grows while it lasts (a
+        failover must not dead-letter every item in flight)."""
+        self._outages += 1
+        delay = min(60.0, 2.0 ** min(self._outages, 6))
+        log.error("infrastructure error: the work item is handed back and retried, not "
+                  "counted as an attempt", exc_info=exc, extra={
+                      "partition": msg.partition(), "offset": msg.offset(),
+                      "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
+        if self.metrics is not None:
+            self.metrics.errors.labels(self.metrics.service, "infrastructure").inc()
+        if attempt is not None:
+            try:
+                self.ledger.release(attempt)
+            except sa.exc.DBAPIError:  # the database may be what failed
+                log.warning("could not take the attempt back", extra={"item": attempt.item})
+        self._rewind(consumer, msg, delay)
 
     def _give_up(self, item: WorkItem, msg: Message, producer: Producer, reason: str,
                  trace: str | None) -> VisitDetectorStatus:
