@@ -67,6 +67,11 @@ def test_up_starts_every_service_and_sigterm_stops_them(tmp_path: Path) -> None:
         assert state.pid == proc.pid and state.alive
         assert state.metrics_ports == {"fanout": base, "worker": base + 1, "ingest": base + 2}
         assert Path(state.landing_dir) == tmp_path / "landing"
+        second = subprocess.run([sys.executable, "-m", "alertbutler", "up", "--no-live"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0 and f"another alertbutler up (pid {proc.pid})" in \
+            second.stderr, second.stderr[-2000:]
+        assert DeploymentState.read(state_path(tmp_path)).pid == proc.pid  # left alone
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:

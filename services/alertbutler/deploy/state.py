@@ -4,7 +4,9 @@ Something that feeds a deployment from outside (``alertbutler night replay --int
 simulator, an operator's script) needs its broker, topics, landing area, central repo, L1
 database and camera geometry. ``up`` writes them once its services are started and removes
 the file when it stops; :func:`find_state` reads it back, given the deployment's data
-directory (or the file itself), and refuses a file whose ``up`` is no longer running.
+directory (or the file itself), and refuses a file whose ``up`` is no longer running, and
+one that another user owns or could have written (it names a broker, whose client settings
+(credentials included) a feeder would hand to it, and directories a feeder writes to).
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ class DeploymentState:
     @classmethod
     def read(cls, path: Path) -> DeploymentState:
         try:
+            info = path.stat()
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                raise DeploymentNotFoundError(
+                    f"{path}: refused: a deployment file must belong to this user and be "
+                    "writable by nobody else (it tells a feeder where to send credentials "
+                    "and write files)")
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise DeploymentNotFoundError(f"{path}: not a readable deployment file ({exc})"
@@ -70,14 +78,25 @@ class DeploymentState:
 
     @property
     def alive(self) -> bool:
-        """True while the ``up`` process that wrote the file runs."""
+        """True while the ``up`` process that wrote the file runs: a process of this user
+        with that pid, started no later than the file (a reused pid started after it)."""
         try:
             os.kill(self.pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone, or not ours: not our ``up``
             return False
-        except PermissionError:
-            return True
-        return True
+        started = _process_start(self.pid)
+        return started is None or started <= self.started_at + 1.0
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where /proc tells."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text()
+                    .splitlines() if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def state_path(data_dir: Path) -> Path:

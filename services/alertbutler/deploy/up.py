@@ -43,6 +43,7 @@ from alertbutler.deploy.progress import NightProgress
 from alertbutler.deploy.state import (
     DeploymentNotFoundError,
     DeploymentState,
+    find_state,
     state_fields,
     state_path,
 )
@@ -52,9 +53,10 @@ from alertbutler.procs import SINGLE_THREADED_MATH
 
 log = logging.getLogger(__name__)
 
-#: one compute thread per process: N workers on N cores, not N x cores threads fighting;
-#: also the replays' setting, so a deployment's alerts match a replay's bit for bit
-_THREAD_ENV = tuple(SINGLE_THREADED_MATH)
+
+
+class DeploymentRunningError(RuntimeError):
+    """Another ``alertbutler up`` already runs on this data directory."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,12 +137,26 @@ class Deployment:
         self._more_workers = 0  # asked for by SIGUSR1, started by the loop
 
     # -- start ------------------------------------------------------------------------------
+    def _refuse_if_running(self) -> None:
+        """Two deployments on one data directory would wipe (``--night``) or hide (the
+        state file) each other's: refuse the second."""
+        try:
+            running = find_state(self.base_config.data_dir)
+        except DeploymentNotFoundError:
+            return  # none, or a stale file from a deployment that was killed
+        if running.pid != os.getpid():  # this process's own file is a leftover
+            raise DeploymentRunningError(
+                f"another alertbutler up (pid {running.pid}) runs on "
+                f"{self.base_config.data_dir}: stop it first, or give this one another "
+                "general.data_dir")
+
     def prepare(self) -> Deployment:
         """Broker, effective configuration, topics, L1 database and central repo."""
         from alertbutler.broker import EmbeddedBroker
         from alertbutler.l1db import L1db
         from alertbutler.prompt.service_support import ensure_topics
 
+        self._refuse_if_running()
         if self.options.night and self.root.exists():
             shutil.rmtree(self.root)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
@@ -204,8 +220,8 @@ class Deployment:
         }
         if self.options.config_file:
             env[CONFIG_ENV] = str(Path(self.options.config_file).resolve())
-        for name in _THREAD_ENV:
-            env[name] = os.environ.get(name, "1")
+        # one compute thread per worker, and the same arithmetic as a replay (bit for bit)
+        env.update(SINGLE_THREADED_MATH)
         return env
 
     def start(self) -> Deployment:
