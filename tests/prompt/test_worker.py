@@ -20,8 +20,15 @@ from alertbutler.cli import main
 from alertbutler.config import Config, dump_toml
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import WorkAttempts
+from alertbutler.metrics import ServiceMetrics
 from alertbutler.prompt.events import NextVisit, WorkItem, encode_work_item
-from alertbutler.prompt.kafka_io import commit_past, make_consumer, make_producer, produce_all
+from alertbutler.prompt.kafka_io import (
+    commit_past,
+    make_consumer,
+    make_producer,
+    produce_all,
+    report_lag,
+)
 from alertbutler.prompt.status import VisitDetectorStatus
 from alertbutler.prompt.worker import Worker
 
@@ -228,5 +235,35 @@ def test_commit_refused_after_losing_the_partition_is_not_fatal(
         assert commit_past(consumer, msg) is False
         assert consumer.committed([TopicPartition(msg.topic(), msg.partition())],
                                   timeout=10)[0].offset < 0  # nothing was committed
+    finally:
+        consumer.close()
+
+
+def _lag_samples(metrics: ServiceMetrics) -> dict[int, float]:
+    return {int(s.labels["partition"]): s.value for m in metrics.registry.collect()
+            if m.name == "alertbutler_consumer_lag" for s in m.samples}
+
+
+def test_lag_gauges_follow_the_assignment(worker_config: Config) -> None:
+    """Lag from fetch-response watermarks, per assigned partition; a partition taken away
+    (a rebalance) loses its gauge instead of reporting its last lag for ever."""
+    config, topic = worker_config, worker_config.kafka.work_topic
+    _items(config, n=4)  # one item on each of the four partitions
+    metrics, reported = ServiceMetrics("worker"), set()
+    consumer = make_consumer(config, config.kafka.bootstrap_servers, "lag-test")
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
+        deadline = time.monotonic() + 30
+        got = 0
+        while got < 4:
+            assert time.monotonic() < deadline, "the four items never came"
+            msg = consumer.poll(0.5)
+            got += msg is not None and not msg.error()
+        report_lag(consumer, metrics, reported)
+        assert _lag_samples(metrics) == {0: 0, 1: 0, 2: 0, 3: 0}
+        consumer.assign([TopicPartition(topic, 0, 0)])  # three taken away; rewound to 0
+        consumer.poll(1.0)
+        report_lag(consumer, metrics, reported)
+        assert set(_lag_samples(metrics)) == {0}
     finally:
         consumer.close()

@@ -7,6 +7,7 @@ report and raises naming what was not delivered. Consumers never auto-commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -97,18 +98,28 @@ def commit_past(consumer: Consumer, msg: Message) -> bool:
         return False
 
 
-def report_lag(consumer: Consumer, metrics: ServiceMetrics) -> None:
+def report_lag(consumer: Consumer, metrics: ServiceMetrics,
+               reported: set[tuple[str, int]]) -> None:
     """Set the consumer-lag gauge of each assigned partition from the high watermarks that
-    fetch responses carry (never ListOffsets, wrong on the embedded broker)."""
+    fetch responses carry (never ListOffsets, wrong on the embedded broker), and drop the
+    gauges of partitions no longer assigned (``reported``: those set last time), so that a
+    rebalance leaves no stale lag behind."""
     try:
         positions = consumer.position(consumer.assignment())
     except KafkaException:  # during a rebalance: the next turn will do
         return
+    current = set()
     for tp in positions:
+        current.add((tp.topic, tp.partition))
         _, high = consumer.get_watermark_offsets(tp, cached=True)
         if high >= 0 and tp.offset >= 0:
             metrics.consumer_lag.labels(metrics.service, tp.topic,
                                         str(tp.partition)).set(high - tp.offset)
+    for topic, partition in reported - current:
+        with contextlib.suppress(KeyError):
+            metrics.consumer_lag.remove(metrics.service, topic, str(partition))
+    reported.clear()
+    reported.update(current)
 
 
 def serve(consumer: Consumer, stop: threading.Event, *, assigned: threading.Event,
@@ -122,13 +133,14 @@ def serve(consumer: Consumer, stop: threading.Event, *, assigned: threading.Even
     from the end of the last message's handling: a long item is not idleness).
     """
     last = last_lag = time.monotonic()
+    reported: set[tuple[str, int]] = set()
     while not stop.is_set() and not done():
         msg = consumer.poll(0.5)
         if health is not None:
             health.beat()
         if metrics is not None and time.monotonic() - last_lag > 2.0:
             last_lag = time.monotonic()
-            report_lag(consumer, metrics)
+            report_lag(consumer, metrics, reported)
         if msg is None:
             if not assigned.is_set():
                 last = time.monotonic()
