@@ -91,7 +91,7 @@ def replay_into(config: Config, source: Path, where: Path, *, speed: float = 1.0
                 window: int = 2, timeout_s: float = 1800.0, progress: bool = True,
                 out: Path | None = None) -> IntoOutcome:
     """Play the recording ``source`` into the deployment at ``where`` (see the module doc)."""
-    from alertbutler.alerts import decode_alert, decode_message
+    from alertbutler.alerts import decode_alert
     from alertbutler.l1db import L1db
     from alertbutler.prompt.kafka_io import make_producer
     from alertbutler.replay.compare import compare_alerts
@@ -166,9 +166,8 @@ def replay_into(config: Config, source: Path, where: Path, *, speed: float = 1.0
         statuses = {k: v for k, v in monitor.statuses.items() if k in spec.expected}
         visits = set(spec.visits.values())
         expected_alerts = sum(s.n_alerts for s in statuses.values() if s.ok)
-        alerts, _, differing = collect_alerts(cfg, expected_alerts)
-        alerts = [a for a in alerts
-                  if int(decode_message(a[1]).record["diaSource"]["visit"]) in visits]
+        alerts, _, differing = collect_alerts(cfg, expected_alerts, visits=visits,
+                                              timeout_s=max(120.0, timeout_s / 4))
         replayed = [decode_alert(v) for _, v, _ in alerts]
         comparison = compare_alerts(recorded_alerts(recording), replayed,
                                     ignore=WALL_CLOCK_FIELDS)

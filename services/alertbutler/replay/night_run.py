@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -463,13 +463,17 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
         duplicates_differing=differing)
 
 
-def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0
+def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0,
+                   visits: Collection[int] | None = None
                    ) -> tuple[list[tuple[bytes | None, bytes, int | None]], list[int], list[int]]:
-    """Every alert on the run's alert topic, one per diaSourceId (a re-processed item publishes
-    the same alerts again), sorted by diaSourceId; also ids whose copies differ."""
+    """Every alert on the run's alert topic (of ``visits`` only, when given: a shared
+    deployment's topic holds others), one per diaSourceId (a re-processed item publishes the
+    same alerts again), sorted by diaSourceId; also ids whose copies differ. Messages that
+    are not alertbutler alerts are skipped and counted in the log; a topic not read to its
+    end within ``timeout_s`` is an error, not a silently shorter list."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from alertbutler.alerts import decode_message
+    from alertbutler.alerts import AlertFormatError, decode_message
 
     topic = config.kafka.alert_topic
     consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
@@ -478,6 +482,8 @@ def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0
                          "log_level": 3, **config.kafka.client})
     found: dict[int, tuple[bytes | None, bytes, int | None]] = {}
     differing: list[int] = []
+    wanted = None if visits is None else set(visits)
+    foreign = 0
     try:
         meta = consumer.list_topics(topic, timeout=10)
         parts = sorted(meta.topics[topic].partitions)
@@ -491,8 +497,14 @@ def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0
                         at_end.add(msg.partition())
                     continue
                 at_end.discard(msg.partition())
-                decoded = decode_message(msg.value())
-                if decoded.kind != "alert":
+                try:
+                    decoded = decode_message(msg.value())
+                except AlertFormatError:
+                    foreign += 1
+                    continue
+                if decoded.kind != "alert" or (
+                        wanted is not None
+                        and int(decoded.record["diaSource"]["visit"]) not in wanted):
                     continue
                 ident = int(decoded.record["diaSourceId"])
                 if ident in found:
@@ -502,8 +514,15 @@ def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0
                 found[ident] = (msg.key(), msg.value(), msg.timestamp()[1])
             if len(found) >= expected and at_end >= set(parts):
                 break
+        else:
+            raise ReplayError(f"could not read {topic} to its end within {timeout_s:.0f} s "
+                              f"({len(found)} of {expected} alerts found): the comparison "
+                              "would be partial")
     finally:
         consumer.close()
+    if foreign:
+        log.warning("skipped messages that are not alertbutler alerts",
+                    extra={"topic": topic, "count": foreign})
     ids = sorted(found)
     return [found[i] for i in ids], ids, differing
 
