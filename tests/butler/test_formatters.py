@@ -114,3 +114,32 @@ def test_formatter_table_refuses_clashes_and_unknown_pairs() -> None:
     with pytest.raises(FormatterError, match="no formatter writes storage class 'Exposure' "
                                              "as 'parquet'"):
         FORMATTERS.get("parquet", "Exposure")
+
+
+@pytest.mark.parametrize("stored, bscale, bzero, blank", [
+    (np.array([[0, 65535], [1, 40000]], dtype=np.uint16), None, None, None),  # BZERO 32768
+    (np.array([[0, 2**32 - 1], [5, 7]], dtype=np.uint32), None, None, None),
+    (np.array([[-128, 127], [0, -1]], dtype=np.int8), None, None, None),  # BZERO -128
+    (np.array([[1, 2], [3, -5]], dtype=np.int16), 0.5, 10.0, -5),
+    (np.array([[1, 2], [3, -5]], dtype=np.int32), 2.0, 1.0, None),
+    (np.array([[1, 2], [3, -5]], dtype=np.float32), 1.0, 3.0, None),
+])
+def test_scaled_fits_pixels_read_as_astropy_scales_them(tmp_path, stored, bscale, bzero,
+                                                        blank) -> None:  # type: ignore[no-untyped-def]
+    """The formatter scales memory-mapped pixels itself: values and types as astropy's."""
+    from astropy.io import fits
+
+    from alertbutler.butler.formatters.fits import FitsImageFormatter
+
+    hdu = fits.PrimaryHDU(stored)
+    for key, value in (("BSCALE", bscale), ("BZERO", bzero), ("BLANK", blank)):
+        if value is not None:
+            hdu.header[key] = value
+    path = tmp_path / "scaled.fits"
+    hdu.writeto(path)
+    expected = fits.getdata(path)
+    for got, want in ((FitsImageFormatter().read(path, "Image"), expected),
+                      (FitsImageFormatter().read(path, "Image", parameters={"bbox": (1, 0, 2, 2)}),
+                       expected[0:2, 1:2])):
+        assert (got.dtype.kind, got.dtype.itemsize) == (want.dtype.kind, want.dtype.itemsize)
+        np.testing.assert_array_equal(got, want)

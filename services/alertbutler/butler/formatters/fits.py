@@ -47,8 +47,8 @@ def _open(path: Path) -> Any:
 
 def _pixels(hdu: Any, bbox: Any = None) -> np.ndarray:
     """The physical pixel values of an image HDU opened by :func:`_open` (all of them, or a
-    ``bbox``), as astropy would scale them: unsigned integers for the BZERO 2**(n-1)
-    convention, floats (NaN for BLANK) for any other scaling."""
+    ``bbox``), as astropy scales them: unsigned integers for the BZERO 2**(n-1) convention,
+    signed bytes for BZERO -128, floats (NaN for BLANK) for any other scaling."""
     if bbox is not None:
         x0, y0, x1, y1 = check_bbox(bbox, hdu.shape)
         stored = np.asarray(hdu.section[y0:y1, x0:x1])
@@ -59,10 +59,13 @@ def _pixels(hdu: Any, bbox: Any = None) -> np.ndarray:
     native = stored.astype(stored.dtype.newbyteorder("="))  # the copy that leaves the file
     if bzero == 0 and bscale == 1:
         return native
-    size = native.dtype.itemsize
-    if native.dtype.kind == "i" and bscale == 1 and bzero == 2 ** (8 * size - 1):
+    size, kind = native.dtype.itemsize, native.dtype.kind
+    if bscale == 1 and kind == "i" and bzero == 2 ** (8 * size - 1):  # unsigned integers
         return native.view(f"u{size}") ^ np.array(1 << (8 * size - 1), dtype=f"u{size}")
-    physical = native.astype(np.float32 if size <= 2 else np.float64) * bscale + bzero
+    if bscale == 1 and kind == "u" and size == 1 and bzero == -128:  # signed bytes
+        return native.view(np.int8) ^ np.int8(-128)
+    dtype = native.dtype if kind == "f" else np.dtype(np.float32 if size <= 2 else np.float64)
+    physical = native.astype(dtype) * dtype.type(bscale) + dtype.type(bzero)
     if native.dtype.kind == "i" and "BLANK" in header:
         physical[native == header["BLANK"]] = np.nan
     return physical
