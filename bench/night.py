@@ -154,7 +154,8 @@ def main() -> int:
     parser.add_argument("--render-live", action="store_true",
                         help="render each raw of the real-time night as it lands")
     parser.add_argument("--items", type=Path,
-                        help="write the real-time night's per-item records (JSON) here")
+                        help="write the real-time night's per-item records (JSON) here, and "
+                        "the speed-0 nights' beside it (FILE.w1.json, FILE.w2.json)")
     args = parser.parse_args()
     if args.only:
         args.skip_latency = args.only != "latency"
@@ -183,7 +184,10 @@ def main() -> int:
             for workers in (1, 2):
                 print(f"speed-0 night, {workers} worker(s): {plan}", file=sys.stderr, flush=True)
                 r = _night(root / f"w{workers}", workers=workers, plan=plan)
-                r.pop("items")
+                items = r.pop("items")
+                if args.items:
+                    args.items.with_suffix(f".w{workers}.json").write_text(
+                        json.dumps(items, indent=1))
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 out[f"throughput_{workers}_worker{'s' if workers > 1 else ''}"] = \
                     r["detector_visits_per_min"]
