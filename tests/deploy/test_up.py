@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from alertbutler.config import load_config
 from alertbutler.deploy.up import Deployment, UpOptions
 from alertbutler.l1db import L1db
 from tests.deploy.nights import (
@@ -44,6 +45,11 @@ def test_up_night_metrics_agree_with_topics_and_database(tmp_path: Path) -> None
                            "filters:\n  everything:\n    filter: 'diaSource.snr > 0'\n"
                            "    topic: alerts-everything\n")
         deployment.start()
+        # the services run with the whole effective configuration, not only its locations
+        # (this night's 60 s raw and association waits are set in code, not in a file)
+        effective = load_config(deployment.root / "effective-config.toml", env={})
+        assert effective.prompt == deployment.config.prompt
+        assert effective.kafka == deployment.config.kafka
         assert deployment.wait_ready(timeout=300), "services never became ready"
         deployment.start_feed()
         progress = deployment.progress

@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     options = UpOptions(workers=args.workers or config.prompt.workers, l1db_url=args.l1db_url,
                         filters=args.filters.resolve() if args.filters else None,
                         live=not args.no_live, base_port=args.base_port, night=plan,
-                        exit_when_done=args.exit_when_done, config_file=args.config,
+                        exit_when_done=args.exit_when_done,
                         n_detectors=args.detectors, detector_size=args.detector_size)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

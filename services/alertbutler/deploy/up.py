@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alertbutler.config import CONFIG_ENV, Config
+from alertbutler.config import CONFIG_ENV, Config, dump_toml
 from alertbutler.deploy.feed import NightFeed, NightPlan
 from alertbutler.deploy.progress import NightProgress
 from alertbutler.deploy.state import (
@@ -75,7 +75,6 @@ class UpOptions:
     exit_when_done: bool = False
     timeout_s: float | None = None
     grace_s: float = 30.0
-    config_file: str | None = None
     worker_args: tuple[str, ...] = ()
     #: camera geometry of the fan-out and workers without a night (None: the camera's own);
     #: a night's plan sets its own
@@ -208,7 +207,8 @@ class Deployment:
             log.info("created an empty central repo", extra={"repo": str(central)})
 
     def child_env(self) -> dict[str, str]:
-        """What every service gets: the effective settings as ``ALERTBUTLER_*`` overrides."""
+        """What every service gets: the effective configuration as a file (``ALERTBUTLER_CONFIG``)
+        and its locations as ``ALERTBUTLER_*`` overrides."""
         c = self.config
         env = {
             "ALERTBUTLER_GENERAL__DATA_DIR": c.general.data_dir,
@@ -218,8 +218,14 @@ class Deployment:
             "ALERTBUTLER_BUTLER__LOCAL_REPO_ROOT": c.butler.local_repo_root,
             "ALERTBUTLER_PROMPT__LANDING_DIR": c.prompt.landing_dir,
         }
-        if self.options.config_file:
-            env[CONFIG_ENV] = str(Path(self.options.config_file).resolve())
+        # The whole effective configuration, not only the locations: settings given in code
+        # (a benchmark's or a test's timeouts) must reach the services as well. Private: it
+        # may hold credentials.
+        effective = self.root / "effective-config.toml"
+        fd = os.open(effective, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(dump_toml(c, redact=False))
+        env[CONFIG_ENV] = str(effective.resolve())
         # one compute thread per worker, and the same arithmetic as a replay (bit for bit)
         env.update(SINGLE_THREADED_MATH)
         return env
