@@ -21,7 +21,7 @@ from alertbutler.config import Config, dump_toml
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import WorkAttempts
 from alertbutler.metrics import ServiceMetrics
-from alertbutler.prompt.events import NextVisit, WorkItem, encode_work_item
+from alertbutler.prompt.events import NextVisit, VisitDetector, WorkItem, encode_work_item
 from alertbutler.prompt.kafka_io import (
     commit_past,
     make_consumer,
@@ -267,3 +267,55 @@ def test_lag_gauges_follow_the_assignment(worker_config: Config) -> None:
         assert set(_lag_samples(metrics)) == {0}
     finally:
         consumer.close()
+
+
+class _Dependent:
+    """Processes instantly; an item with dependencies is ready once they were processed."""
+
+    def __init__(self) -> None:
+        self.order: list[tuple[int | None, int]] = []
+        self.asked = threading.Event()
+
+    def ready(self, item: WorkItem) -> bool:
+        if item.depends_on:
+            self.asked.set()
+        return all((vd.visit, vd.detector) in self.order for vd in item.depends_on)
+
+    def process(self, item: WorkItem) -> VisitDetectorStatus:
+        self.order.append((item.visit, item.detector))
+        return VisitDetectorStatus(instrument=item.instrument, group_id=item.group_id,
+                                   visit=item.visit, detector=item.detector, ok=True)
+
+    def abandon(self, item: WorkItem) -> None:
+        pass
+
+
+def test_an_item_whose_dependency_is_queued_behind_it_waits_its_turn(
+        worker_config: Config) -> None:
+    """A later visit's item that reaches the worker before the earlier overlapping one it
+    depends on (a backlog) is put back, the earlier one is taken first, then the later one:
+    no 30 s association timeout, and association does not depend on delivery order."""
+    config = worker_config
+    event = NextVisit(instrument="SimCam", group_id="g-8", visit=8, ra=10.0, dec=-5.0,
+                      camera_angle=0.0, band="r", start_time=60000.2, duration=30.0,
+                      nimages=1, survey="test", sent_at=0.0)
+    later = WorkItem.for_detector(event, 0, (VisitDetector(7, 1),))
+    earlier = WorkItem.for_detector(dataclasses.replace(event, group_id="g-7", visit=7,
+                                                        start_time=60000.1), 1)
+    producer = make_producer(config, config.kafka.bootstrap_servers)
+    processor = _Dependent()
+    worker = Worker(config, config.kafka.bootstrap_servers, processor)
+    thread = threading.Thread(target=worker.run, args=(threading.Event(),),
+                              kwargs={"idle_exit_s": 6.0}, daemon=True)
+    produce_all(producer, [(config.kafka.work_topic, later.key, encode_work_item(later), 0)])
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (processor.asked.is_set() or processor.order):
+        assert time.monotonic() < deadline, "the later item never reached the worker"
+        time.sleep(0.1)
+    produce_all(producer, [(config.kafka.work_topic, earlier.key, encode_work_item(earlier),
+                            1)])
+    thread.join(120)
+    assert not thread.is_alive()
+    assert processor.order == [(7, 1), (8, 0)]
+    assert [s.visit for s in _statuses(config)] == [7, 8]

@@ -125,16 +125,19 @@ def report_lag(consumer: Consumer, metrics: ServiceMetrics,
 def serve(consumer: Consumer, stop: threading.Event, *, assigned: threading.Event,
           idle_exit_s: float | None = None, health: Health | None = None,
           metrics: ServiceMetrics | None = None,
-          done: Callable[[], bool] = lambda: False) -> Iterator[Message]:
+          done: Callable[[], bool] = lambda: False,
+          each_turn: Callable[[], None] = lambda: None) -> Iterator[Message]:
     """The poll loop of the prompt services: yield each message to handle.
 
-    Beats ``health`` every turn and reports lag every 2 s; ends when ``stop`` is set,
-    ``done()`` says so, or nothing came for ``idle_exit_s`` (counted from the group join, and
-    from the end of the last message's handling: a long item is not idleness).
+    Beats ``health`` and calls ``each_turn`` every turn, reports lag every 2 s; ends when
+    ``stop`` is set, ``done()`` says so, or nothing came for ``idle_exit_s`` (counted from
+    the group join, and from the end of the last message's handling: a long item is not
+    idleness).
     """
     last = last_lag = time.monotonic()
     reported: set[tuple[str, int]] = set()
     while not stop.is_set() and not done():
+        each_turn()
         msg = consumer.poll(0.5)
         if health is not None:
             health.beat()

@@ -120,6 +120,13 @@ class PromptPipeline:
         self.l1db.close()
 
     # -- the processor interface ------------------------------------------------------------
+    def ready(self, item: WorkItem) -> bool:
+        """Whether the earlier overlapping visit-detectors the item depends on are in the
+        L1 database (the worker takes other items first while they are not)."""
+        if not item.depends_on:
+            return True
+        return not set(item.depends_on) - self.l1db.ingested(item.depends_on)
+
     def abandon(self, item: WorkItem) -> None:
         """An empty batch and its end markers: the visit-detector is over, with no alerts."""
         if item.visit is not None:

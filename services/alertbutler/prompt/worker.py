@@ -21,6 +21,7 @@ idempotent and the new owner processes it again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -64,7 +65,12 @@ def worker_group(config: Config) -> str:
 
 
 class Processor(Protocol):
-    """Turns one work item into published alerts and reports what happened."""
+    """Turns one work item into published alerts and reports what happened.
+
+    It may also have ``ready(item) -> bool``: False while the earlier overlapping
+    visit-detectors the item depends on are not in the L1 database (the worker then takes
+    other items first; see ``Worker._defer``).
+    """
 
     def process(self, item: WorkItem) -> VisitDetectorStatus: ...
 
@@ -114,6 +120,10 @@ class Worker:
         self._current: tuple[Attempt, float] | None = None
         #: consecutive infrastructure failures, for the back-off
         self._outages = 0
+        #: items put back because they were not ready: (partition, offset) -> first time
+        self._deferred: dict[tuple[int, int], float] = {}
+        #: partitions paused behind such an item: (topic, partition) -> when to resume
+        self._paused: dict[tuple[str, int], float] = {}
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None,
             max_items: int | None = None) -> int:
@@ -131,7 +141,8 @@ class Worker:
             for msg in serve(consumer, stop, assigned=self.assigned, idle_exit_s=idle_exit_s,
                              health=self.health, metrics=self.metrics,
                              done=lambda: max_items is not None
-                             and self.items_done >= max_items):
+                             and self.items_done >= max_items,
+                             each_turn=lambda: self._resume_due(consumer)):
                 self._handle(msg, consumer, producer)
         finally:
             consumer.close()
@@ -167,6 +178,7 @@ class Worker:
                 os._exit(70)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._paused.clear()  # a new assignment starts unpaused
         self.assigned.set()
         if self.health is not None:
             self.health.set_ready(True, f"{len(partitions)} work partitions assigned")
@@ -175,8 +187,46 @@ class Worker:
         if self.metrics is not None:
             self.metrics.work_items.labels(self.metrics.service, outcome).inc()
 
+    def _defer(self, consumer: Consumer, msg: Message, item: WorkItem) -> bool:
+        """Put back an item whose earlier overlapping visit-detectors are not in the L1
+        database yet, pausing its partition briefly, and take other partitions' items
+        meanwhile: when a backlog (a speed-0 replay, a restart after an outage) hands one
+        worker a later visit before the earlier one it depends on, waiting would stall the
+        worker on work queued behind it, and associate without it after the timeout. Bounded
+        by ``prompt.association_wait_s``; then the item is processed as it is (the pipeline
+        waits, and reports what was missing)."""
+        ready = getattr(self.processor, "ready", None)
+        where = (msg.partition(), msg.offset())
+        if ready is None or ready(item):
+            self._deferred.pop(where, None)
+            return False
+        first = self._deferred.setdefault(where, time.monotonic())
+        if time.monotonic() - first > self.config.prompt.association_wait_s:
+            self._deferred.pop(where, None)
+            return False
+        tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+        try:
+            consumer.pause([tp])
+            consumer.seek(tp)  # the fetched messages after it are dropped, fetched again later
+        except KafkaException:  # revoked meanwhile: its new owner takes it
+            return True
+        self._paused[(msg.topic(), msg.partition())] = time.monotonic() + 0.5
+        log.debug("work item not ready: put back", extra={"item": item.label})
+        return True
+
+    def _resume_due(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        due = [tp for tp, at in self._paused.items() if at <= now]
+        for tp in due:
+            del self._paused[tp]
+        if due:
+            with contextlib.suppress(KafkaException):  # revoked meanwhile
+                consumer.resume([TopicPartition(t, p) for t, p in due])
+
     def _handle(self, msg: Message, consumer: Consumer, producer: Producer) -> None:
         kafka = self.config.kafka
+        if (msg.topic(), msg.partition()) in self._paused:
+            return  # fetched before its partition was put back: it comes again on resume
         try:
             item = decode_work_item(msg.value())
         except BadEventError as exc:
@@ -186,6 +236,8 @@ class Worker:
                                  ("source", b"alertbutler-worker")])
             commit_past(consumer, msg)
             self._count("undecodable")
+            return
+        if self._defer(consumer, msg, item):
             return
         key = f"{kafka.work_topic}:{item.label}"
         try:

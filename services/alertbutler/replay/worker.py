@@ -44,6 +44,12 @@ class ClockedProcessor:
         self.clock.set(item.event_sent_at if t is None else t)
         return self.pipeline.process(item)
 
+    def ready(self, item: Any) -> bool:
+        return bool(self.pipeline.ready(item))
+
+    def abandon(self, item: Any) -> None:
+        self.pipeline.abandon(item)
+
 
 def build_replay_pipeline(config: Any, bootstrap: str, *, camera: str, n_detectors: int,
                           size: int | None, name: str, clock: ReplayClock,
