@@ -179,6 +179,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._paused.clear()  # a new assignment starts unpaused
+        self._deferred.clear()
         self.assigned.set()
         if self.health is not None:
             self.health.set_ready(True, f"{len(partitions)} work partitions assigned")
@@ -262,7 +263,11 @@ class Worker:
                 # not the input's fault (that is a VisitDetectorError, recorded in the
                 # status), nor the infrastructure's: retry, then give up loudly
                 reason = f"{type(exc).__name__}: {exc}"
-                self.ledger.failed(attempt, reason)
+                try:
+                    self.ledger.failed(attempt, reason)
+                except sa.exc.DBAPIError as db_exc:  # the database is down as well
+                    self._outage(consumer, msg, attempt, db_exc)
+                    return
                 log.error("work item failed", exc_info=True, extra={
                     "item": item.label, "attempt": attempt.number, "error": str(exc)})
                 if self.metrics is not None:

@@ -70,7 +70,8 @@ class RecordingFeed(Feed):
             raise RecordingError(spec.root, f"raw entry for group {event.group_id} names no "
                                  "file or detector")
         source = spec.root / event.file
-        if not source.is_file():
-            raise RecordingError(source, "raw missing from the recording")
+        if source.is_symlink() or not source.is_file():
+            # a link could reach any file readable here and land it in a live deployment
+            raise RecordingError(source, "raw missing from the recording (or a link)")
         self.land(spec.instrument, event.group_id, visit, event.detector,
                   lambda tmp: shutil.copyfile(source, tmp))
