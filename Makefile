@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean postgres kafka-jars
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/alertbutler run
 
-test: $(STAMP)
+# PostgreSQL (Debian's package) on 127.0.0.1:5432, trusting loopback, database `test`.
+postgres:
+	bash .ci/postgres.sh
+
+# Apache Kafka's jars, resolved once from Maven Central with Maven and cached.
+kafka-jars: $(STAMP)
+	$(PY) -c "from alertbutler.broker import kafka_classpath; kafka_classpath()"
+
+test: $(STAMP) postgres kafka-jars
 	$(VENV)/bin/ruff check services tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 

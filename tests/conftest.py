@@ -1,25 +1,49 @@
-"""Session fixtures shared by every test package: broker, PostgreSQL, SQLite."""
+"""Session fixtures shared by every test package: brokers of both engines, PostgreSQL, SQLite.
+
+Every test that talks to Kafka takes ``kafka_bootstrap`` (or ``broker_engine``) and so runs
+twice: on the embedded Tansu broker and on Apache Kafka. The summary at the end counts the
+tests run on each engine.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from alertbutler.broker import EmbeddedBroker
-from alertbutler.testing import pg_unreachable_reason, temporary_pg_database
+from alertbutler.broker import ENGINES, Broker, make_broker
+from alertbutler.testing import (
+    kafka_unavailable_reason,
+    pg_unreachable_reason,
+    temporary_pg_database,
+)
+
+_engine_outcomes: Counter[tuple[str, str]] = Counter()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def broker_engine(request: pytest.FixtureRequest) -> str:
+    """The broker engine of this run of the test: ``embedded`` or ``kafka``."""
+    if request.param == "kafka":
+        reason = kafka_unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[EmbeddedBroker]:
-    """One embedded broker for the whole session; tests use topics with unique names."""
-    with EmbeddedBroker() as broker:
+def kafka_broker(broker_engine: str, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[Broker]:
+    """One broker of the engine for the whole session; tests use topics with unique names."""
+    log = tmp_path_factory.mktemp(f"broker-{broker_engine}") / "broker.log"
+    with make_broker(broker_engine, log_file=log) as broker:
         yield broker
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(kafka_broker: EmbeddedBroker) -> str:
+def kafka_bootstrap(kafka_broker: Broker) -> str:
     return kafka_broker.bootstrap
 
 
@@ -50,3 +74,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         pytest.skip(reason)
     with temporary_pg_database() as url:
         yield url
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    engine = callspec.params.get("broker_engine") if callspec else None
+    if engine and (report.when == "call" or report.skipped):
+        _engine_outcomes[(str(engine), report.outcome)] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _engine_outcomes:
+        return
+    terminalreporter.section("tests per broker engine")
+    for engine in ENGINES:
+        counts = {o: n for (e, o), n in _engine_outcomes.items() if e == engine}
+        terminalreporter.write_line(
+            f"{engine}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))

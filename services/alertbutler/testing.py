@@ -1,4 +1,4 @@
-"""Reusable test support: throw-away PostgreSQL databases and an embedded broker.
+"""Reusable test support: throw-away PostgreSQL databases, broker engines.
 
 Shipped in the package (as daf_butler ships its test-repo helpers) so that tests, benchmarks
 and downstream projects build the same fixtures the same way.
@@ -11,12 +11,12 @@ import os
 import uuid
 from collections.abc import Iterator
 
-#: Server used for throw-away databases; override with ALERTBUTLER_TEST_PG.
+#: Server used for throw-away databases; override with TEST_PG_URL.
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def pg_admin_url() -> str:
-    return os.environ.get("ALERTBUTLER_TEST_PG", DEFAULT_PG_ADMIN_URL)
+    return os.environ.get("TEST_PG_URL", DEFAULT_PG_ADMIN_URL)
 
 
 def pg_unreachable_reason(admin_url: str | None = None) -> str | None:
@@ -51,3 +51,17 @@ def temporary_pg_database(prefix: str = "alertbutler_test",
         with engine.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
+
+
+def kafka_unavailable_reason() -> str | None:
+    """Why Apache Kafka cannot run here (no Java, or jars neither cached nor resolvable), or
+    None when it can. Resolving the jars is done here, once, so the reason is exact."""
+    from alertbutler.broker import BrokerError, kafka_classpath
+    from alertbutler.jvm import JvmError, java_binary
+
+    try:
+        java_binary(17)
+        kafka_classpath()
+    except (BrokerError, JvmError) as exc:
+        return f"Apache Kafka cannot run here: {exc}"
+    return None

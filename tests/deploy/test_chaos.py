@@ -90,7 +90,7 @@ def _chaos(deployment: Deployment, rng: random.Random, stop: threading.Event,
 
 
 def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
-    seed = int(os.environ.get("ALERTBUTLER_CHAOS_SEED", random.SystemRandom().randrange(10**6)))
+    seed = int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(10**6)))
     rng = random.Random(seed)
     # twice the small night: the six kills (1-5 s apart, a worker only while it holds an
     # item) must all land before a quiet machine finishes the night

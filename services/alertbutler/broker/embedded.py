@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -54,6 +55,8 @@ class EmbeddedBroker:
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``bootstrap`` is the
     address clients connect to.
     """
+
+    engine = "embedded"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
                  log_file: Path | None = None) -> None:
@@ -130,6 +133,15 @@ class EmbeddedBroker:
         if self._log_handle is not None:
             self._log_handle.close()  # type: ignore[attr-defined]
             self._log_handle = None
+
+    def kill(self) -> int | None:
+        """SIGKILL the broker (everything it held is gone); returns its pid."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        _live.discard(self)
+        stop_group(proc, grace=0.0, sig=signal.SIGKILL)
+        return proc.pid
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

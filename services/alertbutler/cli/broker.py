@@ -1,4 +1,5 @@
-"""``alertbutler broker``: one embedded broker in the foreground until Ctrl-C or SIGTERM."""
+"""``alertbutler broker``: one broker (embedded or Apache Kafka) in the foreground until
+Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,18 +8,25 @@ import signal
 import sys
 import threading
 
-from alertbutler.broker import EmbeddedBroker
+from alertbutler.broker import ENGINES, BrokerError, make_broker
 from alertbutler.config import Config
 from alertbutler.kafka import create_topics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "broker", help="run an embedded Kafka-protocol broker in the foreground",
-        description="Start the embedded Tansu broker on a free 127.0.0.1 port (or --port), "
-        "print its bootstrap address as the first line, and run until Ctrl-C or SIGTERM. "
-        "Storage is in memory: topics vanish when it stops.")
-    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+        "broker", help="run a Kafka broker (embedded or Apache Kafka) in the foreground",
+        description="Start a broker on a free 127.0.0.1 port (or --port), print its bootstrap "
+        "address as the first line, and run until Ctrl-C or SIGTERM. The embedded engine "
+        "(Tansu) keeps everything in memory; --engine kafka runs Apache Kafka "
+        "(KRaft, jars resolved once from Maven Central) with its logs in --data-dir, so a "
+        "restart on the same directory keeps topics, messages and committed offsets.")
+    parser.add_argument("--engine", choices=ENGINES, default="embedded",
+                        help="broker engine (default: embedded)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="Apache Kafka's data directory (default: a temporary one)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port (default: the data directory's last one, else a free one)")
     parser.add_argument("--topic", action="append", default=[], metavar="NAME[:PARTITIONS]",
                         help="create this topic once the broker is up (repeatable)")
     parser.set_defaults(func=_run)
@@ -27,7 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, config: Config) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with EmbeddedBroker(port=args.port) as broker:
+    if args.port is not None and not 0 < args.port < 65536:
+        print(f"alertbutler broker: --port {args.port} is not a TCP port", file=sys.stderr)
+        return 2
+    try:
+        broker = make_broker(args.engine, data_dir=args.data_dir, port=args.port).start()
+    except BrokerError as exc:
+        print(f"alertbutler broker: {exc}", file=sys.stderr)
+        return 2
+    with broker:
         print(broker.bootstrap, flush=True)
         if args.topic:
             wanted = {}
@@ -35,7 +51,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                 name, _, parts = spec.partition(":")
                 wanted[name] = int(parts or config.kafka.partitions)
             create_topics(broker.bootstrap, wanted)
-        print(f"embedded broker pid {broker.pid}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        print(f"{broker.engine} broker pid {broker.pid}; Ctrl-C to stop", file=sys.stderr,
+              flush=True)
         try:
             while not stop.wait(0.5) and broker.is_running():
                 pass
