@@ -107,7 +107,13 @@ class PublishDatastore(Datastore):
         if self.end_markers:  # learn partition counts before anything is sent
             for ref, topic, _ in plans:
                 if ref.dataset_type.storage_class == "AlertBatch":
-                    self.publisher.partitions(topic)
+                    try:
+                        self.publisher.partitions(topic)
+                    except DeliveryError as exc:  # nothing was sent: every alert is undelivered
+                        raise DeliveryError(
+                            str(exc), retriable=exc.retriable,
+                            undelivered=[int(r["diaSourceId"]) for _, _, rs in plans
+                                         for r in rs]) from None
         by_topic: dict[str, list[Message]] = {}
         spans: list[tuple[int, int]] = []  # (start, end) of each plan in its topic's list
         for _ref, topic, records in plans:
