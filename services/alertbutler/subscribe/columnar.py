@@ -227,7 +227,9 @@ def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
         if b < 0x80:
             break
         shift += 7
-    return (result >> 1) ^ -(result & 1), pos   # zigzag
+    # zig-zag with a LOGICAL shift: an arithmetic one smears the top bit of encodings at or
+    # above 2^63 (values beyond +-2^62, such as Rubin's diaSourceIds) into the sign
+    return ((result >> 1) & 0x7FFFFFFFFFFFFFFF) ^ -(result & 1), pos
 
 
 @numba.njit(cache=True, nogil=True)
