@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -23,15 +24,80 @@ CONFIG_ENV = "ALERTBUTLER_CONFIG"
 REPLICA_ENV = "ALERTBUTLER_REPLICA"
 
 #: librdkafka settings that hold secrets: never printed or logged.
-SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password"})
+SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password",
+                         "basic.auth.user.info", "sasl.jaas.config", "ssl.key.pem"})
+#: A client key holding one of these words is a secret too (``sasl.oauthbearer.client.secret``,
+#: ``bearer.auth.token``, ``ssl.truststore.password``, ...): better hidden once too often.
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "user.info", "jaas", "credential",
+                 "private", "api.key", "apikey")
+REDACTED = "***"
+
+
+def is_secret_key(key: str) -> bool:
+    """True for a client setting whose value must never be printed or logged."""
+    low = key.lower().replace("_", ".")
+    return low in SECRET_KEYS or any(word in low for word in _SECRET_WORDS)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the password of every URL in it hidden (``scheme://user:***@host``),
+    and secret-like query parameters too (``?password=***``); a comma-separated list of URLs
+    (a schema registry's) is handled item by item. Anything that is not a URL is returned
+    as it is."""
+    if "://" not in text:
+        return text
+    return ",".join(_redact_one_url(part) for part in text.split(","))
+
+
+def _redact_one_url(text: str) -> str:
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # not parseable: hide everything between // and the last @
+        return re.sub(r"(//[^/:@]*:)[^/]*@", rf"\g<1>{REDACTED}@", text)
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    elif at and userinfo and not parts.scheme.startswith(("postgres", "mysql", "sqlite")):
+        netloc = f"{REDACTED}@{host}"  # a bare token as user (https://TOKEN@host)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_key(k) for k, _ in pairs):
+            query = urlencode([(k, REDACTED if is_secret_key(k) else v) for k, v in pairs],
+                              safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact_value(key: str, value: Any) -> Any:
+    """A configuration value as it may be shown: secrets hidden, URL passwords hidden."""
+    if isinstance(value, Mapping):
+        return {k: redact_value(k, v) for k, v in value.items()}
+    if isinstance(value, str):
+        if value and is_secret_key(key):
+            return REDACTED
+        return redact_url(value)
+    return value
+
+
+class _Section:
+    """Base of the configuration sections: a ``repr`` that never shows a secret (a
+    configuration ends up in tracebacks and debug logs)."""
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{f.name}={redact_value(f.name, getattr(self, f.name))!r}"
+                           for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return f"{type(self).__name__}({values})"
 
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class GeneralConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class GeneralConfig(_Section):
     """Where things live and how much is logged."""
 
     #: root of every default file: SQLite databases, repos, landing area, reports
@@ -40,8 +106,8 @@ class GeneralConfig:
     log_level: str = "INFO"
 
 
-@dataclass(frozen=True, kw_only=True)
-class KafkaConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class KafkaConfig(_Section):
     """Kafka connection. An empty ``bootstrap_servers`` starts the embedded broker."""
 
     #: Kafka to use (``host:port,...``); empty starts the embedded broker
@@ -65,8 +131,8 @@ class KafkaConfig:
     session_timeout_ms: int = 6000
 
 
-@dataclass(frozen=True, kw_only=True)
-class SchemaRegistryConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class SchemaRegistryConfig(_Section):
     """Confluent-compatible Schema Registry; empty ``url`` resolves ids from ``schemas/``."""
 
     #: registry URL; empty resolves schema ids from ``schemas/``
@@ -75,8 +141,8 @@ class SchemaRegistryConfig:
     client: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ButlerConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ButlerConfig(_Section):
     """Butler repositories: the central one and each worker's local one."""
 
     #: the central repo workers preload from and export to; empty: ``<data_dir>/central``
@@ -87,16 +153,16 @@ class ButlerConfig:
     local_repo_root: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
-class L1dbConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class L1dbConfig(_Section):
     """The L1 (alert production) database; empty ``url`` means SQLite under data_dir."""
 
     #: SQLAlchemy URL (SQLite or PostgreSQL); empty: ``sqlite:///<data_dir>/l1db.sqlite3``
     url: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
-class IngestConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class IngestConfig(_Section):
     """The L1 database ingester: its consumer group and how it batches."""
 
     #: consumer group (also names the offsets kept in the L1 database)
@@ -107,8 +173,8 @@ class IngestConfig:
     max_batch_ms: int = 200
 
 
-@dataclass(frozen=True, kw_only=True)
-class PromptConfig:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class PromptConfig(_Section):
     """Prompt processing: where raws land, how long workers wait, how many the main job runs."""
 
     #: one JSON status record per attempt at a visit-detector
@@ -130,8 +196,8 @@ class PromptConfig:
     max_attempts: int = 3
 
 
-@dataclass(frozen=True, kw_only=True)
-class Config:
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Config(_Section):
     """The effective configuration of every alertbutler command."""
 
     general: GeneralConfig = field(default_factory=GeneralConfig)
@@ -155,14 +221,12 @@ class Config:
         return Path(self.butler.central_repo or self.data_dir / "central").expanduser()
 
     def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
-        """A plain dict of the configuration, secrets replaced by ``***``."""
+        """A plain dict of the configuration; with ``redact``, secret client settings are
+        ``***`` and so is the password of every URL (database URLs, registry URLs)."""
         data = dataclasses.asdict(self)
         if redact:
-            for section in ("kafka", "schema_registry"):
-                client = data[section]["client"]
-                for key in client:
-                    if key in SECRET_KEYS or "password" in key or "secret" in key:
-                        client[key] = "***"
+            data = {section: {k: redact_value(k, v) for k, v in values.items()}
+                    for section, values in data.items()}
         return data
 
 

@@ -91,3 +91,43 @@ def test_cli_config_show_and_error(tmp_path: Path, capsys: pytest.CaptureFixture
     bad.write_text("[l1db]\nurll = 'x'\n")
     assert main(["--config", str(bad), "config", "show"]) == 2
     assert "'l1db.urll'" in capsys.readouterr().err
+
+
+_SECRETS_BY_ENV = {
+    "ALERTBUTLER_L1DB__URL": "postgresql://l1user:l1-hunter2@db:5432/l1?sslpassword=l1-ssl-pw",
+    "ALERTBUTLER_BUTLER__REGISTRY_URL": "postgresql+psycopg://reg:reg-p%40ss@db/registry",
+    "ALERTBUTLER_SCHEMA_REGISTRY__URL": "https://sr:sr-url-pw@a:8081,https://sr:sr-url-pw@b:8081",
+    "ALERTBUTLER_SCHEMA_REGISTRY__CLIENT__BASIC_AUTH_USER_INFO": "sr:sr-basic-pw",
+    "ALERTBUTLER_KAFKA__CLIENT__SASL_USERNAME": "alice",
+    "ALERTBUTLER_KAFKA__CLIENT__SASL_PASSWORD": "kafka-pw",
+    "ALERTBUTLER_KAFKA__CLIENT__SASL_OAUTHBEARER_CLIENT_SECRET": "oauth-secret",
+    "ALERTBUTLER_KAFKA__CLIENT__SASL_JAAS_CONFIG": 'x required password="jaas-pw";',
+}
+_PLAIN_SECRETS = ("l1-hunter2", "l1-ssl-pw", "reg-p%40ss", "reg-p@ss", "sr-url-pw",
+                  "sr-basic-pw", "kafka-pw", "oauth-secret", "jaas-pw")
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_config_show_hides_every_secret(fmt: str, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15 defect 3: passwords in URLs and the registry's basic.auth.user.info were
+    printed in clear."""
+    for name, value in _SECRETS_BY_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["config", "show", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    leaked = [s for s in _PLAIN_SECRETS if s in out]
+    assert not leaked, out
+    # what is not secret stays readable, so the output still says where things are
+    assert "postgresql://l1user:***@db:5432/l1" in out
+    assert "https://sr:***@a:8081,https://sr:***@b:8081" in out
+    assert "alice" in out
+
+
+def test_repr_of_the_configuration_hides_every_secret() -> None:
+    config = load_config(env=_SECRETS_BY_ENV)
+    for text in (repr(config), repr(config.kafka), str(config.l1db), repr(config.as_dict())):
+        assert not [s for s in _PLAIN_SECRETS if s in text], text
+    # the effective configuration handed to services keeps them
+    assert config.kafka.client["sasl.password"] == "kafka-pw"
+    assert "kafka-pw" in str(config.as_dict(redact=False))
