@@ -1,4 +1,4 @@
-"""The embedded broker: round trips with both clients, groups, ordering and process hygiene."""
+"""Both broker engines: round trips with both clients, groups, ordering and process hygiene."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from confluent_kafka import Consumer, Producer
 
-from alertbutler.broker import EmbeddedBroker
+from alertbutler.broker import make_broker
 from alertbutler.kafka import create_topics, delete_topics, list_topics
 
 
@@ -151,8 +151,8 @@ def test_eight_partitions_keep_per_key_order(kafka_bootstrap: str) -> None:
     assert all(s == list(range(100)) for s in seq.values())
 
 
-def test_stop_leaves_no_process() -> None:
-    broker = EmbeddedBroker().start()
+def test_stop_leaves_no_process(broker_engine: str) -> None:
+    broker = make_broker(broker_engine).start()
     pid = broker.pid
     assert pid is not None and _pid_alive(pid)
     broker.stop()
@@ -160,19 +160,20 @@ def test_stop_leaves_no_process() -> None:
     broker.stop()  # idempotent
 
 
-def test_failing_block_still_stops_broker() -> None:
+def test_failing_block_still_stops_broker(broker_engine: str) -> None:
     pid = None
-    with pytest.raises(RuntimeError), EmbeddedBroker() as broker:
+    with pytest.raises(RuntimeError), make_broker(broker_engine) as broker:
         pid = broker.pid
         raise RuntimeError("a failing test")
     assert pid is not None and not _pid_alive(pid)
 
 
-def test_sigkill_of_owner_leaves_no_broker() -> None:
+def test_sigkill_of_owner_leaves_no_broker(broker_engine: str) -> None:
     owner = subprocess.Popen(
         [sys.executable, "-c",
-         "from alertbutler.broker import EmbeddedBroker\n"
-         "import time\nb = EmbeddedBroker().start()\nprint(b.pid, flush=True)\ntime.sleep(600)"],
+         "from alertbutler.broker import make_broker\n"
+         f"import time\nb = make_broker({broker_engine!r}).start()\n"
+         "print(b.pid, flush=True)\ntime.sleep(600)"],
         stdout=subprocess.PIPE, text=True)
     try:
         line = owner.stdout.readline()  # type: ignore[union-attr]
