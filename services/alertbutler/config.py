@@ -8,15 +8,17 @@ at import time: ``load_config()`` is called once by each entry point.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
+import stat
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 ENV_PREFIX = "ALERTBUTLER_"
 CONFIG_ENV = "ALERTBUTLER_CONFIG"
@@ -96,6 +98,56 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric key, declared beside it (``Annotated[int, Range(..)]``).
+
+    Checked when the configuration loads, so a value that would make a service spin, stall or
+    never time out (0 messages per batch, 0 partitions, a NaN timeout) stops the command at
+    once with the key's name; also printed in the reference. Floats must be finite.
+    """
+
+    low: float
+    high: float
+    #: the low bound itself is not allowed (a timeout of 0 s is no timeout)
+    low_open: bool = False
+
+    def check(self, value: float, key: str) -> None:
+        ok = math.isfinite(value) and (value > self.low if self.low_open else
+                                       value >= self.low) and value <= self.high
+        if not ok:
+            raise ConfigError(f"configuration key '{key}' is {value!r}: allowed {self.describe()}")
+
+    def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        return f"more than {low} to {high}" if self.low_open else f"{low} to {high}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The allowed values of a text key (compared without case; stored as declared)."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: str, key: str) -> str:
+        for choice in self.choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise ConfigError(f"configuration key '{key}' is {value!r}: allowed "
+                          f"{self.describe()}")
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+
+#: the levels of :mod:`logging` (``--log-level`` takes the same)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 @dataclass(frozen=True, kw_only=True, repr=False)
 class GeneralConfig(_Section):
     """Where things live and how much is logged."""
@@ -103,7 +155,7 @@ class GeneralConfig(_Section):
     #: root of every default file: SQLite databases, repos, landing area, reports
     data_dir: str = "./alertbutler-data"
     #: log level; logs are JSON lines (with visit and detector fields) off a terminal
-    log_level: str = "INFO"
+    log_level: Annotated[str, OneOf(LOG_LEVELS)] = "INFO"
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -115,8 +167,8 @@ class KafkaConfig(_Section):
     #: librdkafka-style client settings (``security.protocol``, ``sasl.mechanism``,
     #: ``sasl.username``, ``sasl.password``, ``ssl.ca.location``, ...) passed to both clients.
     client: dict[str, str] = field(default_factory=dict)
-    #: producer compression (zstd, lz4, snappy, gzip, none)
-    compression: str = "zstd"
+    #: producer compression
+    compression: Annotated[str, OneOf(("zstd", "lz4", "snappy", "gzip", "none"))] = "zstd"
     #: the alert stream
     alert_topic: str = "alerts"
     #: nextVisit events (one partition: one global order)
@@ -126,9 +178,9 @@ class KafkaConfig(_Section):
     #: malformed messages and work items that failed repeatedly, with a ``reason`` header
     dead_letter_topic: str = "dead-letter"
     #: partitions of the topics alertbutler creates (bounds the useful number of workers)
-    partitions: int = 8
+    partitions: Annotated[int, Range(1, 10_000)] = 8
     #: consumer-group session timeout: how soon a dead member's partitions move on
-    session_timeout_ms: int = 6000
+    session_timeout_ms: Annotated[int, Range(1000, 3_600_000)] = 6000
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -168,9 +220,9 @@ class IngestConfig(_Section):
     #: consumer group (also names the offsets kept in the L1 database)
     group: str = "alertbutler-ingest"
     #: most messages written in one transaction
-    max_batch_messages: int = 2000
+    max_batch_messages: Annotated[int, Range(1, 1_000_000)] = 2000
     #: longest wait to fill a batch after its first message
-    max_batch_ms: int = 200
+    max_batch_ms: Annotated[int, Range(0, 600_000)] = 200
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -183,17 +235,17 @@ class PromptConfig(_Section):
     #: ``<data_dir>/landing``
     landing_dir: str = ""
     #: how long a worker waits for a raw before recording an error
-    raw_timeout_s: float = 60.0
+    raw_timeout_s: Annotated[float, Range(0, 86_400, low_open=True)] = 60.0
     #: bound on waiting for earlier overlapping visit-detectors in the L1 database
-    association_wait_s: float = 30.0
+    association_wait_s: Annotated[float, Range(0, 86_400)] = 30.0
     #: worker processes of the main job and of ``alertbutler up``
-    workers: int = 2
+    workers: Annotated[int, Range(1, 1024)] = 2
     #: a work item running longer ends its worker (exit 70) so that the group redelivers it;
     #: also the worker consumer's max.poll.interval.ms
-    item_deadline_s: float = 300.0
+    item_deadline_s: Annotated[float, Range(0, 86_400, low_open=True)] = 300.0
     #: starts of one work item without a result (errors, crashes, deadlines; counted in the
     #: L1 database, so across workers) before it goes to the dead-letter topic
-    max_attempts: int = 3
+    max_attempts: Annotated[int, Range(1, 1000)] = 3
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -244,13 +296,7 @@ def load_config(
     raw: dict[str, dict[str, Any]] = {}
     path = path or env.get(CONFIG_ENV)
     if path:
-        try:
-            with open(path, "rb") as fh:
-                loaded = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        loaded = _read_toml(path)
         for section, values in loaded.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"{path}: '{section}' must be a table like [{section}]")
@@ -273,23 +319,61 @@ def load_config(
     return _build(Config, raw, where="")
 
 
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's TOML, or a :class:`ConfigError` saying why it cannot be used."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a directory, or a FIFO/device that would never end
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError(f"configuration file {path} is {kind}")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except OSError as exc:  # permission denied, I/O error, ...
+        raise ConfigError(f"configuration file {path} cannot be read: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text (byte "
+                          f"0x{data[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def _build(cls: type, values: Mapping[str, Any], *, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         qualified = f"{where}{key}"
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"unknown configuration key '{qualified}' (known here: {known})")
-        hint = hints[key]
+        hint, allowed = _unwrap(hints[key])
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"configuration key '{qualified}' must be a table")
             kwargs[key] = _build(hint, value, where=f"{qualified}.")
         else:
             kwargs[key] = _coerce(value, hint, qualified)
+            if isinstance(allowed, OneOf):
+                kwargs[key] = allowed.check(kwargs[key], qualified)
+            elif isinstance(allowed, Range):
+                allowed.check(kwargs[key], qualified)
     return cls(**kwargs)
+
+
+def _unwrap(hint: Any) -> tuple[Any, Range | OneOf | None]:
+    """``Annotated[int, Range(..)]`` -> (int, the Range); a plain hint -> (hint, None)."""
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        allowed = next((e for e in extras if isinstance(e, Range | OneOf)), None)
+        return base, allowed
+    return hint, None
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -377,6 +461,7 @@ def config_reference() -> str:
     out: list[str] = []
     for section in dataclasses.fields(Config):
         cls = typing.get_type_hints(Config)[section.name]
+        hints = typing.get_type_hints(cls, include_extras=True)
         docs = _field_docs(inspect.getsource(cls))
         intro = (inspect.getdoc(cls) or "").replace("``", "`")
         out += [f"### [{section.name}]", "", intro, "",
@@ -389,8 +474,11 @@ def config_reference() -> str:
             env = f"`{ENV_PREFIX}{section.name.upper()}__{f.name.upper()}`"
             if typing.get_origin(typing.get_type_hints(cls)[f.name]) is dict:
                 env = env[:-1] + "__<KEY>`"
-            out.append(f"| `{section.name}.{f.name}` | {env} | {default} | "
-                       f"{docs.get(f.name, '')} |")
+            meaning = docs.get(f.name, "")
+            allowed = _unwrap(hints[f.name])[1]
+            if allowed is not None:
+                meaning += f" (allowed: {allowed.describe()})"
+            out.append(f"| `{section.name}.{f.name}` | {env} | {default} | {meaning} |")
         out.append("")
     return "\n".join(out)
 

@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from alertbutler.config import ConfigError, load_config
+from alertbutler.config import LOG_LEVELS, ConfigError, load_config
 from alertbutler.logs import setup_logging
 
 #: verb -> (one-line help, is a group of sub-verbs, modules that register it)
@@ -64,8 +64,16 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE",
                         help="TOML configuration file (default: $ALERTBUTLER_CONFIG)")
-    parser.add_argument("--log-level", default=None, help="override general.log_level")
+    parser.add_argument("--log-level", default=None, type=_log_level,
+                        help=f"override general.log_level ({', '.join(LOG_LEVELS)})")
     return parser
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"unknown log level {text!r} (allowed: "
+                                         f"{', '.join(LOG_LEVELS)})")
+    return text.upper()
 
 
 def build_parser(verb: str | None) -> argparse.ArgumentParser:
