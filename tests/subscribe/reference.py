@@ -58,3 +58,37 @@ def reference_keep(f: SampleFilter, alert: dict[str, Any]) -> bool:
             return False
         return flux / err > p[0]
     raise AssertionError(f"no reference for template {t}")
+
+
+# --- numbers: the arithmetic rules of docs/subscribe.md, in plain Python -------------------
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Number = int | float | None
+
+
+def reference_arith(op: str, a: Number, b: Number) -> Number:
+    """``a op b`` (``b`` unused for unary ``neg``): integers are exact and give null outside
+    int64; anything with a float is float64 (integers converted first); NaN is null."""
+    if a is None or (b is None and op != "neg"):
+        return None
+    if op == "neg":
+        out: Number = -a
+    elif op == "/":
+        if b == 0:
+            return None
+        out = float(a) / float(b)  # type: ignore[arg-type]
+    elif isinstance(a, int) and isinstance(b, int):
+        out = {"+": a + b, "-": a - b, "*": a * b}[op]
+    else:
+        fa, fb = float(a), float(b)  # type: ignore[arg-type]
+        out = {"+": fa + fb, "-": fa - fb, "*": fa * fb}[op]
+    if isinstance(out, int):
+        return out if INT64_MIN <= out <= INT64_MAX else None
+    return None if math.isnan(out) else out
+
+
+def reference_compare(op: str, a: Number, b: Number) -> bool | None:
+    """Exact comparison (Python compares an int with a float exactly); null is unknown."""
+    if a is None or b is None:
+        return None
+    return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b,
+            ">=": a >= b}[op]

@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _filters(args: argparse.Namespace) -> Any:
     from alertbutler.subscribe.filters import FilterSet, compile_filter
 
-    if args.filter:
+    if args.filter is not None:  # "" is an empty filter (refused), not "no filter"
         return FilterSet([compile_filter(args.filter, name="filter")])
     if args.filters:
         import yaml

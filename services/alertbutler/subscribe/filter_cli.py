@@ -58,7 +58,7 @@ def _check(args: argparse.Namespace, config: Config) -> int:
     from alertbutler.subscribe.filters import compile_filter
     from alertbutler.subscribe.service import load_service_spec
 
-    texts = {"expr": args.expr} if args.expr else \
+    texts = {"expr": args.expr} if args.expr is not None else \
         {n: s.text for n, s in load_service_spec(args.file).filters.items()}
     bad = 0
     for name, text in texts.items():
@@ -67,7 +67,8 @@ def _check(args: argparse.Namespace, config: Config) -> int:
         except FilterError as exc:
             bad += 1
             print(f"{name}: {exc}", file=sys.stderr)
-            line = text.splitlines()[exc.line - 1] if text.splitlines() else ""
+            lines = text.split("\n")  # as FilterError counts lines: a trailing one is there
+            line = lines[exc.line - 1].rstrip("\r") if exc.line <= len(lines) else ""
             print(f"    {line}\n    {' ' * (exc.column - 1)}^", file=sys.stderr)
             continue
         fields = sorted(".".join(k for k in c.key if k != "*") for c in f.columns

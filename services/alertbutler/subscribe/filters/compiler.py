@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import sys
 from dataclasses import dataclass
 from importlib import resources
 
@@ -36,6 +37,9 @@ FUNCTIONS = AGGREGATES + SCALAR_FUNCS + SPECIAL_FUNCS
 #: Names that mean a field of the current detection (in an aggregate: of the history entry).
 SHORTHANDS = {"band": ("diaSource", "band")}
 HISTORY = "prvDiaSources"
+#: integer literals are int64 (2^63 itself only after a minus); floats are normal float64
+INT64_MAX = 2**63 - 1
+SMALLEST_FLOAT = sys.float_info.min
 
 _TOKEN_NAMES = {
     "COMP_OP": "a comparison (==, !=, <, <=, >, >=)", "ADD_OP": "+ or -", "MUL_OP": "* or /",
@@ -185,21 +189,32 @@ class _Checker:
         return n.Const("number", False, self._number_value(t.children[0]))
 
     def _neg_number(self, t: Tree, scope: object) -> n.Node:
-        value = self._number_value(t.children[1])
+        value = self._number_value(t.children[1], negated=True)
         return n.Const("number", False, -value)
 
-    def _number_value(self, tok: Token) -> int | float:
+    def _number_value(self, tok: Token, *, negated: bool = False) -> int | float:
+        """An int64 for digits alone, else a float64; a literal either cannot hold exactly
+        enough (beyond int64, overflowing or underflowing a normal double) is refused, so
+        ``2^63`` never silently equals ``2^63 - 1`` and ``1e-999`` never becomes 0."""
         text = str(tok)
         if len(text) > MAX_NUMBER_CHARS:
             raise self.error(tok, f"number literal of {len(text)} characters; the limit is "
                              f"{MAX_NUMBER_CHARS}")
+        if not text.isascii():  # the grammar takes ASCII digits only; never trust int()
+            raise self.error(tok, f"number {text!r} has non-ASCII digits")
         if text.isdigit():
             value = int(text)
-            if value < 2**63:
-                return value
+            if value > INT64_MAX + negated:
+                raise self.error(tok, f"integer {'-' * negated}{text} is out of range",
+                                 suggestion="integers are 64-bit: -2^63 to 2^63-1")
+            return value
         number = float(text)
-        if not math.isfinite(number) or (number != 0 and abs(number) < 1e-300):
-            raise self.error(tok, f"number {text} is out of range")
+        mantissa = text.lower().partition("e")[0]
+        if not math.isfinite(number) or (abs(number) < SMALLEST_FLOAT and
+                                         mantissa.strip("0.") != ""):
+            raise self.error(tok, f"number {'-' * negated}{text} is out of range",
+                             suggestion="numbers are double precision: magnitudes from "
+                             "2.2250738585072014e-308 to 1.7976931348623157e308, or 0")
         return number
 
     def _string(self, t: Tree, scope: object) -> n.Node:
@@ -216,7 +231,11 @@ class _Checker:
         return n.Const("boolean", False, False)
 
     def _neg(self, t: Tree, scope: tuple[str, RecordType] | None) -> n.Node:
-        operand = self.expr(t.children[1], scope)
+        child = t.children[1]
+        if isinstance(child, Tree) and child.data == "number":  # -9223372036854775808
+            return n.Const("number", False, -self._number_value(child.children[0],
+                                                                negated=True))
+        operand = self.expr(child, scope)
         self._need(t.children[1], operand, "number", "-")
         if isinstance(operand, n.Const):
             return n.Const("number", False, -operand.value)  # type: ignore[operator]

@@ -5,6 +5,12 @@ if any side is false, ``or`` true if any side is true, otherwise unknown; ``not`
 unknown; a filter keeps an alert only when it is true. Arithmetic with a null, division by
 zero, sqrt/log of a non-positive number give null. An aggregate over no entries is null
 (``count`` is 0).
+
+Numbers are int64 (ids, counts) or float64. Integer ``+ - *`` and unary minus are exact, and a
+result outside int64 is null (an error of that row, as division by zero is) instead of
+wrapping; anything involving a float is float64. A NaN produced anywhere (``inf - inf``) is
+null, as a NaN read from an alert is. An integer compared with a float is compared exactly
+(numpy would round the integer to a float first, making 2^63 - 1 equal 2^63).
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from alertbutler.subscribe.filters.columns import Columns, Value
 
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
             ">": operator.gt, ">=": operator.ge}
+_SWAPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _ZERO_POINT_NJY = 31.4  # AB magnitude of 1 nJy
+_INT64_MIN = np.iinfo(np.int64).min
+_TWO_63 = 2.0**63
 
 
 def keep(node: n.Node, cols: Columns) -> np.ndarray:
@@ -31,7 +40,14 @@ def keep(node: n.Node, cols: Columns) -> np.ndarray:
 
 
 def evaluate(node: n.Node, cols: Columns) -> Value:
-    return _DISPATCH[type(node)](node, cols)
+    value = _DISPATCH[type(node)](node, cols)
+    if node.type == "number" and not isinstance(node, n.Col | n.Const):
+        data = np.asarray(value.data)
+        if data.dtype.kind == "f":  # NaN made by arithmetic is null, as a NaN read is
+            nan = np.isnan(data)
+            if nan.any():
+                return Value(data, _or_null(value.null, nan))
+    return value
 
 
 def _or_null(*masks: np.ndarray | None) -> np.ndarray | None:
@@ -56,19 +72,40 @@ def _col(node: n.Col, cols: Columns) -> Value:
 
 def _neg(node: n.Neg, cols: Columns) -> Value:
     v = evaluate(node.operand, cols)
-    return Value(-v.data, v.null)
+    x = np.asarray(v.data)
+    if x.dtype.kind == "i":
+        over = x == _INT64_MIN
+        with np.errstate(over="ignore"):
+            return Value(np.asarray(-x), _or_null(v.null, over if over.any() else None))
+    return Value(np.asarray(-x), v.null)
+
+
+def _int_arith(op: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x op y`` wrapped to int64, and where it overflowed (sign and quotient tests)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        if op == "+":
+            r = np.asarray(x + y)
+            return r, np.asarray(((x ^ r) & (y ^ r)) < 0)
+        if op == "-":
+            r = np.asarray(x - y)
+            return r, np.asarray(((x ^ y) & (x ^ r)) < 0)
+        r = np.asarray(x * y)
+        wrong = (r // np.where(x == 0, 1, x)) != y
+        return r, np.asarray((x != 0) & (wrong | ((x == -1) & (y == _INT64_MIN))))
 
 
 def _arith(node: n.Arith, cols: Columns) -> Value:
     a, b = evaluate(node.left, cols), evaluate(node.right, cols)
     null = _or_null(a.null, b.null)
-    if node.op == "+":
-        return Value(a.data + b.data, null)
-    if node.op == "-":
-        return Value(a.data - b.data, null)
-    if node.op == "*":
+    x, y = np.asarray(a.data), np.asarray(b.data)
+    if node.op != "/" and x.dtype.kind == "i" and y.dtype.kind == "i":
+        out, over = _int_arith(node.op, x, y)
+        return Value(out, _or_null(null, over if over.any() else None))
+    if node.op != "/":
+        x, y = x.astype(np.float64), y.astype(np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            return Value(a.data * b.data, null)
+            out = x + y if node.op == "+" else x - y if node.op == "-" else x * y
+        return Value(np.asarray(out), null)
     zero = np.asarray(b.data) == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.true_divide(a.data, np.where(zero, 1, b.data))
@@ -77,9 +114,30 @@ def _arith(node: n.Arith, cols: Columns) -> Value:
 
 def _compare(node: n.Compare, cols: Columns) -> Value:
     a, b = evaluate(node.left, cols), evaluate(node.right, cols)
+    x, y = np.asarray(a.data), np.asarray(b.data)
     with np.errstate(invalid="ignore"):
-        data = _COMPARE[node.op](a.data, b.data)
+        if x.dtype.kind == "i" and y.dtype.kind == "f":
+            data = _compare_int_float(node.op, x, y)
+        elif x.dtype.kind == "f" and y.dtype.kind == "i":
+            data = _compare_int_float(_SWAPPED[node.op], y, x)
+        else:
+            data = _COMPARE[node.op](a.data, b.data)
     return Value(np.asarray(data, dtype=bool), _or_null(a.null, b.null))
+
+
+def _compare_int_float(op: str, i: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """``i op f`` exactly: where the int rounds to the float, compare as integers."""
+    compare = _COMPARE[op]
+    rounded = i.astype(np.float64)
+    out = np.array(compare(rounded, f), dtype=bool)
+    tie = np.asarray(rounded == f)
+    if tie.any():  # f is then integral, in [-2^63, 2^63]
+        i_b, f_b = np.broadcast_arrays(i, f)
+        iv, fv = i_b[tie], f_b[tie]
+        top = fv >= _TWO_63  # above every int64: decide as 0 against 1
+        out[tie] = compare(np.where(top, 0, iv), np.where(top, 1, np.where(top, 0, fv)
+                                                          .astype(np.int64)))
+    return out
 
 
 def _not(node: n.Not, cols: Columns) -> Value:
@@ -116,8 +174,17 @@ def _boolop(node: n.BoolOp, cols: Columns) -> Value:
 
 def _inlist(node: n.InList, cols: Columns) -> Value:
     v = evaluate(node.operand, cols)
-    if node.operand.type == "number":
-        data = np.isin(v.data, np.array(node.values))
+    if node.operand.type == "number":  # exact: no value is rounded to the other's type
+        x = np.asarray(v.data)
+        ints = [k for k in node.values if isinstance(k, int)]
+        floats = [k for k in node.values if isinstance(k, float)]
+        if x.dtype.kind == "i":
+            wanted = np.array(ints + [int(k) for k in floats if k.is_integer()
+                                      and -_TWO_63 <= k < _TWO_63], dtype=np.int64)
+        else:
+            wanted = np.array(floats + [float(k) for k in ints if int(float(k)) == k],
+                              dtype=np.float64)
+        data = np.isin(x, wanted)
     else:
         wanted = frozenset(node.values)
         flat = np.atleast_1d(v.data)
