@@ -1,8 +1,8 @@
 """A broker that stops answering during a put: the put names exactly what was not delivered.
 
-Each test runs its own EmbeddedBroker, so the session broker is never disturbed. Pausing the
-broker process (SIGSTOP) keeps its in-memory log, so after SIGCONT the test can check the
-topic; stopping it outright loses the log (memory storage), so that test checks the report.
+Each test runs its own broker of the engine (embedded and Apache Kafka), so the session broker
+is never disturbed. Pausing the broker process (SIGSTOP) keeps its log, so after SIGCONT the
+test can check the topic; killing it outright (SIGKILL, a crash) is checked by the report.
 """
 
 from __future__ import annotations
@@ -19,23 +19,27 @@ from alertbutler.alerts import DeliveryError, decode_message
 from alertbutler.alerts.consume import iter_topic
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
-from alertbutler.broker import EmbeddedBroker
+from alertbutler.broker import Broker, make_broker
 from alertbutler.kafka import create_topics
 
 from .conftest import make_ref
 
 N = 6000
+#: Small produce batches: a fault at the 100th or 200th acknowledgement then always leaves most
+#: of the put in flight or queued. With the default batch size Apache Kafka may acknowledge
+#: all 6,000 small alerts in a handful of responses, and the fault would land after the put.
+SMALL_BATCHES = {"batch.size": 16384, "linger.ms": 0}
 
 
 @pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker().start()
+def own_broker(broker_engine: str) -> Iterator[Broker]:
+    broker = make_broker(broker_engine).start()
     try:
         yield broker
     finally:
         if broker.pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(broker.pid, signal.SIGCONT)
+                os.killpg(broker.pid, signal.SIGCONT)
         broker.stop()
 
 
@@ -44,7 +48,7 @@ def alerts() -> list[dict]:
     return fake_alerts(N, seed=21, n_history=0, cutout_size=None)
 
 
-def _topic(broker: EmbeddedBroker) -> str:
+def _topic(broker: Broker) -> str:
     name = f"alerts-fail-{uuid.uuid4().hex[:8]}"
     create_topics(broker.bootstrap, {name: 3})
     return name
@@ -67,7 +71,7 @@ def test_paused_broker_put_names_exactly_the_undelivered(own_broker, alerts) -> 
 
     store = PublishDatastore(bootstrap=own_broker.bootstrap, topic_template=topic,
                              delivery_timeout_s=3.0, progress=pause_midway,
-                             settings={"request.timeout.ms": 2000})
+                             settings={"request.timeout.ms": 2000, **SMALL_BATCHES})
     ref = make_ref(visit=1, detector=1)
     with pytest.raises(DeliveryError) as info:
         store.put(alerts, ref)
@@ -127,11 +131,13 @@ def test_stopped_broker_put_raises_and_accounts_for_every_alert(own_broker, aler
             os.killpg(own_broker.pid, signal.SIGKILL)  # no grace: a crash
 
     store = PublishDatastore(bootstrap=own_broker.bootstrap, topic_template=topic,
-                             delivery_timeout_s=3.0, progress=stop_midway)
+                             delivery_timeout_s=3.0, progress=stop_midway,
+                             settings=SMALL_BATCHES)
     with pytest.raises(DeliveryError) as info:
         store.put(alerts, make_ref())
     err = info.value
     assert stopped and err.undelivered
+    assert stopped[0] < N // 2, "the crash must land while most of the put is in flight"
     assert err.delivered + len(err.undelivered) == N
     assert err.delivered >= stopped[0]
     assert set(err.undelivered) <= {a["diaSourceId"] for a in alerts}
