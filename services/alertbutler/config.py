@@ -160,10 +160,13 @@ class GeneralConfig(_Section):
 
 @dataclass(frozen=True, kw_only=True, repr=False)
 class KafkaConfig(_Section):
-    """Kafka connection. An empty ``bootstrap_servers`` starts the embedded broker."""
+    """Kafka connection. An empty ``bootstrap_servers`` starts a broker of ``engine``."""
 
-    #: Kafka to use (``host:port,...``); empty starts the embedded broker
+    #: Kafka to use (``host:port,...``); empty starts a broker of ``engine`` for the command
     bootstrap_servers: str = ""
+    #: the broker started when ``bootstrap_servers`` is empty: ``embedded`` (Tansu, memory
+    #: only) or ``kafka`` (Apache Kafka, jars from Maven Central)
+    engine: Annotated[str, OneOf(("embedded", "kafka"))] = "embedded"
     #: librdkafka-style client settings (``security.protocol``, ``sasl.mechanism``,
     #: ``sasl.username``, ``sasl.password``, ``ssl.ca.location``, ...) passed to both clients.
     client: dict[str, str] = field(default_factory=dict)

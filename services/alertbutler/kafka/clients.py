@@ -73,11 +73,12 @@ def group_id(config: Config, name: str) -> str:
 
 @contextlib.contextmanager
 def kafka_session(config: Config) -> Iterator[str]:
-    """Yield a bootstrap address: the configured Kafka, or an embedded broker for the block."""
+    """Yield a bootstrap address: the configured Kafka, or a broker of ``kafka.engine``
+    started for the block (Apache Kafka's data then lives in a temporary directory)."""
     if config.kafka.bootstrap_servers:
         yield config.kafka.bootstrap_servers
         return
-    from alertbutler.broker import EmbeddedBroker
+    from alertbutler.broker import make_broker
 
-    with EmbeddedBroker() as broker:
+    with make_broker(config.kafka.engine) as broker:
         yield broker.bootstrap
