@@ -9,6 +9,7 @@ import sys
 import threading
 
 from alertbutler.broker import ENGINES, BrokerError, make_broker
+from alertbutler.cli.args import partitions
 from alertbutler.config import Config
 from alertbutler.kafka import create_topics
 
@@ -49,7 +50,12 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             wanted = {}
             for spec in args.topic:
                 name, _, parts = spec.partition(":")
-                wanted[name] = int(parts or config.kafka.partitions)
+                try:
+                    wanted[name] = partitions(parts) if parts else config.kafka.partitions
+                except argparse.ArgumentTypeError as exc:
+                    print(f"alertbutler broker: --topic {spec}: partitions {exc}",
+                          file=sys.stderr)
+                    return 2
             create_topics(broker.bootstrap, wanted)
         print(f"{broker.engine} broker pid {broker.pid}; Ctrl-C to stop", file=sys.stderr,
               flush=True)

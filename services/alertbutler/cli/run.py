@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from alertbutler.cli import args as arg_types
 from alertbutler.config import Config
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="detectors of the camera (default 4)")
     parser.add_argument("--detector-size", type=int, default=2048, metavar="PIXELS",
                         help="detector side in pixels (default 2048)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=arg_types.workers, default=None,
                         help="worker processes (default: prompt.workers)")
     parser.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bars")

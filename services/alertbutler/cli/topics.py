@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alertbutler.cli.args import partitions as args_partitions
 from alertbutler.config import Config, ConfigError
 from alertbutler.kafka import confluent_settings, create_topics, delete_topics, list_topics
 
@@ -11,7 +12,7 @@ from alertbutler.kafka import confluent_settings, create_topics, delete_topics, 
 def register(sub: argparse._SubParsersAction) -> None:
     create = sub.add_parser("create", help="create topics (existing ones are left alone)")
     create.add_argument("names", nargs="+")
-    create.add_argument("--partitions", type=int, default=None,
+    create.add_argument("--partitions", type=args_partitions, default=None,
                         help="partitions per topic (default: kafka.partitions)")
     create.set_defaults(func=_create)
     lister = sub.add_parser("list", help="list topics with their partition counts")
@@ -32,7 +33,7 @@ def _target(config: Config) -> tuple[str, dict]:
 
 def _create(args: argparse.Namespace, config: Config) -> int:
     bootstrap, settings = _target(config)
-    n = args.partitions or config.kafka.partitions
+    n = config.kafka.partitions if args.partitions is None else args.partitions
     for name, parts in create_topics(bootstrap, dict.fromkeys(args.names, n),
                                      settings=settings).items():
         print(f"{name}\t{parts}")

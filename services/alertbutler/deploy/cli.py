@@ -8,6 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
+from alertbutler.cli import args as arg_types
 from alertbutler.config import Config
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "<data_dir>/up/deployment.json tells a feeder (alertbutler night replay --into) "
         "where the deployment is. SIGUSR1 adds a worker (the work topic's group "
         "rebalances).")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=arg_types.workers, default=None,
                         help="worker processes (default: prompt.workers)")
     parser.add_argument("--l1db-url", default=None,
                         help="L1 database URL (default: l1db.url, else SQLite under data_dir)")

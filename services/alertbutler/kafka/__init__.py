@@ -6,9 +6,16 @@ from alertbutler.kafka.clients import (
     group_id,
     kafka_session,
 )
-from alertbutler.kafka.topics import create_topics, delete_topics, list_topics
+from alertbutler.kafka.topics import (
+    BrokerUnreachable,
+    create_topics,
+    delete_topics,
+    list_topics,
+    probe_broker,
+)
 
 __all__ = [
+    "BrokerUnreachable",
     "aiokafka_settings",
     "confluent_settings",
     "create_topics",
@@ -16,4 +23,5 @@ __all__ = [
     "group_id",
     "kafka_session",
     "list_topics",
+    "probe_broker",
 ]

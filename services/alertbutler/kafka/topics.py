@@ -27,6 +27,10 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], *,
     Returns the partition count of every named topic as the broker reports it, so a caller
     can see that an existing topic has fewer partitions than asked for.
     """
+    bad = {name: n for name, n in topics.items()
+           if isinstance(n, bool) or not isinstance(n, int) or n < 1}
+    if bad:  # a 0-partition topic is "created" only after a long stall, and holds nothing
+        raise ValueError(f"topics need at least 1 partition: {bad}")
     admin = _admin(bootstrap, settings)
     existing = list_topics(bootstrap, settings=settings, timeout=timeout)
     wanted = [NewTopic(name, num_partitions=n, replication_factor=1,
@@ -50,6 +54,27 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], *,
     if missing:
         raise TopicError(f"topics not visible after creation: {', '.join(missing)}")
     return {name: existing[name] for name in topics}
+
+
+class BrokerUnreachable(ConnectionError):
+    """No Kafka broker answered at the bootstrap address."""
+
+
+def probe_broker(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+                 timeout: float = 10.0) -> None:
+    """One metadata request: return if a broker answers within ``timeout``, else raise
+    :class:`BrokerUnreachable` naming ``bootstrap``.
+
+    A producer would instead queue messages and report a dead broker only when its delivery
+    timeout (minutes) ran out.
+    """
+    try:
+        _admin(bootstrap, {"log_level": 0, **(settings or {})}).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) \
+            else str(exc)
+        raise BrokerUnreachable(f"no Kafka broker answered at {bootstrap} within "
+                                f"{timeout:g} s ({reason})") from None
 
 
 def list_topics(bootstrap: str, *, settings: Mapping[str, Any] | None = None,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alertbutler.cli import args as arg_types
 from alertbutler.config import Config, ConfigError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="X times the recorded pace (by the recorded timestamps)")
     p.add_argument("--bootstrap", metavar="HOST:PORT",
                    help="Kafka to use (default: kafka.bootstrap_servers)")
-    p.add_argument("--partitions", type=int, default=None,
+    p.add_argument("--partitions", type=arg_types.partitions, default=None,
                    help="partitions if the topic is created (default: kafka.partitions)")
     p.add_argument("--no-create-topic", action="store_true",
                    help="do not create the topic (it must exist)")
@@ -45,13 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sidecar of local schema ids (default: "
                         "<data_dir>/replay/local-schema-ids.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for the broker's first answer before giving up "
+                   "(default: 10)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from rich.console import Console
 
-    from alertbutler.kafka import create_topics
+    from alertbutler.kafka import create_topics, probe_broker
     from alertbutler.replay.errors import SourceError, StreamError
     from alertbutler.replay.schema_ids import SchemaIds, make_registry_client
     from alertbutler.replay.sources import AlertSource
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise ValueError("--rate must be > 0")
     if args.speed is not None and args.speed < 0:
         raise ValueError("--speed must be >= 0 (0: as fast as possible)")
+    if not 0 < args.connect_timeout <= 3600:
+        raise ValueError("--connect-timeout must be more than 0 and at most 3600 seconds")
     err = Console(stderr=True)
     registry = None
     if config.schema_registry.url:
@@ -73,12 +79,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
                                         config.schema_registry.client)
     sidecar = args.schema_file or config.data_dir / "replay" / "local-schema-ids.json"
     ids = SchemaIds(registry=registry, subject=args.subject, sidecar=sidecar)
-    if not args.no_create_topic:
-        create_topics(bootstrap, {args.topic: args.partitions or config.kafka.partitions},
-                      settings=config.kafka.client)
     summary = StreamSummary(args.topic)
     failure: Exception | None = None
-    with AlertSource(args.source) as source:
+    with AlertSource(args.source) as source:  # a missing or unreadable source is named first
+        # a dead broker is said at once, not after the producer's whole delivery timeout
+        probe_broker(bootstrap, settings=config.kafka.client, timeout=args.connect_timeout)
+        if not args.no_create_topic:
+            n = config.kafka.partitions if args.partitions is None else args.partitions
+            create_topics(bootstrap, {args.topic: n}, settings=config.kafka.client)
         with _progress(err, f"replaying {source.info.kind}", source.info.total) as advance:
             try:
                 stream_alerts(

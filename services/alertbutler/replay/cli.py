@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alertbutler.cli import args as arg_types
 from alertbutler.config import Config
 
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--detector-size", type=int, default=None, metavar="PIXELS")
     rec.add_argument("--visit", type=int, action="append", default=None,
                      help="record only this visit (--live; repeatable)")
-    rec.add_argument("--workers", type=int, default=None,
+    rec.add_argument("--workers", type=arg_types.workers, default=None,
                      help="worker processes (default: prompt.workers)")
     rec.add_argument("--tarball", type=Path, default=None,
                      help="also write the recording as this .tar or .tar.gz")
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("recording", type=Path, help="recording directory or tarball")
     rep.add_argument("--speed", type=float, default=1.0,
                      help="X times the recorded pace; 0: as fast as possible (default 1)")
-    rep.add_argument("--workers", type=int, default=None,
+    rep.add_argument("--workers", type=arg_types.workers, default=None,
                      help="worker processes (default: prompt.workers)")
     rep.add_argument("--run", dest="run_name", default=None,
                      help="output run (default: the recorded run + '-replay-<id>')")
