@@ -33,6 +33,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
+from alertbutler.kafka import list_topics
 from alertbutler.l1db import ConsumedOffsets, L1db, StoreResult
 from alertbutler.metrics import Health, ServiceMetrics
 
@@ -156,9 +157,12 @@ class Ingester:
         await consumer.start()
         try:
             if s.assign_all:
-                await consumer.topics()  # fresh metadata
+                # aiokafka's cached metadata holds only the topics it was asked about (Apache
+                # Kafka answers an empty topic list with no topics): ask for the counts.
+                counts = await asyncio.to_thread(
+                    list_topics, s.confluent["bootstrap.servers"], settings=s.confluent)
                 partitions = [TopicPartition(topic, p) for topic in s.topics
-                              for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                              for p in range(counts.get(topic, 0))]
                 if not partitions:
                     raise RuntimeError(f"no partitions found for topics {', '.join(s.topics)}")
                 consumer.assign(partitions)
