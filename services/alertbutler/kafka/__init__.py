@@ -1,4 +1,4 @@
-"""Kafka plumbing shared by every service: client settings, topics, broker-safe offsets."""
+"""Kafka plumbing shared by every service: client settings, topics, what the broker offers."""
 
 from alertbutler.kafka.clients import (
     aiokafka_settings,
@@ -13,9 +13,15 @@ from alertbutler.kafka.topics import (
     list_topics,
     probe_broker,
 )
+from alertbutler.kafka.transactions import (
+    TransactionSupport,
+    probe_transactions,
+    transaction_support,
+)
 
 __all__ = [
     "BrokerUnreachable",
+    "TransactionSupport",
     "aiokafka_settings",
     "confluent_settings",
     "create_topics",
@@ -24,4 +30,6 @@ __all__ = [
     "kafka_session",
     "list_topics",
     "probe_broker",
+    "probe_transactions",
+    "transaction_support",
 ]

@@ -81,11 +81,14 @@ class TopicOutput:
         self.flush()
 
 
-def make_producer(settings: Mapping[str, Any]) -> Producer:
-    """An idempotent, acks=all producer (the settings carry bootstrap and security keys)."""
+def make_producer(settings: Mapping[str, Any], transactional_id: str | None = None
+                  ) -> Producer:
+    """An idempotent, acks=all producer (the settings carry bootstrap and security keys);
+    transactional under ``transactional_id`` (the caller then calls ``init_transactions``)."""
+    txn = {"transactional.id": transactional_id} if transactional_id else {}
     return Producer({"acks": "all", "enable.idempotence": True, "linger.ms": 5,
                      "compression.type": "zstd", "queue.buffering.max.messages": 200_000,
-                     **settings})
+                     **settings, **txn})
 
 
 def _full_records(alerts: Sequence[StreamAlert]) -> list[dict[str, Any]]:

@@ -6,10 +6,21 @@ bytes, keyed by diaSourceId) and written to files; only when every message the b
 produced was acknowledged, and its files are synced, are its offsets committed, in reading
 order. The next batch is read and evaluated while one is being delivered (two in flight).
 
-After a crash (even SIGKILL) the service resumes from the last committed offsets, so a
-consumer of a filtered topic sees every kept alert at least once; the alerts of the batches
-in flight at the crash may appear twice, with the same key (diaSourceId) and the same
-bytes, so a consumer that keeps the last message per key sees each alert exactly once.
+How filtered topics are written depends on what the broker offers, found by probing it
+(:func:`alertbutler.kafka.transaction_support`), never from a setting:
+
+* exactly once, where aborted messages are hidden from ``read_committed`` readers (Apache
+  Kafka): each batch is one transaction holding the kept messages of every filter and the
+  source offsets (``send_offsets_to_transaction``). A crash (even SIGKILL) leaves the open
+  transaction to be aborted by the restarted service, which resumes from the offsets of the
+  last committed one, so a ``read_committed`` reader sees every kept alert exactly once.
+  One batch per transaction: the next is read only once this one committed.
+* at least once, elsewhere (the embedded broker): the service resumes from the last
+  committed offsets, so a consumer sees every kept alert at least once; the alerts of the
+  batches in flight at the crash may appear twice, with the same key (diaSourceId) and the
+  same bytes, so a consumer that keeps the last message per key sees each alert once.
+
+Files are written at least once in both cases (a file takes no part in a transaction).
 
 The filters file is re-read when it changes. A filter that no longer compiles is refused
 with a logged error and its previous version keeps running; the others are unaffected.
@@ -31,9 +42,11 @@ from typing import Any
 
 import numpy as np
 import yaml
+from confluent_kafka import KafkaException, Producer
 
 from alertbutler.config import Config
-from alertbutler.kafka import confluent_settings, create_topics
+from alertbutler.faults import crash_point
+from alertbutler.kafka import confluent_settings, create_topics, group_id, transaction_support
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.subscribe.batch import BatchDecoder
 from alertbutler.subscribe.errors import FilterConfigError, FilterError, SubscribeError
@@ -49,6 +62,10 @@ from alertbutler.subscribe.stream import AlertStream, alert_bytes_decoder
 from alertbutler.subscribe.url import StreamURL
 
 log = logging.getLogger(__name__)
+
+#: Where a crash test kills the service: every message of a batch was acknowledged by the
+#: broker (inside the open transaction, with exactly-once) and its offsets are not committed.
+CRASH_BEFORE_COMMIT = "filter.after-produce-before-commit"
 
 _SERVICE_KEYS = {"source", "group", "start", "batch_size", "partitions", "filters"}
 _FILTER_KEYS = {"filter", "topic", "file"}
@@ -143,6 +160,8 @@ class ServiceStats:
     kept: dict[str, int] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     undecodable: int = 0
+    #: "exactly-once" (transactions) or "at-least-once", as the broker probe decided
+    delivery: str = ""
 
 
 class FilterService:
@@ -165,6 +184,7 @@ class FilterService:
         self._fingerprint = self._file_fingerprint()
         self._active: dict[str, _Active] = {}
         self._producer: Any = None
+        self._transactional = False
         self._set: FilterSet = FilterSet({})
         self._decoder = BatchDecoder(())
         self.stop_event = threading.Event()
@@ -252,8 +272,34 @@ class FilterService:
         return True
 
     # -- the loop ----------------------------------------------------------------------------
+    def _open_producer(self) -> Producer:
+        """The producer of the filtered topics: transactional where the broker hides
+        aborted messages from read_committed readers (probed once per process), otherwise
+        idempotent. Opened before the stream: starting transactions aborts one that a
+        killed predecessor left open, which would otherwise hold back both the committed
+        offsets the stream resumes from and every read_committed reader of the topics."""
+        settings = confluent_settings(self.config, self.url.bootstrap)
+        support = transaction_support(self.url.bootstrap, settings=self._client_settings())
+        self._transactional = support.available
+        self.stats.delivery = "exactly-once" if support.available else "at-least-once"
+        if not support.available:
+            log.warning("filtered topics get every alert at least once (a crash may repeat "
+                        "some): %s", support.reason)
+            return make_producer(settings)
+        # stable across restarts, so a restart fences its predecessor and ends its transaction
+        txn_id = f"{group_id(self.config, self.spec.group)}-filter"
+        producer = make_producer(settings, transactional_id=txn_id)
+        try:
+            producer.init_transactions(60)
+        except KafkaException as exc:
+            raise SubscribeError(f"cannot start transactions as {txn_id!r}: "
+                                 f"{exc.args[0].str()}") from exc
+        log.info("filtered topics get every alert exactly once (Kafka transactions)",
+                 extra={"transactional_id": txn_id})
+        return producer
+
     def run(self) -> ServiceStats:
-        self._producer = make_producer(confluent_settings(self.config, self.url.bootstrap))
+        self._producer = self._open_producer()
         self._apply(self.spec)
         fallback = "latest" if self.spec.start == "latest" else "earliest"
         text = self.start_override
@@ -277,13 +323,12 @@ class FilterService:
                 batch = stream.read_batch(self.spec.batch_size, timeout=0.5)
                 # every turn, batch or not: a fetch of markers alone moves the position too
                 self._observe(stream, len(batch))
-                if batch:
-                    if self.metrics is not None:
-                        with self.metrics.stage("filter"):
-                            acks = self._process(batch)
-                    else:
-                        acks = self._process(batch)
-                    inflight.append((stream.positions, acks))
+                if batch and self._transactional:
+                    self._forward_in_transaction(stream, batch)
+                    self.stats.batches += 1
+                    self.stats.alerts += len(batch)
+                elif batch:
+                    inflight.append((stream.positions, self._evaluate(batch)))
                     self.stats.batches += 1
                     self.stats.alerts += len(batch)
                     # the next batch is read and evaluated while this one is delivered
@@ -331,8 +376,45 @@ class FilterService:
             if acks.errors:  # never commit past a message that did not arrive
                 raise SubscribeError(f"delivery failed: {acks.errors[0]} "
                                      f"({len(acks.errors)} errors)")
+            crash_point(CRASH_BEFORE_COMMIT)
             stream.commit(offsets)
             inflight.popleft()
+
+    def _forward_in_transaction(self, stream: AlertStream, batch: list) -> None:
+        """One batch, one transaction: the kept messages of every filter and the source
+        offsets after the batch become visible together, or (crash, error) not at all."""
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            acks = self._evaluate(batch)
+            left = producer.flush(60)
+            if left:
+                raise SubscribeError(f"{left} filtered messages not acknowledged in 60 s")
+            if acks.errors:
+                raise SubscribeError(f"delivery failed: {acks.errors[0]} "
+                                     f"({len(acks.errors)} errors)")
+            stream.send_offsets_to_transaction(producer, stream.positions)
+            crash_point(CRASH_BEFORE_COMMIT)
+            producer.commit_transaction(60)
+        except (KafkaException, SubscribeError) as exc:
+            self._abort(exc)
+            if isinstance(exc, KafkaException):
+                raise SubscribeError(f"transaction failed: {exc.args[0].str()}") from exc
+            raise
+
+    def _abort(self, cause: Exception) -> None:
+        """Abort the open transaction so readers are not held up until it times out; a
+        fenced producer (another service took over the same group) cannot, and need not."""
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException as exc:
+            log.error("transaction not aborted: %s (after: %s)", exc.args[0].str(), cause)
+
+    def _evaluate(self, batch: list) -> _Acks:
+        if self.metrics is None:
+            return self._process(batch)
+        with self.metrics.stage("filter"):
+            return self._process(batch)
 
     def _process(self, batch: list) -> _Acks:
         """Evaluate every filter, produce what each keeps, write and sync files; the
@@ -385,4 +467,5 @@ def _close(outputs: list[Output]) -> None:
 
 def describe(stats: ServiceStats) -> Mapping[str, Any]:
     return {"batches": stats.batches, "alerts": stats.alerts, "kept": stats.kept,
-            "refused": stats.refused, "undecodable": stats.undecodable}
+            "refused": stats.refused, "undecodable": stats.undecodable,
+            "delivery": stats.delivery}

@@ -160,6 +160,9 @@ class AlertStream:
             "max.partition.fetch.bytes": 4_000_000,
             "fetch.max.bytes": 32_000_000,
             "enable.partition.eof": False,
+            # a topic written in transactions (a filtered topic on Apache Kafka) shows only
+            # what was committed: never the alerts of a transaction aborted by a crash
+            "isolation.level": "read_committed",
             "session.timeout.ms": self._config.kafka.session_timeout_ms,
             **self._settings,
         })
@@ -279,8 +282,10 @@ class AlertStream:
             messages = consumer.consume(num_messages=max(max_alerts - len(self._buffer), 64),
                                         timeout=wait)
             self._take(messages)
-            if not messages and (self._buffer or time.monotonic() >= deadline):
-                break
+            if not messages:
+                self._pass_hidden(consumer)
+                if self._buffer or time.monotonic() >= deadline:
+                    break
         if self._buffer:
             self._idle_since = time.monotonic()
         return [self._buffer.popleft() for _ in range(min(max_alerts, len(self._buffer)))]
@@ -303,6 +308,11 @@ class AlertStream:
         consumer = self._require_open()
         if not self.group:
             raise SubscribeError("commit() needs a group: open the stream with group=...")
+        self._commit(consumer, self._finish(offsets))
+
+    def _finish(self, offsets: Mapping[tuple[str, int], int] | None
+                ) -> dict[seek.Partition, int]:
+        """Mark as finished everything handed out, or up to ``offsets``."""
         if offsets is None:
             self._finished.update(self._handed)
         else:
@@ -311,7 +321,21 @@ class AlertStream:
                     raise SubscribeError(f"cannot commit {part} at {offset}: beyond what was "
                                          "handed out")
                 self._finished[part] = max(self._finished.get(part, 0), offset)
-        self._commit(consumer, self._finished)
+        return self._finished
+
+    def send_offsets_to_transaction(self, producer: Any,
+                                    offsets: Mapping[tuple[str, int], int] | None = None,
+                                    timeout: float = 60.0) -> None:
+        """Like :meth:`commit`, but inside ``producer``'s open transaction: the offsets
+        take effect if and only if that transaction commits, together with what it
+        produced (exactly-once forwarding on a broker with transactions)."""
+        consumer = self._require_open()
+        if not self.group:
+            raise SubscribeError("committing needs a group: open the stream with group=...")
+        finished = self._finish(offsets)
+        producer.send_offsets_to_transaction(
+            [TP(t, p, o) for (t, p), o in finished.items()],
+            consumer.consumer_group_metadata(), timeout)
 
     @property
     def positions(self) -> dict[tuple[str, int], int]:
@@ -384,6 +408,24 @@ class AlertStream:
             self._buffer.append(StreamAlert(
                 record=record, topic=part[0], partition=part[1], offset=offset,
                 timestamp_ms=msg.timestamp()[1], key=msg.key(), value=value))
+
+    def _pass_hidden(self, consumer: Consumer) -> None:
+        """Move past records the client consumed but never hands out: transaction markers
+        and aborted messages. A topic written in transactions ends with a commit marker, so
+        without this the end of the window (and a lag of 0) would never be reached. The
+        client's position counts them; it is a local read, no request to the broker."""
+        parts = [p for p, pos in self._position.items()
+                 if self._ends is None or pos < self._ends.get(p, pos)]
+        if not parts:
+            return
+        for tp in consumer.position([TP(*p) for p in parts]):
+            part = (tp.topic, tp.partition)
+            pos = tp.offset
+            if self._ends is not None:
+                pos = min(pos, self._ends[part])
+            if pos > self._position[part]:
+                self._position[part] = pos
+                self._skip_over(part, pos)
 
     def _skip_over(self, part: seek.Partition, next_offset: int) -> None:
         """A message nobody will see counts as handed out once nothing is buffered before it:

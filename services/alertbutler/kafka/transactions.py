@@ -1,0 +1,142 @@
+"""Does the broker hide aborted messages from ``read_committed`` readers? Ask the broker.
+
+Exactly-once forwarding rests on one property: a message written in a transaction that
+was aborted never reaches a ``read_committed`` reader. Apache Kafka has it. The embedded
+Tansu broker answers every transactional request with OK and still hands aborted messages
+to ``read_committed`` readers, so a successful ``init_transactions`` proves nothing, and
+neither does a setting or the engine's name (a bootstrap address says nothing about the
+broker behind it). The probe therefore tests the property itself, in a private topic:
+
+1. a transactional producer writes ``aborted`` in a transaction it aborts, then
+   ``committed`` in a transaction it commits (one partition, so in that order in the log);
+2. a ``read_committed`` consumer reads the partition from the aborted message's offset
+   until ``committed`` arrives.
+
+Because ``committed`` lies after ``aborted`` in the log, by the time it arrives the reader
+has passed the aborted one: seen means aborted messages leak, unseen means they are
+hidden. The answer never rests on waiting for something not to happen. The probe costs a
+topic creation and two transactions (about a second on Apache Kafka); the answer is kept
+for the life of the process (:func:`transaction_support`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import TopicPartition as TP
+
+from alertbutler.kafka.topics import TopicError, create_topics, delete_topics
+
+log = logging.getLogger(__name__)
+
+PROBE_TOPIC_PREFIX = "alertbutler-txn-probe-"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionSupport:
+    """The probe's answer: whether aborted messages are hidden, and what showed it."""
+
+    available: bool
+    reason: str
+
+
+def probe_transactions(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+                       timeout: float = 60.0) -> TransactionSupport:
+    """Probe the broker now (see the module doc); any refusal on the way means "no".
+
+    ``settings`` are librdkafka keys for every client (security), without
+    ``bootstrap.servers``.
+    """
+    nonce = uuid.uuid4().hex[:12]
+    topic = f"{PROBE_TOPIC_PREFIX}{nonce}"
+    common = {"bootstrap.servers": bootstrap, **(settings or {})}
+    try:
+        create_topics(bootstrap, {topic: 1}, settings=settings, timeout=timeout)
+    except (TopicError, KafkaException) as exc:
+        return TransactionSupport(available=False,
+                                  reason=f"cannot create the probe topic: {exc}")
+    try:
+        return _probe(common, topic, nonce, timeout)
+    except KafkaException as exc:
+        return TransactionSupport(available=False, reason=f"transactions refused: {exc}")
+    finally:
+        try:
+            delete_topics(bootstrap, [topic], settings=settings, timeout=timeout)
+        except (TopicError, KafkaException) as exc:  # a leftover probe topic harms nothing
+            log.warning("probe topic not deleted: %s", exc, extra={"topic": topic})
+
+
+def _probe(common: Mapping[str, Any], topic: str, nonce: str,
+           timeout: float) -> TransactionSupport:
+    user = common.get("sasl.username")
+    txn_id = f"{user}-" if user else ""
+    producer = Producer({**common, "transactional.id": f"{txn_id}alertbutler-probe-{nonce}",
+                         "transaction.timeout.ms": 10_000})
+    offsets: dict[bytes, int] = {}
+    errors: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(err.str())
+        else:
+            offsets[msg.value()] = msg.offset()
+
+    producer.init_transactions(timeout)
+    producer.begin_transaction()
+    producer.produce(topic, b"aborted", on_delivery=delivered)
+    producer.flush(timeout)  # written to the log before the abort
+    producer.abort_transaction(timeout)
+    producer.begin_transaction()
+    producer.produce(topic, b"committed", on_delivery=delivered)
+    producer.commit_transaction(timeout)
+    producer.flush(timeout)
+    if errors or b"aborted" not in offsets:
+        return TransactionSupport(available=False, reason=f"probe message not written: "
+                                  f"{errors[0] if errors else 'no delivery report'}")
+
+    consumer = Consumer({**common, "group.id": f"alertbutler-probe-{nonce}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": False})
+    try:
+        consumer.assign([TP(topic, 0, offsets[b"aborted"])])
+        seen: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while b"committed" not in seen:
+            if time.monotonic() > deadline:
+                return TransactionSupport(available=False, reason=(
+                    f"a committed message was not readable read_committed within {timeout} s"))
+            for msg in consumer.consume(num_messages=16, timeout=0.5):
+                if msg.error() is None:
+                    seen.append(msg.value())
+    finally:
+        consumer.close()
+    if b"aborted" in seen:
+        return TransactionSupport(available=False, reason=(
+            "the broker hands aborted messages to read_committed readers"))
+    return TransactionSupport(available=True, reason=(
+        "aborted messages are hidden from read_committed readers"))
+
+
+_cache: dict[tuple[str, tuple[tuple[str, str], ...]], TransactionSupport] = {}
+_lock = threading.Lock()
+
+
+def transaction_support(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+                        timeout: float = 60.0) -> TransactionSupport:
+    """:func:`probe_transactions`, once per broker and settings in this process."""
+    key = (bootstrap, tuple(sorted((k, str(v)) for k, v in (settings or {}).items()
+                                   if not callable(v))))
+    with _lock:  # one probe even when several threads ask at once
+        if key not in _cache:
+            _cache[key] = probe_transactions(bootstrap, settings=settings, timeout=timeout)
+            log.info("broker transactions probed", extra={
+                "bootstrap": bootstrap, "available": _cache[key].available,
+                "reason": _cache[key].reason})
+        return _cache[key]
