@@ -25,7 +25,7 @@ from confluent_kafka import Producer
 
 from alertbutler.alerts import encode_alerts
 from alertbutler.config import CRASH_ENV
-from alertbutler.kafka import create_topics
+from alertbutler.kafka import create_topics, transaction_support
 from alertbutler.procs import spawn_owned
 from alertbutler.subscribe import open_stream, raw_decoder
 from alertbutler.subscribe.service import CRASH_BEFORE_COMMIT
@@ -144,3 +144,35 @@ def test_stream_ends_after_trailing_transaction_markers(kafka_bootstrap: str,
         got = [a.value for batch in stream.batches(100) for a in batch]
         assert stream.lag == 0
     assert got == values
+
+
+def test_subscribe_shows_no_aborted_alert_where_the_broker_hides_them(
+        kafka_bootstrap: str, broker_engine: str) -> None:
+    """``alertbutler subscribe`` of a topic written in transactions reads read_committed:
+    on Apache Kafka an aborted transaction's alert is never printed; on the embedded broker
+    (which the probe finds without transactions) it is, as documented."""
+    topic = f"txn-sub-{uuid.uuid4().hex[:6]}"
+    create_topics(kafka_bootstrap, {topic: 1})
+    alerts = varied_alerts(4, seed=5)
+    values = encode_alerts(alerts)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap,
+                         "transactional.id": f"test-{topic}"})
+    producer.init_transactions(60)
+    for i, commit in ((0, True), (1, True), (2, False), (3, True)):
+        producer.begin_transaction()
+        producer.produce(topic, values[i])
+        if commit:
+            producer.commit_transaction(60)
+        else:
+            producer.flush(60)  # in the log, then aborted
+            producer.abort_transaction(60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBUTLER_")}
+    done = subprocess.run([sys.executable, "-m", "alertbutler", "subscribe",
+                           f"kafka://{kafka_bootstrap}/{topic}", "--until-end", "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [json.loads(line)["diaSourceId"] for line in done.stdout.splitlines()]
+    ids = [a["diaSourceId"] for a in alerts]
+    hidden = transaction_support(kafka_bootstrap).available
+    assert hidden == (broker_engine == "kafka")
+    assert printed == ([ids[0], ids[1], ids[3]] if hidden else ids)
