@@ -12,6 +12,7 @@ EXPECTED = {
     "DatastoreBridge", "DatastoreRecord", "DimensionRecord", "DimensionUniverse", "Exposure",
     "FORMATTERS", "FileDatastore", "Formatter", "FormatterError", "FormatterRegistry",
     "HEALPIX_NSIDE", "IdGenerationMode", "InMemoryDatastore", "IngestError", "IngestResult",
+    "LinkRefusedError", "ManifestError",
     "MissingCollectionError", "MissingDatasetTypeError", "RawMetadata", "RecordBatch",
     "RepositoryError", "SOURCE_COLUMNS", "STORAGE_CLASSES", "SchemaVersionError",
     "StorageClass", "StorageClassError", "StorageClassRegistry", "Timespan", "UNIVERSE",

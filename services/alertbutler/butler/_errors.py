@@ -60,6 +60,14 @@ class UnsafePathError(ButlerError, ValueError):
     """A file name built from a data ID or run would land outside the repository root."""
 
 
+class LinkRefusedError(UnsafePathError):
+    """A tree the butler did not write (an export) holds a symbolic link or a special file."""
+
+
+class ManifestError(ButlerError, ValueError):
+    """An export manifest that is malformed; the message names the key or entry."""
+
+
 class IngestError(ButlerError, ValueError):
     """An external file cannot be ingested; the message names the file and the reason."""
 

@@ -120,7 +120,8 @@ class Butler:
         if name not in self._runs:
             check_relative_path(name, "run name")
             self.registry.register_run(name, doc)
-            self._runs.add(name)
+            if not self.registry.db.in_transaction:  # a write transaction may roll it back
+                self._runs.add(name)
 
     def register_collection(self, name: str, type: CollectionType, doc: str = "") -> bool:
         return self.registry.register_collection(name, type, doc)

@@ -93,6 +93,9 @@ def _ingest(args: argparse.Namespace, config: Any) -> int:
     print(f"ingested {len(result.refs)} file(s) into {args.run}")
     for _path, why in result.failures:
         print(f"rejected: {why}", file=sys.stderr)
+    if result.failures:
+        print(f"{len(result.failures)} of {len(args.files)} file(s) rejected (nothing of them "
+              "was registered)", file=sys.stderr)
     return 1 if result.failures else 0
 
 

@@ -145,7 +145,10 @@ def check_value(name: str, value: Any, key_type: type) -> Any:
         if isinstance(value, bool) or not hasattr(value, "__index__"):
             raise DataIdError(f"data ID key {name!r} needs an integer, "
                               f"got {type(value).__name__} {value!r}")
-        return int(value)
+        value = int(value)
+        if not -(2**63) <= value < 2**63:  # every integer key is a 64-bit column
+            raise DataIdError(f"data ID key {name!r} value {value} does not fit in 64 bits")
+        return value
     if not isinstance(value, str):
         raise DataIdError(f"data ID key {name!r} needs a string, "
                           f"got {type(value).__name__} {value!r}")

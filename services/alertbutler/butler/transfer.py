@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ButlerError, CalibrationOverlapError
+from ._errors import ButlerError, CalibrationOverlapError, ManifestError, UnsafePathError
 from .collections import CollectionType
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
 from .datastores.templates import check_relative_path, inside
-from .dimensions import DataCoordinate, DimensionRecord
+from .dimensions import UNIVERSE, DataCoordinate, DimensionRecord
+from .foreign_tree import check_regular, check_tree
+from .storage_classes import STORAGE_CLASSES
 from .timespan import Timespan
 
 if TYPE_CHECKING:
@@ -159,44 +163,169 @@ def export_datasets(butler: Butler, directory: str | Path, refs: Sequence[Datase
     return out / MANIFEST
 
 
+def _fail(where: Path, entry: str, problem: str) -> ManifestError:
+    return ManifestError(f"{where}: {entry}: {problem}")
+
+
+def _list(manifest: Mapping[str, Any], key: str, where: Path) -> list[Any]:
+    if key not in manifest:
+        raise _fail(where, key, "missing (an export manifest needs version, dataset_types, "
+                    "dimension_records, runs, datasets and certifications)")
+    value = manifest[key]
+    if not isinstance(value, list):
+        raise _fail(where, key, f"must be a list, not {type(value).__name__}")
+    return value
+
+
+def _entry(kind: str, i: int, item: Any, where: Path, keys: Iterable[str]) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise _fail(where, f"{kind}[{i}]", f"must be an object, not {type(item).__name__}")
+    missing = [k for k in keys if k not in item]
+    if missing:
+        raise _fail(where, f"{kind}[{i}]", f"missing key {missing[0]!r}")
+    return item
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    """An export manifest, checked whole before anything is written."""
+
+    types: dict[str, DatasetType]
+    records: list[DimensionRecord]
+    runs: list[str]
+    datasets: list[tuple[DatasetRef, str, str | None]]  # ref, path under files/, format
+    certifications: list[tuple[str, uuid.UUID, Timespan]]
+
+
+def read_manifest(root: Path) -> _Manifest:
+    """Parse and check ``root/manifest.json``: every error names the key or entry."""
+    where = root / MANIFEST
+    try:
+        manifest = json.loads(where.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{where}: not a readable export manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{where}: not an export manifest (a JSON object is expected)")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise _fail(where, "version", f"{manifest.get('version')!r} is not "
+                    f"{MANIFEST_VERSION}")
+    types: dict[str, DatasetType] = {}
+    for i, item in enumerate(_list(manifest, "dataset_types", where)):
+        d = _entry("dataset_types", i, item, where, ("name", "dimensions", "storage_class"))
+        try:
+            dt = DatasetType.from_json(d)
+            STORAGE_CLASSES[dt.storage_class]
+        except (ButlerError, LookupError, TypeError, ValueError) as exc:
+            raise _fail(where, f"dataset_types[{i}] ({d.get('name')!r})", str(exc)) from None
+        types[dt.name] = dt
+    records = []
+    for i, item in enumerate(_list(manifest, "dimension_records", where)):
+        d = _entry("dimension_records", i, item, where, ("element", "values"))
+        try:
+            rec = DimensionRecord.from_json(d)
+            if rec.element not in UNIVERSE.names:
+                raise ValueError(f"unknown dimension element {rec.element!r}")
+        except (ButlerError, LookupError, TypeError, ValueError) as exc:
+            raise _fail(where, f"dimension_records[{i}]", str(exc)) from None
+        records.append(rec)
+    runs = []
+    for i, run in enumerate(_list(manifest, "runs", where)):
+        if not isinstance(run, str):
+            raise _fail(where, f"runs[{i}]", f"must be a string, not {run!r}")
+        try:
+            runs.append(check_relative_path(run, "run name"))
+        except UnsafePathError as exc:
+            raise _fail(where, f"runs[{i}]", str(exc)) from None
+    datasets = []
+    for i, item in enumerate(_list(manifest, "datasets", where)):
+        d = _entry("datasets", i, item, where,
+                   ("id", "dataset_type", "run", "data_id", "path", "format"))
+        name = f"datasets[{i}]"
+        try:
+            dt = types.get(d["dataset_type"])  # type: ignore[arg-type]
+            if dt is None:
+                raise ValueError(f"dataset type {d['dataset_type']!r} is not among the "
+                                 "manifest's dataset_types")
+            if d["run"] not in runs:
+                raise ValueError(f"run {d['run']!r} is not among the manifest's runs")
+            if not isinstance(d["data_id"], dict):
+                raise ValueError(f"data_id must be an object, not {d['data_id']!r}")
+            if not isinstance(d["path"], str):
+                raise ValueError(f"path must be a string, not {d['path']!r}")
+            try:
+                check_relative_path(d["path"], "manifest path")
+            except UnsafePathError as exc:  # keeps its type: a path escaping the export
+                raise UnsafePathError(f"{where}: {name}: {exc}") from None
+            if d["format"] is not None and not isinstance(d["format"], str):
+                raise ValueError(f"format must be a string, not {d['format']!r}")
+            ref = DatasetRef(dt, DataCoordinate.standardize(d["data_id"], dt.dimensions),
+                             d["run"], uuid.UUID(str(d["id"])))
+        except UnsafePathError:
+            raise
+        except (ButlerError, LookupError, TypeError, ValueError) as exc:
+            raise _fail(where, name, str(exc)) from None
+        datasets.append((ref, d["path"], d["format"]))
+    ids = {ref.id for ref, _, _ in datasets}
+    certs = []
+    for i, item in enumerate(_list(manifest, "certifications", where)):
+        d = _entry("certifications", i, item, where, ("collection", "dataset_id", "timespan"))
+        try:
+            did = uuid.UUID(str(d["dataset_id"]))
+            if did not in ids:
+                raise ValueError(f"dataset_id {did} is not among the manifest's datasets")
+            ts = d["timespan"]
+            if not isinstance(ts, list) or len(ts) != 2 or not all(
+                    t is None or (isinstance(t, int) and not isinstance(t, bool)) for t in ts):
+                raise ValueError(f"timespan must be [begin_ns, end_ns] (int or null), not {ts!r}")
+            if not isinstance(d["collection"], str) or not d["collection"]:
+                raise ValueError(f"collection must be a name, not {d['collection']!r}")
+            certs.append((d["collection"], did, Timespan(*ts)))
+        except (ButlerError, LookupError, TypeError, ValueError) as exc:
+            raise _fail(where, f"certifications[{i}]", str(exc)) from None
+    return _Manifest(types, records, runs, datasets, certs)
+
+
 def import_datasets(butler: Butler, directory: str | Path, *, transfer: str = "copy"
                     ) -> list[DatasetRef]:
-    """Load an exported directory (ids preserved; datasets already present are skipped)."""
+    """Load an exported directory (ids preserved; datasets already present are skipped).
+
+    The export is a tree this project did not write: it is refused whole, before anything is
+    written, if its manifest is malformed, if it holds a symbolic link or special file
+    anywhere, or if a listed file is missing. The import is then all or nothing: one registry
+    transaction, and the files already placed are removed (moved ones put back) if it fails.
+    """
     root = Path(directory).absolute()
-    try:
-        manifest = json.loads((root / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise ButlerError(f"{root / MANIFEST}: not a readable export manifest ({exc})") from None
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ButlerError(f"{root / MANIFEST}: manifest version {manifest.get('version')!r} "
-                          f"is not {MANIFEST_VERSION}")
-    types = {d["name"]: DatasetType.from_json(d) for d in manifest["dataset_types"]}
-    _prepare(butler, types.values(),
-             [DimensionRecord.from_json(r) for r in manifest["dimension_records"]],
-             manifest["runs"])
+    if not root.is_dir():
+        raise ButlerError(f"{root}: no such export directory")
+    check_tree(root, "export")
+    plan = read_manifest(root)
     store = butler.file_datastore
     if store is None:
         raise ButlerError("this butler has no file datastore to import into")
-    import uuid
+    files = root / "files"
+    for i, (ref, rel, _fmt) in enumerate(plan.datasets):
+        try:
+            check_regular(files, rel)
+        except FileNotFoundError:
+            raise _fail(root / MANIFEST, f"datasets[{i}]", f"file {files / rel} of {ref} is "
+                        "missing from the export") from None
+    by_id = {ref.id: ref for ref, _, _ in plan.datasets}
 
-    added, by_id = [], {}
-    for entry in manifest["datasets"]:
-        dt = butler.get_dataset_type(entry["dataset_type"])
-        ref = DatasetRef(dt, DataCoordinate.standardize(entry["data_id"], dt.dimensions),
-                         entry["run"], uuid.UUID(entry["id"]))
-        by_id[str(ref.id)] = ref
-        if butler.registry.get_dataset(ref.id) is not None:
-            continue
-        src = inside(root / "files", check_relative_path(entry["path"], "manifest path"))
-
-        def once(ref: DatasetRef = ref, src: Path = src, fmt: str = entry["format"]) -> None:
+    def once() -> list[DatasetRef]:
+        made: list[tuple[Path, Path | None]] = []
+        try:
             with butler.registry.transaction():
-                butler.registry.insert_datasets([ref])
-                store.ingest_many([(ref, src, fmt)], transfer)
+                _prepare(butler, plan.types.values(), plan.records, plan.runs)
+                new = [(ref, rel, fmt) for ref, rel, fmt in plan.datasets
+                       if butler.registry.get_dataset(ref.id) is None]
+                butler.registry.insert_datasets([ref for ref, _, _ in new])
+                _apply_certifications(butler, [(c, by_id[i], ts)
+                                               for c, i, ts in plan.certifications])
+                made = store.ingest_many([(ref, files / rel, fmt) for ref, rel, fmt in new],
+                                         transfer, within=files)
+        except BaseException:
+            store.revert_ingest(made)
+            raise
+        return [ref for ref, _, _ in new]
 
-        butler.registry.db.retry(once)
-        added.append(ref)
-    _apply_certifications(butler, [(c["collection"], by_id[c["dataset_id"]],
-                                    Timespan(*c["timespan"]))
-                                   for c in manifest["certifications"]])
-    return added
+    return butler.registry.db.retry(once)

@@ -9,9 +9,11 @@ header, a pixel box) read only what they need, so they check only that the file 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,8 +21,9 @@ from typing import Any
 
 import blake3
 
-from .._errors import ChecksumError, DatasetNotFoundError, IngestError
+from .._errors import ChecksumError, DatasetNotFoundError, IngestError, LinkRefusedError
 from ..dataset_ref import DatasetRef
+from ..foreign_tree import check_regular, open_parent, open_regular
 from ..formatters import FORMATTERS, FormatterRegistry
 from ..storage_classes import STORAGE_CLASSES, StorageClassRegistry
 from .base import Datastore, DatastoreRecord
@@ -47,6 +50,47 @@ def file_checksum(path: Path, algorithm: str = HASH) -> str:
         return blake3.blake3(max_threads=1).update_mmap(path).hexdigest(length=16)
     with open(path, "rb") as f:
         return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def _adopt_foreign(root: Path, src: Path, dest: Path, transfer: str) -> None:
+    """Place ``src`` (inside the foreign tree ``root``) at ``dest`` without following a link:
+    the source is opened (copy) or named (hardlink, move) relative to a directory descriptor
+    reached with ``O_NOFOLLOW``, and a hard link or rename that still landed something other
+    than a regular file (a link swapped in after the check) is undone and refused."""
+    rel = os.path.relpath(src, root)
+    if transfer == "symlink":
+        check_regular(root, rel)
+        dest.symlink_to(src)
+        return
+    if transfer == "copy":
+        fd = open_regular(root, rel)
+        try:
+            with open(fd, "rb", closefd=False) as fin, open(dest, "xb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        finally:
+            os.close(fd)
+        return
+    dir_fd, name = open_parent(root, rel)
+    try:
+        if transfer == "hardlink":
+            os.link(name, dest, src_dir_fd=dir_fd, follow_symlinks=False)
+        else:
+            try:
+                os.rename(name, dest, src_dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _adopt_foreign(root, src, dest, "copy")  # another filesystem: copy, then drop
+                os.unlink(name, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    mode = os.lstat(dest).st_mode
+    if not stat.S_ISREG(mode):
+        if transfer == "move":
+            os.rename(dest, src)
+        else:
+            dest.unlink()
+        raise LinkRefusedError(f"{src}: not a regular file inside {root}: refused")
 
 
 class FileDatastore(Datastore):
@@ -132,31 +176,54 @@ class FileDatastore(Datastore):
 
     def ingest_many(self, items: Sequence[tuple[DatasetRef, Path, str | None]],
                     transfer: str = "copy", *,
-                    known: Mapping[Any, Mapping[str, Any]] | None = None) -> None:
+                    known: Mapping[Any, Mapping[str, Any]] | None = None,
+                    within: Path | None = None) -> list[tuple[Path, Path | None]]:
         """Adopt existing files (``(ref, source path, format or None)``) with a transfer
         mode: copy, move, symlink, hardlink, direct (leave in place; path recorded as is).
 
         ``known`` (dataset id -> another datastore's record of the same file) lets a hard
         link keep that record's checksum instead of reading the file again: a link is the
-        same bytes, and its size is still checked."""
+        same bytes, and its size is still checked.
+
+        ``within``: the sources lie in a tree this project did not write (an export). Each is
+        then reached without following any link (see :mod:`..foreign_tree`) and must be a
+        regular file; the checksum is taken from the adopted copy, not from the source path.
+
+        Returns what was placed in the repository, for :meth:`revert_ingest` should the
+        caller's transaction fail after this returned."""
         if transfer not in TRANSFER_MODES:
             raise IngestError(f"unknown transfer mode {transfer!r}; use one of {TRANSFER_MODES}")
-        records, made = [], []
+        if within is not None and transfer not in ("copy", "move", "hardlink", "symlink"):
+            raise IngestError(f"transfer mode {transfer!r} cannot adopt files of a foreign tree")
+        records: list[DatastoreRecord] = []
+        made: list[tuple[Path, Path | None]] = []
         try:
             for ref, src, fmt in items:
                 src = Path(src).absolute()
-                if not src.is_file():
-                    raise IngestError(f"{src}: not a file")
                 fmt = fmt or self.format_for(ref)
                 formatter = self.formatters.get(fmt, ref.dataset_type.storage_class)
+                payload = {"format": fmt, "sc": ref.dataset_type.storage_class}
+                if within is not None:
+                    rel = self.templates.render(ref) + formatter.extension
+                    dest = inside(self.root, rel)
+                    self._mkdir(dest)
+                    dest.unlink(missing_ok=True)
+                    _adopt_foreign(Path(within), src, dest, transfer)
+                    made.append((dest, src if transfer == "move" else None))
+                    size = dest.stat().st_size
+                    payload.update(checksum=file_checksum(dest), hash=HASH, size=size,
+                                   path=rel)
+                    records.append(DatastoreRecord(ref.id, payload))
+                    continue
+                if not src.is_file():
+                    raise IngestError(f"{src}: not a file")
                 size = src.stat().st_size
                 prior = (known or {}).get(ref.id) if transfer == "hardlink" else None
                 if prior and prior.get("checksum") and prior.get("size") == size:
                     checksum, algorithm = prior["checksum"], prior.get("hash", "blake2b")
                 else:
                     checksum, algorithm = file_checksum(src), HASH
-                payload = {"format": fmt, "sc": ref.dataset_type.storage_class,
-                           "checksum": checksum, "hash": algorithm, "size": size}
+                payload.update(checksum=checksum, hash=algorithm, size=size)
                 if transfer == "direct":
                     payload.update(path=str(src), direct=True)
                 else:
@@ -179,12 +246,18 @@ class FileDatastore(Datastore):
                 records.append(DatastoreRecord(ref.id, payload))
             self.bridge.insert(records)
         except BaseException:
-            for dest, moved_from in made:
-                if moved_from is not None:
-                    shutil.move(dest, moved_from)
-                else:
-                    dest.unlink(missing_ok=True)
+            self.revert_ingest(made)
             raise
+        return made
+
+    @staticmethod
+    def revert_ingest(made: Sequence[tuple[Path, Path | None]]) -> None:
+        """Undo :meth:`ingest_many`'s files: moved ones go back, the others are removed."""
+        for dest, moved_from in reversed(made):
+            if moved_from is not None:
+                shutil.move(dest, moved_from)
+            else:
+                dest.unlink(missing_ok=True)
 
     def discard(self, refs: Sequence[DatasetRef]) -> None:
         for ref in refs:

@@ -160,7 +160,7 @@ class DimensionRecordStore:
         ).mappings().first()
         self.db.end_read()
         rec = None if row is None else self.from_row(element, row)
-        if rec is not None:
+        if rec is not None and not self.db.in_transaction:  # it may still roll back
             self._cache[cache_key] = rec
         return rec
 

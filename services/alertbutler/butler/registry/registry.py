@@ -2,6 +2,8 @@
 
 Lookups of dataset types and collections are cached per process (they are created once and
 never change definition); the put and find paths are one or two small prepared statements.
+Nothing read inside a write transaction is cached: the transaction may still roll back (an
+import that fails is undone whole), and the cache would then name rows that do not exist.
 """
 
 from __future__ import annotations
@@ -136,8 +138,9 @@ class Registry:
         dims = [d for d in row.dimensions.split(",") if d]
         dt = DatasetType(row.name, dims, row.storage_class,
                          is_calibration=bool(row.is_calibration), universe=self.universe)
-        self._types[dt.name] = (row.id, dt)
-        self._types_by_id[row.id] = dt
+        if not self.db.in_transaction:  # a write transaction may still roll it back
+            self._types[dt.name] = (row.id, dt)
+            self._types_by_id[row.id] = dt
         return row.id, dt
 
     def dataset_type_id(self, name: str) -> tuple[int, DatasetType]:
@@ -201,8 +204,9 @@ class Registry:
         if row is None:
             raise MissingCollectionError(f"collection {name!r} does not exist")
         rec = CollectionRecord(row.name, CollectionType(row.type), row.id, row.doc)
-        self._collections[name] = rec
-        self._collections_by_id[rec.id] = rec
+        if not self.db.in_transaction:  # a write transaction may still roll it back
+            self._collections[name] = rec
+            self._collections_by_id[rec.id] = rec
         return rec
 
     def collection_by_id(self, cid: int) -> CollectionRecord:
@@ -325,8 +329,9 @@ class Registry:
     def ref_from_row(self, row: Any) -> DatasetRef:
         dt = self._types_by_id.get(row.dataset_type_id)
         if dt is None:
-            self.dataset_types()
-            dt = self._types_by_id[row.dataset_type_id]
+            dt = {i: t for i, t in (self._load_type(r) for r in self.db.read().execute(
+                sa.select(self.tables["dataset_type"])).all())}[row.dataset_type_id]
+            self.db.end_read()
         return DatasetRef(dt, DataCoordinate.from_key(dt.dimensions, row.data_id),
                           self.collection_by_id(row.run_id).name, row.id)
 
