@@ -161,3 +161,27 @@ def test_replay_refuses_a_filled_l1db(config: Config, recording: Path, replayed:
     with pytest.raises(ReplayError, match="already holds rows"):
         replay_night(config, recording, speed=0, progress=False, out=tmp_path / "again",
                      l1db_url=replayed.run.l1db_url)
+
+
+@pytest.mark.parametrize("tree", ["raws", "calibs"])
+def test_replay_refuses_a_linked_file_before_starting_anything(
+        config: Config, recording: Path, tmp_path: Path, tree: str) -> None:
+    """A raw or calibration replaced by a link to the same bytes elsewhere: the checksums
+    match, and the replay is refused when the recording is verified, before any broker topic,
+    database, worker or nextVisit exists (its output directory is never made)."""
+    import shutil
+
+    from alertbutler.replay import RecordingError
+
+    copy = tmp_path / "night"
+    shutil.copytree(recording, copy)
+    target = next(p for p in sorted((copy / tree).rglob("*")) if p.is_file())
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(target.read_bytes())
+    target.unlink()
+    target.symlink_to(outside)
+    out = tmp_path / "replay"
+    with pytest.raises(RecordingError, match=f"{target.name}: a symbolic link"):
+        replay_night(config, copy, speed=0, workers=1, progress=False, out=out,
+                     write_outputs=False)
+    assert not out.exists()

@@ -15,7 +15,11 @@
 Everything a replay reads is checked against the manifest first: a missing file, a size or
 checksum mismatch, a truncated tarball or a path that leaves the recording is an error that
 names the file. Paths in a manifest are untrusted text: only relative paths that stay inside
-the recording are accepted.
+the recording are accepted. A recording is a tree this process did not write: a symbolic
+link (or FIFO, device) anywhere in it, or a link member in its tarball, is refused when it is
+opened, before anything reads through it (a link could land any file readable here in a live
+deployment); the listed files are read through ``O_NOFOLLOW`` descriptors; and the butler
+export under ``calibs/`` has its own manifest validated (paths, keys) at the same time.
 
 The alert files are standard Avro container files of the alert schema (any Avro reader opens
 them), written from the exact bytes the pipeline published, so a replay of the recorded
@@ -51,13 +55,15 @@ FORMAT = "alertbutler-night-recording"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SCHEDULE = "schedule.json"
+CALIBS = "calibs"
 _CHUNK = 1 << 20
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./:+-]{0,199}$")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path | int) -> str:
+    """The sha256 of a file, by path or by an open descriptor (left open)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(path, "rb", closefd=not isinstance(path, int)) as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -239,6 +245,7 @@ class Recording:
         else:
             raise MissingFileError(path, "no such recording")
         try:
+            _refuse_links(root, path, extracted=cleanup is not None)
             manifest = _load_manifest(root, path)
             rec = cls(root, manifest, origin=path, cleanup=cleanup)
             if verify:
@@ -253,19 +260,34 @@ class Recording:
         return f"{self.origin}:{rel}" if self._cleanup is not None else str(self.root / rel)
 
     def verify(self) -> None:
-        """Every listed file present with its size and sha256 (errors name the file)."""
+        """Every listed file present with its size and sha256 (errors name the file), read
+        without following any link; the schedule's and the calibration export's paths stay
+        inside the recording."""
+        # imported when used, not with this module (the butler takes a while to import)
+        from alertbutler.butler import ButlerError, LinkRefusedError, UnsafePathError
+        from alertbutler.butler.foreign_tree import open_regular
+        from alertbutler.butler.transfer import MANIFEST as EXPORT_MANIFEST
+        from alertbutler.butler.transfer import read_manifest
+
         files = self.manifest["files"]
         for rel, meta in files.items():
-            target = self.root / safe_relpath(rel, self.origin)
-            if not target.is_file():
+            safe_relpath(rel, self.origin)
+            try:
+                fd = open_regular(self.root, rel)
+            except FileNotFoundError:
                 what = "raw" if rel.startswith("raws/") else "file"
                 raise MissingFileError(self._where(rel), f"{what} listed in the manifest is "
-                                       "missing from the recording")
-            size = target.stat().st_size
-            if size != meta.get("size"):
-                raise ChecksumMismatchError(self._where(rel), f"size {size} differs from the "
-                                            f"manifest's {meta.get('size')}")
-            digest = sha256_file(target)
+                                       "missing from the recording") from None
+            except (LinkRefusedError, UnsafePathError) as exc:
+                raise RecordingError(self._where(rel), f"refused: {exc}") from None
+            try:
+                size = os.fstat(fd).st_size
+                if size != meta.get("size"):
+                    raise ChecksumMismatchError(self._where(rel), f"size {size} differs from "
+                                                f"the manifest's {meta.get('size')}")
+                digest = sha256_file(fd)
+            finally:
+                os.close(fd)
             if digest != meta.get("sha256"):
                 expected = str(meta.get("sha256"))[:16]
                 raise ChecksumMismatchError(self._where(rel), f"sha256 {digest[:16]}... differs "
@@ -278,6 +300,12 @@ class Recording:
             if entry.get("file") not in files:
                 raise MissingFileError(self._where(str(entry.get("file"))), "alert file "
                                        "missing from the manifest's file list")
+        if f"{CALIBS}/{EXPORT_MANIFEST}" in files:
+            try:  # its paths and keys, now: not when the replay imports it, services running
+                read_manifest(self.root / CALIBS)
+            except ButlerError as exc:
+                raise RecordingError(self._where(f"{CALIBS}/{EXPORT_MANIFEST}"),
+                                     f"calibration export refused: {exc}") from None
 
     @property
     def night(self) -> dict[str, Any]:
@@ -345,12 +373,29 @@ def _load_manifest(root: Path, origin: Path) -> dict[str, Any]:
     return manifest
 
 
+def _refuse_links(root: Path, origin: Path, *, extracted: bool) -> None:
+    """Refuse a recording holding a link or special file anywhere (named, never followed)."""
+    from alertbutler.butler.foreign_tree import find_unsafe_entries
+
+    bad = find_unsafe_entries(root)
+    if bad:
+        path, kind = bad[0]
+        rel = path.relative_to(root).as_posix()
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise RecordingError(f"{origin}:{rel}" if extracted else path,
+                             f"{kind} inside the recording is refused: it could reach any "
+                             f"file on this machine{more}")
+
+
 def _extract(tarball: Path, dest: Path) -> None:
     member = "(header)"
     try:
         with tarfile.open(tarball, mode="r:*") as tar:
             for info in tar:
                 member = info.name
+                if not (info.isfile() or info.isdir()):
+                    raise RecordingError(f"{tarball}:{info.name}", "a link or special file "
+                                         "inside the recording is refused")
                 tar.extract(info, dest, filter="data")
     except (tarfile.ReadError, EOFError, zlib.error) as exc:
         raise TruncatedArchiveError(tarball, f"tarball is truncated or damaged (at member "

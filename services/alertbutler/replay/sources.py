@@ -175,6 +175,18 @@ def tar_messages(path: Path, ids: SchemaIds, topic: str) -> Iterator[ArchivedAle
         raise SourceError(path, "tarball holds no .avro files")
 
 
+def _refuse_links(path: Path) -> None:
+    """A directory archive is a tree we did not write: a link in it is refused, not followed."""
+    from alertbutler.butler.foreign_tree import find_unsafe_entries
+
+    bad = find_unsafe_entries(path)
+    if bad:
+        entry, kind = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise SourceError(entry, f"{kind} inside the alert archive {path} is refused: it "
+                          f"could reach any file on this machine{more}")
+
+
 def directory_files(path: Path) -> list[Path]:
     return sorted((p for p in path.rglob("*.avro") if p.is_file()), key=_natural)
 
@@ -199,6 +211,7 @@ class AlertSource:
             if (self.path / "manifest.json").exists():
                 self.info = self._open_recording(self.path)
             else:
+                _refuse_links(self.path)
                 self._files = directory_files(self.path)
                 if not self._files:
                     raise SourceError(self.path, "directory holds no .avro files")
