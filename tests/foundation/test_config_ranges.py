@@ -39,6 +39,14 @@ def test_out_of_range_environment_values_are_refused(section: str, key: str,
             load_config(env=env)
 
 
+def test_a_service_refuses_to_start(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The reported spin: an ingester with 0 messages per batch never starts at all."""
+    monkeypatch.setenv("ALERTBUTLER_INGEST__MAX_BATCH_MESSAGES", "0")
+    assert main(["ingest", "--db", "sqlite://"]) == 2
+    assert "'ingest.max_batch_messages' is 0: allowed 1 to 1000000" in capsys.readouterr().err
+
+
 def test_file_values_are_checked_too(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[prompt]\nraw_timeout_s = nan\n")

@@ -39,3 +39,13 @@ def test_file_with_a_bad_filter(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["filter", "check", str(spec)]) == 1
     err = capsys.readouterr().err
     assert "bright: line 2, column 1" in err and "list index" not in err, err
+
+
+@pytest.mark.parametrize("extra", ["batch_size: 0\n", "partitions: 0\n", "batch_size: -5\n"])
+def test_zero_batch_or_partitions_in_a_filters_file_is_refused(
+        extra: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "f.yaml"
+    spec.write_text("source: kafka://127.0.0.1:1/alerts\ngroup: g\n" + extra +
+                    "filters:\n  bright:\n    filter: diaSource.snr > 5\n    topic: out\n")
+    assert main(["filter", "check", str(spec)]) != 0
+    assert "must be 1 to" in capsys.readouterr().err

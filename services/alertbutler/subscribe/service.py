@@ -128,6 +128,9 @@ def load_service_spec(path: str | os.PathLike[str]) -> ServiceSpec:
         partitions = int(data.get("partitions", 1))
     except (TypeError, ValueError):
         raise FilterConfigError(f"{path}: batch_size and partitions are integers") from None
+    if not (1 <= batch_size <= 1_000_000 and 1 <= partitions <= 10_000):
+        raise FilterConfigError(f"{path}: batch_size must be 1 to 1000000 and partitions 1 to "
+                                f"10000 (got {batch_size} and {partitions})")
     return ServiceSpec(data["source"], data["group"], str(data.get("start", "earliest")),
                        batch_size, partitions, filters)
 
