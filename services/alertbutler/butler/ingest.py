@@ -267,7 +267,7 @@ def ingest_files(butler: Butler, files: Iterable[str | Path], *, run: str | None
                     store.revert_ingest(made)
                     raise
 
-            butler.registry.db.retry(once)
+            butler.registry.db.retry_race(once)
             result.refs.append(ref)
         except (ButlerError, OSError, ValueError, ArithmeticError) as exc:
             msg = str(exc)

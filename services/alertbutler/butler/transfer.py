@@ -328,4 +328,4 @@ def import_datasets(butler: Butler, directory: str | Path, *, transfer: str = "c
             raise
         return [ref for ref, _, _ in new]
 
-    return butler.registry.db.retry(once)
+    return butler.registry.db.retry_race(once)

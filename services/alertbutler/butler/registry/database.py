@@ -169,6 +169,19 @@ class Database:
                 time.sleep(0.01 * 2**attempt * (1 + random.random()))
         raise AssertionError("unreachable")
 
+    def retry_race(self, fn: Callable[[], T]) -> T:
+        """:meth:`retry`, and again (at most 3 runs) when ``fn``'s transaction lost a race: a
+        concurrent writer inserted the same dimension record between its check and its
+        insert. The new transaction sees that record (identical: skipped)."""
+        for attempt in range(3):
+            try:
+                return self.retry(fn)
+            except sa.exc.IntegrityError:
+                self.end_read_after_error()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def end_read_after_error(self) -> None:
         local = self._state()
         if local.conn is not None and local.conn.in_transaction():

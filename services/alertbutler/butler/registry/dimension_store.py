@@ -77,8 +77,10 @@ class DimensionRecordStore:
                 return self._sync_once(element, records, update)
             except sa.exc.IntegrityError:
                 # another process inserted the same record between our check and insert:
-                # run again, now it is there (identical: no-op; different: a clear error)
-                if attempt == 2:
+                # run again, now it is there (identical: no-op; different: a clear error).
+                # Inside a caller's transaction the retry is the caller's (the transaction
+                # is spoilt on PostgreSQL): see Database.retry_race.
+                if attempt == 2 or self.db.in_transaction:
                     raise
         raise AssertionError("unreachable")
 
