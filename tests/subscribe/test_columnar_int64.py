@@ -80,3 +80,23 @@ def test_zigzag_edges() -> None:
 def test_whole_int64_range_matches_fastavro(rows: list) -> None:
     _check([{"diaSourceId": a, "small": b, "maybe": c, "history": [{"id": x} for x in h]}
             for a, b, c, h in rows])
+
+
+def test_rubin_ids_above_2_62_filter_and_key_right() -> None:
+    """The reported case: ``diaSourceId > 0`` over real alert packets with ids >= 2^62."""
+    from alertbutler.alerts import encode_alerts
+    from alertbutler.subscribe.batch import BatchDecoder
+    from alertbutler.subscribe.filters import FilterSet, compile_filter
+    from alertbutler.subscribe.testing import varied_alerts
+
+    alerts = varied_alerts(len(EDGES), seed=5)
+    for alert, value in zip(alerts, EDGES, strict=True):
+        alert["diaSourceId"] = alert["diaSource"]["diaSourceId"] = value
+    fs = FilterSet([compile_filter("diaSourceId > 0", name="positive"),
+                    compile_filter("diaSource.diaSourceId >= 4611686018427387904",
+                                   name="high")])
+    decoded = BatchDecoder(fs.columns).decode(encode_alerts(alerts))
+    assert decoded.keys == [str(v).encode() for v in EDGES]
+    kept = fs.keep(decoded.columns)
+    assert kept["positive"].tolist() == [v > 0 for v in EDGES]
+    assert kept["high"].tolist() == [v >= 2**62 for v in EDGES]
