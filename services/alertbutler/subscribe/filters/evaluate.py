@@ -128,6 +128,8 @@ def _compare(node: n.Compare, cols: Columns) -> Value:
 def _compare_int_float(op: str, i: np.ndarray, f: np.ndarray) -> np.ndarray:
     """``i op f`` exactly: where the int rounds to the float, compare as integers."""
     compare = _COMPARE[op]
+    if i.ndim == 0 and abs(int(i)) <= 2**53:  # `snr > 5`: the float of i is exact
+        return np.asarray(compare(np.float64(i), f), dtype=bool)
     rounded = i.astype(np.float64)
     out = np.array(compare(rounded, f), dtype=bool)
     tie = np.asarray(rounded == f)
