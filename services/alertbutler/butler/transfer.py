@@ -187,7 +187,7 @@ def _entry(kind: str, i: int, item: Any, where: Path, keys: Iterable[str]) -> di
 
 
 @dataclass(frozen=True)
-class _Manifest:
+class ExportManifest:
     """An export manifest, checked whole before anything is written."""
 
     types: dict[str, DatasetType]
@@ -197,7 +197,7 @@ class _Manifest:
     certifications: list[tuple[str, uuid.UUID, Timespan]]
 
 
-def read_manifest(root: Path) -> _Manifest:
+def read_manifest(root: Path) -> ExportManifest:
     """Parse and check ``root/manifest.json``: every error names the key or entry."""
     where = root / MANIFEST
     try:
@@ -282,7 +282,7 @@ def read_manifest(root: Path) -> _Manifest:
             certs.append((d["collection"], did, Timespan(*ts)))
         except (ButlerError, LookupError, TypeError, ValueError) as exc:
             raise _fail(where, f"certifications[{i}]", str(exc)) from None
-    return _Manifest(types, records, runs, datasets, certs)
+    return ExportManifest(types, records, runs, datasets, certs)
 
 
 def import_datasets(butler: Butler, directory: str | Path, *, transfer: str = "copy"
