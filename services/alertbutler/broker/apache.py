@@ -7,11 +7,16 @@ loopback ports. Everything it keeps lives in one data directory::
     DIR/server.properties  the broker's configuration, rewritten at every start
     DIR/log4j2.properties  its logging (to DIR/server.log)
     DIR/logs/              Kafka's log dir (topics, offsets, the metadata log)
+    DIR/admin.secret       with ``security``: the super user's password (mode 600)
 
 so a restart on the same directory keeps every topic, message and committed offset, and
 reuses the port it had (clients reconnect to the address they know). The storage is
 formatted on first start. A directory that holds something else, or was formatted for
 another cluster, is refused. The JVM is a child that dies with its owner (``procs``).
+
+With ``security`` (:class:`~alertbutler.broker.security.KafkaSecurity`) the one client
+listener is SASL_PLAINTEXT with SCRAM-SHA-512 and StandardAuthorizer enforces ACLs; see
+``broker/security.py``. A directory made secured is never started open, nor the reverse.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +38,12 @@ import weakref
 from pathlib import Path
 
 from alertbutler.broker.embedded import BrokerError, free_port
+from alertbutler.broker.security import (
+    MECHANISM,
+    KafkaSecurity,
+    apply_security,
+    broker_properties,
+)
 from alertbutler.jvm import JvmError, java_binary, resolve_classpath
 from alertbutler.procs import spawn_owned, stop_group
 
@@ -42,6 +54,7 @@ KAFKA_VERSION = "4.1.1"
 ARTIFACTS = [f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
              "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"]
 _RECORD = "broker.json"
+_ADMIN_SECRET = "admin.secret"
 _JVM_OPTS = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
              "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
              "-Djava.awt.headless=true"]
@@ -68,7 +81,8 @@ class KafkaBroker:
 
     def __init__(self, *, data_dir: Path | str | None = None, host: str = "127.0.0.1",
                  port: int | None = None, log_file: Path | None = None,
-                 extra_properties: dict[str, str] | None = None) -> None:
+                 extra_properties: dict[str, str] | None = None,
+                 security: KafkaSecurity | None = None) -> None:
         self.host = host
         self._temporary = data_dir is None
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -77,6 +91,8 @@ class KafkaBroker:
         self.controller_port = 0
         self.log_file = log_file
         self.extra_properties = dict(extra_properties or {})
+        self.security = security
+        self._admin_password = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -116,10 +132,14 @@ class KafkaBroker:
         _live.add(self)
         try:
             self._wait_ready(timeout)
+            if self.security is not None:
+                apply_security(self.bootstrap, self.admin_settings(), self.security)
         except BaseException:
             self.stop(grace=1.0)
             raise
-        log.info("Apache Kafka ready", extra={"bootstrap": self.bootstrap, "pid": self.pid})
+        log.info("Apache Kafka ready", extra={
+            "bootstrap": self.bootstrap, "pid": self.pid,
+            "security": f"SASL_PLAINTEXT {MECHANISM}" if self.security else "PLAINTEXT"})
         return self
 
     def _prepare_dir(self, java: str, classpath: str) -> dict[str, object]:
@@ -148,17 +168,25 @@ class KafkaBroker:
                 raise BrokerError(
                     f"{root} was formatted for cluster {meta.get('cluster.id')}, not "
                     f"{cluster_id}: refusing to start on another cluster's log dir")
+            if bool(record.get("secured")) != (self.security is not None):
+                raise BrokerError(
+                    f"{root} holds a cluster with SCRAM users and ACLs: start it with its "
+                    "users (--users FILE), never open" if record.get("secured") else
+                    f"{root} was formatted without security: its super user does not exist, "
+                    "so SCRAM and ACLs need a new data directory")
         else:
             if any(root.iterdir()):
                 raise BrokerError(f"{root} is not a Kafka log dir made by alertbutler (no "
                                   f"{_RECORD}) and is not empty: give an empty or new "
                                   "directory")
             record = {"cluster_id": _cluster_id(), "kafka_version": KAFKA_VERSION,
-                      "node_id": 1}
+                      "node_id": 1, "secured": self.security is not None}
         self.port = self._choose_port(self._requested_port or _int(record.get("port")))
         self.controller_port = self._choose_port(_int(record.get("controller_port")),
                                                  avoid=self.port)
         record.update(port=self.port, controller_port=self.controller_port)
+        if self.security is not None:
+            self._admin_password = _admin_secret(root / _ADMIN_SECRET)
         if not (root / "logs" / "meta.properties").is_file():
             self._write_config(record)
             self._format(java, classpath, str(record["cluster_id"]))
@@ -180,14 +208,22 @@ class KafkaBroker:
 
     def _format(self, java: str, classpath: str, cluster_id: str) -> None:
         assert self.data_dir is not None
-        proc = subprocess.run(
-            [java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-             "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", cluster_id, "-c", str(self.data_dir / "server.properties")],
-            capture_output=True, text=True, timeout=300)
+        cmd = [java, "-Xmx256m",
+               f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+               "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
+               "-t", cluster_id, "-c", str(self.data_dir / "server.properties")]
+        if self.security is not None:
+            # the super user must exist before the first start: the admin client that
+            # creates the other users and the ACLs logs in as it
+            cmd += ["--add-scram", f"{MECHANISM}=[name={self.security.super_user},"
+                                   f"password={self._admin_password}]"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
+            output = (proc.stdout + proc.stderr).strip()[-500:]
+            if self._admin_password:
+                output = output.replace(self._admin_password, "***")
             raise BrokerError(f"formatting the Kafka storage in {self.data_dir} failed: "
-                              f"{(proc.stdout + proc.stderr).strip()[-500:]}")
+                              f"{output}")
 
     def _write_config(self, record: dict[str, object]) -> None:
         assert self.data_dir is not None
@@ -214,10 +250,14 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(16 * 1024 * 1024),
             "socket.request.max.bytes": str(128 * 1024 * 1024),
-            **self.extra_properties,
         }
+        if self.security is not None:
+            props.update(broker_properties(
+                self.security, host=self.host, port=self.port,
+                controller_port=self.controller_port, admin_password=self._admin_password))
+        props.update(self.extra_properties)
         text = "".join(f"{k}={v}\n" for k, v in props.items())
-        (self.data_dir / "server.properties").write_text(text)
+        _write_private(self.data_dir / "server.properties", text)  # may hold a password
         (self.data_dir / "log4j2.properties").write_text(_log4j2(self.data_dir / "server.log"))
 
     def _wait_ready(self, timeout: float) -> None:
@@ -246,8 +286,18 @@ class KafkaBroker:
                           f"{last_error}; {self._log_tail()}")
 
     def _client_settings(self) -> dict[str, str]:
-        """Settings an admin client of this broker needs (none without security)."""
-        return {}
+        return self.admin_settings()
+
+    def admin_settings(self) -> dict[str, str]:
+        """librdkafka settings of the super user (creating topics, tests); none without
+        security. Holds a password: never log it."""
+        if self.security is None:
+            return {}
+        return self.security.client_settings(self.security.super_user, self._admin_password)
+
+    def __repr__(self) -> str:
+        return (f"KafkaBroker(bootstrap={self.bootstrap!r}, data_dir={str(self.data_dir)!r}, "
+                f"security={self.security!r})")
 
     def _log_tail(self) -> str:
         assert self.data_dir is not None
@@ -295,6 +345,28 @@ def _cluster_id() -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner only (mode 600, also for an existing file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _admin_secret(path: Path) -> str:
+    """The super user's password: made once per data directory and kept there (mode 600)."""
+    if path.is_symlink():
+        raise BrokerError(f"{path} must not be a symbolic link")
+    if path.exists():
+        password = path.read_text().strip()
+        if not password:
+            raise BrokerError(f"{path} is empty: the super user's password is lost")
+        return password
+    password = secrets.token_urlsafe(24)
+    _write_private(path, password + "\n")
+    return password
 
 
 def _read_properties(path: Path) -> dict[str, str]:

@@ -146,6 +146,10 @@ class EmbeddedBroker:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def admin_settings(self) -> dict[str, str]:
+        """Client settings an administrator needs: none, this broker has no security."""
+        return {}
+
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 

@@ -1,5 +1,6 @@
 """Kafka plumbing shared by every service: client settings, topics, what the broker offers."""
 
+from alertbutler.kafka.access import KafkaAccessError, access_error, is_refusal, probe_access
 from alertbutler.kafka.clients import (
     aiokafka_settings,
     confluent_settings,
@@ -21,14 +22,18 @@ from alertbutler.kafka.transactions import (
 
 __all__ = [
     "BrokerUnreachable",
+    "KafkaAccessError",
     "TransactionSupport",
+    "access_error",
     "aiokafka_settings",
     "confluent_settings",
     "create_topics",
     "delete_topics",
     "group_id",
+    "is_refusal",
     "kafka_session",
     "list_topics",
+    "probe_access",
     "probe_broker",
     "probe_transactions",
     "transaction_support",

@@ -9,6 +9,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from alertbutler.kafka.access import access_error, is_refusal
+
 
 class TopicError(RuntimeError):
     """A topic operation the broker refused."""
@@ -42,6 +44,9 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], *,
             try:
                 future.result(timeout=timeout)
             except KafkaException as exc:
+                if is_refusal(exc):
+                    raise access_error(exc, settings=settings or {},
+                                       doing=f"creating topic {name!r}") from None
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise TopicError(f"cannot create topic {name!r}: {exc}") from exc
     deadline = time.monotonic() + timeout

@@ -84,7 +84,7 @@ def _output(spec: str, config: Config, bootstrap: str) -> Any:
         settings = confluent_settings(config, bootstrap)
         create_topics(bootstrap, {target: config.kafka.partitions},
                       settings={k: v for k, v in settings.items() if k != "bootstrap.servers"})
-        return TopicOutput(make_producer(settings), target)
+        return TopicOutput(make_producer(settings), target, who=settings)
     if kind in ("jsonl", "avro", "parquet") and target:
         suffix = {"jsonl": ".jsonl", "avro": ".avro", "parquet": ".parquet"}[kind]
         if not target.endswith(suffix):

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
+from alertbutler.kafka import access_error, is_refusal
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.stream import StreamAlert
 
@@ -41,14 +42,24 @@ def alert_key(alert: StreamAlert) -> bytes:
 class TopicOutput:
     """Forward the raw messages to a topic; ``flush()`` raises unless all were acknowledged."""
 
-    def __init__(self, producer: Producer, topic: str) -> None:
+    def __init__(self, producer: Producer, topic: str, *,
+                 who: Mapping[str, Any] | None = None) -> None:
         self.producer = producer
         self.topic = topic
+        #: the client's sasl.username and sasl.mechanism, named when the broker refuses
+        self.who = {k: v for k, v in (who or {}).items()
+                    if k in ("sasl.username", "sasl.mechanism")}
         self._errors: list[str] = []
+        self._refusal: KafkaError | None = None
 
     def _delivered(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:
+            if is_refusal(err) and self._refusal is None:
+                self._refusal = err
             self._errors.append(f"{self.topic}: {err.str()}")
+
+    def _refused(self, err: KafkaError | KafkaException) -> Exception:
+        return access_error(err, settings=self.who, doing=f"writing to topic {self.topic!r}")
 
     def write(self, alerts: Sequence[StreamAlert], keys: Sequence[bytes] | None = None,
               on_delivery: Any = None) -> None:
@@ -63,10 +74,22 @@ class TopicOutput:
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self.producer.poll(0.1)
+                except KafkaException as exc:  # fatal: e.g. no idempotent-write right
+                    if is_refusal(exc):
+                        raise self._refused(exc) from None
+                    raise
         self.producer.poll(0)
 
     def flush(self) -> None:
-        left = self.producer.flush(60)
+        try:
+            left = self.producer.flush(60)
+        except KafkaException as exc:
+            if is_refusal(exc):
+                raise self._refused(exc) from None
+            raise
+        if self._refusal is not None:
+            refusal, self._refusal, self._errors = self._refusal, None, []
+            raise self._refused(refusal)
         if left:
             raise SubscribeError(f"{self.topic}: {left} messages not acknowledged within 60 s")
         self.check()

@@ -22,9 +22,16 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka import TopicPartition as TP
 
+from alertbutler.kafka import access_error, is_refusal
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.positions import (
     AtTime,
@@ -48,11 +55,16 @@ class Watermarks:
     high: int
 
 
-def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float) -> list[Partition]:
-    """Every partition of the topics; a missing topic is an error naming it."""
+def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float, *,
+                  settings: Mapping[str, object] | None = None) -> list[Partition]:
+    """Every partition of the topics; a missing or forbidden topic is an error naming it
+    (``settings``: the client's, for the user an access error names)."""
     out: list[Partition] = []
     for topic in topics:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is not None and meta.error is not None and is_refusal(meta.error):
+            raise access_error(meta.error, settings=settings or {},
+                               doing=f"reading topic {topic!r}")
         if meta is None or meta.error is not None or not meta.partitions:
             reason = meta.error if meta is not None and meta.error else "no such topic"
             raise SubscribeError(f"topic {topic!r} cannot be read: {reason}")
@@ -139,7 +151,7 @@ def resolve_start(consumer: Consumer, start: StartPosition,
     if isinstance(start, AtTime):
         return offsets_for_time(consumer, marks, start.ms, timeout)
     if isinstance(start, Committed):
-        committed = consumer.committed([TP(t, p) for t, p in marks], timeout=timeout)
+        committed = _committed(consumer, [TP(t, p) for t, p in marks], timeout)
         out: dict[Partition, int] = {}
         for tp in committed:
             part = (tp.topic, tp.partition)
@@ -152,6 +164,28 @@ def resolve_start(consumer: Consumer, start: StartPosition,
                 out[part] = min(max(tp.offset, m.low), m.high)
         return out
     raise SubscribeError(f"unknown start position {start!r}")
+
+
+def _committed(consumer: Consumer, parts: list[TP], timeout: float) -> list[TP]:
+    """The group's committed offsets, retried while the coordinator moves or loads (a fresh
+    Apache Kafka answers NOT_COORDINATOR while it creates its offsets topic)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.committed(parts, timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and (err.retriable() or err.code() in (
+                KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                KafkaError.COORDINATOR_NOT_AVAILABLE))
+            if isinstance(err, KafkaError) and is_refusal(err):
+                raise access_error(err, settings={}, doing="reading the group's committed "
+                                   "offsets") from None
+            if not retriable or time.monotonic() > deadline:
+                raise SubscribeError(f"cannot read the group's committed offsets: "
+                                     f"{err.str() if isinstance(err, KafkaError) else exc}"
+                                     ) from exc
+            time.sleep(0.1)
 
 
 def resolve_end(consumer: Consumer, end: EndPosition | None,

@@ -249,7 +249,7 @@ class FilterService:
     def _outputs(self, fspec: FilterSpec) -> list[Output]:
         outputs: list[Output] = []
         if fspec.topic:  # created in _apply
-            outputs.append(TopicOutput(self._producer, fspec.topic))
+            outputs.append(TopicOutput(self._producer, fspec.topic, who=self.config.kafka.client))
         if fspec.file:
             outputs.append(file_output(fspec.file))
         return outputs

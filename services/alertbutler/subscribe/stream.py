@@ -23,11 +23,17 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as TP
 
 from alertbutler.config import Config, load_config
-from alertbutler.kafka import confluent_settings, group_id
+from alertbutler.kafka import (
+    access_error,
+    confluent_settings,
+    group_id,
+    is_refusal,
+    probe_access,
+)
 from alertbutler.subscribe import seek
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.positions import (
@@ -174,10 +180,17 @@ class AlertStream:
         if self._decode is None:
             self._decode = default_decoder()
         settings = self.consumer_settings()
+        if str(settings.get("security.protocol", "PLAINTEXT")).upper() != "PLAINTEXT":
+            # a secured broker: a wrong password or a forbidden group is named at once,
+            # instead of a timeout after open_timeout naming something else
+            probe_access(settings, topics=self.url.topics,
+                         group=settings["group.id"] if self.group else None,
+                         timeout=self.open_timeout)
         settings["error_cb"] = _log_client_error
         consumer = Consumer(settings)
         try:
-            parts = seek.partitions_of(consumer, self.url.topics, self.open_timeout)
+            parts = seek.partitions_of(consumer, self.url.topics, self.open_timeout,
+                                       settings=self._settings_for_messages())
             marks = seek.fetch_watermarks(consumer, parts, self.open_timeout)
             starts = seek.resolve_start(consumer, self.start, marks, self.open_timeout)
             self._ends = seek.resolve_end(consumer, self.end, marks, self.open_timeout)
@@ -364,6 +377,11 @@ class AlertStream:
 
     # -- internals --------------------------------------------------------------------------
 
+    def _settings_for_messages(self) -> dict[str, Any]:
+        """The user and mechanism an access error names (never the password)."""
+        conf = self.consumer_settings()
+        return {k: conf[k] for k in ("sasl.username", "sasl.mechanism") if k in conf}
+
     def _require_open(self) -> Consumer:
         if self._consumer is None:
             raise SubscribeError("the stream is not open: use it in a with block or call open()")
@@ -378,6 +396,9 @@ class AlertStream:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     continue
+                if is_refusal(err):
+                    raise access_error(err, settings=self._settings_for_messages(),
+                                       doing=f"reading topic {msg.topic()!r}")
                 raise SubscribeError(f"consume failed: {err}")
             part = (msg.topic(), msg.partition())
             offset = msg.offset()
@@ -467,8 +488,15 @@ class AlertStream:
         self._last_commit = time.monotonic()
         if not todo:
             return
-        consumer.commit(offsets=[TP(t, p, o) for (t, p), o in todo.items()],
-                        asynchronous=False)
+        try:
+            consumer.commit(offsets=[TP(t, p, o) for (t, p), o in todo.items()],
+                            asynchronous=False)
+        except KafkaException as exc:
+            if is_refusal(exc):
+                raise access_error(exc, settings=self._settings_for_messages(),
+                                   doing="committing to consumer group "
+                                   f"{self.consumer_settings()['group.id']!r}") from None
+            raise
         self._committed.update(todo)
         log.debug("committed", extra={"group": self.group, "partitions": len(todo)})
 
