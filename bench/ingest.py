@@ -1,10 +1,15 @@
 """Benchmark of the L1 database and its ingester.
 
 1. End to end, topic -> committed rows: N small alerts (2 history sources, 2 forced sources,
-   no cutouts) plus end markers are produced to a 4-partition topic of the embedded broker
-   first; then the ingester (in this process) consumes them into a fresh SQLite database and,
-   separately, a fresh PostgreSQL database. Alerts/s = N / (start of the ingester -> every
-   visit-detector committed).
+   no cutouts) plus end markers are encoded, then produced to a 4-partition topic first
+   (``produce_per_s``); then the ingester (in this process) consumes them into a fresh SQLite
+   database and, separately, a fresh PostgreSQL database. Alerts/s = N / (start of the
+   ingester -> every visit-detector committed). Run on each broker engine (``--engine
+   embedded|kafka|both``, default both, one after the other), under ``"embedded"`` /
+   ``"kafka"``, with that broker's raw ceiling for the same messages (``bench/_ceiling.py``:
+   produced with the same producer settings, read back without decoding) and
+   ``*_fraction_of_ceiling`` (ingest rates against the ceiling's consume rate, produce_per_s
+   against its produce rate).
 2. A visit on a PostgreSQL database that already holds 1,000 earlier visits of 10,000 sources
    each (100 fields of 10,000 objects, each field visited 10 times over the past year:
    10 M DiaSource, 10 M DiaForcedSource, 10 M DiaObject versions, 1 M DiaObjectLast rows,
@@ -23,6 +28,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import sys
 import time
 import uuid
@@ -34,9 +40,10 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from confluent_kafka import Producer
 
+import _ceiling
 from alertbutler.alerts import encode_alerts, encode_visit_detector_end
 from alertbutler.alerts.fake import fake_alerts
-from alertbutler.broker import EmbeddedBroker
+from alertbutler.broker import make_broker
 from alertbutler.ingest import Ingester, IngestSettings
 from alertbutler.kafka import create_topics
 from alertbutler.l1db import Cone, L1db, RowBatch, pixel_ids
@@ -54,12 +61,17 @@ def log(text: str) -> None:
 
 # ---- 1. end to end ---------------------------------------------------------------------
 
-def produce_stream(bootstrap: str, topic: str, n_alerts: int, per_group: int
-                   ) -> list[tuple[int, int]]:
+PRODUCER_SETTINGS = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
+                     "compression.type": "zstd"}
+
+
+def build_stream(n_alerts: int, per_group: int
+                 ) -> tuple[list[_ceiling.Raw], list[tuple[int, int]]]:
+    """The encoded messages (alerts, then each visit-detector's end markers) and the
+    visit-detectors they make."""
     template = fake_alerts(per_group, seed=1, n_history=2, cutout_size=None, visit=0,
                            detector=0)
-    prod = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                     "linger.ms": 20, "compression.type": "zstd"})
+    messages: list[_ceiling.Raw] = []
     groups = []
     for g in range(n_alerts // per_group):
         visit, detector = 9000 + g, g % 189
@@ -81,20 +93,28 @@ def produce_stream(bootstrap: str, topic: str, n_alerts: int, per_group: int
         for record, data in zip(alerts, encode_alerts(alerts), strict=True):
             p = zlib.crc32(str(record["diaObject"]["diaObjectId"]).encode()) % PARTITIONS
             counts[p] += 1
-            while True:
-                try:
-                    prod.produce(topic, data, partition=p)
-                    break
-                except BufferError:
-                    prod.poll(0.05)
+            messages.append(_ceiling.Raw(None, data, p))
         for p in range(PARTITIONS):
-            prod.produce(topic, encode_visit_detector_end(
+            messages.append(_ceiling.Raw(None, encode_visit_detector_end(
                 visit=visit, detector=detector, partition=p, n_partitions=PARTITIONS,
-                n_alerts=counts[p]), partition=p)
-        prod.poll(0)
+                n_alerts=counts[p]), p))
         groups.append((visit, detector))
+    return messages, groups
+
+
+def produce_stream(bootstrap: str, topic: str, messages: list[_ceiling.Raw]) -> float:
+    """Produce the stream in order; returns the seconds until every message is acked."""
+    prod = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+    start = time.perf_counter()
+    for m in messages:
+        while True:
+            try:
+                prod.produce(topic, m.value, partition=m.partition)
+                break
+            except BufferError:
+                prod.poll(0.05)
     assert prod.flush(120) == 0
-    return groups
+    return time.perf_counter() - start
 
 
 def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, int]],
@@ -125,6 +145,40 @@ def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, in
         f"{t.batches} batches; decode+rows {t.sort_s:.2f} s, store {t.store_s:.2f} s; "
         f"rows {counts}")
     return n_alerts / elapsed
+
+
+def end_to_end(engine: str, messages: list[_ceiling.Raw], groups: list[tuple[int, int]],
+               n_alerts: int) -> dict[str, object]:
+    """Produce the stream to a broker of ``engine``, ingest it into SQLite and into
+    PostgreSQL, and measure the broker's ceiling for the same messages."""
+    import tempfile
+
+    out: dict[str, object] = {}
+    log(f"[{engine}] starting the broker")
+    with make_broker(engine) as broker:
+        topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap, {topic: PARTITIONS, f"{topic}-dead": 1})
+        out["produce_per_s"] = round(len(messages) / produce_stream(broker.bootstrap, topic,
+                                                                    messages))
+        log(f"[{engine}] produced {len(messages):,} messages: {out['produce_per_s']:,}/s")
+        log(f"[{engine}] SQLite:")
+        with tempfile.TemporaryDirectory() as tmp:
+            out["sqlite_alerts_per_s"] = round(ingest_rate(
+                broker.bootstrap, topic, f"sqlite:///{tmp}/l1.sqlite3", groups, n_alerts))
+        log(f"[{engine}] PostgreSQL:")
+        with temporary_pg_database("alertbutler_bench") as url:
+            out["postgres_alerts_per_s"] = round(ingest_rate(
+                broker.bootstrap, topic, url, groups, n_alerts))
+        ceiling = _ceiling.measure(broker.bootstrap, messages, settings=PRODUCER_SETTINGS,
+                                   partitions=PARTITIONS, label=f"[{engine}] ")
+    out["produce_fraction_of_ceiling"] = _ceiling.fraction(float(out["produce_per_s"]),
+                                                           ceiling.produce_per_s)
+    for key in ("sqlite", "postgres"):
+        out[f"{key}_fraction_of_ceiling"] = _ceiling.fraction(
+            float(out[f"{key}_alerts_per_s"]), ceiling.consume_per_s)
+    out["ceiling"] = ceiling.as_dict()
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return out
 
 
 # ---- 2. a visit on a database with 1,000 earlier visits --------------------------------
@@ -245,24 +299,15 @@ def main() -> int:
     parser.add_argument("--visits", type=int, default=1000, help="earlier visits")
     parser.add_argument("--per-visit", type=int, default=10_000)
     parser.add_argument("--visits-per-field", type=int, default=10)
+    _ceiling.add_engine_option(parser)
     args = parser.parse_args()
     rng = np.random.default_rng(2026)
     figures: dict[str, object] = {"alerts": args.alerts}
 
-    log(f"end to end: producing {args.alerts:,} alerts")
-    with EmbeddedBroker() as broker:
-        topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap, {topic: PARTITIONS, f"{topic}-dead": 1})
-        groups = produce_stream(broker.bootstrap, topic, args.alerts, 1000)
-        log("SQLite:")
-        import tempfile
-        with tempfile.TemporaryDirectory() as tmp:
-            figures["sqlite_alerts_per_s"] = round(ingest_rate(
-                broker.bootstrap, topic, f"sqlite:///{tmp}/l1.sqlite3", groups, args.alerts))
-        log("PostgreSQL:")
-        with temporary_pg_database("alertbutler_bench") as url:
-            figures["postgres_alerts_per_s"] = round(ingest_rate(
-                broker.bootstrap, topic, url, groups, args.alerts))
+    log(f"end to end: encoding {args.alerts:,} alerts")
+    messages, groups = build_stream(args.alerts, 1000)
+    for engine in _ceiling.engines(args.engine):
+        figures[engine] = end_to_end(engine, messages, groups, args.alerts)
 
     n_fields = args.visits // args.visits_per_field
     log(f"visit on PostgreSQL holding {args.visits} earlier visits of {args.per_visit:,} "

@@ -4,10 +4,15 @@
   diaSources and forced sources, a diaObject, three 30 x 30 float32 FITS cutouts of distinct
   noise, so the producer's compression cannot cheat on repeats) are written once as an alert
   archive of ours (per-visit Avro container files with their index), outside the timed part;
-  the timed part streams the archive into a topic of the embedded broker and waits until every
-  message is acknowledged (acks=all, idempotent producer, zstd).
+  the timed part streams the archive into a topic and waits until every message is
+  acknowledged (acks=all, idempotent producer, zstd). Run on each broker engine
+  (``--engine embedded|kafka|both``, default both, one after the other), under
+  ``"embedded"`` / ``"kafka"``, with that broker's raw ceiling for the same messages
+  (``bench/_ceiling.py``: produced with the replay's own producer settings, and read back
+  without decoding) and ``archive_replay_fraction_of_ceiling``.
 * ``night_speedup``: the recorded duration of the default simulated night divided by the
-  time to replay its recording at --speed 0 (see ``alertbutler night``).
+  time to replay its recording at --speed 0 (see ``alertbutler night``); on the embedded
+  broker the night replay starts for itself.
 
 Prints progress, then one JSON object as the last line.
 """
@@ -24,6 +29,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+import _ceiling
 
 
 def _cutout_maker(size: int = 30):
@@ -95,39 +102,60 @@ def build_archive(root: Path, n: int, per_visit: int = 2000) -> tuple[Path, floa
     return root, float(np.mean(sizes))
 
 
-def archive_replay(n: int, partitions: int) -> dict:
-    from alertbutler.broker import EmbeddedBroker
-    from alertbutler.kafka import create_topics
-    from alertbutler.replay import AlertSource, SchemaIds, producer_settings, stream_alerts
-
+def archive_replay(n: int, partitions: int, engine_choice: str) -> dict:
+    """The archive is built once; each engine then replays it into a broker of its own."""
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         t = time.perf_counter()
         archive, mean_size = build_archive(Path(tmp) / "archive", n)
         print(f"built an archive of {n} alerts, mean {mean_size / 1000:.1f} KB, in "
               f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)
-        with EmbeddedBroker() as broker:
-            topic = f"bench-replay-{uuid.uuid4().hex[:6]}"
-            create_topics(broker.bootstrap, {topic: partitions})
-            source = AlertSource(archive)
-            cpu0, broker0 = time.process_time(), _cpu_seconds(broker.pid)
-            summary = stream_alerts(source.messages(SchemaIds(), topic), topic=topic,
-                                    settings=producer_settings(broker.bootstrap))
-            ours = (time.process_time() - cpu0) / summary.delivered * 1000
-            theirs = (_cpu_seconds(broker.pid) - broker0) / summary.delivered * 1000
-            source.close()
-        bound = 2000.0 / (ours + theirs)
-        print(f"archive replay: {summary.delivered} alerts acknowledged in "
-              f"{summary.seconds:.2f} s = {summary.rate_per_s:,.0f} alerts/s, "
-              f"{summary.mb_per_s:.0f} MB/s ({partitions} partitions)", flush=True)
-        print(f"CPU per alert: replay process {ours:.3f} ms (reading, producing, zstd), broker "
-              f"{theirs:.3f} ms: two idle cores would bound the rate near {bound:,.0f}/s",
-              flush=True)
-        return {"archive_replay_per_s": round(summary.rate_per_s, 1),
-                "archive_alert_kb": round(mean_size / 1000, 1),
-                "archive_alerts": summary.delivered,
-                "archive_mb_per_s": round(summary.mb_per_s, 1),
-                "archive_cpu_ms_per_alert": round(ours + theirs, 4),
-                "archive_two_idle_cores_bound_per_s": round(bound)}
+        return {engine: replay_on(engine, archive, mean_size, partitions)
+                for engine in _ceiling.engines(engine_choice)}
+
+
+def replay_on(engine: str, archive: Path, mean_size: float, partitions: int) -> dict:
+    from alertbutler.broker import make_broker
+    from alertbutler.kafka import create_topics, delete_topics
+    from alertbutler.replay import AlertSource, SchemaIds, producer_settings, stream_alerts
+
+    print(f"[{engine}] starting the broker (load average {os.getloadavg()[0]:.1f})",
+          flush=True)
+    with make_broker(engine) as broker:
+        topic = f"bench-replay-{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap, {topic: partitions})
+        source = AlertSource(archive)
+        settings = producer_settings(broker.bootstrap)
+        cpu0, broker0 = time.process_time(), _cpu_seconds(broker.pid)
+        summary = stream_alerts(source.messages(SchemaIds(), topic), topic=topic,
+                                settings=settings)
+        ours = (time.process_time() - cpu0) / summary.delivered * 1000
+        theirs = (_cpu_seconds(broker.pid) - broker0) / summary.delivered * 1000
+        source.close()
+        delete_topics(broker.bootstrap, [topic])  # the embedded broker keeps it in memory
+        source = AlertSource(archive)
+        raw = [_ceiling.Raw(m.key, m.value) for m in source.messages(SchemaIds(), topic)]
+        source.close()
+        ceiling = _ceiling.measure(broker.bootstrap, raw, settings=settings,
+                                   partitions=partitions, label=f"[{engine}] ")
+        del raw
+    bound = 2000.0 / (ours + theirs)
+    print(f"[{engine}] archive replay: {summary.delivered} alerts acknowledged in "
+          f"{summary.seconds:.2f} s = {summary.rate_per_s:,.0f} alerts/s, "
+          f"{summary.mb_per_s:.0f} MB/s ({partitions} partitions)", flush=True)
+    print(f"[{engine}] CPU per alert: replay process {ours:.3f} ms (reading, producing, zstd), "
+          f"broker {theirs:.3f} ms: two idle cores would bound the rate near {bound:,.0f}/s",
+          flush=True)
+    return {"archive_replay_per_s": round(summary.rate_per_s, 1),
+            "archive_alert_kb": round(mean_size / 1000, 1),
+            "archive_alerts": summary.delivered,
+            "archive_mb_per_s": round(summary.mb_per_s, 1),
+            "archive_cpu_ms_per_alert": round(ours + theirs, 4),
+            "archive_broker_cpu_ms_per_alert": round(theirs, 4),
+            "archive_two_idle_cores_bound_per_s": round(bound),
+            "archive_replay_fraction_of_ceiling": _ceiling.fraction(summary.rate_per_s,
+                                                                    ceiling.produce_per_s),
+            "ceiling": ceiling.as_dict(),
+            "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -160,6 +188,7 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=30_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-night", action="store_true")
+    _ceiling.add_engine_option(parser)
     parser.add_argument("--recording", type=Path, default=None,
                         help="replay this recording of the default night instead of "
                         "recording one first (the recording is never timed)")
@@ -172,7 +201,7 @@ def main() -> int:
         result["night_speedup"] = None
     else:
         result.update(night_replay(args.recording))
-    result.update(archive_replay(args.alerts, args.partitions))
+    result.update(archive_replay(args.alerts, args.partitions, args.engine))
     result["load_average_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))
     return 0

@@ -88,6 +88,12 @@ class AlertPublisher:
         self._partitions: dict[str, int] = {}
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """The producer's librdkafka settings (a copy), e.g. to measure the broker's ceiling
+        with exactly this publisher's batching and compression."""
+        return dict(self._settings)
+
+    @property
     def producer(self) -> Producer:
         """The producer; replaced when the previous one hit a fatal error (an idempotent
         producer fenced after a broker outage cannot produce again)."""
