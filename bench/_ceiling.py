@@ -81,6 +81,20 @@ def fraction(rate: float, ceiling_rate: float) -> float:
     return round(rate / ceiling_rate, 3)
 
 
+def warm_up(bootstrap: str) -> None:
+    """One idempotent produce right after the broker starts, so that no workload pays for a
+    fresh broker's first producer id (Apache Kafka answers "coordinator load in progress"
+    for a while after it starts)."""
+    topic = f"bench-warm-up-{uuid.uuid4().hex[:8]}"
+    create_topics(bootstrap, {topic: 1})
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True, "log_level": 3})
+    producer.produce(topic, b"warm-up")
+    if producer.flush(120):
+        raise RuntimeError(f"the broker at {bootstrap} did not take a first message")
+    delete_topics(bootstrap, [topic])
+
+
 def measure(bootstrap: str, messages: Sequence[Raw], *, settings: Mapping[str, Any],
             partitions: int, label: str = "") -> Ceiling:
     """Produce ``messages`` to a fresh topic of ``partitions``, then read it back (see the

@@ -56,6 +56,7 @@ def publish_visit(engine: str, alerts: list, wire: list, partitions: int) -> dic
     print(f"[{engine}] starting the broker (load average {os.getloadavg()[0]:.1f})",
           flush=True)
     with make_broker(engine) as broker:
+        _ceiling.warm_up(broker.bootstrap)
         topic = f"bench-alerts-{uuid.uuid4().hex[:8]}"
         wire_topic = f"{topic}-wire"
         create_topics(broker.bootstrap, {topic: partitions, wire_topic: partitions})

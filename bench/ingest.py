@@ -105,6 +105,7 @@ def build_stream(n_alerts: int, per_group: int
 def produce_stream(bootstrap: str, topic: str, messages: list[_ceiling.Raw]) -> float:
     """Produce the stream in order; returns the seconds until every message is acked."""
     prod = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+    prod.list_topics(topic, timeout=30)  # connect first, as the ceiling does
     start = time.perf_counter()
     for m in messages:
         while True:
@@ -129,8 +130,14 @@ def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, in
     async def main() -> float:
         start = time.perf_counter()
         task = asyncio.create_task(ingester.run())
-        ok = await asyncio.to_thread(db.wait_for_ingested, groups, 600, poll_interval=0.05)
+        ok, deadline = False, time.monotonic() + 600
+        while not ok and not task.done() and time.monotonic() < deadline:
+            ok = await asyncio.to_thread(db.wait_for_ingested, groups, 1.0,
+                                         poll_interval=0.05)
         elapsed = time.perf_counter() - start
+        if not ok and task.done():  # the ingester stopped before ingesting everything
+            await task  # raises its error, if it had one
+            raise RuntimeError("the ingester stopped before every visit-detector was ingested")
         ingester.stop()
         await task
         assert ok, "not every visit-detector was ingested"
@@ -156,6 +163,7 @@ def end_to_end(engine: str, messages: list[_ceiling.Raw], groups: list[tuple[int
     out: dict[str, object] = {}
     log(f"[{engine}] starting the broker")
     with make_broker(engine) as broker:
+        _ceiling.warm_up(broker.bootstrap)
         topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
         create_topics(broker.bootstrap, {topic: PARTITIONS, f"{topic}-dead": 1})
         out["produce_per_s"] = round(len(messages) / produce_stream(broker.bootstrap, topic,

@@ -121,6 +121,7 @@ def replay_on(engine: str, archive: Path, mean_size: float, partitions: int) -> 
     print(f"[{engine}] starting the broker (load average {os.getloadavg()[0]:.1f})",
           flush=True)
     with make_broker(engine) as broker:
+        _ceiling.warm_up(broker.bootstrap)
         topic = f"bench-replay-{uuid.uuid4().hex[:6]}"
         create_topics(broker.bootstrap, {topic: partitions})
         source = AlertSource(archive)

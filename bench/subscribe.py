@@ -61,6 +61,7 @@ PARTITIONS = 8
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
+    producer.list_topics(topic, timeout=30)  # connect first, as the ceiling does
     start = time.perf_counter()
     for value in values:
         while True:
@@ -122,6 +123,7 @@ def on_engine(engine: str, values: list[bytes], one, columnar: BatchDecoder) -> 
     print(f"[{engine}] starting the broker (load average {os.getloadavg()[0]:.1f})",
           file=sys.stderr, flush=True)
     with make_broker(engine) as broker, TemporaryDirectory() as tmp:
+        _ceiling.warm_up(broker.bootstrap)
         topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
         create_topics(broker.bootstrap, {topic: PARTITIONS})
         result["produce_per_s"] = round(produce(broker.bootstrap, topic, values))
