@@ -155,6 +155,44 @@ def test_a_wrong_password_is_refused_naming_authentication(
     _no_password(run.stdout, run.stderr)
 
 
+def test_aiokafka_clients_log_in_with_the_translated_settings(
+        secured: KafkaBroker, alerts_topic: tuple[str, list[int]]) -> None:
+    """The services' aiokafka clients (ingester) get the same librdkafka-style settings."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from alertbutler.kafka import aiokafka_settings
+
+    topic, ids = alerts_topic
+    kwargs = aiokafka_settings(load_config(env=_env()), secured.bootstrap)
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+
+    async def read_all() -> int:
+        consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in sorted(
+                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            n = 0
+            while [p for p in parts if await consumer.position(p) < ends[p]]:
+                batch = await consumer.getmany(timeout_ms=1000)
+                n += sum(len(msgs) for msgs in batch.values())
+            return n
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(read_all()) == len(ids)
+
+
+async def _partitions(consumer: object, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # type: ignore[attr-defined]
+    return consumer.partitions_for_topic(topic) or set()  # type: ignore[attr-defined]
+
+
 def test_no_password_in_help_config_repr_or_broker_files(
         secured: KafkaBroker) -> None:
     env = _env()
@@ -227,12 +265,33 @@ def test_restart_applies_changed_users_and_refuses_an_open_start(
                                f"jsonl:{out}", env=_env(user, pw))
             assert run.returncode == 0, run.stderr
             assert len(out.read_text().splitlines()) == len(ids)
-    gone = KafkaSecurity.rubin(pipeline={"pipeline": PIPELINE_PW},
-                               consumers={"reader": READER_PW})
-    with KafkaBroker(data_dir=data_dir, security=gone) as third:
-        run = _alertbutler("subscribe", f"kafka://{third.bootstrap}/{topic}", "--until-end",
-                           "--quiet", env=_env("late", "late-Secret-3"))
-        assert run.returncode == 1 and "authentication failed for user 'late'" in run.stderr
+    # the same directory through the CLI, with a users file that no longer has 'late'
+    users = tmp_path / "users.toml"
+    users.write_text('[users.pipeline]\nrole = "pipeline"\npassword_env = "PIPE_PW"\n'
+                     f'[users.reader]\nrole = "consumer"\npassword = "{READER_PW}"\n')
+    users.chmod(0o600)
+    env = {**_env(), "PIPE_PW": PIPELINE_PW}
+    broker = subprocess.Popen([sys.executable, "-m", "alertbutler", "broker", "--engine",
+                               "kafka", "--data-dir", str(data_dir), "--users", str(users)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert broker.stdout is not None
+        bootstrap = broker.stdout.readline().strip()
+        assert bootstrap, broker.stderr.read() if broker.stderr else ""
+        url = f"kafka://{bootstrap}/{topic}"
+        late = _alertbutler("subscribe", url, "--until-end", "--quiet",
+                            env=_env("late", "late-Secret-3"))
+        assert late.returncode == 1 and "authentication failed for user 'late'" in late.stderr
+        ok = _alertbutler("subscribe", url, "--until-end", "--quiet", env=_env())
+        assert ok.returncode == 0, ok.stderr
+        assert len(ok.stdout.splitlines()) == len(ids)
+    finally:
+        broker.terminate()
+        out, err = broker.communicate(timeout=120)
+    assert broker.returncode == 0, err
+    assert "SASL_PLAINTEXT with SCRAM-SHA-512 and ACLs; users pipeline, reader" in err
+    _no_password(out, err)
 
 
 def test_an_open_directory_is_not_started_secured(tmp_path: Path) -> None:
