@@ -4,6 +4,13 @@ The broker is a child process in its own process group that dies with its owner:
 parent-death signal (``PR_SET_PDEATHSIG``) covers SIGKILL of the owner, ``atexit`` and the
 context manager cover normal exits and failed tests. Storage is memory-only, so a restarted
 broker starts empty.
+
+A free port is only free when it is looked at: another process (another broker, on a machine
+running several test suites) may take it before Tansu binds it. Tansu then exits, while the
+readiness check is answered by the OTHER broker; the broker would look ready and vanish a
+moment later. So each start has a cluster id of its own, and only a metadata answer carrying
+it counts. A port found taken, or a broker that exits during its start (Tansu cannot bind a
+port another process took), is given up for another free port (or refused, when asked for).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 import weakref
 from pathlib import Path
 
@@ -28,6 +36,14 @@ _live: weakref.WeakSet[EmbeddedBroker] = weakref.WeakSet()
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be found, started or reached."""
+
+
+class _PortTakenError(BrokerError):
+    """The port may have been taken before the broker bound it: another broker answers
+    there, or the broker exited during its start."""
+
+#: Fresh ports tried when the one chosen was taken meanwhile.
+_PORT_ATTEMPTS = 5
 
 
 def broker_binary() -> str:
@@ -61,7 +77,9 @@ class EmbeddedBroker:
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
                  log_file: Path | None = None) -> None:
         self.host = host
+        self._port_given = port is not None
         self.port = port or free_port(host)
+        self.cluster_id = ""
         self.log_file = log_file
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_handle: object | None = None
@@ -75,12 +93,27 @@ class EmbeddedBroker:
         return self._proc.pid if self._proc else None
 
     def start(self, *, timeout: float = 30.0) -> EmbeddedBroker:
-        """Start the broker and return once a metadata request succeeds."""
+        """Start the broker and return once it answers a metadata request itself."""
         if self._proc is not None:
             return self
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                return self._start_once(timeout)
+            except _PortTakenError as exc:
+                if self._port_given:
+                    raise BrokerError(str(exc)) from None
+                log.warning("%s; trying another port", exc)
+                if attempt == _PORT_ATTEMPTS - 1:
+                    raise BrokerError(f"{exc} ({_PORT_ATTEMPTS} ports tried)") from None
+                self.port = free_port(self.host)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self, timeout: float) -> EmbeddedBroker:
         binary = broker_binary()
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        self.cluster_id = f"alertbutler-{uuid.uuid4().hex}"
+        cmd = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--cluster-id", self.cluster_id]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self._log_handle = out if self.log_file else None
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
@@ -107,19 +140,23 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                raise BrokerError(
-                    f"embedded broker exited with code {self._proc.returncode} during start"
-                )
+                raise _PortTakenError(
+                    f"embedded broker exited with code {self._proc.returncode} during start "
+                    f"(port {self.port} taken?)")
             if not _port_open(self.host, self.port):
                 time.sleep(0.02)
                 continue
             admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
             try:
-                admin.list_topics(timeout=2)
-                return
+                answered = admin.list_topics(timeout=2).cluster_id
             except Exception as exc:  # KafkaException until metadata answers
                 last_error = exc
                 time.sleep(0.05)
+                continue
+            if answered == self.cluster_id:
+                return
+            raise _PortTakenError(f"port {self.port} of {self.host} is already used by another "
+                                  f"Kafka broker (cluster {answered!r})")
         raise BrokerError(f"embedded broker at {self.bootstrap} not ready after {timeout}s: "
                           f"{last_error}")
 

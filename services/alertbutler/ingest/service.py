@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from alertbutler.faults import crash_point
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
 from alertbutler.kafka import list_topics
@@ -280,6 +281,7 @@ class Ingester:
         t.rows += result.n_rows
         t.dead_letters += len(sorted_batch.dead)
         t.completed += len(result.completed)
+        crash_point("ingest.after-db-commit")
         self._next.update(sorted_batch.next_offsets)
         if self.metrics is not None:
             self._observe(consumer, messages, sorted_batch, result)
@@ -323,6 +325,7 @@ class Ingester:
                 "topic": letter.message.topic, "partition": letter.message.partition,
                 "offset": letter.message.offset, "reason": letter.reason})
         dlt.send(sorted_batch.dead)
+        crash_point("ingest.after-dead-letters")
         consumed = ConsumedOffsets(consumer=self.settings.group, member=self.settings.member,
                                    next_offsets=sorted_batch.next_offsets,
                                    n_messages=len(messages))

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from alertbutler.faults import crash_point
 from alertbutler.l1db import _read, _write
 from alertbutler.l1db._engine import WRITE_OPTION, make_engine, normalize_url
 from alertbutler.l1db._errors import L1dbNotFoundError, RowError, SchemaVersionError
@@ -131,6 +132,7 @@ class L1db:
                       conn.begin()):
                     now = time.time()
                     inserted = _write.write_catalog(conn, batch)
+                    crash_point("l1db.store.mid-transaction")
                     done = list(_write.write_markers(conn, markers, now))
                     for vd in complete:  # its sources in this batch count as its alerts
                         n_alerts = _count_of(batch, vd)

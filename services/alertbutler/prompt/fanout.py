@@ -34,6 +34,7 @@ from confluent_kafka import (
 )
 
 from alertbutler.config import Config
+from alertbutler.faults import crash_point
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError, UnknownDetectorError
 from alertbutler.prompt.events import (
@@ -192,6 +193,7 @@ class FanoutService:
                 replay = msg.offset() < self._resume_at.get(msg.partition(), 0)
                 self._handle(msg, producer, n_work_partitions, replay=replay)
                 if not replay:
+                    crash_point("fanout.after-produce")
                     commit_past(consumer, msg)
                     self.events_done += 1
         finally:

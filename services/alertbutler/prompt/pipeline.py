@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from alertbutler.config import Config
+from alertbutler.faults import crash_point
 from alertbutler.prompt import science
 from alertbutler.prompt.association import associate, summarize_object
 from alertbutler.prompt.clock import Clock, SystemClock, unix_to_mjd_tai
@@ -160,6 +161,7 @@ class PromptPipeline:
             log.info("alerts acknowledged", extra={"item": item.label, "visit": visit,
                                                    "detector": item.detector,
                                                    "n_alerts": len(alerts)})
+            crash_point("prompt.alerts-acked")
             if self.settings.write_outputs:
                 with stages("outputs"):
                     metrics = {"n_sources": len(result.sources), "n_alerts": len(alerts),

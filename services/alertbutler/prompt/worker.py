@@ -42,6 +42,7 @@ from confluent_kafka import (
 
 from alertbutler.alerts import DeliveryError
 from alertbutler.config import Config
+from alertbutler.faults import crash_point
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import Attempt, WorkAttempts
 from alertbutler.metrics import Health, ServiceMetrics
@@ -290,6 +291,7 @@ class Worker:
             self._outage(consumer, msg, attempt, exc)
             return
         self._outages = 0
+        crash_point("prompt.before-commit")
         commit_past(consumer, msg)
         self.items_done += 1
         self._count("ok" if status.ok else status.reason)
