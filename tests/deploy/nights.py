@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +26,20 @@ SMALL_NIGHT = NightPlan.default(n_visits=3, n_detectors=2, cadence_s=10.0, lead_
 CHAOS_NIGHT = NightPlan.default(n_visits=6, n_detectors=2, cadence_s=10.0, lead_s=2.0)
 
 
-def night_config(tmp_path: Path) -> Config:
-    return load_config(env={}, overrides={
-        "general": {"data_dir": str(tmp_path), "log_level": "INFO"},
-        # bounded well under the 120 s after which a worker's /healthz is stale and the
-        # supervisor replaces it
-        "prompt": {"raw_timeout_s": 60.0, "association_wait_s": 60.0}})
+def night_config(tmp_path: Path, bootstrap: str | None = None) -> Config:
+    """A deployment's configuration; with ``bootstrap`` (a shared broker), topics of its own."""
+    # bounded well under the 120 s after which a worker's /healthz is stale and the
+    # supervisor replaces it
+    prompt: dict[str, Any] = {"raw_timeout_s": 60.0, "association_wait_s": 60.0}
+    overrides: dict[str, Any] = {"general": {"data_dir": str(tmp_path), "log_level": "INFO"},
+                                 "prompt": prompt}
+    if bootstrap is not None:
+        tag = uuid.uuid4().hex[:8]
+        overrides["kafka"] = {"bootstrap_servers": bootstrap, "alert_topic": f"alerts-{tag}",
+                              "next_visit_topic": f"nv-{tag}", "work_topic": f"work-{tag}",
+                              "dead_letter_topic": f"dl-{tag}"}
+        prompt["status_topic"] = f"status-{tag}"
+    return load_config(env={}, overrides=overrides)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

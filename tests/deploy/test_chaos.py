@@ -89,13 +89,29 @@ def _chaos(deployment: Deployment, rng: random.Random, stop: threading.Event,
             time.sleep(0.3)  # restarting, or no worker busy yet: try again shortly
 
 
-def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
+def _markers(url: str, vd: tuple[int, int]) -> list[tuple[int, int]]:
+    """(partition, n_alerts) of the end markers the L1 database recorded for ``vd``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(
+                "SELECT partition, n_alerts FROM visit_detector_end WHERE visit = :v AND "
+                "detector = :d ORDER BY partition"), {"v": vd[0], "d": vd[1]})]
+    finally:
+        engine.dispose()
+
+
+def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path,
+                                                      kafka_bootstrap: str) -> None:
     seed = int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(10**6)))
     rng = random.Random(seed)
     # twice the small night: the six kills (1-5 s apart, a worker only while it holds an
     # item) must all land before a quiet machine finishes the night
     plan = CHAOS_NIGHT
-    deployment = Deployment(night_config(tmp_path / "data"), UpOptions(
+    # the session's broker (both engines), with topics of this test's own
+    deployment = Deployment(night_config(tmp_path / "data", kafka_bootstrap), UpOptions(
         workers=2, live=False, night=plan, timeout_s=1200, grace_s=60))
     stop = threading.Event()
     killed: list[tuple[str, int, float]] = []
@@ -140,12 +156,22 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
         # with its reason after bounded retries (then it has no alerts, and the night went on)
         failed = {vd: s.message for vd, s in progress.statuses.items() if not s.ok}
         dead: dict[tuple[int, int], str] = {}
+        # alerts the ingester set aside: never expected, and exactly the "alerts on the
+        # topic, none in the L1 database" of a visit-detector that its markers completed
+        dead_alerts: dict[tuple[int, int], list[str]] = {}
         for msg in read_topic(bootstrap, config.kafka.dead_letter_topic, quiet_s=2.0):
-            headers = {k: v.decode() for k, v in (msg.headers() or [])}
-            assert headers.get("reason"), (seed, headers)
-            with contextlib.suppress(Exception):  # not every dead letter is a work item
-                record = decode_message(msg.value()).record
-                dead[(record["visit"], record["detector"])] = headers["reason"]
+            headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
+            reason = headers.get("reason") or headers.get("dlt.reason")
+            assert reason, (seed, headers)
+            with contextlib.suppress(Exception):  # undecodable letters keep their reason
+                decoded = decode_message(msg.value())
+                if decoded.kind == "work_item":
+                    dead[(decoded.record["visit"], decoded.record["detector"])] = reason
+                elif decoded.kind == "alert":
+                    src = decoded.record["diaSource"]
+                    dead_alerts.setdefault((int(src["visit"]), int(src["detector"])),
+                                           []).append(reason)
+        assert not dead_alerts, (seed, "alerts dead-lettered by the ingester", dead_alerts)
         assert set(failed) <= set(dead), (seed, failed, dead)
         assert len(failed) < len(expected), (seed, failed)
 
@@ -157,8 +183,14 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path) -> None:
         for vd in expected:
             ids = in_db[vd]
             assert len(ids) == len(set(ids)), (seed, vd, "duplicate DiaSource rows")
+            # on failure, the evidence: what the worker reported, what the topic holds, the
+            # end markers the ingester recorded, and whom the chaos killed when
             assert set(on_topic.get(vd, {})) == set(ids) == \
-                set(progress.statuses[vd].alert_ids), (seed, vd)
+                set(progress.statuses[vd].alert_ids), (
+                    seed, vd, {"on_topic": len(on_topic.get(vd, {})), "in_db": len(ids),
+                               "status": progress.statuses[vd],
+                               "markers": _markers(config.l1db_url, vd),
+                               "attempts": progress.attempts.get(vd), "killed": killed})
             for source_id, copies in on_topic.get(vd, {}).items():
                 first = without_processing_times(copies[0])
                 assert all(without_processing_times(c) == first for c in copies[1:]), \

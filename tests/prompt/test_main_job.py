@@ -110,12 +110,15 @@ def test_clean_night_alerts_in_l1db_exactly_once_and_science_quality(
 def test_killed_worker_loses_nothing_and_the_rerun_gives_identical_alerts(
         clean_night: MainJobResult, prompt_config: Callable[..., Config],
         tmp_path: Path) -> None:
-    # Killed as soon as its alerts were acknowledged, before the item was committed (the
-    # outputs are still being written): another worker re-processes the item and publishes
-    # the same alerts again; the L1 database still holds each exactly once.
-    killed = _run(prompt_config, tmp_path, "killed", kill_worker_at_visit=1,
-                  kill_worker_when="published", write_outputs=True)
-    assert killed.killed_worker
+    # A worker is SIGKILLed at the crash point right after its alerts were acknowledged,
+    # before its item was committed (outputs, status and commit still to come): another
+    # worker re-processes the item and publishes the same alerts again; the L1 database
+    # still holds each exactly once. The crash point strikes once, in whichever worker gets
+    # there first; its mark (point, pid) proves it struck, or the test fails.
+    killed = _run(prompt_config, tmp_path, "killed", crash_at="prompt.alerts-acked",
+                  write_outputs=True)
+    assert killed.killed_worker is not None
+    assert killed.killed_worker["point"] == "prompt.alerts-acked"
     assert killed.summary["alert_messages"] > killed.summary["alerts_published"]
     _exactly_once(killed)
     # Determinism: the same night gives the same alerts, processing timestamps aside, even

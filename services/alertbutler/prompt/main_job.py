@@ -51,11 +51,10 @@ class MainJobOptions:
     lead_s: float = 4.0
     progress: bool = True
     faults: Faults = field(default_factory=Faults)
-    #: SIGKILL worker 0 while it processes an item of this visit (0-based index): about a
-    #: second after it started it ("started"), or as soon as its alerts were acknowledged,
-    #: before the item is committed ("published": the re-run publishes them again)
-    kill_worker_at_visit: int | None = None
-    kill_worker_when: str = "started"
+    #: a crash point (``POINT[:N]``, :mod:`alertbutler.faults`) armed in every worker: the
+    #: first worker to get there is SIGKILLed, once (e.g. ``prompt.alerts-acked``: its alerts
+    #: are acknowledged and its item not committed, so another worker publishes them again)
+    crash_at: str | None = None
     timeout_s: float = 600.0
     write_outputs: bool = True
 
@@ -66,7 +65,8 @@ class MainJobResult:
     report: Path
     statuses: dict[tuple[int, int], VisitDetectorStatus]
     alerts: list[dict[str, Any]]
-    killed_worker: bool = False
+    #: the crash point struck (``crash_at``): the mark it left, with the killed worker's pid
+    killed_worker: dict[str, Any] | None = None
 
 
 def job_config(config: Config, root: Path, bootstrap: str) -> Config:
@@ -146,13 +146,17 @@ class _Workers:
     """``alertbutler worker`` processes, logs under the run directory."""
 
     def __init__(self, config: Config, n: int, *, n_detectors: int, size: int,
-                 write_outputs: bool, log_dir: Path) -> None:
+                 write_outputs: bool, log_dir: Path, crash_at: str | None = None) -> None:
+        from alertbutler.config import CRASH_ENV
         from alertbutler.procs import SINGLE_THREADED_MATH, spawn_owned
 
         log_dir.mkdir(parents=True, exist_ok=True)
         self.logs = [log_dir / f"worker-{i}.log" for i in range(n)]
         self.procs: list[subprocess.Popen[Any]] = []
         env = {**_env(config), **SINGLE_THREADED_MATH}  # same alerts as a replay, bit for bit
+        env.pop(CRASH_ENV, None)
+        if crash_at:
+            env[CRASH_ENV] = crash_at
         for i in range(n):
             argv = [sys.executable, "-m", "alertbutler", "--log-level", "INFO", "worker",
                     "--name", f"worker-{i}", "--detectors", str(n_detectors),
@@ -163,21 +167,21 @@ class _Workers:
             self.procs.append(spawn_owned(argv, env=env, stdout=out, stderr=out,
                                           stdin=subprocess.DEVNULL))
 
-    def logged(self, index: int, message: str, visit: int) -> bool:
-        """Whether worker ``index`` logged ``message`` for ``visit`` (JSON log lines)."""
-        try:
-            text = self.logs[index].read_text(errors="replace")
-        except FileNotFoundError:
-            return False
-        return any(f'"{message}"' in line and f'"visit": {visit},' in line
-                   for line in text.splitlines())
-
-    def kill(self, index: int) -> None:
+    def crashed(self, mark: Path) -> dict[str, Any] | None:
+        """The mark of a crash point that struck, checked against the worker it names (it
+        must have died by SIGKILL); None when no crash point struck."""
         import signal
 
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.procs[index].pid, signal.SIGKILL)
-        self.procs[index].wait(timeout=10)
+        from alertbutler.faults import crash_mark
+
+        struck = crash_mark(mark)
+        if struck is None:
+            return None
+        codes = {p.pid: p.returncode for p in self.procs}
+        if codes.get(int(struck["pid"])) != -signal.SIGKILL:  # type: ignore[call-overload]
+            raise RuntimeError(f"crash mark {struck} names no worker killed by SIGKILL "
+                               f"(workers' exit codes {codes})")
+        return struck
 
     def stop(self) -> None:
         from alertbutler.procs import stop_group
@@ -265,9 +269,11 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
         ensure_topics(config, bootstrap)
         L1db.create(config.l1db_url).close()
         monitor = _Monitor(config, expected)
+        mark = root / "crash-mark.json"
         workers = _Workers(config, options.workers, n_detectors=options.n_detectors,
                            size=options.detector_size, write_outputs=options.write_outputs,
-                           log_dir=root / "logs")
+                           log_dir=root / "logs",
+                           crash_at=f"{options.crash_at}@{mark}" if options.crash_at else None)
         build_central_repo(Path(config.butler.central_repo), sim)
         ingester = _Ingester(config)
         ingester.start()
@@ -283,7 +289,6 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
                              cadence_s=options.cadence_s, lead_s=options.lead_s,
                              faults=options.faults, stop=stop)
         driver.start()
-        killed = False
         try:
             deadline = time.monotonic() + options.timeout_s
             while time.monotonic() < deadline:
@@ -293,16 +298,6 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
                                 f"{monitor.n_errors} errors")
                 progress.update("l1", len(monitor.ingested_at),
                                 f"{monitor.n_alerts} alerts")
-                if (options.kill_worker_at_visit is not None and not killed
-                        and options.kill_worker_at_visit < len(sim.visits)):
-                    visit = sim.visits[options.kill_worker_at_visit].visit
-                    on_start = options.kill_worker_when == "started"
-                    message = "work item started" if on_start else "alerts acknowledged"
-                    if workers.logged(0, message, visit):
-                        time.sleep(1.0 if on_start else 0.0)
-                        workers.kill(0)
-                        killed = True
-                        log.warning("killed worker 0 mid-visit", extra={"visit": visit})
                 if driver.error is not None:
                     raise RuntimeError(f"the night driver failed: {driver.error}")
                 if ingester.error is not None:
@@ -321,6 +316,7 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
             ingester.stop()
             producer.flush(5)
             monitor.close()
+    killed = workers.crashed(mark)
     from alertbutler.prompt.summary import summarize
 
     return summarize(config=config, sim=sim, root=root, monitor=monitor, driver=driver,

@@ -52,7 +52,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any,
-              started: float, killed: bool, options: Any) -> Any:
+              started: float, killed: dict[str, Any] | None, options: Any) -> Any:
     from alertbutler.l1db import L1db
     from alertbutler.prompt.main_job import MainJobResult
 
