@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from alertbutler.config import Config
+from alertbutler.config import CRASH_ENV, Config
+from alertbutler.faults import crash_mark
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import (
     NextVisit,
@@ -94,3 +100,40 @@ def test_service_fans_out_and_records_errors(prompt_config: Callable[..., Config
                           history=FootprintHistory(fov_radius_deg=0.3))
     assert again.run(threading.Event(), idle_exit_s=3.0) == 0
     assert len(again.history._visits) == 2
+
+
+def test_fanout_killed_after_produce_before_commit_resends_and_loses_nothing(
+        prompt_config: Callable[..., Config], kafka_bootstrap: str, tmp_path: Path) -> None:
+    """SIGKILLed at the crash point after the second event's items were acknowledged and
+    before that event was committed: the restarted fan-out sends that event's items again
+    (at least once), and every event's items are on the work topic."""
+    config = prompt_config()
+    k = config.kafka
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    for i in range(3):
+        producer.produce(k.next_visit_topic, encode_next_visit(_event(21 + i,
+                                                                      start=61000.0 + i)))
+    assert producer.flush(10) == 0
+    env = {**os.environ, "ALERTBUTLER_GENERAL__DATA_DIR": config.general.data_dir,
+           "ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "ALERTBUTLER_KAFKA__NEXT_VISIT_TOPIC": k.next_visit_topic,
+           "ALERTBUTLER_KAFKA__WORK_TOPIC": k.work_topic,
+           "ALERTBUTLER_KAFKA__DEAD_LETTER_TOPIC": k.dead_letter_topic,
+           "ALERTBUTLER_KAFKA__PARTITIONS": str(k.partitions),
+           "ALERTBUTLER_PROMPT__STATUS_TOPIC": config.prompt.status_topic}
+    argv = [sys.executable, "-m", "alertbutler", "fanout", "--detectors", "4",
+            "--idle-exit", "3"]
+    mark = tmp_path / "crash.json"
+    first = subprocess.run(argv, env={**env, CRASH_ENV: f"fanout.after-produce:2@{mark}"},
+                           capture_output=True, text=True, timeout=300)
+    struck = crash_mark(mark)
+    assert first.returncode == -signal.SIGKILL and struck is not None, first.stderr[-2000:]
+    assert struck["point"] == "fanout.after-produce" and struck["count"] == 2
+    again = subprocess.run(argv, env={**env, CRASH_ENV: f"fanout.after-produce:2@{mark}"},
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "fanout: 2 nextVisit events" in again.stdout  # the uncommitted one and the last
+    work = read_all(kafka_bootstrap, k.work_topic, partitions=k.partitions, expect=16)
+    sent = [(i.visit, i.detector) for i in (decode_work_item(v) for _, _, v in work)]
+    assert sorted(set(sent)) == [(v, d) for v in (21, 22, 23) for d in range(4)]
+    assert sorted(sent) == sorted([*set(sent), *[(22, d) for d in range(4)]])
