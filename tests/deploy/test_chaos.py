@@ -172,6 +172,10 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path,
                     dead_alerts.setdefault((int(src["visit"]), int(src["detector"])),
                                            []).append(reason)
         assert not dead_alerts, (seed, "alerts dead-lettered by the ingester", dead_alerts)
+        # nor were records of the alert topic jumped over by the ingester's consumer
+        ingest_log = (deployment.root / "logs" / "ingest.log").read_text(errors="replace")
+        gaps = [line for line in ingest_log.splitlines() if "offsets never received" in line]
+        assert not gaps, (seed, gaps)
         assert set(failed) <= set(dead), (seed, failed, dead)
         assert len(failed) < len(expected), (seed, failed)
 

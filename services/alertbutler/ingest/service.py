@@ -71,6 +71,7 @@ class IngestTotals:
     dead_letters: int = 0
     completed: int = 0
     skipped: int = 0
+    gaps: int = 0  # offsets jumped over (see Ingester._note_gap)
     sort_s: float = 0.0  # decoding and building rows
     store_s: float = 0.0  # dead letters and the database transaction
 
@@ -209,6 +210,7 @@ class Ingester:
                 self.totals.skipped += len(messages) - len(fresh)
                 for m in fresh:
                     tp_key = (m.topic, m.partition)
+                    self._note_gap(tp_key, m.offset)
                     self._collected[tp_key] = max(self._collected.get(tp_key, 0), m.offset + 1)
                 if fresh:
                     sorting = loop.run_in_executor(self._decoder, sort_batch, fresh)
@@ -221,6 +223,18 @@ class Ingester:
             if not writer.done():
                 await self._queue.put(None)
             await writer  # re-raises the writer's error, if any
+
+    def _note_gap(self, tp_key: tuple[str, int], offset: int) -> None:
+        """Say so when a partition's records jump past offsets never received: the
+        publishers here write no transactions (whose markers take offsets), so a gap means
+        records the broker did not deliver, and their alerts would be missing from the L1
+        database while their end markers complete the visit-detector."""
+        expected = self._collected.get(tp_key)
+        if expected is not None and offset > expected:
+            self.totals.gaps += offset - expected
+            log.warning("offsets never received: the consumer was handed later records",
+                        extra={"topic": tp_key[0], "partition": tp_key[1],
+                               "missing": f"{expected}..{offset - 1}"})
 
     async def _write_in_order(self, consumer: AIOKafkaConsumer,
                               dlt: DeadLetterProducer) -> None:
