@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from alertbutler.config import Config
+from alertbutler.subscribe.undecodable import ON_ERROR_HELP, on_error_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                         help="stop after this long without a new alert")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--on-error", default="stop", metavar="stop|skip|deadletter:FILE",
+                        type=on_error_arg, help=ON_ERROR_HELP)
     parser.set_defaults(func=_run)
 
 
@@ -98,6 +101,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     from alertbutler.subscribe.batch import BatchDecoder
     from alertbutler.subscribe.outputs import TopicOutput
     from alertbutler.subscribe.stream import alert_bytes_decoder, open_stream
+    from alertbutler.subscribe.undecodable import Undecodable, offsets_before
 
     filters = _filters(args)
     decoder = BatchDecoder(filters.columns if filters else ())
@@ -107,24 +111,23 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                          idle_timeout=args.idle_timeout)
     output = _output(args.output, config, stream.url.bootstrap)
     status = _Status(enabled=not args.quiet and sys.stderr.isatty())
+    undecodable = Undecodable(args.on_error, _report)
     kept_total = 0
     try:
         with stream, status:
             for batch in stream.batches(max_alerts=1000):
                 decoded = decoder.decode([a.value for a in batch])
-                for i, reason in decoded.bad:
-                    alert = batch[i]
-                    print(f"alertbutler subscribe: {alert.topic}[{alert.partition}] offset "
-                          f"{alert.offset} skipped: {reason}", file=sys.stderr)
+                stop = undecodable.handle(batch, decoded.bad)
                 rows = decoded.rows
+                keys = decoded.keys
+                mask = rows < stop if stop is not None else np.ones(len(rows), dtype=bool)
                 if filters is not None:
-                    mask = np.zeros(len(rows), dtype=bool)
-                    for kept in filters.keep(decoded.columns).values():
-                        mask |= kept
-                    rows = rows[mask]
-                    keys = [k for k, m in zip(decoded.keys, mask, strict=True) if m]
-                else:
-                    keys = decoded.keys
+                    kept = np.zeros(len(rows), dtype=bool)
+                    for accepted in filters.keep(decoded.columns).values():
+                        kept |= accepted
+                    mask &= kept
+                rows = rows[mask]
+                keys = [k for k, m in zip(keys, mask, strict=True) if m]
                 if args.limit is not None:
                     rows = rows[: max(0, args.limit - kept_total)]
                 kept_alerts = [batch[i] for i in rows]
@@ -135,11 +138,26 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                 output.flush()
                 kept_total += len(kept_alerts)
                 status.update(stream.received, kept_total, stream.lag)
+                if stop is not None:
+                    # what came before it was written: commit that, and nothing past it
+                    if stream.group and args.limit is None:
+                        stream.commit(offsets_before(batch, stop))
+                    raise undecodable.error(batch, decoded.bad)
                 if args.limit is not None and kept_total >= args.limit:
                     break  # this batch stays uncommitted: at-least-once on resume
     finally:
         output.close()
+        undecodable.close()
+    if undecodable.count:
+        done = "kept in " + str(args.on_error.path) if args.on_error.path else "skipped"
+        print(f"alertbutler subscribe: read {stream.received:,}, kept {kept_total:,}, "
+              f"undecodable {undecodable.count:,} ({done})", file=sys.stderr)
     return 0
+
+
+def _report(alert: Any, reason: str, done: str) -> None:
+    print(f"alertbutler subscribe: {alert.topic}[{alert.partition}] offset {alert.offset} "
+          f"cannot be decoded ({reason}): {done}", file=sys.stderr)
 
 
 class _Status:

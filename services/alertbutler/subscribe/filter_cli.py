@@ -7,6 +7,7 @@ import json
 import sys
 
 from alertbutler.config import Config
+from alertbutler.subscribe.undecodable import ON_ERROR_HELP, on_error_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--start", default=None,
                        help="override the start (default: the group's committed offsets)")
     serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS")
+    serve.add_argument("--on-error", default=None, metavar="stop|skip|deadletter:FILE",
+                       type=on_error_arg, help=ON_ERROR_HELP + "; overrides the file's on_error")
     serve.add_argument("--metrics-port", type=int, default=None,
                        help="serve Prometheus /metrics, /healthz and /readyz on this port")
     serve.set_defaults(func=_serve)
@@ -40,6 +43,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     metrics, health = ServiceMetrics("filter"), Health()
     service = FilterService(args.file, config=config, until_end=args.until_end,
                             start=args.start, reload_interval=args.reload_interval,
+                            on_error=args.on_error,
                             metrics=metrics, health=health)
     service.install_signal_handlers()
     server = (MetricsServer(metrics, health, port=args.metrics_port).start()

@@ -22,6 +22,11 @@ How filtered topics are written depends on what the broker offers, found by prob
 
 Files are written at least once in both cases (a file takes no part in a transaction).
 
+A message that cannot be decoded stops the service (exit 1) after the batch's messages
+before it were forwarded and committed, unless ``on_error`` (in the file, or ``--on-error``)
+says ``skip`` or ``deadletter:FILE``: the source offsets never move past a message that was
+neither forwarded nor explicitly skipped.
+
 The filters file is re-read when it changes. A filter that no longer compiles is refused
 with a logged error and its previous version keeps running; the others are unaffected.
 """
@@ -58,7 +63,13 @@ from alertbutler.subscribe.outputs import (
     make_producer,
 )
 from alertbutler.subscribe.positions import Committed, parse_start
-from alertbutler.subscribe.stream import AlertStream, alert_bytes_decoder
+from alertbutler.subscribe.stream import AlertStream, StreamAlert, alert_bytes_decoder
+from alertbutler.subscribe.undecodable import (
+    OnError,
+    Undecodable,
+    offsets_before,
+    parse_on_error,
+)
 from alertbutler.subscribe.url import StreamURL
 
 log = logging.getLogger(__name__)
@@ -67,7 +78,8 @@ log = logging.getLogger(__name__)
 #: broker (inside the open transaction, with exactly-once) and its offsets are not committed.
 CRASH_BEFORE_COMMIT = "filter.after-produce-before-commit"
 
-_SERVICE_KEYS = {"source", "group", "start", "batch_size", "partitions", "filters"}
+_SERVICE_KEYS = {"source", "group", "start", "batch_size", "partitions", "filters",
+                 "on_error"}
 _FILTER_KEYS = {"filter", "topic", "file"}
 
 
@@ -89,6 +101,7 @@ class ServiceSpec:
     batch_size: int = 2000
     partitions: int = 1
     filters: dict[str, FilterSpec] = field(default_factory=dict)
+    on_error: OnError = field(default_factory=OnError)
 
 
 def load_service_spec(path: str | os.PathLike[str]) -> ServiceSpec:
@@ -131,8 +144,12 @@ def load_service_spec(path: str | os.PathLike[str]) -> ServiceSpec:
     if not (1 <= batch_size <= 1_000_000 and 1 <= partitions <= 10_000):
         raise FilterConfigError(f"{path}: batch_size must be 1 to 1000000 and partitions 1 to "
                                 f"10000 (got {batch_size} and {partitions})")
+    try:
+        on_error = parse_on_error(data.get("on_error"))
+    except ValueError as exc:
+        raise FilterConfigError(f"{path}: {exc}") from None
     return ServiceSpec(data["source"], data["group"], str(data.get("start", "earliest")),
-                       batch_size, partitions, filters)
+                       batch_size, partitions, filters, on_error)
 
 
 @dataclass
@@ -173,6 +190,7 @@ class FilterService:
     def __init__(self, path: str | os.PathLike[str], *, config: Config,
                  until_end: bool = False, start: str | None = None,
                  reload_interval: float = 2.0, max_in_flight: int = 2,
+                 on_error: OnError | None = None,
                  metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.path = Path(path)
         self.config = config
@@ -190,6 +208,8 @@ class FilterService:
         self._transactional = False
         self._set: FilterSet = FilterSet({})
         self._decoder = BatchDecoder(())
+        #: the file's ``on_error``, unless the command line chose (not reloaded)
+        self.undecodable = Undecodable(on_error or self.spec.on_error, self._report)
         self.stop_event = threading.Event()
         #: observability for ``filter serve --metrics-port`` (None: nothing recorded)
         self.metrics = metrics
@@ -244,7 +264,8 @@ class FilterService:
         self._set = FilterSet({n: a.filter for n, a in new_active.items()})
         self._decoder = BatchDecoder(self._set.columns)
         self.spec = ServiceSpec(self.spec.source, self.spec.group, spec.start,
-                                spec.batch_size, spec.partitions, spec.filters)
+                                spec.batch_size, spec.partitions, spec.filters,
+                                self.spec.on_error)
 
     def _outputs(self, fspec: FilterSpec) -> list[Output]:
         outputs: list[Output] = []
@@ -327,28 +348,46 @@ class FilterService:
                 # every turn, batch or not: a fetch of markers alone moves the position too
                 self._observe(stream, len(batch))
                 if batch and self._transactional:
-                    self._forward_in_transaction(stream, batch)
+                    stopped = self._forward_in_transaction(stream, batch)
                     self.stats.batches += 1
                     self.stats.alerts += len(batch)
                 elif batch:
-                    inflight.append((stream.positions, self._evaluate(batch)))
+                    acks, stopped = self._evaluate(batch)
+                    offsets = stream.positions if stopped is None else stopped[0]
+                    inflight.append((offsets, acks))
                     self.stats.batches += 1
                     self.stats.alerts += len(batch)
                     # the next batch is read and evaluated while this one is delivered
-                    self._settle(stream, inflight, keep=self.max_in_flight - 1)
+                    self._settle(stream, inflight,
+                                 keep=self.max_in_flight - 1 if stopped is None else 0)
                 elif stream.at_end:
                     break
                 else:
+                    stopped = None
                     self._settle(stream, inflight, keep=0)
+                if stopped is not None:  # what came before it is forwarded and committed
+                    self._close_outputs()
+                    raise stopped[1]
                 if time.monotonic() - last_report >= 10:
                     last_report = time.monotonic()
                     log.info("progress", extra={"alerts": self.stats.alerts,
                                                 "lag": stream.lag})
             self._settle(stream, inflight, keep=0)
+        self._close_outputs()
+        return self.stats
+
+    def _close_outputs(self) -> None:
         for active in self._active.values():
             _close(active.outputs)
+        self.undecodable.close()
         self.stats.kept = {n: a.kept for n, a in self._active.items()}
-        return self.stats
+
+    def _report(self, alert: StreamAlert, reason: str, done: str) -> None:
+        self.stats.undecodable += 1
+        if self.metrics is not None:
+            self.metrics.errors.labels(self.metrics.service, "undecodable").inc()
+        log.error("undecodable message %s: %s", done, reason, extra={
+            "topic": alert.topic, "partition": alert.partition, "offset": alert.offset})
 
     def _observe(self, stream: AlertStream, n: int) -> None:
         """Alerts consumed, and the lag of every partition (all messages, markers included,
@@ -383,22 +422,26 @@ class FilterService:
             stream.commit(offsets)
             inflight.popleft()
 
-    def _forward_in_transaction(self, stream: AlertStream, batch: list) -> None:
+    def _forward_in_transaction(self, stream: AlertStream, batch: list
+                                ) -> tuple[dict, Exception] | None:
         """One batch, one transaction: the kept messages of every filter and the source
-        offsets after the batch become visible together, or (crash, error) not at all."""
+        offsets after the batch become visible together, or (crash, error) not at all.
+        Stopped at an undecodable message, the transaction holds what came before it."""
         producer = self._producer
         try:
             producer.begin_transaction()
-            acks = self._evaluate(batch)
+            acks, stopped = self._evaluate(batch)
             left = producer.flush(60)
             if left:
                 raise SubscribeError(f"{left} filtered messages not acknowledged in 60 s")
             if acks.errors:
                 raise SubscribeError(f"delivery failed: {acks.errors[0]} "
                                      f"({len(acks.errors)} errors)")
-            stream.send_offsets_to_transaction(producer, stream.positions)
+            stream.send_offsets_to_transaction(
+                producer, stream.positions if stopped is None else stopped[0])
             crash_point(CRASH_BEFORE_COMMIT)
             producer.commit_transaction(60)
+            return stopped
         except (KafkaException, SubscribeError) as exc:
             self._abort(exc)
             if isinstance(exc, KafkaException):
@@ -413,28 +456,30 @@ class FilterService:
         except KafkaException as exc:
             log.error("transaction not aborted: %s (after: %s)", exc.args[0].str(), cause)
 
-    def _evaluate(self, batch: list) -> _Acks:
+    def _evaluate(self, batch: list) -> tuple[_Acks, tuple[dict, Exception] | None]:
         if self.metrics is None:
             return self._process(batch)
         with self.metrics.stage("filter"):
             return self._process(batch)
 
-    def _process(self, batch: list) -> _Acks:
+    def _process(self, batch: list) -> tuple[_Acks, tuple[dict, Exception] | None]:
         """Evaluate every filter, produce what each keeps, write and sync files; the
-        returned tracker tells when every produced message was acknowledged."""
+        returned tracker tells when every produced message was acknowledged. Stopped at
+        an undecodable message (policy ``stop``), only what came before it is forwarded,
+        and the offsets to commit and the error to raise come back too."""
         decoded = self._decoder.decode([a.value for a in batch])
-        for i, reason in decoded.bad:  # logged, counted and left out; the stream goes on
-            alert = batch[i]
-            self.stats.undecodable += 1
-            if self.metrics is not None:
-                self.metrics.errors.labels(self.metrics.service, "undecodable").inc()
-            log.error("undecodable alert skipped: %s", reason, extra={
-                "topic": alert.topic, "partition": alert.partition, "offset": alert.offset})
+        stop = self.undecodable.handle(batch, decoded.bad)
+        stopped = None
+        if stop is not None:
+            stopped = (offsets_before(batch, stop), self.undecodable.error(batch, decoded.bad))
+            log.error("stopping at an undecodable message: %s", stopped[1])
         cols, rows, keys = decoded.columns, decoded.rows, decoded.keys
         acks = _Acks()
         files: list[Output] = []
         for active in self._active.values():
             idx = np.flatnonzero(active.filter.keep(cols))
+            if stop is not None:
+                idx = idx[rows[idx] < stop]
             if not idx.size:
                 continue
             kept = [batch[rows[i]] for i in idx]
@@ -448,7 +493,7 @@ class FilterService:
             active.kept += len(kept)
         for out in files:
             out.flush()
-        return acks
+        return acks, stopped
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT finish the current batch, commit it and stop."""
