@@ -129,6 +129,11 @@ def test_writing_is_refused_naming_the_authorization(
     assert f"writing to topic {topic!r}: cluster authorization failed for user 'reader': " \
         "the user may not write" in existing.stderr
     _no_password(new.stdout, new.stderr, existing.stdout, existing.stderr)
+    reader = secured.security.client_settings("reader")  # type: ignore[union-attr]
+    with AlertPublisher(secured.bootstrap, settings=reader) as publisher, \
+            pytest.raises(KafkaAccessError, match=f"publishing to topic {topic!r}: cluster "
+                          "authorization failed for user 'reader'"):
+        publisher.publish(topic, [Message(None, b"not an alert", 1)])
 
 
 def test_a_group_outside_the_prefix_is_refused_naming_group_authorization(

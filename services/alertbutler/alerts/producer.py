@@ -137,14 +137,29 @@ class AlertPublisher:
         ``timeout`` (default: the producer's delivery timeout plus a margin).
         """
         try:
-            return self._publish(topic, messages, timeout)
+            return self._publish_named(topic, messages, timeout)
         except DeliveryError as exc:
             # A producer that was already fenced refuses everything and writes nothing:
             # publishing the whole batch again with a fresh producer keeps per-key order.
             if exc.delivered == 0 and self._fatal is not None:
                 log.warning("retrying %d messages with a new producer after: %s",
                             len(messages), self._fatal)
-                return self._publish(topic, messages, timeout)
+                return self._publish_named(topic, messages, timeout)
+            raise
+
+    def _publish_named(self, topic: str, messages: Sequence[Message],
+                       timeout: float | None) -> list[Delivery]:
+        """:meth:`_publish`, a refusal by a secured broker (these credentials may not write
+        here) raised as :class:`~alertbutler.kafka.KafkaAccessError` naming its cause: no
+        retry or new producer can help."""
+        from alertbutler.kafka import access_error, is_refusal
+
+        try:
+            return self._publish(topic, messages, timeout)
+        except KafkaException as exc:
+            if is_refusal(exc):
+                raise access_error(exc, settings=self._settings,
+                                   doing=f"publishing to topic {topic!r}") from None
             raise
 
     def _publish(self, topic: str, messages: Sequence[Message],
