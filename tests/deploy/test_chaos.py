@@ -156,8 +156,8 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path,
         # with its reason after bounded retries (then it has no alerts, and the night went on)
         failed = {vd: s.message for vd, s in progress.statuses.items() if not s.ok}
         dead: dict[tuple[int, int], str] = {}
-        # alerts the ingester set aside: never expected, and exactly the "alerts on the
-        # topic, none in the L1 database" of a visit-detector that its markers completed
+        # alerts the ingester set aside (headers dlt.reason, ...): never expected; they
+        # would leave a visit-detector completed by its markers with no rows
         dead_alerts: dict[tuple[int, int], list[str]] = {}
         for msg in read_topic(bootstrap, config.kafka.dead_letter_topic, quiet_s=2.0):
             headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
