@@ -1,4 +1,10 @@
-"""Dependencies point one way: libraries never import services or the CLI."""
+"""Dependencies point one way, checked on every import the code makes.
+
+Libraries (butler, alerts, l1db, imaging, kafka, broker, sim and the foundation modules) never
+import a service or the CLI, in any of their modules (their ``cli.py`` included); services import
+each other only along the edges listed here, each with its reason. Relative imports count as much
+as absolute ones. Every top-level module must be classified, so a new package takes a side.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +12,108 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "services" / "alertbutler"
-SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli"}
+
+LIBRARIES = {"alerts", "butler", "l1db", "imaging", "kafka", "broker", "sim", "config", "jvm",
+             "logs", "metrics", "procs", "faults", "testing", "__init__"}
+SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "__main__"}
+
+#: service -> service imports allowed, and why. Anything else is a layering error.
+ALLOWED_SERVICE_EDGES = {
+    ("__main__", "cli"): "the module entry point runs the CLI",
+    ("cli", "prompt"): "the run verb calls the main job",
+    ("deploy", "cli"): "up registers its verb",
+    ("deploy", "prompt"): "up runs the fan-out and worker services and fills the central repo",
+    ("prompt", "ingest"): "the main job runs the ingester in-process",
+    ("replay", "cli"): "replay verbs register themselves",
+    ("replay", "deploy"): "night replay --into plays into a running up; the scheduler and feed",
+    ("replay", "ingest"): "a replayed night runs the ingester",
+    ("replay", "prompt"): "a replayed night runs the prompt workers",
+}
 
 
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
+def _module_name(path: Path, root: Path) -> list[str]:
+    parts = ["alertbutler", *path.relative_to(root).with_suffix("").parts]
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def imported_modules(path: Path, root: Path) -> set[str]:
+    """Every ``alertbutler`` module ``path`` imports, relative imports resolved."""
+    name = _module_name(path, root)
+    package = name if path.name == "__init__.py" else name[:-1]
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+                found.add(".".join([*base, *([node.module] if node.module else [])]))
+            elif node.module:
+                found.add(node.module)
+    return {m for m in found if m.split(".")[0] == "alertbutler"}
 
 
-def test_libraries_do_not_import_services() -> None:
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(PACKAGE)
+def violations(root: Path) -> list[str]:
+    """Layering errors of the package at ``root``."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
         top = rel.parts[0].removesuffix(".py")
-        is_cli = rel.name == "cli.py" or rel.name.endswith("_cli.py")
-        if top in SERVICES or top == "__main__" or is_cli:
-            continue  # services and CLI modules may use anything
-        for name in _imports(path):
-            parts = name.split(".")
-            if parts[0] == "alertbutler" and len(parts) > 1 and parts[1] in SERVICES:
-                offenders.append(f"{rel} imports {name}")
-    assert not offenders, "\n".join(offenders)
+        if top not in LIBRARIES | SERVICES:
+            out.append(f"{rel}: top-level module {top!r} is neither a library nor a service "
+                       "(classify it in tests/test_import_graph.py)")
+            continue
+        for module in imported_modules(path, root):
+            parts = module.split(".")
+            target = parts[1] if len(parts) > 1 else "__init__"
+            if target == top:
+                continue
+            if top in LIBRARIES and target in SERVICES:
+                out.append(f"{rel} (library {top}) imports service module {module}")
+            elif top in SERVICES and target in SERVICES \
+                    and (top, target) not in ALLOWED_SERVICE_EDGES:
+                out.append(f"{rel} (service {top}) imports {module}: service edge "
+                           f"{top} -> {target} is not in ALLOWED_SERVICE_EDGES")
+    return out
 
 
-def test_package_found() -> None:
-    assert (PACKAGE / "__init__.py").exists()
+def test_the_package_keeps_its_layers() -> None:
+    problems = violations(PACKAGE)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_allowed_edge_is_used() -> None:
+    """An allowed edge nobody uses any more is removed, so the list stays the truth."""
+    used = set()
+    for path in PACKAGE.rglob("*.py"):
+        top = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for module in imported_modules(path, PACKAGE):
+            parts = module.split(".")
+            used.add((top, parts[1] if len(parts) > 1 else "__init__"))
+    assert not set(ALLOWED_SERVICE_EDGES) - used
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "alertbutler"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_a_planted_relative_wrong_way_import_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"__init__.py": "", "butler/__init__.py": "",
+                            "butler/cli.py": "from ..prompt import worker\n",
+                            "butler/x.py": "from . import cli\n",
+                            "prompt/__init__.py": "", "prompt/worker.py": ""})
+    assert violations(root) == [
+        "butler/cli.py (library butler) imports service module alertbutler.prompt"]
+
+
+def test_a_planted_service_edge_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"__init__.py": "", "ingest/__init__.py": "",
+                            "ingest/service.py": "from alertbutler.subscribe import stream\n",
+                            "subscribe/__init__.py": "", "subscribe/stream.py": ""})
+    assert violations(root) == [
+        "ingest/service.py (service ingest) imports alertbutler.subscribe: service edge "
+        "ingest -> subscribe is not in ALLOWED_SERVICE_EDGES"]

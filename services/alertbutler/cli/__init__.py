@@ -44,7 +44,7 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "butler": ("data butler repositories: create, ingest, query, certify, transfer", True,
                ("alertbutler.butler.cli",)),
     "sim": ("simulate a camera, calibrations, templates and a night", True,
-            ("alertbutler.sim.cli",)),
+            ("alertbutler.cli.sim",)),
     "up": ("run the whole topology as supervised local services", False,
            ("alertbutler.deploy.cli",)),
     # Each package adds its verbs here as it lands, e.g.
