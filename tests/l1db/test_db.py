@@ -56,9 +56,9 @@ def test_incompatible_schema_version_is_refused(db_url: str) -> None:
     L1db.create(db_url).close()
     engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE metadata SET value = '2.0' WHERE name = 'schema_version'"))
+        conn.execute(sa.text("UPDATE metadata SET value = '3.0' WHERE name = 'schema_version'"))
     engine.dispose()
-    with pytest.raises(SchemaVersionError, match=r"version 2\.0"):
+    with pytest.raises(SchemaVersionError, match=r"version 3\.0"):
         L1db(db_url)
 
 

@@ -1,21 +1,19 @@
 """Queries that return Arrow tables.
 
-PostgreSQL results come through ``COPY (SELECT ...) TO STDOUT`` as CSV and are parsed by
-Arrow's C++ reader: for the ~10^5 history rows of a visit that is several times faster than
-fetching Python tuples. COPY takes no bound parameters, so the only values placed in these
-statements are numbers that went through ``int()``/``float()`` here (object ids, pixel
-ranges, times): no caller text ever reaches the SQL.
+PostgreSQL results come through the ADBC driver (:mod:`._adbc`) as Arrow, without a Python
+loop over rows; SQLite's through its cursor. Statements carry no bound parameters, so the only
+values placed in them are numbers that went through ``int()``/``float()`` here (object ids,
+pixel ranges, times): no caller text ever reaches the SQL. A literal time bound also lets
+PostgreSQL prune time partitions when it plans the query.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from alertbutler.l1db.schema import arrow_schema
@@ -60,9 +58,9 @@ def at_least(column: str, value: float | None) -> str:
     return f"{_q(column)} >= {value!r}"
 
 
-def select(conn: sa.Connection, table: str, where: str,
-           columns: Sequence[str] | None = None) -> pa.Table:
-    """``SELECT columns FROM table WHERE where`` as an Arrow table of the table's types."""
+def statement(table: str, where: str,
+              columns: Sequence[str] | None = None) -> tuple[str, pa.Schema]:
+    """``SELECT columns FROM table WHERE where`` and the Arrow schema of its result."""
     schema = arrow_schema(table)
     if columns is not None:
         unknown = [c for c in columns if c not in schema.names]
@@ -71,8 +69,18 @@ def select(conn: sa.Connection, table: str, where: str,
         schema = pa.schema([schema.field(c) for c in columns])
     sql = (f"SELECT {', '.join(_q(n) for n in schema.names)} FROM {_q(table)} "
            f"WHERE {where}")
-    if conn.dialect.name == "postgresql":
-        return _pg_select(conn, sql, schema)
+    return sql, schema
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A driver's Arrow result with the catalog's names, types and nullability."""
+    if table.num_rows == 0:
+        return schema.empty_table()
+    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(table.columns, schema,
+                                                                strict=True)], schema=schema)
+
+
+def sqlite_select(conn: sa.Connection, sql: str, schema: pa.Schema) -> pa.Table:
     rows = conn.exec_driver_sql(sql).fetchall()
     if not rows:
         return schema.empty_table()
@@ -82,22 +90,3 @@ def select(conn: sa.Connection, table: str, where: str,
             values = [None if v is None else bool(v) for v in values]
         arrays.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _pg_select(conn: sa.Connection, sql: str, schema: pa.Schema) -> pa.Table:
-    buffer = io.BytesIO()
-    with conn.connection.driver_connection.cursor() as cursor:
-        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
-            for chunk in copy:
-                buffer.write(chunk)
-    if buffer.tell() == 0:
-        return schema.empty_table()
-    buffer.seek(0)
-    table = pacsv.read_csv(
-        buffer,
-        read_options=pacsv.ReadOptions(column_names=schema.names, block_size=1 << 24),
-        convert_options=pacsv.ConvertOptions(
-            column_types={f.name: f.type for f in schema}, null_values=[""],
-            strings_can_be_null=True, quoted_strings_can_be_null=False,
-            true_values=["t"], false_values=["f"]))
-    return table.cast(schema)

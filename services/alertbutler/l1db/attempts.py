@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alertbutler.l1db._engine import WRITE_OPTION
 from alertbutler.l1db._errors import L1dbError
 from alertbutler.l1db.db import L1db
-from alertbutler.l1db.schema import SCHEMA_VERSION, build_metadata
+from alertbutler.l1db.schema import build_metadata
 
 #: longest error text kept per item (the dead letter quotes it)
 _ERROR_CHARS = 2000
@@ -92,9 +92,8 @@ class WorkAttempts:
             with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
                 with conn.begin():
                     table.create(conn, checkfirst=True)
-                    conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = "
-                                         "'schema_version' AND value = '1.0'"),
-                                 {"v": SCHEMA_VERSION})
+                    conn.execute(sa.text("UPDATE metadata SET value = '1.1' WHERE name = "
+                                         "'schema_version' AND value = '1.0'"))
         except sa.exc.DBAPIError:
             # Another worker created it between the check and the CREATE: fine if it exists.
             if not sa.inspect(self._engine).has_table("work_attempt"):

@@ -1,5 +1,5 @@
-"""``alertbutler l1db create|info|attempts``: make an L1 database, describe it, or list the
-prompt work items' attempts it counts."""
+"""``alertbutler l1db create|upgrade|info|attempts``: make an L1 database, upgrade one made
+by an older schema version, describe it, or list the prompt work items' attempts it counts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "an error.")
     create.add_argument("--url", default=None, help="database URL (default: l1db.url)")
     create.set_defaults(func=_create)
+    upgrade = sub.add_parser(
+        "upgrade", help="upgrade an L1 database of an older schema version in place",
+        description="Upgrade the L1 database at URL (default: l1db.url) to this alertbutler's "
+        "schema version in one transaction (on PostgreSQL: DiaSource and DiaForcedSource "
+        "become time-partitioned; the rows are moved). Stop the ingesters first: the tables "
+        "are locked while it runs. A database already current is left alone.")
+    upgrade.add_argument("url", nargs="?", default=None,
+                         help="database URL (default: l1db.url)")
+    upgrade.set_defaults(func=_upgrade)
     info = sub.add_parser("info", help="row counts, schema version, last ingested visit",
                           description="Describe an L1 database: row count of every table, "
                           "schema version, and the last completely ingested visit-detector.")
@@ -40,6 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _create(args: argparse.Namespace, config: Config) -> int:
     with L1db.create(args.url or config.l1db_url) as db:
         print(f"L1 database ready: {db.url} (schema version {db.schema_version})")
+    return 0
+
+
+def _upgrade(args: argparse.Namespace, config: Config) -> int:
+    url = args.url or config.l1db_url
+    was = L1db.upgrade(url)
+    with L1db(url) as db:
+        if was == db.schema_version:
+            print(f"L1 database {db.url} is already at schema version {was}")
+        else:
+            print(f"L1 database {db.url} upgraded from schema version {was} to "
+                  f"{db.schema_version}")
     return 0
 
 

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from alertbutler.faults import crash_point
-from alertbutler.l1db import _read, _write
+from alertbutler.l1db import _partitions, _read, _upgrade, _write
+from alertbutler.l1db._adbc import ArrowReader
 from alertbutler.l1db._engine import WRITE_OPTION, make_engine, normalize_url
 from alertbutler.l1db._errors import L1dbNotFoundError, RowError, SchemaVersionError
 from alertbutler.l1db._types import (
@@ -52,8 +53,10 @@ class L1db:
                                             "'alertbutler l1db create'")
             engine = make_engine(self._url)
         self._engine = engine
-        self._md = build_metadata()
         self.schema_version = self._check_version()
+        pg = self._engine.dialect.name == "postgresql"
+        self._reader = ArrowReader(self._url) if pg else None
+        self._partitions = _partitions.Partitions() if pg else None
 
     @classmethod
     def create(cls, url: str) -> L1db:
@@ -62,7 +65,7 @@ class L1db:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = make_engine(parsed)
-        md = build_metadata()
+        md = build_metadata(partitioned=engine.dialect.name == "postgresql")
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
             md.create_all(conn, checkfirst=True)
             found = conn.execute(sa.text(
@@ -71,6 +74,16 @@ class L1db:
                 conn.execute(sa.text("INSERT INTO metadata (name, value) "
                                      "VALUES ('schema_version', :v)"), {"v": SCHEMA_VERSION})
         return cls(url, engine=engine)
+
+    @classmethod
+    def upgrade(cls, url: str) -> str:
+        """Bring a database of an older schema version to this one, in place, in one
+        transaction; returns the version it had (see :mod:`._upgrade`)."""
+        engine = make_engine(normalize_url(url))
+        try:
+            return _upgrade.upgrade(engine)
+        finally:
+            engine.dispose()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -84,6 +97,8 @@ class L1db:
         return self._engine.dialect.name
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._engine.dispose()
 
     def __enter__(self) -> L1db:
@@ -105,6 +120,12 @@ class L1db:
         if found is None:
             raise L1dbNotFoundError(f"{self.url} holds no L1 database (no schema version): "
                                     "create it with 'alertbutler l1db create'")
+        if found in _upgrade.UPGRADABLE:
+            raise SchemaVersionError(
+                f"{self.url} has L1 schema version {found}; this alertbutler reads and writes "
+                f"version {SCHEMA_VERSION} (sources partitioned by time on PostgreSQL): "
+                f"upgrade it in place with 'alertbutler l1db upgrade {self.url}'",
+                found=found, expected=SCHEMA_VERSION)
         if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
             raise SchemaVersionError(
                 f"{self.url} has L1 schema version {found}; this alertbutler reads and writes "
@@ -126,6 +147,12 @@ class L1db:
         """
         markers = list(markers)
         complete = [VisitDetector(int(v), int(d)) for v, d in complete]
+        if self._partitions is not None:  # before the write transaction takes any lock
+            self._partitions.ensure(self._engine, {
+                "DiaSource": _partitions.partition_numbers(
+                    batch.sources.column("midpointMjdTai")),
+                "DiaForcedSource": _partitions.partition_numbers(
+                    batch.forced_sources.column("midpointMjdTai"))})
         for attempt in range(_RETRIES):
             try:
                 with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
@@ -170,8 +197,11 @@ class L1db:
     # ---- reads ---------------------------------------------------------------------------
 
     def _read(self, table: str, where: str, columns: Iterable[str] | None) -> pa.Table:
+        sql, schema = _read.statement(table, where, None if columns is None else list(columns))
+        if self._reader is not None:
+            return _read.conform(self._reader.query(sql), schema)
         with self._engine.connect() as conn:
-            return _read.select(conn, table, where, None if columns is None else list(columns))
+            return _read.sqlite_select(conn, sql, schema)
 
     def objects_in_region(self, region: Region, *,
                           columns: Iterable[str] | None = None) -> pa.Table:

@@ -8,6 +8,13 @@ diaSourceId. Column names are Rubin's; only the columns alertbutler fills are ke
 alert packet's required fields and the measurements association and light curves use).
 ``pixelId`` is ours: the HEALPix spatial index (see :mod:`.spatial`).
 
+On PostgreSQL ``DiaSource`` and ``DiaForcedSource`` are partitioned by ``midpointMjdTai`` in
+30-day ranges (as Rubin's Cassandra APDB partitions by time), so a 12-month history query
+reads 12-13 partitions however old the survey is; PostgreSQL requires the partition column in
+every unique key, so their primary keys there end with ``midpointMjdTai`` (a row's time never
+changes, so the key still makes writes idempotent). Partitions are made on demand by
+:mod:`._partitions`. SQLite keeps one unpartitioned table each.
+
 Bookkeeping tables (snake_case, not Rubin's): ``metadata`` (schema version),
 ``consumer_offset`` (what an ingester has consumed, written in the same transaction as the
 rows), ``ingest_progress`` (message and row totals per ingester process, for rates),
@@ -25,7 +32,10 @@ import sqlalchemy as sa
 
 #: Version of the table layout. A different major version cannot be read or written;
 #: a higher minor version of the same major only adds nullable columns or tables.
-SCHEMA_VERSION = "1.1"  # 1.1 added work_attempt
+SCHEMA_VERSION = "2.0"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL)
+
+#: Catalog tables partitioned by ``midpointMjdTai`` on PostgreSQL.
+PARTITIONED = ("DiaSource", "DiaForcedSource")
 
 _SQL = {"long": sa.BigInteger, "int": sa.Integer, "double": sa.Double, "float": sa.REAL,
         "boolean": sa.Boolean, "string": sa.Text}
@@ -102,13 +112,19 @@ def arrow_schema(table: str) -> pa.Schema:
     return pa.schema([pa.field(c.name, _ARROW[c.kind], nullable=c.nullable) for c in columns])
 
 
-def build_metadata() -> sa.MetaData:
+def build_metadata(*, partitioned: bool = False) -> sa.MetaData:
     """Every table of the L1 database, with the indexes its queries need (and no more:
-    each index costs on every ingested row)."""
+    each index costs on every ingested row). ``partitioned``: the PostgreSQL layout, with
+    :data:`PARTITIONED` tables range-partitioned by ``midpointMjdTai``."""
     md = sa.MetaData()
     for name, (columns, key) in CATALOG.items():
+        split = partitioned and name in PARTITIONED
+        if split:
+            key = (*key, "midpointMjdTai")
+        options = {"postgresql_partition_by": 'RANGE ("midpointMjdTai")'} if split else {}
         sa.Table(name, md, *[sa.Column(c.name, _SQL[c.kind], nullable=c.nullable,
-                                       primary_key=c.name in key) for c in columns])
+                                       primary_key=c.name in key) for c in columns],
+                 **options)
     sa.Index("DiaObjectLast_pixelId", md.tables["DiaObjectLast"].c.pixelId)
     sa.Index("DiaSource_diaObjectId", md.tables["DiaSource"].c.diaObjectId)
     sa.Index("DiaSource_visit_detector", md.tables["DiaSource"].c.visit,

@@ -1,0 +1,74 @@
+"""In-place upgrade of an L1 database made by an older schema version (``alertbutler l1db
+upgrade URL``).
+
+1.0 -> 1.1 added ``work_attempt``; 1.x -> 2.0 partitions ``DiaSource`` and
+``DiaForcedSource`` by time on PostgreSQL. The upgrade runs in ONE transaction: each old
+table is renamed aside (its key and indexes dropped, so their names are free), the
+partitioned table is created with the partitions the old rows need, the rows are moved with
+one ``INSERT ... SELECT`` each, and the old table is dropped; then the version is written. A
+failure or a kill part-way leaves the database exactly as it was. Writers are locked out for
+the duration (the tables are locked up front), so stop the ingesters first. On SQLite the
+table layout does not change: only missing tables and the version number.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from alertbutler.l1db import _partitions
+from alertbutler.l1db._engine import WRITE_OPTION
+from alertbutler.l1db._errors import L1dbNotFoundError, SchemaVersionError
+from alertbutler.l1db.schema import PARTITIONED, SCHEMA_VERSION, build_metadata
+
+#: Versions this code upgrades from.
+UPGRADABLE = ("1.0", "1.1")
+
+
+def upgrade(engine: sa.Engine) -> str:
+    """Upgrade the database in place; returns the version it had."""
+    pg = engine.dialect.name == "postgresql"
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        try:
+            found = conn.execute(sa.text(
+                "SELECT value FROM metadata WHERE name = 'schema_version'")).scalar()
+        except sa.exc.DBAPIError:
+            found = None
+        if found is None:
+            raise L1dbNotFoundError(f"{engine.url.render_as_string()} holds no L1 database: "
+                                    "create it with 'alertbutler l1db create'")
+        if found == SCHEMA_VERSION:
+            return str(found)
+        if found not in UPGRADABLE:
+            raise SchemaVersionError(
+                f"L1 schema version {found} cannot be upgraded to {SCHEMA_VERSION} by this "
+                f"alertbutler (it upgrades {', '.join(UPGRADABLE)})",
+                found=found, expected=SCHEMA_VERSION)
+        md = build_metadata(partitioned=pg)
+        if pg:
+            for table in PARTITIONED:
+                _partition_table(conn, md.tables[table])
+        md.create_all(conn, checkfirst=True)  # tables added by later versions
+        conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = 'schema_version'"),
+                     {"v": SCHEMA_VERSION})
+    return str(found)
+
+
+def _partition_table(conn: sa.Connection, table: sa.Table) -> None:
+    name, old = table.name, f"{table.name}_v1"
+    conn.exec_driver_sql(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+    conn.exec_driver_sql(f'ALTER TABLE "{name}" RENAME TO "{old}"')
+    for (constraint,) in conn.exec_driver_sql(
+            f"SELECT conname FROM pg_constraint WHERE conrelid = '\"{old}\"'::regclass"):
+        conn.exec_driver_sql(f'ALTER TABLE "{old}" DROP CONSTRAINT "{constraint}"')
+    for (index,) in conn.exec_driver_sql(
+            f"SELECT indexname FROM pg_indexes WHERE tablename = '{old}'"):
+        conn.exec_driver_sql(f'DROP INDEX "{index}"')
+    table.create(conn)
+    numbers = {int(p) for (p,) in conn.exec_driver_sql(
+        f'SELECT DISTINCT floor("midpointMjdTai" / {_partitions.PARTITION_DAYS}) '
+        f'FROM "{old}"')}
+    _partitions.lock(conn)
+    _partitions.create(conn, name, numbers)
+    columns = ", ".join(f'"{c.name}"' for c in table.columns)
+    conn.exec_driver_sql(f'INSERT INTO "{name}" ({columns}) SELECT {columns} FROM "{old}"')
+    conn.exec_driver_sql(f'DROP TABLE "{old}"')
