@@ -131,6 +131,15 @@ def test_history_query_plans_only_the_partitions_of_its_window(fresh_pg: str) ->
     assert len(scanned) in (13, 14), plan  # 365 days span 13 partitions (14 at an edge)
 
 
+@pytest.mark.postgres
+def test_partitions_made_ahead_for_a_time_range(fresh_pg: str) -> None:
+    with L1db.create(fresh_pg) as db:
+        db.prepare_time_partitions(60000.0, 60100.0)
+        db.prepare_time_partitions(60000.0, 60010.0)  # again: nothing new, no error
+    for table in ("DiaSource", "DiaForcedSource"):
+        assert set(_partitions(fresh_pg, table)) == {f"{table}_p{p}" for p in range(2000, 2004)}
+
+
 def _make_v11(url: str) -> None:
     """A database exactly as schema 1.1 made it: unpartitioned tables, version 1.1."""
     engine = _engine(url)

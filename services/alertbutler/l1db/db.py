@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from alertbutler.l1db._types import (
     VisitDetectorEnd,
 )
 from alertbutler.l1db.rows import RowBatch, Rows
-from alertbutler.l1db.schema import CATALOG, SCHEMA_VERSION, build_metadata
+from alertbutler.l1db.schema import CATALOG, PARTITIONED, SCHEMA_VERSION, build_metadata
 from alertbutler.l1db.spatial import Region
 
 #: PostgreSQL errors after which a whole transaction is simply tried again.
@@ -173,6 +174,16 @@ class L1db:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def prepare_time_partitions(self, start_mjd: float, end_mjd: float) -> None:
+        """Make the PostgreSQL time partitions covering ``[start_mjd, end_mjd]`` now (writers
+        make them on demand; this lets an operator or a bulk load do it ahead). No-op on
+        SQLite."""
+        if self._partitions is None:
+            return
+        numbers = _partitions.partition_numbers(np.array([float(start_mjd), float(end_mjd)]))
+        wanted = set(range(min(numbers), max(numbers) + 1))
+        self._partitions.ensure(self._engine, {t: wanted for t in PARTITIONED})
 
     def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,
                              sources: Rows | None = None, forced_sources: Rows | None = None,
