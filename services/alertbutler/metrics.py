@@ -62,9 +62,25 @@ class ServiceMetrics:
         self.work_items = Counter(
             "alertbutler_work_items_total", "Work items finished, by outcome",
             ["service", "outcome"], registry=r)
+        self.kafka_up = Gauge(
+            "alertbutler_kafka_up", "1 while the Kafka broker answers this service, 0 during "
+            "an outage", ["service"], registry=r)
+        self.kafka_outages = Counter(
+            "alertbutler_kafka_outages_total", "Kafka broker outages seen (each logged once)",
+            ["service"], registry=r)
+        self.kafka_outage_seconds = Counter(
+            "alertbutler_kafka_outage_seconds_total",
+            "Seconds without a reachable Kafka broker (grows during an outage)", ["service"],
+            registry=r)
+        self.offset_beyond_end = Gauge(
+            "alertbutler_offset_beyond_end",
+            "1 while a stored consumer offset is beyond its partition's end (broker or topic "
+            "lost its data): nothing is read from the partition until an operator resets it",
+            ["service", "topic", "partition"], registry=r)
         self.up_since = Gauge("alertbutler_start_time_seconds", "Process start (unix time)",
                               ["service"], registry=r)
         self.up_since.labels(service).set(time.time())
+        self.kafka_up.labels(service).set(1)
 
     def stage(self, stage: str) -> _StageTimer:
         """Context manager timing one stage into ``alertbutler_stage_seconds``."""
@@ -86,13 +102,20 @@ class _StageTimer:
 
 
 class Health:
-    """Liveness and readiness flags a service loop updates."""
+    """Liveness and readiness flags a service loop updates.
+
+    Readiness is the loop's own flag (inputs joined) AND no open block: a block is a named
+    reason not to be ready that another part of the service sets and clears on its own (a
+    broker outage, a partition stopped at an offset beyond its end), so neither overwrites
+    the other."""
 
     def __init__(self, *, stale_after: float = 120.0) -> None:
         self.stale_after = stale_after
         self._ready = threading.Event()
         self._beat = time.monotonic()
-        self.detail = "starting"
+        self._detail = "starting"
+        self._blocks: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def beat(self) -> None:
         """Called by the service loop on every turn: proves it is not hung."""
@@ -100,7 +123,22 @@ class Health:
 
     def set_ready(self, ready: bool = True, detail: str = "") -> None:
         (self._ready.set if ready else self._ready.clear)()
-        self.detail = detail or ("ready" if ready else "not ready")
+        self._detail = detail or ("ready" if ready else "not ready")
+
+    def block(self, name: str, detail: str) -> None:
+        """Not ready because of ``name`` (``detail`` says why) until :meth:`unblock`."""
+        with self._lock:
+            self._blocks[name] = detail
+
+    def unblock(self, name: str) -> None:
+        with self._lock:
+            self._blocks.pop(name, None)
+
+    @property
+    def detail(self) -> str:
+        with self._lock:
+            blocks = list(self._blocks.values())
+        return "; ".join(blocks) if blocks else self._detail
 
     @property
     def alive(self) -> bool:
@@ -108,7 +146,7 @@ class Health:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set() and self.alive
+        return self._ready.is_set() and not self._blocks and self.alive
 
 
 class MetricsServer:

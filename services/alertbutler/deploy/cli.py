@@ -8,14 +8,17 @@ import signal
 import threading
 from pathlib import Path
 
+from alertbutler.broker import ENGINES
 from alertbutler.cli import args as arg_types
-from alertbutler.config import Config
+from alertbutler.config import Config, ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "up", help="run the whole topology as supervised local services",
-        description="Start the embedded broker (unless kafka.bootstrap_servers is set), "
+        description="Start a broker (unless kafka.bootstrap_servers is set: --engine "
+        "embedded, the default, or kafka, Apache Kafka with its data in <root>/kafka; "
+        "restarted on the same port and data directory if it dies), "
         "create the topics, the L1 database and the central repo, then run the fan-out, "
         "the workers, the L1 ingester and (with --filters) the filter service as separate "
         "processes, restarting any that crash, with a live view of each service's alerts, "
@@ -25,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "<data_dir>/up/deployment.json tells a feeder (alertbutler night replay --into) "
         "where the deployment is. SIGUSR1 adds a worker (the work topic's group "
         "rebalances).")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="the broker to start when kafka.bootstrap_servers is empty "
+                        "(default: kafka.engine, embedded unless set): embedded (memory only) "
+                        "or kafka (Apache Kafka, data kept in <data_dir>/kafka, or "
+                        "<data_dir>/up/kafka with --night)")
     parser.add_argument("--workers", type=arg_types.workers, default=None,
                         help="worker processes (default: prompt.workers)")
     parser.add_argument("--l1db-url", default=None,
@@ -59,6 +67,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     from alertbutler.deploy.feed import NightPlan
     from alertbutler.deploy.up import Deployment, UpOptions
 
+    if args.engine is not None and config.kafka.bootstrap_servers:
+        raise ConfigError(f"--engine {args.engine} starts a broker, but "
+                          "kafka.bootstrap_servers is set: use one or the other")
     plan = None
     if args.night:
         changes = {k: v for k, v in (("n_visits", args.visits), ("n_detectors", args.detectors),
@@ -74,7 +85,8 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                         filters=args.filters.resolve() if args.filters else None,
                         live=not args.no_live, base_port=args.base_port, night=plan,
                         exit_when_done=args.exit_when_done,
-                        n_detectors=args.detectors, detector_size=args.detector_size)
+                        n_detectors=args.detectors, detector_size=args.detector_size,
+                        engine=args.engine)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -2,8 +2,10 @@
 
 What it does, in order:
 
-1. Kafka: the configured ``kafka.bootstrap_servers``, else an embedded broker owned by this
-   process (it dies with it, even on SIGKILL);
+1. Kafka: the configured ``kafka.bootstrap_servers``, else a broker of ``--engine`` owned by
+   this process (it dies with it, even on SIGKILL): the embedded one (the default), or Apache
+   Kafka with its data in ``<root>/kafka``. A broker that dies is started again on the same
+   port and data directory (:mod:`alertbutler.deploy.broker`);
 2. the topics (next-visit, work, alerts, dead-letter, status), the L1 database (SQLite under
    ``data_dir`` or ``--l1db-url``) and the central butler repo: with ``--night``, filled from
    the simulated night's calibrations and templates; otherwise an existing one, or an empty
@@ -18,7 +20,8 @@ Once the services are started, ``<data_dir>/up/deployment.json``
 L1 database are, so another process can feed the deployment (``alertbutler night replay
 RECORDING --into <data_dir>``); it is removed when ``up`` stops.
 
-The loop restarts crashed services and renders the live view; SIGTERM or Ctrl-C stops the
+The loop restarts crashed services (and the broker) and renders the live view; SIGTERM or
+Ctrl-C stops the
 services in topology order (each finishes or hands back its work in flight), then the broker.
 With ``--night`` every run uses a fresh ``<data_dir>/up`` directory (repos, L1 DB, landing).
 """
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from alertbutler.config import CONFIG_ENV, Config, dump_toml
+from alertbutler.deploy.broker import SupervisedBroker
 from alertbutler.deploy.feed import NightFeed, NightPlan
 from alertbutler.deploy.progress import NightProgress
 from alertbutler.deploy.state import (
@@ -80,6 +84,9 @@ class UpOptions:
     #: a night's plan sets its own
     n_detectors: int | None = None
     detector_size: int | None = None
+    #: the broker started when ``kafka.bootstrap_servers`` is empty: "embedded" or "kafka"
+    #: (None: ``kafka.engine``)
+    engine: str | None = None
 
     @property
     def camera_args(self) -> tuple[str, ...]:
@@ -125,7 +132,7 @@ class Deployment:
         self.options = options
         self.base_config = config
         self.root = (config.data_dir / "up" if options.night else config.data_dir).resolve()
-        self.broker: Any = None
+        self.broker: SupervisedBroker | None = None
         self.config = config
         self.supervisor: Supervisor | None = None
         self.feed: NightFeed | None = None
@@ -151,7 +158,6 @@ class Deployment:
 
     def prepare(self) -> Deployment:
         """Broker, effective configuration, topics, L1 database and central repo."""
-        from alertbutler.broker import EmbeddedBroker
         from alertbutler.l1db import L1db
         from alertbutler.prompt.service_support import ensure_topics
 
@@ -161,7 +167,11 @@ class Deployment:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         bootstrap = self.base_config.kafka.bootstrap_servers
         if not bootstrap:
-            self.broker = EmbeddedBroker(log_file=self.root / "logs" / "broker.log").start()
+            engine = self.options.engine or self.base_config.kafka.engine
+            self.broker = SupervisedBroker(
+                engine, data_dir=self.root / "kafka" if engine == "kafka" else None,
+                log_file=self.root / "logs" / "broker.log",
+                on_restart=lambda address: ensure_topics(self.config, address)).start()
             bootstrap = self.broker.bootstrap
         self.config = self._effective(bootstrap)
         ensure_topics(self.config, bootstrap)
@@ -281,6 +291,8 @@ class Deployment:
         while time.monotonic() < deadline:
             assert self.supervisor is not None
             self.supervisor.poll()
+            if self.broker is not None:
+                self.broker.poll()
             if all(r.metrics_port and _ready(r.metrics_port) for r in self.replicas):
                 return True
             time.sleep(0.5)
@@ -322,6 +334,8 @@ class Deployment:
         if self._more_workers:
             n, self._more_workers = self._more_workers, 0
             self.scale_workers(sum(r.spec.name == "worker" for r in self.replicas) + n)
+        if self.broker is not None:
+            self.broker.poll()  # first: the services reconnect to it by themselves
         self.supervisor.probe()
         for replica in self.supervisor.poll():
             log.warning("service restarted", extra={"service": replica.label,

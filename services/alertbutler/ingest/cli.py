@@ -1,4 +1,4 @@
-"""``alertbutler ingest`` (the service) and ``alertbutler ingest status``."""
+"""``alertbutler ingest`` (the service), ``ingest status`` and ``ingest reset-offsets``."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(which finish and commit the batch in flight). Offsets are stored in the database "
         "with the rows; malformed messages go to the dead-letter topic. "
         "'alertbutler ingest status' shows lag per partition, rows/s and the last "
-        "ingested visit-detector.")
-    parser.add_argument("action", nargs="?", choices=["run", "status"], default="run",
-                        help="run the ingester (default) or show its status")
+        "ingested visit-detector, and exits 1 if a stored offset is beyond its partition's "
+        "end. 'alertbutler ingest reset-offsets --topic T' is the recovery after the broker or "
+        "the topic lost its messages (a memory-only broker restarted, a topic re-created): it "
+        "sets where the ingester resumes (a running ingester stopped at such a partition picks "
+        "it up by itself).")
+    parser.add_argument("action", nargs="?", choices=["run", "status", "reset-offsets"],
+                        default="run",
+                        help="run the ingester (default), show its status, or reset its "
+                        "stored offsets")
     parser.add_argument("--topic", action="append", default=None, metavar="NAME",
                         help="alert topic (repeatable; default: kafka.alert_topic)")
     parser.add_argument("--group", default=None, help="consumer group (default: ingest.group)")
@@ -36,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval", type=float, default=2.0,
                         help="status: seconds between the two samples of rows/s")
     parser.add_argument("--json", action="store_true", help="status: print one JSON object")
+    parser.add_argument("--partition", type=int, action="append", default=None, metavar="P",
+                        help="reset-offsets: this partition only (repeatable; default: every "
+                        "partition with a stored offset)")
+    parser.add_argument("--to", default=None, metavar="earliest|OFFSET",
+                        help="reset-offsets: 'earliest' (the partition's start) or an offset; "
+                        "required")
     parser.set_defaults(func=_main)
 
 
@@ -51,6 +63,8 @@ def _main(args: argparse.Namespace, config: Config) -> int:
     topics = tuple(args.topic or [config.kafka.alert_topic])
     group = group_id(config, args.group or config.ingest.group)
     db_url = args.db or config.l1db_url
+    if args.action == "reset-offsets":
+        return _reset_offsets(args, group, db_url)
     bootstrap = _bootstrap(config)
     if args.action == "status":
         from alertbutler.ingest.status import format_status, ingest_status
@@ -62,7 +76,7 @@ def _main(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps(status.as_dict()))
         else:
             print(format_status(status))
-        return 0
+        return 1 if status.beyond_end else 0
 
     from alertbutler.ingest.service import IngestSettings, run_ingester
     from alertbutler.l1db import L1db
@@ -79,4 +93,31 @@ def _main(args: argparse.Namespace, config: Config) -> int:
         session_timeout_ms=config.kafka.session_timeout_ms, assign_all=args.assign_all)
     totals = run_ingester(settings, metrics_port=args.metrics_port)
     print(json.dumps(vars(totals)), file=sys.stderr)
+    return 0
+
+
+def _reset_offsets(args: argparse.Namespace, group: str, db_url: str) -> int:
+    from alertbutler.l1db import L1db
+
+    if not args.topic or len(args.topic) != 1:
+        raise ConfigError("reset-offsets needs exactly one --topic (the offsets of which topic "
+                          "to reset)")
+    if args.to is None:
+        raise ConfigError("reset-offsets needs --to earliest or --to OFFSET (where the "
+                          "ingester resumes)")
+    if args.to == "earliest":
+        to = None
+    elif args.to.isascii() and args.to.isdigit():
+        to = int(args.to)
+    else:
+        raise ConfigError(f"--to {args.to!r}: expected 'earliest' or a non-negative offset")
+    topic = args.topic[0]
+    with L1db(db_url) as db:
+        before = db.reset_consumer_offsets(group, topic, partitions=args.partition, to=to)
+    if not before:
+        print(f"no offsets stored for group {group} on {topic}: nothing to reset")
+        return 0
+    for partition, offset in sorted(before.items()):
+        print(f"{topic}:{partition} group {group}: {'-' if offset is None else offset} -> "
+              f"{'earliest' if to is None else to}")
     return 0

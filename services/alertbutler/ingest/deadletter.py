@@ -69,5 +69,5 @@ class DeadLetterProducer:
                 f"{left} dead letter(s) unacknowledged after {timeout} s, "
                 f"{len(failures)} refused ({'; '.join(failures[:3])})")
 
-    def close(self) -> None:
-        self._producer.flush(10)
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)

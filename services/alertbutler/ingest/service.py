@@ -12,12 +12,22 @@ Exactly-once effects without Kafka transactions (absent on the embedded broker):
 The database's offsets are the truth: on every partition assignment the consumer seeks to the
 offset stored with the rows (with none, to the beginning of the partition). A crash anywhere
 re-reads at most the batch in flight, and re-storing it changes nothing. SIGTERM and SIGINT
-end the loop after the batch in flight is committed.
+end the loop after the batch in flight is committed, also during a broker outage (exit 0).
+
+A stored offset beyond its partition's end means the broker or the topic lost its messages (a
+memory-only broker restarted, the topic was deleted and re-created): reading on from it would
+skip every new message below it. The ingester stops reading that partition, says so (an ERROR
+line, ``alertbutler_offset_beyond_end``, ``/readyz``) and waits for an operator's
+``alertbutler ingest reset-offsets`` (:mod:`.offsets`), which it notices by itself. The end is
+the high watermark of a fetch response (the embedded broker answers a fetch beyond the end
+with no records and its true high watermark) or the broker's OFFSET_OUT_OF_RANGE (Apache
+Kafka). Broker outages are reported once each by :class:`alertbutler.kafka.outage.BrokerWatch`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -29,12 +39,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    OffsetOutOfRangeError,
+)
 
 from alertbutler.faults import crash_point
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
-from alertbutler.kafka import list_topics
+from alertbutler.kafka.outage import BrokerWatch, quiet_aiokafka, quiet_confluent
 from alertbutler.l1db import ConsumedOffsets, L1db, StoreResult
 from alertbutler.metrics import Health, ServiceMetrics
 
@@ -57,6 +72,8 @@ class IngestSettings:
     #: Assign every partition of the topics to this process instead of joining the group
     #: (one ingester per topic; no group join, so restarts are immediate).
     assign_all: bool = False
+    #: probe the broker and report outages (one line each, readiness, metrics)
+    watch_broker: bool = True
     member: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
@@ -125,6 +142,12 @@ class Ingester:
         self._consumer: AIOKafkaConsumer | None = None
         self._commit_warned = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: partitions stopped at a stored offset beyond their end -> that stored offset
+        self.beyond_end: dict[tuple[str, int], int] = {}
+        #: since when a fetch's high watermark is below the position (not yet confirmed)
+        self._below_since: dict[tuple[str, int], float] = {}
+        self._last_recheck = 0.0
+        self._watch: BrokerWatch | None = None
 
     def stop(self) -> None:
         """Finish the batch in flight, commit it, and return from :meth:`run`.
@@ -148,25 +171,31 @@ class Ingester:
                 loop.add_signal_handler(sig, self.stop)
         if self._db is None:
             self._db = await asyncio.to_thread(L1db, s.db_url)
-        dlt = DeadLetterProducer(s.confluent, s.dead_letter_topic)
+        quiet_aiokafka()
+        watch = BrokerWatch(s.confluent, service="ingest", metrics=self.metrics,
+                            health=self.health)
+        if s.watch_broker:
+            self._watch = watch.start()
+        dlt = DeadLetterProducer({**s.confluent, **quiet_confluent("ingest dead letters")},
+                                 s.dead_letter_topic)
+        # "none": an offset out of range is an error to look at (retention, or a broker that
+        # lost its data), never a silent jump (see _out_of_range)
         consumer = AIOKafkaConsumer(
             **s.aiokafka, group_id=s.group,
             client_id=f"alertbutler-ingest-{s.member}", enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=s.session_timeout_ms,
+            auto_offset_reset="none", session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(s.session_timeout_ms // 3, 100),
             max_poll_interval_ms=300_000, max_partition_fetch_bytes=4 * 1024 * 1024)
         self._consumer = consumer
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            watch.stop()
+            dlt.close(timeout=0)
+            raise
         try:
             if s.assign_all:
-                # aiokafka's cached metadata holds only the topics it was asked about (Apache
-                # Kafka answers an empty topic list with no topics): ask for the counts.
-                counts = await asyncio.to_thread(
-                    list_topics, s.confluent["bootstrap.servers"], settings=s.confluent)
-                partitions = [TopicPartition(topic, p) for topic in s.topics
-                              for p in range(counts.get(topic, 0))]
-                if not partitions:
-                    raise RuntimeError(f"no partitions found for topics {', '.join(s.topics)}")
+                partitions = await self._partitions()
                 consumer.assign(partitions)
                 await self._seek_to_stored(partitions)
             else:
@@ -177,13 +206,49 @@ class Ingester:
                                                 "member": s.member, "db": self._db.url})
             await self._pipeline(consumer, dlt)
         finally:
-            await consumer.stop()
-            dlt.close()
+            await self._close(consumer, dlt)
+            watch.stop()
             self._decoder.shutdown(wait=True)
             if self._own_db:
                 self._db.close()
         log.info("ingester stopped", extra=vars(self.totals))
         return self.totals
+
+    async def _partitions(self) -> list[TopicPartition]:
+        """Every partition of the topics. Asked with a metadata request of its own: aiokafka's
+        cached metadata holds only the topics a consumer subscribed to (none here), which
+        Apache Kafka takes literally; a topic created a moment ago may have no partitions
+        listed yet, so ask again for up to 30 s."""
+        from alertbutler.kafka import list_topics
+
+        s = self.settings
+        deadline = time.monotonic() + 30.0
+        while True:
+            found = await asyncio.to_thread(list_topics, s.confluent["bootstrap.servers"],
+                                            settings=s.confluent)
+            if all(found.get(t) for t in s.topics) or time.monotonic() > deadline \
+                    or self._stop.is_set():
+                break
+            await asyncio.sleep(0.5)
+        partitions = [TopicPartition(topic, p) for topic in s.topics
+                      for p in range(found.get(topic, 0))]
+        if not partitions:
+            raise RuntimeError(f"no partitions found for topics {', '.join(s.topics)}")
+        return partitions
+
+    async def _close(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer) -> None:
+        """Close the clients; a broker that is gone must not turn a stop into a crash (aiokafka
+        raises the cancellation of its own pending fetch from ``stop()``)."""
+        try:
+            await consumer.stop()
+        except (asyncio.CancelledError, KafkaError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            log.warning("Kafka consumer closed uncleanly (broker unreachable?)",
+                        extra={"error": f"{type(exc).__name__}: {exc}"})
+        # dead letters are flushed before each commit: nothing is left to wait for in an outage
+        dlt.close(timeout=10.0 if self._watch is None or self._watch.up else 0.0)
 
     async def _pipeline(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer) -> None:
         """Collect and decode batch N+1 while batch N is written: two threads overlap (the
@@ -195,6 +260,8 @@ class Ingester:
             while not self._stop.is_set() and not writer.done():
                 if self.health is not None:
                     self.health.beat()
+                if self.beyond_end:
+                    await self._recheck_stored(consumer)
                 generation = self._generation
                 messages = await self._collect(consumer)
                 if generation != self._generation or self._assigning:
@@ -255,6 +322,7 @@ class Ingester:
         for tp in partitions:
             known = stored.get((tp.topic, tp.partition))
             key = (tp.topic, tp.partition)
+            self._clear_beyond_end(key)  # looked at afresh from the stored offset
             if known is None:
                 # offset 0, not seek_to_beginning (a ListOffsets request); past retention the
                 # consumer falls back to the earliest offset (auto_offset_reset)
@@ -275,15 +343,113 @@ class Ingester:
         deadline: float | None = None
         while len(messages) < s.max_batch_messages and not self._stop.is_set():
             wait = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            fetched = await consumer.getmany(timeout_ms=wait,
-                                             max_records=s.max_batch_messages - len(messages))
+            try:
+                fetched = await consumer.getmany(
+                    timeout_ms=wait, max_records=s.max_batch_messages - len(messages))
+            except OffsetOutOfRangeError as exc:
+                await self._out_of_range(consumer, exc.args[0] if exc.args else {})
+                break
             for records in fetched.values():
                 messages.extend(records)
+            self._check_ends(consumer)
             if messages and deadline is None:
                 deadline = time.monotonic() + s.max_batch_ms / 1000
             if deadline is None or time.monotonic() >= deadline:
                 break
         return messages
+
+    # -- offsets beyond the partition's end ---------------------------------------------------
+    def _check_ends(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop a partition whose fetch high watermark stays below the position (the embedded
+        broker's answer for a position beyond the end). Confirmed over 3 s of fetches: after a
+        restart Apache Kafka may briefly report a high watermark below its log end."""
+        now = time.monotonic()
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            position = self._collected.get(key)
+            high = consumer.highwater(tp)
+            if key in self.beyond_end or position is None or high is None \
+                    or high >= position:
+                self._below_since.pop(key, None)
+                continue
+            since = self._below_since.setdefault(key, now)
+            if now - since >= 3.0:
+                self._stop_partition(consumer, tp, position, high)
+
+    async def _out_of_range(self, consumer: AIOKafkaConsumer,
+                            offsets: dict[TopicPartition, int]) -> None:
+        """The broker refused a fetch position (Apache Kafka): below the partition's start,
+        the messages were deleted by retention before they were read (said loudly, then read
+        on from the start); beyond its end, the partition is stopped."""
+        for tp, offset in offsets.items():
+            key = (tp.topic, tp.partition)
+            start = (await consumer.beginning_offsets([tp]))[tp]
+            if offset < start:
+                log.error("messages deleted by retention before they were ingested: reading on "
+                          "from the partition's start", extra={
+                              "topic": tp.topic, "partition": tp.partition,
+                              "position": offset, "start": start, "lost": start - offset})
+                consumer.seek(tp, start)
+                self._collected[key] = self._next[key] = start
+                continue
+            end = (await consumer.end_offsets([tp]))[tp]  # ListOffsets: right on Apache Kafka
+            self._stop_partition(consumer, tp, offset, end)
+
+    def _stop_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, stored: int,
+                        end: int) -> None:
+        key = (tp.topic, tp.partition)
+        if key in self.beyond_end:
+            return
+        self.beyond_end[key] = stored
+        self._below_since.pop(key, None)
+        consumer.pause(tp)
+        command = f"alertbutler ingest reset-offsets --topic {tp.topic} --partition {tp.partition}"
+        log.error("stored offset beyond the partition's end: the broker or the topic lost its "
+                  "messages (a memory-only broker restarted, or the topic was re-created); "
+                  "nothing is read from this partition until an operator resets its offset",
+                  extra={"topic": tp.topic, "partition": tp.partition, "stored_offset": stored,
+                         "end": end, "fix": command})
+        if self.metrics is not None:
+            self.metrics.offset_beyond_end.labels("ingest", tp.topic, str(tp.partition)).set(1)
+        if self.health is not None:
+            self.health.block(f"offset:{tp.topic}:{tp.partition}",
+                              f"{tp.topic}:{tp.partition}: stored offset {stored} is beyond the "
+                              f"partition's end {end}; run '{command}'")
+
+    def _clear_beyond_end(self, key: tuple[str, int]) -> None:
+        self._below_since.pop(key, None)
+        if self.beyond_end.pop(key, None) is None:
+            return
+        if self.metrics is not None:
+            with contextlib.suppress(KeyError):
+                self.metrics.offset_beyond_end.remove("ingest", key[0], str(key[1]))
+        if self.health is not None:
+            self.health.unblock(f"offset:{key[0]}:{key[1]}")
+
+    async def _recheck_stored(self, consumer: AIOKafkaConsumer) -> None:
+        """Every 2 s while partitions are stopped: has an operator reset their offsets?"""
+        if time.monotonic() - self._last_recheck < 2.0:
+            return
+        self._last_recheck = time.monotonic()
+        assert self._db is not None
+        stored = await asyncio.to_thread(self._db.consumer_offsets, self.settings.group)
+        for key, at in list(self.beyond_end.items()):
+            known = stored.get(key)
+            offset = None if known is None else known.next_offset
+            if offset == at:
+                continue
+            tp = TopicPartition(*key)
+            self._clear_beyond_end(key)
+            if tp in consumer.assignment():
+                consumer.seek(tp, offset or 0)
+                if offset is None:
+                    self._collected.pop(key, None)
+                    self._next.pop(key, None)
+                else:
+                    self._collected[key] = self._next[key] = offset
+                consumer.resume(tp)
+            log.warning("offset reset by an operator: reading the partition again",
+                        extra={"topic": key[0], "partition": key[1], "from": offset or 0})
 
     async def _ingest(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer,
                       messages: list[Message], sorted_batch: SortedBatch) -> None:
@@ -302,11 +468,12 @@ class Ingester:
         for vd in result.completed:
             log.info("visit-detector ingested", extra={"visit": vd.visit,
                                                        "detector": vd.detector})
-        try:
-            await consumer.commit({TopicPartition(topic, p): offset for (topic, p), offset
-                                   in sorted_batch.next_offsets.items()
-                                   if TopicPartition(topic, p) in consumer.assignment()})
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+        try:  # bounded: during an outage the commit would wait for the coordinator
+            await asyncio.wait_for(consumer.commit(
+                {TopicPartition(topic, p): offset for (topic, p), offset
+                 in sorted_batch.next_offsets.items()
+                 if TopicPartition(topic, p) in consumer.assignment()}), timeout=10.0)
+        except (CommitFailedError, IllegalStateError, KafkaError, TimeoutError) as exc:
             # The database already holds these offsets; Kafka's copy is for visibility only.
             log.log(logging.DEBUG if self._commit_warned else logging.WARNING,
                     "Kafka offset commit failed (the L1 database has the offsets): %s", exc)

@@ -2,8 +2,10 @@
 
 The end of each partition is the high watermark carried in a FETCH response, never a
 ListOffsets answer (the embedded broker gets "latest" wrong). A throw-away consumer that
-never commits is assigned every partition at the ingester's position (minus one, so the fetch
-returns a record when there is one) and polled until each partition has been fetched once.
+never commits is assigned every partition at its start (small fetches: the records are
+dropped) and polled until each partition has been fetched once. A position beyond the end
+(the broker or the topic lost its messages: the ingester stops reading there) is reported as
+such, never as lag 0.
 Positions come from the L1 database (where the ingester resumes); Kafka's committed offsets
 are shown beside them. Rows/s is the difference of the database's totals over ``interval``.
 """
@@ -15,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from alertbutler.l1db import L1db
 
@@ -27,7 +29,10 @@ class PartitionLag:
     position: int | None  # next offset the ingester will read (from the L1 database)
     committed: int | None  # Kafka's committed offset of the group
     high_watermark: int | None
-    lag: int | None
+    lag: int | None  # None when unknown or beyond the end
+    #: the stored position is beyond the partition's end: nothing is ingested from it until
+    #: ``alertbutler ingest reset-offsets``
+    beyond_end: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,8 +48,13 @@ class IngestStatus:
     last_commit_age_s: float | None
     last_ingested: dict[str, Any] | None
 
+    @property
+    def beyond_end(self) -> list[PartitionLag]:
+        return [p for p in self.partitions if p.beyond_end]
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "beyond_end": [f"{p.topic}:{p.partition}"
+                                               for p in self.beyond_end]}
 
 
 def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], int],
@@ -55,10 +65,11 @@ def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], 
     group = confluent.get("group.id")
     consumer = Consumer({**{k: v for k, v in confluent.items() if k != "group.id"},
                          "group.id": f"alertbutler-status-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "max.partition.fetch.bytes": 65536})
     committed: dict[tuple[str, int], int | None] = {}
     try:
-        tps = [TopicPartition(t, p, max(off - 1, 0)) for (t, p), off in positions.items()]
+        tps = [TopicPartition(t, p, OFFSET_BEGINNING) for (t, p) in positions]
         consumer.assign(tps)
         seen: set[tuple[str, int]] = set()
         deadline = time.monotonic() + timeout
@@ -101,11 +112,12 @@ def ingest_status(*, db_url: str, group: str, topics: tuple[str, ...],
     lags = []
     for (topic, partition), position in sorted(positions.items()):
         high = marks.get((topic, partition))
+        beyond = high is not None and position > high
         lags.append(PartitionLag(
             topic=topic, partition=partition,
             position=stored[(topic, partition)].next_offset if (topic, partition) in stored
             else None, committed=committed.get((topic, partition)), high_watermark=high,
-            lag=None if high is None else max(high - position, 0)))
+            lag=None if high is None or beyond else high - position, beyond_end=beyond))
     known = [p.lag for p in lags if p.lag is not None]
     last = None if info.last_ingested is None else {
         "visit": info.last_ingested.visit, "detector": info.last_ingested.detector,
@@ -139,11 +151,17 @@ def format_status(status: IngestStatus) -> str:
              f"{'topic':<24}{'partition':>10}{'position':>12}{'committed':>12}"
              f"{'high water':>12}{'lag':>10}"]
     for p in status.partitions:
+        lag = "BEYOND END" if p.beyond_end else _n(p.lag)
         lines.append(f"{p.topic:<24}{p.partition:>10}{_n(p.position):>12}{_n(p.committed):>12}"
-                     f"{_n(p.high_watermark):>12}{_n(p.lag):>10}")
+                     f"{_n(p.high_watermark):>12}{lag:>10}")
     lines.append(f"total lag {_n(status.total_lag)}; {status.messages_per_s:,.0f} messages/s, "
                  f"{status.rows_per_s:,.0f} rows/s; {status.n_messages:,} messages and "
                  f"{status.n_rows:,} rows ingested in all")
+    for p in status.beyond_end:
+        lines.append(f"ERROR {p.topic}:{p.partition}: stored position {p.position:,} is beyond "
+                     f"the partition's end {p.high_watermark:,} (the broker or the topic lost "
+                     "its messages): nothing is ingested from it until 'alertbutler ingest "
+                     f"reset-offsets --topic {p.topic} --partition {p.partition}'")
     if status.last_commit_age_s is not None:
         lines.append(f"last commit {status.last_commit_age_s:.1f} s ago")
     last = status.last_ingested

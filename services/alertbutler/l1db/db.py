@@ -294,6 +294,34 @@ class L1db:
                                                  next_offset=int(o), updated_at=float(u))
                     for t, p, o, u in rows}
 
+    def reset_consumer_offsets(self, consumer: str, topic: str, *,
+                               partitions: Iterable[int] | None = None,
+                               to: int | None = None) -> dict[int, int | None]:
+        """An operator's recovery after a broker or topic lost its messages: set where the
+        ingester resumes (``to`` None: the partition's start). The only way offsets move
+        backwards. Returns each partition's offset before the reset (None: none stored)."""
+        if to is not None and to < 0:
+            raise ValueError(f"offset {to} is negative")
+        wanted = None if partitions is None else sorted({int(p) for p in partitions})
+        with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+              conn.begin()):
+            rows = conn.execute(sa.text(
+                "SELECT partition, next_offset FROM consumer_offset "
+                "WHERE consumer = :c AND topic = :t"), {"c": consumer, "t": topic}).all()
+            before: dict[int, int | None] = {int(p): int(o) for p, o in rows}
+            targets = sorted(before) if wanted is None else wanted
+            for partition in targets:
+                before.setdefault(partition, None)
+                conn.execute(sa.text(
+                    "DELETE FROM consumer_offset WHERE consumer = :c AND topic = :t "
+                    "AND partition = :p"), {"c": consumer, "t": topic, "p": partition})
+                if to is not None:
+                    conn.execute(sa.text(
+                        "INSERT INTO consumer_offset (consumer, topic, partition, next_offset, "
+                        "updated_at) VALUES (:c, :t, :p, :o, :now)"),
+                        {"c": consumer, "t": topic, "p": partition, "o": to, "now": time.time()})
+        return {p: before[p] for p in targets}
+
     def consumer_progress(self, consumer: str) -> ConsumerProgress:
         with self._engine.connect() as conn:
             n_messages, n_rows, updated = conn.execute(sa.text(

@@ -47,6 +47,7 @@ from alertbutler.prompt.events import (
 )
 from alertbutler.prompt.kafka_io import (
     Outgoing,
+    broker_watch,
     commit_past,
     make_consumer,
     make_producer,
@@ -186,6 +187,8 @@ class FanoutService:
         consumer = make_consumer(self.config, self.bootstrap, self.group)
         producer = make_producer(self.config, self.bootstrap)
         n_work_partitions = max(1, self._partitions(kafka.work_topic))
+        watch = broker_watch(self.config, self.bootstrap, "fanout", self.metrics,
+                             self.health).start()
         consumer.subscribe([kafka.next_visit_topic], on_assign=self._on_assign)
         try:
             for msg in serve(consumer, stop, assigned=self.assigned, idle_exit_s=idle_exit_s,
@@ -198,7 +201,8 @@ class FanoutService:
                     self.events_done += 1
         finally:
             consumer.close()
-            producer.flush(10)
+            producer.flush(10 if watch.up else 0)
+            watch.stop()
         return self.events_done
 
     def _partitions(self, topic: str) -> int:

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from alertbutler.config import Config
 from alertbutler.kafka import confluent_settings, group_id
+from alertbutler.kafka.outage import BrokerWatch, quiet_confluent
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import PromptError
 
@@ -28,10 +29,19 @@ class DeliveryFailedError(PromptError):
     """Some messages were not acknowledged; nothing that caused them may be committed."""
 
 
+def broker_watch(config: Config, bootstrap: str, service: str,
+                 metrics: ServiceMetrics | None, health: Health | None) -> BrokerWatch:
+    """The service's :class:`BrokerWatch` (start it): one line per outage, readiness off."""
+    return BrokerWatch(confluent_settings(config, bootstrap),
+                       service=metrics.service if metrics is not None else service,
+                       metrics=metrics, health=health)
+
+
 def make_producer(config: Config, bootstrap: str, **extra: Any) -> Producer:
     return Producer(confluent_settings(config, bootstrap, **{
         "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-        "compression.type": config.kafka.compression, "log_level": 3, **extra}))
+        "compression.type": config.kafka.compression, **quiet_confluent("producer"),
+        **extra}))
 
 
 def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Consumer:
@@ -44,7 +54,7 @@ def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Co
         # partitions, hence the first detectors, all to one member.
         "partition.assignment.strategy": "roundrobin",
         "heartbeat.interval.ms": max(500, config.kafka.session_timeout_ms // 3),
-        "log_level": 3, **extra}))
+        **quiet_confluent(f"consumer {name}"), **extra}))
 
 
 Outgoing = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition

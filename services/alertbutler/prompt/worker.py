@@ -50,6 +50,7 @@ from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import WorkItem, decode_work_item
 from alertbutler.prompt.kafka_io import (
     DeliveryFailedError,
+    broker_watch,
     commit_past,
     make_consumer,
     make_producer,
@@ -133,6 +134,8 @@ class Worker:
         consumer = make_consumer(self.config, self.bootstrap, self.group, **{
             "max.poll.interval.ms": int(max(deadline_s, 10.0) * 1000)})
         producer = make_producer(self.config, self.bootstrap)
+        watch = broker_watch(self.config, self.bootstrap, "worker", self.metrics,
+                             self.health).start()
         consumer.subscribe([self.config.kafka.work_topic], on_assign=self._on_assign)
         watchdog = threading.Thread(target=self._watchdog, args=(stop, deadline_s),
                                     name="item-deadline", daemon=True)
@@ -147,7 +150,8 @@ class Worker:
                 self._handle(msg, consumer, producer)
         finally:
             consumer.close()
-            producer.flush(10)
+            producer.flush(10 if watch.up else 0)
+            watch.stop()
         return self.items_done
 
     def _watchdog(self, stop: threading.Event, deadline_s: float) -> None:
