@@ -43,6 +43,7 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
     KafkaError,
+    NoOffsetForPartitionError,
     OffsetOutOfRangeError,
 )
 
@@ -348,6 +349,13 @@ class Ingester:
                     timeout_ms=wait, max_records=s.max_batch_messages - len(messages))
             except OffsetOutOfRangeError as exc:
                 await self._out_of_range(consumer, exc.args[0] if exc.args else {})
+                break
+            except NoOffsetForPartitionError as exc:
+                # a partition assigned in a rebalance, fetched before its seek (no reset
+                # policy): seek it to what the database holds, as the assignment does
+                found = exc.args[0] if exc.args else []
+                await self._seek_to_stored(
+                    [found] if isinstance(found, TopicPartition) else list(found))
                 break
             for records in fetched.values():
                 messages.extend(records)
