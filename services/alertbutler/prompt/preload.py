@@ -210,7 +210,18 @@ class Repos:
     def publish(self, alerts: list[dict[str, Any]], *, instrument: str, visit: int,
                 detector: int) -> DatasetRef:
         """Put the visit-detector's alerts (maybe none) through the publish datastore: returns
-        after Kafka acknowledged them and the end-of-visit-detector markers."""
+        after Kafka acknowledged them and the end-of-visit-detector markers.
+
+        Once per visit-detector on this worker: the registry row is committed only with the
+        acknowledgement, so an item processed again after its alerts went out (its status
+        could not be sent during a broker outage) finds them published and does not publish
+        the same alerts a second time (it used to fail on the existing row, three times)."""
+        done = self.publisher.find_dataset(ALERT_DATASET, instrument=instrument, visit=visit,
+                                           detector=detector, collections=ALERT_RUN)
+        if done is not None:
+            log.info("alerts already published and acknowledged by an earlier attempt: not "
+                     "sent again", extra={"visit": visit, "detector": detector})
+            return done
         return self.publisher.put(alerts, ALERT_DATASET, instrument=instrument, visit=visit,
                                   detector=detector)
 
