@@ -76,7 +76,8 @@ class BrokerWatch:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(self.timeout + self.interval + 1.0)
+            # a probe in flight ends by its own timeout; the thread is a daemon
+            self._thread.join(0.5)
             self._thread = None
 
     def __enter__(self) -> BrokerWatch:
