@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from alertbutler.alerts._errors import DeliveryError
+from alertbutler.kafka.outage import librdkafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ class AlertPublisher:
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 1024 * 1024,
             "batch.size": 4 * 1024 * 1024,
-            "logger": logging.getLogger("alertbutler.alerts.librdkafka"),
+            # connection failures are reported once per outage by the service's BrokerWatch
+            "logger": librdkafka_logger("alertbutler.alerts.librdkafka"),
             **(settings or {}),
             **REQUIRED_SETTINGS,
         }

@@ -170,6 +170,27 @@ class _QuietAiokafka(logging.Filter):
         return not any(fragment in text for fragment in _AIOKAFKA_CONNECTIVITY)
 
 
+class _QuietLibrdkafka(logging.Filter):
+    """librdkafka's connection lines (facility FAIL: refused, disconnected, resolve)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("FAIL") or "Connection refused" in text
+                    or "Disconnected" in text)
+
+
+_librdkafka_filter = _QuietLibrdkafka()
+
+
+def librdkafka_logger(name: str) -> logging.Logger:
+    """A logger for a confluent client's ``logger`` setting without the per-attempt
+    connection lines (:class:`BrokerWatch` reports the outage once)."""
+    logger = logging.getLogger(name)
+    if _librdkafka_filter not in logger.filters:
+        logger.addFilter(_librdkafka_filter)
+    return logger
+
+
 _AIOKAFKA_LOGGERS = ("aiokafka", "aiokafka.client", "aiokafka.conn", "aiokafka.cluster",
                      "aiokafka.consumer.consumer", "aiokafka.consumer.fetcher",
                      "aiokafka.consumer.group_coordinator", "aiokafka.producer.producer",
