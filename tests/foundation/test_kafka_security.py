@@ -158,6 +158,17 @@ def test_a_wrong_password_is_refused_naming_authentication(
     assert "authentication failed for user 'reader': wrong user name or password" \
         in run.stderr
     _no_password(run.stdout, run.stderr)
+    mechanism = _alertbutler("subscribe", f"kafka://{secured.bootstrap}/{topic}",
+                             "--until-end", "--quiet",
+                             env={**_env(), "ALERTBUTLER_KAFKA__CLIENT__SASL_MECHANISM":
+                                  "SCRAM-SHA-256"})
+    assert mechanism.returncode == 1
+    assert "the broker does not offer SCRAM-SHA-256" in mechanism.stderr
+    bare = {k: v for k, v in _env().items() if not k.startswith("ALERTBUTLER_")}
+    plain = _alertbutler("subscribe", f"kafka://{secured.bootstrap}/{topic}", "--until-end",
+                         "--quiet", env=bare)
+    assert plain.returncode == 1
+    assert "without kafka.client security.protocol and sasl.* settings" in plain.stderr
 
 
 def test_aiokafka_clients_log_in_with_the_translated_settings(

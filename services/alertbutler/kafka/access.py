@@ -43,14 +43,17 @@ def access_error(err: KafkaError | KafkaException, *, settings: Mapping[str, Any
     cause = REFUSALS.get(code, "refused")
     user = settings.get("sasl.username") or "(no user)"
     mechanism = settings.get("sasl.mechanism") or settings.get("sasl.mechanisms") or "SASL"
-    if cause == "authentication failed":
+    detail = err.args[0] if isinstance(err, KafkaException) and err.args else err
+    text = detail.str() if isinstance(detail, KafkaError) else str(detail)
+    if cause == "authentication failed" and "mechanism" in text.lower() and \
+            "handshake" in text.lower():
+        hint = f"the broker does not offer {mechanism} (kafka.client sasl.mechanism)"
+    elif cause == "authentication failed":
         hint = f"wrong user name or password for {mechanism}"
     elif cause == "cluster authorization failed":
         hint = "the user may not write (no Write ACL on any topic, so no idempotent producer)"
     else:
         hint = "the broker's ACLs do not allow it"
-    detail = err.args[0] if isinstance(err, KafkaException) and err.args else err
-    text = detail.str() if isinstance(detail, KafkaError) else str(detail)
     return KafkaAccessError(f"{doing}: {cause} for user {user!r}: {hint} ({text})")
 
 

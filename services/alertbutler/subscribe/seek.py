@@ -61,7 +61,16 @@ def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float, *,
     (``settings``: the client's, for the user an access error names)."""
     out: list[Partition] = []
     for topic in topics:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        try:
+            meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError._TRANSPORT:
+                raise SubscribeError(
+                    f"no metadata for topic {topic!r}: {err.str()} (the broker closed the "
+                    "connection: a broker that requires SASL or TLS does so to a client "
+                    "without kafka.client security.protocol and sasl.* settings)") from None
+            raise
         if meta is not None and meta.error is not None and is_refusal(meta.error):
             raise access_error(meta.error, settings=settings or {},
                                doing=f"reading topic {topic!r}")
