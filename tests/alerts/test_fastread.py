@@ -52,7 +52,9 @@ def test_corrupted_messages_decode_as_fastavro_decides(position: int, value: int
     message[position] = value
     expected = _fastavro_decode(bytes(message))
     if isinstance(expected, dict):
-        assert Codec().decode(bytes(message)).record == expected
+        # through fastavro's encoding: a corrupted float can be a NaN, which != itself
+        got = Codec().decode(bytes(message)).record
+        assert got.keys() == expected.keys() and _reference(got) == _reference(expected)
     else:
         with pytest.raises(AlertFormatError):
             Codec().decode(bytes(message))

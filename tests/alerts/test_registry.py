@@ -25,9 +25,9 @@ def test_registry_ids_on_the_wire_and_ours_in_decoded() -> None:
     wire_id = struct.unpack(">I", message[1:5])[0]
     assert wire_id == codec.wire_id("alert")
     assert json.loads(client.get_schema(wire_id).schema_str)["namespace"] == \
-        "alertbutler.alert.v1_1"
+        "alertbutler.alert.v1_2"
     decoded = codec.decode(message)
-    assert decoded.schema_id == 900101 and decoded.record == alert
+    assert decoded.schema_id == 900102 and decoded.record == alert
     deserializer = AvroDeserializer(client)
     assert deserializer(message, SerializationContext("t", MessageField.VALUE)) == alert
     # messages written without a registry (fixed ids) still decode
@@ -49,4 +49,4 @@ def test_foreign_schema_in_the_registry_is_unknown() -> None:
 
 def test_without_a_url_ids_are_the_fixed_ones() -> None:
     assert codec_for("") is default_codec()
-    assert default_codec().wire_id("alert") == 900101
+    assert default_codec().wire_id("alert") == 900102

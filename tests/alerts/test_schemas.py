@@ -14,6 +14,9 @@ from alertbutler.alerts.schemas import current_ids, schema_dir
 
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 RUBIN_RECORDS = ("alert", "diaSource", "diaForcedSource", "diaObject", "ssSource")
+#: our own fields, per record and the version that added them: never in lsst.v11, always
+#: nullable with a null default, so Rubin's readers skip them and ours fill them in
+OUR_FIELDS = {("diaSource", "psfModel_flag_degraded"): "1.2"}
 
 
 def test_ids_file_matches_constants() -> None:
@@ -38,11 +41,11 @@ def test_ids_do_not_clash_with_rubin_ids() -> None:
 
 
 def test_lookup_by_id_kind_version_and_name() -> None:
-    assert schema_info(900101) is schema_info("alert") is schema_info("alert:1.1")
+    assert schema_info(900102) is schema_info("alert") is schema_info("alert:1.2")
     assert schema_info("alert/1.0").id == 900100
     assert schema_info("alertbutler.alert.v1_0.alert").id == 900100
-    assert load_schema("alert") is load_schema(900101)  # parsed once
-    assert schema_info("alert").subject == "alertbutler-alert-v1.1-value"
+    assert load_schema("alert") is load_schema(900102)  # parsed once
+    assert schema_info("alert").subject == "alertbutler-alert-v1.2-value"
     with pytest.raises(UnknownSchemaError, match="unknown schema id 42"):
         schema_info(42)
     with pytest.raises(UnknownSchemaError, match="unknown schema 'nope'"):
@@ -79,7 +82,7 @@ def _norm(t: object) -> object:
     return str(t).split(".")[-1]
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
 def test_every_alert_field_has_rubin_name_type_and_nullability(version: str) -> None:
     rubin = _rubin_fields()
     doc = json.loads(schema_info(f"alert:{version}").text)
@@ -101,7 +104,13 @@ def test_every_alert_field_has_rubin_name_type_and_nullability(version: str) -> 
         collect(f["type"])
     assert set(records) == set(RUBIN_RECORDS)
     for name, record in records.items():
+        ours = {f for (r, f), since in OUR_FIELDS.items() if r == name and since <= version}
+        assert ours <= {f["name"] for f in record["fields"]}, f"{name} lacks {ours}"
         for f in record["fields"]:
+            if f["name"] in ours:
+                assert f["name"] not in rubin[name], f"{name}.{f['name']} clashes with Rubin's"
+                assert f["type"][0] == "null" and f["default"] is None and f.get("doc")
+                continue
             assert f["name"] in rubin[name], f"{name}.{f['name']} is not in lsst.v11_1"
             assert _norm(f["type"]) == _norm(rubin[name][f["name"]]), f"{name}.{f['name']}"
             assert f.get("doc"), f"{name}.{f['name']} has no doc"

@@ -32,7 +32,7 @@ from alertbutler.alerts.messages import (
 from alertbutler.alerts.schemas import SchemaInfo, known_schemas, load_schema, schema_info
 
 #: Id of the alert schema writers use now (``schemas/ids.toml``; a test keeps them equal).
-CURRENT_ALERT_SCHEMA_ID = 900101
+CURRENT_ALERT_SCHEMA_ID = 900102
 NEXT_VISIT_SCHEMA_ID = 910100
 VISIT_DETECTOR_END_SCHEMA_ID = 920100
 

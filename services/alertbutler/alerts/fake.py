@@ -119,7 +119,7 @@ def fake_alerts(n: int, *, seed: int = 0, n_history: int = 20, cutout_size: int 
                 "bboxSize": 15, "pixelFlags": False, "pixelFlags_bad": False,
                 "pixelFlags_cr": False, "pixelFlags_edge": False,
                 "pixelFlags_interpolated": False, "pixelFlags_saturated": False,
-                "pixelFlags_suspect": False,
+                "pixelFlags_suspect": False, "psfModel_flag_degraded": False,
             })
         forced = [{
             "diaForcedSourceId": this_visit * _ID_VISIT + _FORCED_OFFSET + serial + j,

@@ -25,6 +25,9 @@ from alertbutler.imaging.exposure import Exposure, Mask
 #: one matches the PSF wings, whose width difference grows with the seeing difference
 _DEGREES = (4, 3, 2, 1)
 _WIDTHS = (0.5, 1.0, 2.0, 4.0)
+#: the degrees when only a few stamps constrain the fit (11 terms, not 34): the same
+#: widths, fewer asymmetric terms, so a handful of stamps cannot fit their own noise
+_DEGREES_FEW = (2, 1, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class MatchingKernel:
     background: float
     n_stamps: int
     chi2: float
+    #: fitted with the reduced basis, from fewer stamps than the full basis needs
+    degraded: bool = False
 
     @property
     def scale(self) -> float:
@@ -44,12 +49,13 @@ class MatchingKernel:
         return self.kernel.shape[0] // 2
 
 
-def kernel_basis(half: int, match_sigma: float) -> np.ndarray:
+def kernel_basis(half: int, match_sigma: float, degrees: tuple[int, ...] = _DEGREES
+                 ) -> np.ndarray:
     """(n, 2h+1, 2h+1) Gaussian x polynomial basis kernels."""
     off = np.arange(-half, half + 1, dtype=float)
     u, v = np.meshgrid(off, off)
     basis = []
-    for width, degree in zip(_WIDTHS, _DEGREES, strict=True):
+    for width, degree in zip(_WIDTHS, degrees, strict=True):
         sigma = max(0.5, width * match_sigma)
         g = np.exp(-0.5 * (u * u + v * v) / sigma**2)
         g /= g.sum()
@@ -65,12 +71,15 @@ MAX_KERNEL_HALF = 24
 
 def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.ndarray,
                         xy: np.ndarray, *, science_sigma: float, template_sigma: float,
-                        pad: int = 0, max_stamps: int = 60, min_stamps: int = 5
-                        ) -> MatchingKernel:
+                        pad: int = 0, max_stamps: int = 60, min_stamps: int = 5,
+                        min_stamps_reduced: int | None = None) -> MatchingKernel:
     """Fit the kernel K with template ⊗ K + b ≈ science around the sources ``xy`` (N, 2).
 
-    ``template`` and ``covered`` may extend ``pad`` pixels beyond the science image.
+    ``template`` and ``covered`` may extend ``pad`` pixels beyond the science image. With
+    fewer than ``min_stamps`` usable stamps but at least ``min_stamps_reduced`` (when given),
+    a reduced basis is fitted and the kernel is marked ``degraded``.
     """
+    floor = min(min_stamps, min_stamps_reduced or min_stamps)
     match_sigma = math.sqrt(max(science_sigma**2 - template_sigma**2, 0.16))
     half = int(np.clip(math.ceil(3.0 * _WIDTHS[-1] * match_sigma), 6, MAX_KERNEL_HALF))
     s = int(max(half + 8, math.ceil(6.0 * science_sigma)))
@@ -99,13 +108,13 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
     # sources, too many for chi^2 clipping or a median. Static sources share one
     # science/template flux ratio while the others scatter: keep the stamps near the ratio
     # most stamps agree with (the mode).
-    if len(sci_stamps) >= min_stamps:
+    if len(sci_stamps) >= floor:
         ap_s0 = np.array([st.sum() - np.median(st) * st.size for st in sci_stamps])
         ap_t0 = np.array([t[half:-half, half:-half].sum() for t in tmpl_stamps])
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio0 = ap_s0 / ap_t0
         finite = (ap_t0 > 0) & np.isfinite(ratio0) & (ratio0 > 0)
-        if finite.sum() >= min_stamps:
+        if finite.sum() >= floor:
             r = ratio0[finite]
             support = (np.abs(r[:, None] / r[None, :] - 1) < 0.1).sum(axis=1)
             mode = float(np.median(r[support == support.max()]))
@@ -113,9 +122,13 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
             sci_stamps = [sci_stamps[i] for i in good]
             var_stamps = [var_stamps[i] for i in good]
             tmpl_stamps = [tmpl_stamps[i] for i in good]
-    if len(sci_stamps) < min_stamps:
+    if len(sci_stamps) < floor:
         raise PsfError(f"only {len(sci_stamps)} usable stamps for PSF matching "
-                       f"(need {min_stamps})")
+                       f"(need {floor})")
+    degraded = len(sci_stamps) < min_stamps
+    if degraded:
+        basis = kernel_basis(half, match_sigma, _DEGREES_FEW)
+        min_stamps = floor
     sci = np.array(sci_stamps, float)
     wgt = 1.0 / np.sqrt(np.array(var_stamps))
     conv = _convolve_stamps(np.array(tmpl_stamps, float), basis)  # (N, nb, 2s+1, 2s+1)
@@ -176,7 +189,7 @@ def fit_matching_kernel(science: Exposure, template: np.ndarray, covered: np.nda
     if usable.sum() >= min_stamps:
         kernel *= float(np.median(ratio[usable])) / fitted
     return MatchingKernel(kernel, float(np.median(offsets[keep])), int(keep.sum()),
-                          float(np.median(chi2[keep])))
+                          float(np.median(chi2[keep])), degraded=degraded)
 
 
 def _convolve_stamps(stamps: np.ndarray, basis: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ can also run them one by one.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from alertbutler.imaging.diffim import (
     fit_matching_kernel,
     subtract,
 )
+from alertbutler.imaging.errors import PsfError
 from alertbutler.imaging.exposure import Exposure, IsrCalibs, Mask, TemplateImage
 from alertbutler.imaging.forced import forced_photometry
 from alertbutler.imaging.isr import run_isr
@@ -90,6 +92,47 @@ def _suspect_halo(exposure: Exposure, radius: float) -> None:
         exposure.mask[y0:y1, x0:x1][(dist <= radius) & ~sub] |= Mask.SUSPECT
 
 
+#: per-pixel threshold (sigma) of the fainter kernel candidates looked for when the bright
+#: ones are too few (the bright list's is 15)
+KERNEL_FAINT_NSIGMA = 5.0
+#: the fewest stamps a reduced-basis kernel is fitted from: with three, one transient or
+#: variable among them is still outvoted when the flux scale is chosen
+MIN_STAMPS_REDUCED = 3
+
+
+def match_kernel(calexp: Exposure, warped: np.ndarray, covered: np.ndarray,
+                 objects: np.ndarray, *, science_sigma: float, template_sigma: float,
+                 pad: int) -> MatchingKernel:
+    """The PSF-matching kernel from stamps of the bright sources; when too few of them are
+    usable (a small or sparse detector), from fainter sources as well, and only when even
+    those are too few, from a reduced basis (``kernel.degraded``)."""
+    def fit(found: np.ndarray, **kw: int) -> MatchingKernel:
+        return fit_matching_kernel(calexp, warped, covered,
+                                   np.column_stack([found["x"], found["y"]]),
+                                   science_sigma=science_sigma, template_sigma=template_sigma,
+                                   pad=pad, **kw)
+    try:
+        return fit(objects)
+    except PsfError:
+        fainter = bright_sources(calexp, nsigma=KERNEL_FAINT_NSIGMA)
+        if len(fainter) <= len(objects):
+            return fit(objects, min_stamps_reduced=MIN_STAMPS_REDUCED)
+        return fit(fainter, min_stamps_reduced=MIN_STAMPS_REDUCED)
+
+
+def reported_seeing(header: fits.Header, exposure: Exposure) -> float | None:
+    """The seeing FWHM (pixels) the raw's ``SEEING`` card reports (arcsec), if any: the PSF's
+    last resort when the detector has no usable star."""
+    try:
+        arcsec = float(header.get("SEEING", math.nan))
+    except (TypeError, ValueError):
+        return None
+    scale = float(np.sqrt(abs(np.linalg.det(exposure.wcs.pixel_scale_matrix)))) * 3600.0
+    if not (math.isfinite(arcsec) and arcsec > 0 and math.isfinite(scale) and scale > 0):
+        return None
+    return arcsec / scale
+
+
 def process_exposure(raw: np.ndarray, header: fits.Header, calibs: IsrCalibs,
                      templates: Sequence[TemplateImage], *,
                      known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -103,7 +146,7 @@ def process_exposure(raw: np.ndarray, header: fits.Header, calibs: IsrCalibs,
         subtract_background(calexp, box=config.background_box)
     with timer.stage("psf"):
         objects = bright_sources(calexp)
-        psf = estimate_psf(calexp, objects)
+        psf = estimate_psf(calexp, objects, seeing_fwhm=reported_seeing(header, calexp))
         calexp.psf = psf
         _suspect_halo(calexp, config.saturation_halo_fwhm * psf.fwhm)
     with timer.stage("warp"):
@@ -116,9 +159,8 @@ def process_exposure(raw: np.ndarray, header: fits.Header, calibs: IsrCalibs,
             image=warped[crop], variance=np.where(covered, warped_var, np.inf)[crop],
             mask=np.where(covered, 0, Mask.NO_DATA).astype(np.uint16)[crop], wcs=calexp.wcs)
         template_psf = estimate_psf(template_exp, objects, min_stars=3)
-        xy = np.column_stack([objects["x"], objects["y"]])
-        kernel = fit_matching_kernel(calexp, warped, covered, xy, science_sigma=psf.sigma,
-                                     template_sigma=template_psf.sigma, pad=pad)
+        kernel = match_kernel(calexp, warped, covered, objects, science_sigma=psf.sigma,
+                              template_sigma=template_psf.sigma, pad=pad)
         matched, matched_var, nodata = convolve_template(warped, warped_var, covered, kernel,
                                                          pad=pad)
     with timer.stage("diff"):

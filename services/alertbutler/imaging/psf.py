@@ -5,6 +5,11 @@ shape, so the core and the wings are both right for PSF photometry. Each star is
 its windowed centroid and shifted with a cubic spline before a median stack; evaluating the
 model at a sub-pixel position shifts it back the same way. The model is constant over a
 detector, which is enough for a detector-size PSF that varies slowly.
+
+A small detector may have too few stars for a stack. Rather than give up on the whole
+visit-detector, the estimate degrades: a Moffat profile fitted to the stars there are, or,
+with none, a Moffat of the seeing the exposure reports (:mod:`.moffat`). The model says which
+it is (``kind``), so that every product made with it can be flagged.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from scipy import ndimage
 
 from alertbutler.imaging.errors import PsfError
 from alertbutler.imaging.exposure import Exposure, Mask
+from alertbutler.imaging.moffat import MoffatShape, fit_moffat, moffat_stamp
+
+#: how a PSF model was made, best first: a median stack of at least ``min_stars`` stars; a
+#: Moffat profile fitted to fewer stars; a round Moffat of the reported seeing (no star)
+PSF_KINDS = ("empirical", "moffat", "seeing")
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,13 @@ class PsfModel:
     #: aperture flux / PSF-fit flux of the PSF stars: makes PSF fluxes total fluxes even
     #: though the stacked model is slightly broadened by the centring interpolation
     aperture_correction: float = 1.0
+    #: one of :data:`PSF_KINDS`
+    kind: str = "empirical"
+
+    @property
+    def degraded(self) -> bool:
+        """A fallback model: fewer stars than a stack needs (flagged in metrics and alerts)."""
+        return self.kind != "empirical"
 
     @property
     def half(self) -> int:
@@ -126,21 +143,57 @@ def _ring_median(stamp: np.ndarray, width: int = 2) -> float:
 
 
 def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
-                 min_stars: int = 5) -> PsfModel:
-    """Stack PSF stars into a model; the stamp grows with the seeing to keep the wings."""
+                 min_stars: int = 5, seeing_fwhm: float | None = None) -> PsfModel:
+    """The PSF of ``exposure``, as well as its stars allow (see :data:`PSF_KINDS`).
+
+    ``min_stars`` or more stars: their median stack, the stamp growing with the seeing to keep
+    the wings. One to ``min_stars - 1``: a Moffat profile fitted to them. None, and
+    ``seeing_fwhm`` (pixels) given: a round Moffat of that FWHM. Otherwise a ``PsfError``.
+    """
     if objects is None:
         objects = bright_sources(exposure)
-    if len(objects) == 0:
+    fallback = seeing_fwhm if seeing_fwhm is not None and math.isfinite(seeing_fwhm) \
+        and seeing_fwhm > 0 else None
+    if len(objects):
+        rough_sigma = float(np.median(np.sqrt(objects["a"] * objects["b"])))
+    elif fallback is not None:
+        rough_sigma = fallback / 2.3548
+    else:
         raise PsfError("no bright sources to model the PSF")
-    rough_sigma = float(np.median(np.sqrt(objects["a"] * objects["b"])))
     half = int(np.clip(math.ceil(10.0 * rough_sigma), 12, 30))
-    idx = select_psf_stars(exposure, objects, half)
-    if len(idx) < min_stars:
-        raise PsfError(f"only {len(idx)} usable PSF stars (need {min_stars})")
+    idx = select_psf_stars(exposure, objects, half) if len(objects) else np.zeros(0, int)
     image = np.ascontiguousarray(exposure.image, dtype=np.float32)
+    stamps, weights, kept = _centred_stamps(exposure, image, objects, idx, half, rough_sigma)
+    off = np.arange(-half, half + 1)
+    r = np.hypot(off[None, :], off[:, None])
+    # the far wing is noise-dominated: taper it smoothly to zero at the stamp edge
+    taper = np.clip((half + 0.5 - r) / 3.0, 0.0, 1.0)
+    if len(stamps) >= min_stars:
+        kind, stack = "empirical", np.median(np.array(stamps), axis=0)
+    elif stamps:
+        kind = "moffat"
+        stack = moffat_stamp(half, fit_moffat(stamps, weights, fwhm_guess=2.3548 * rough_sigma))
+    elif fallback is not None:
+        kind, stack = "seeing", moffat_stamp(half, MoffatShape(fallback))
+    else:
+        raise PsfError(f"only {len(idx)} usable PSF stars (need {min_stars}), "
+                       f"{len(stamps)} after centring, and no seeing to fall back on")
+    stack = stack * taper
+    stack /= stack.sum()
+    model = PsfModel(stack, n_stars=len(stamps), kind=kind)
+    apcorr = _aperture_correction(exposure, image, model, kept, taper)
+    return PsfModel(stack, n_stars=len(stamps), aperture_correction=apcorr, kind=kind)
+
+
+def _centred_stamps(exposure: Exposure, image: np.ndarray, objects: np.ndarray,
+                    idx: np.ndarray, half: int, rough_sigma: float
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[tuple[float, float]]]:
+    """(sum-1 stamps centred by spline shifts, their inverse variances, star centres)."""
+    if len(idx) == 0:
+        return [], [], []
     xs, ys, _ = sep.winpos(image, objects["x"][idx], objects["y"][idx],
                            np.full(len(idx), rough_sigma))
-    stamps, kept = [], []
+    stamps, weights, kept = [], [], []
     ny, nx = image.shape
     for xc, yc in zip(xs, ys, strict=True):
         if not (np.isfinite(xc) and np.isfinite(yc)):
@@ -154,20 +207,18 @@ def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
         centred -= _ring_median(centred)
         total = centred.sum()
         if total > 0:
+            var = exposure.variance[iy - half: iy + half + 1, ix - half: ix + half + 1]
             stamps.append(centred / total)
+            weights.append(np.where(var > 0, total**2 / np.maximum(var, 1e-12), 0.0))
             kept.append((xc, yc))
-    if len(stamps) < min_stars:
-        raise PsfError(f"only {len(stamps)} PSF stars survived centring (need {min_stars})")
-    stack = np.median(np.array(stamps), axis=0)
-    # the far wing is noise-dominated: taper it smoothly to zero at the stamp edge
-    off = np.arange(-half, half + 1)
-    r = np.hypot(off[None, :], off[:, None])
-    taper = np.clip((half + 0.5 - r) / 3.0, 0.0, 1.0)
-    stack = stack * taper
-    stack /= stack.sum()
-    model = PsfModel(stack, n_stars=len(stamps))
-    # aperture correction: the stamp-sized aperture flux over the PSF-fit flux, per star
-    # (only the stars stacked: the others may have no full stamp inside the image)
+    return stamps, weights, kept
+
+
+def _aperture_correction(exposure: Exposure, image: np.ndarray, model: PsfModel,
+                         kept: list[tuple[float, float]], taper: np.ndarray) -> float:
+    """The stamp-sized aperture flux over the PSF-fit flux, median over the stars (only the
+    stars stacked: the others may have no full stamp inside the image); 1 without stars."""
+    half = model.half
     ratios = []
     for xc, yc in kept:
         ix, iy = round(xc), round(yc)
@@ -175,12 +226,18 @@ def estimate_psf(exposure: Exposure, objects: np.ndarray | None = None, *,
         var = exposure.variance[iy - half: iy + half + 1, ix - half: ix + half + 1]
         p = model.at(xc - ix, yc - iy)
         w = 1.0 / np.maximum(var, 1e-6)
-        # flux and a local sky offset together: the sky near a bright star is never perfect
-        a = np.array([[np.sum(w * p * p), np.sum(w * p)], [np.sum(w * p), np.sum(w)]])
-        b = np.array([np.sum(w * p * data), np.sum(w * data)])
-        fit, offset = np.linalg.solve(a, b)
+        if model.degraded:
+            # a parametric profile misses part of the wings, and a sky offset fitted with it
+            # would swallow them (2% of the flux): take the sky from the stamp's rim instead
+            offset = _ring_median(data)
+            fit = float(np.sum(w * p * (data - offset)) / np.sum(w * p * p))
+        else:
+            # flux and a local sky offset together: the sky near a bright star is never
+            # perfect, and the stacked model has the stars' own wings
+            a = np.array([[np.sum(w * p * p), np.sum(w * p)], [np.sum(w * p), np.sum(w)]])
+            b = np.array([np.sum(w * p * data), np.sum(w * data)])
+            fit, offset = np.linalg.solve(a, b)
         aperture = np.sum((data - offset) * taper)
         if fit > 0:
             ratios.append(aperture / fit)
-    apcorr = float(np.median(ratios)) if ratios else 1.0
-    return PsfModel(stack, n_stars=len(stamps), aperture_correction=apcorr)
+    return float(np.median(ratios)) if ratios else 1.0

@@ -380,11 +380,19 @@ class _Monitor:
         self.l1db.close()
 
 
+def _degraded_note(s: dict[str, Any]) -> str:
+    n = s.get("visit_detectors_degraded_psf", 0)
+    if not n:
+        return ""
+    return (f" ({n} ok with a fallback PSF: completeness {s['degraded_psf_completeness']}, "
+            f"purity {s['degraded_psf_purity']} there)")
+
+
 def print_summary(result: MainJobResult) -> None:
     s = result.summary
     lines = [
         f"visits {s['visits']}, visit-detectors {s['visit_detectors_ok']} ok / "
-        f"{s['visit_detectors_failed']} failed",
+        f"{s['visit_detectors_failed']} failed" + _degraded_note(s),
         f"alerts published {s['alerts_published']}, in the L1 database {s['alerts_in_l1db']}",
         f"latency raw -> Kafka ack p50 {s['latency_p50_s']} s, p98 {s['latency_p98_s']} s; "
         f"raw -> L1 DB p50 {s['latency_l1db_p50_s']} s, p98 {s['latency_l1db_p98_s']} s",

@@ -11,6 +11,9 @@ Steps, each timed into the status's ``stages``:
 2. wait_raw: until the raw lands (bounded by ``prompt.raw_timeout_s``);
 3. imaging: ISR, background, PSF, template warp and PSF matching, difference, detection,
    measurement (:mod:`alertbutler.prompt.science`, which calls :mod:`alertbutler.imaging`);
+   a detector with too few stars gets a fallback PSF model or matching kernel rather than
+   no alerts, flagged in the metrics (``psf``), the status and every alert
+   (``diaSource.psfModel_flag_degraded``);
 4. wait_l1db: until the L1 database holds the earlier overlapping visit-detectors the work
    item lists (bounded by ``prompt.association_wait_s``; on timeout we go on and say so);
 5. associate + forced: DiaObjects of the footprint, rebuilt from their history *before this
@@ -153,6 +156,9 @@ class PromptPipeline:
             visit = raw.visit
             result = science.run(raw, inputs, stages=stages,
                                  detection_threshold=self.settings.detection_threshold)
+            if result.degraded:
+                log.warning("fallback PSF model or matching kernel: alerts flagged",
+                            extra={"item": item.label, **result.psf_metrics()})
             alerts, n_forced, n_new = self._alerts(item, visit, result, stages)
             with stages("publish"):
                 self.repos.publish(alerts, instrument=item.instrument, visit=visit,
@@ -166,7 +172,8 @@ class PromptPipeline:
                 with stages("outputs"):
                     metrics = {"n_sources": len(result.sources), "n_alerts": len(alerts),
                                "n_forced": n_forced, "n_new_objects": n_new,
-                               "stage_seconds": dict(stages.seconds), "worker": self.name}
+                               "stage_seconds": dict(stages.seconds), "worker": self.name,
+                               "psf": result.psf_metrics()}
                     self.repos.export_outputs(
                         output_items(instrument=item.instrument, visit=visit,
                                      detector=item.detector, result=result, alerts=alerts,
@@ -186,7 +193,7 @@ class PromptPipeline:
             detector=item.detector, ok=True, n_sources=len(result.sources),
             n_alerts=len(alerts), n_forced=n_forced, n_new_objects=n_new,
             raw_arrived_at=arrived, alerts_acked_at=acked, finished_at=time.time(),
-            stages=stages.seconds, worker=self.name,
+            stages=stages.seconds, worker=self.name, psf_degraded=result.degraded,
             alert_ids=tuple(int(a["diaSourceId"]) for a in alerts))
 
     def _remember(self, detector: int, most: int = 2) -> None:

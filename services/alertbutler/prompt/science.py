@@ -53,6 +53,19 @@ class Result:
         return self.processed.difference
 
     @property
+    def degraded(self) -> bool:
+        """The PSF model or the matching kernel is a fallback built from too few stars."""
+        return bool(self.processed.psf.degraded or self.processed.kernel.degraded)
+
+    def psf_metrics(self) -> dict[str, Any]:
+        """How the PSF model and the matching kernel were made (for the metrics dataset)."""
+        psf, kernel = self.processed.psf, self.processed.kernel
+        return {"model": psf.kind, "n_stars": int(psf.n_stars), "fwhm_px": float(psf.fwhm),
+                "aperture_correction": float(psf.aperture_correction),
+                "kernel_stamps": int(kernel.n_stamps), "kernel_degraded": bool(kernel.degraded),
+                "degraded": self.degraded}
+
+    @property
     def stage_seconds(self) -> dict[str, float]:
         return dict(self.processed.timings)
 
@@ -173,6 +186,7 @@ def _dia_source_fields(processed: ProcessResult) -> list[dict[str, Any]]:
     """Measured columns as alert-schema DiaSource fields (ids and times added later)."""
     table = processed.sources
     psf = processed.psf
+    degraded = bool(psf.degraded or processed.kernel.degraded)
     stamp = 2 * int(psf.half) + 1
     scale = float(np.sqrt(abs(np.linalg.det(processed.calexp.wcs.pixel_scale_matrix)))) * 3600
     out = []
@@ -202,5 +216,6 @@ def _dia_source_fields(processed: ProcessResult) -> list[dict[str, Any]]:
             "pixelFlags_saturated": flags["flag_saturated"],
             "pixelFlags_suspect": flags["flag_saturated"],
             "pixelFlags_cr": None, "pixelFlags_interpolated": None,
+            "psfModel_flag_degraded": degraded,
         })
     return out

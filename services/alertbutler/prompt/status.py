@@ -34,6 +34,8 @@ class VisitDetectorStatus:
     stages: dict[str, float] = field(default_factory=dict)
     worker: str = ""
     alert_ids: tuple[int, ...] = ()
+    #: the PSF model or matching kernel was a fallback (too few stars): alerts are flagged
+    psf_degraded: bool = False
 
     @property
     def key(self) -> bytes:

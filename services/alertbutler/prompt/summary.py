@@ -83,6 +83,8 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
         vstack(driver.log.truth).write(root / "truth.ecsv", overwrite=True)
     truth = [dict(zip(t.colnames, row, strict=True)) for t in driver.log.truth for row in t]
     quality = evaluate([a["diaSource"] for a in alerts], truth, processed=ok.keys())
+    degraded = [k for k, s in ok.items() if s.psf_degraded]
+    degraded_quality = evaluate([a["diaSource"] for a in alerts], truth, processed=degraded)
     errors = sorted(f"visit {s.visit} detector {s.detector}: {s.reason}: {s.message}"
                     for s in [*statuses.values(), *monitor.refused] if not s.ok)
     per_visit: dict[int, int] = {v.visit: 0 for v in sim.visits}
@@ -98,6 +100,9 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
         "alert_messages": n_messages,
         "alerts_in_l1db": in_l1,
         "l1db_diasource_rows": l1_rows,
+        "visit_detectors_degraded_psf": len(degraded),
+        "degraded_psf_completeness": _round(degraded_quality.completeness),
+        "degraded_psf_purity": _round(degraded_quality.purity),
         "completeness": _round(quality.completeness),
         "purity": _round(quality.purity),
         "n_truth_bright": quality.n_truth_bright,
