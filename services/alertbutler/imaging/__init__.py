@@ -24,11 +24,12 @@ from alertbutler.imaging.pipeline import (
     ProcessResult,
     process_exposure,
 )
-from alertbutler.imaging.psf import PsfModel, bright_sources, estimate_psf
+from alertbutler.imaging.psf import PSF_KINDS, PsfModel, bright_sources, estimate_psf
 from alertbutler.imaging.warp import warp_templates
 
 __all__ = [
     "FLAG_COLUMNS",
+    "PSF_KINDS",
     "STAGES",
     "UNUSABLE",
     "Detections",
