@@ -42,7 +42,7 @@ class SchemaInfo:
 
     @property
     def full_name(self) -> str:
-        """The Avro full name of the top-level record, e.g. ``alertbutler.alert.v1_1.alert``."""
+        """The Avro full name of the top-level record, e.g. ``alertbutler.alert.v1_2.alert``."""
         return str(self.parsed["name"])
 
     @property
@@ -93,7 +93,7 @@ def current_ids() -> dict[str, int]:
 
 
 def schema_info(name_or_id: int | str) -> SchemaInfo:
-    """Look a schema up by id (``900101``), kind (``"alert"``: the current version), or
+    """Look a schema up by id (``900102``), kind (``"alert"``: the current version), or
     kind and version (``"alert:1.0"``, ``"alert/1.0"``), or Avro full name."""
     schemas = known_schemas()
     if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
