@@ -384,8 +384,8 @@ def _degraded_note(s: dict[str, Any]) -> str:
     n = s.get("visit_detectors_degraded_psf", 0)
     if not n:
         return ""
-    return (f" ({n} ok with a fallback PSF: completeness {s['degraded_psf_completeness']}, "
-            f"purity {s['degraded_psf_purity']} there)")
+    return (f" ({n} ok with a fallback PSF model or kernel: completeness "
+            f"{s['degraded_psf_completeness']}, purity {s['degraded_psf_purity']} there)")
 
 
 def print_summary(result: MainJobResult) -> None:
