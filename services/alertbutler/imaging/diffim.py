@@ -36,7 +36,8 @@ class MatchingKernel:
     background: float
     n_stamps: int
     chi2: float
-    #: fitted with the reduced basis, from fewer stamps than the full basis needs
+    #: a fallback: the reduced basis, from fewer stamps than the full basis needs (or, set
+    #: by ``pipeline.match_kernel``, stamps of fainter sources)
     degraded: bool = False
 
     @property
