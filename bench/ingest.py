@@ -13,10 +13,14 @@
 2. A visit on a PostgreSQL database that already holds 1,000 earlier visits of 10,000 sources
    each (100 fields of 10,000 objects, each field visited 10 times over the past year:
    10 M DiaSource, 10 M DiaForcedSource, 10 M DiaObject versions, 1 M DiaObjectLast rows,
-   filled server-side). ``visit_store_s``: one transaction storing the new visit's 10,000
-   DiaObject versions, DiaSources and DiaForcedSources. ``visit_query_s``: the objects in the
-   field (1.75 deg cone) and their DiaSource and DiaForcedSource history over the last 12
-   months (~100,000 rows each), as Arrow tables.
+   filled server-side, the sources into their 30-day time partitions). ``visit_store_s``: one
+   transaction storing the new visit's 10,000 DiaObject versions, DiaSources and
+   DiaForcedSources. ``visit_query_s``: the objects in the field (1.75 deg cone) and their
+   DiaSource and DiaForcedSource history over the last 12 months (~100,000 rows each), as
+   Arrow tables: the median of ``--query-repeats`` runs (``visit_query_first_s``: the first).
+   The same is measured on a database of ``--compare-visits`` (100) earlier visits
+   (``visit_query_s_at_100``...) and ``query_ratio`` is the 1,000-visit time over the
+   100-visit one: flat history queries keep it near 1. ``--only visit`` runs this part alone.
 
 Prints progress, then one JSON object as the last line. The machine may be shared: figures
 are what this run saw.
@@ -205,7 +209,8 @@ def field_centres(n: int) -> np.ndarray:
 def populate(url: str, *, n_fields: int, visits_per_field: int, per_visit: int,
              rng: np.random.Generator) -> tuple[np.ndarray, dict[int, tuple]]:
     """Earlier visits, made server-side from one helper table of objects (COPY)."""
-    L1db.create(url).close()
+    with L1db.create(url) as db:  # the sources' time partitions, made ahead of the fill
+        db.prepare_time_partitions(MJD_NOW - 366.0, MJD_NOW + 1.0)
     centres = field_centres(n_fields)
     objects = {}
     buffers = []
@@ -274,8 +279,23 @@ def populate(url: str, *, n_fields: int, visits_per_field: int, per_visit: int,
     return centres, objects
 
 
+def field_query(db: L1db, centre: np.ndarray) -> tuple[float, dict]:
+    """Seconds for one field's objects and their 12-month histories, and the row counts."""
+    t0 = time.perf_counter()
+    region = Cone(ra=float(centre[0]), dec=float(centre[1]), radius=FIELD_RADIUS)
+    found = db.objects_in_region(region)
+    since = MJD_NOW + 0.5 - 365.0
+    object_ids = found.column("diaObjectId").to_numpy()
+    sources = db.source_history(object_ids, since_mjd=since)
+    forced = db.forced_source_history(object_ids, since_mjd=since)
+    elapsed = time.perf_counter() - t0
+    return elapsed, {"objects": found.num_rows, "sources": sources.num_rows,
+                     "forced_sources": forced.num_rows}
+
+
 def visit_store_and_query(url: str, centres: np.ndarray, objects: dict, per_visit: int,
-                          rng: np.random.Generator) -> tuple[float, float, dict]:
+                          rng: np.random.Generator, repeats: int
+                          ) -> tuple[float, list[float], dict]:
     db = L1db(url)
     field = 0
     ids, ra, dec = objects[field]
@@ -288,53 +308,75 @@ def visit_store_and_query(url: str, centres: np.ndarray, objects: dict, per_visi
     store_s = time.perf_counter() - t0
     assert result.inserted == {"DiaObject": per_visit, "DiaSource": per_visit,
                                "DiaForcedSource": per_visit}, result.inserted
-    t0 = time.perf_counter()
-    region = Cone(ra=float(centres[field][0]), dec=float(centres[field][1]),
-                  radius=FIELD_RADIUS)
-    found = db.objects_in_region(region)
-    since = MJD_NOW + 0.5 - 365.0
-    object_ids = found.column("diaObjectId").to_numpy()
-    sources = db.source_history(object_ids, since_mjd=since)
-    forced = db.forced_source_history(object_ids, since_mjd=since)
-    query_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        query_s, sizes = field_query(db, centres[field])
+        times.append(query_s)
     db.close()
-    sizes = {"objects": found.num_rows, "sources": sources.num_rows,
-             "forced_sources": forced.num_rows}
-    assert found.num_rows >= per_visit, sizes
-    return store_s, query_s, sizes
+    assert sizes["objects"] >= per_visit, sizes
+    return store_s, times, sizes
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--alerts", type=int, default=30_000)
-    parser.add_argument("--visits", type=int, default=1000, help="earlier visits")
-    parser.add_argument("--per-visit", type=int, default=10_000)
-    parser.add_argument("--visits-per-field", type=int, default=10)
-    _ceiling.add_engine_option(parser)
-    args = parser.parse_args()
-    rng = np.random.default_rng(2026)
-    figures: dict[str, object] = {"alerts": args.alerts}
-
-    log(f"end to end: encoding {args.alerts:,} alerts")
-    messages, groups = build_stream(args.alerts, 1000)
-    for engine in _ceiling.engines(args.engine):
-        figures[engine] = end_to_end(engine, messages, groups, args.alerts)
-
-    n_fields = args.visits // args.visits_per_field
-    log(f"visit on PostgreSQL holding {args.visits} earlier visits of {args.per_visit:,} "
+def visit_on_database(args: argparse.Namespace, visits: int,
+                      rng: np.random.Generator) -> dict[str, object]:
+    """Build a database of ``visits`` earlier visits, store a visit, query its field."""
+    n_fields = visits // args.visits_per_field
+    log(f"visit on PostgreSQL holding {visits} earlier visits of {args.per_visit:,} "
         f"sources ({n_fields} fields x {args.visits_per_field} visits)")
     with temporary_pg_database("alertbutler_bench") as url:
         t0 = time.perf_counter()
         centres, objects = populate(url, n_fields=n_fields,
                                     visits_per_field=args.visits_per_field,
                                     per_visit=args.per_visit, rng=rng)
-        log(f"  populated in {time.perf_counter() - t0:.0f} s")
-        store_s, query_s, sizes = visit_store_and_query(url, centres, objects,
-                                                        args.per_visit, rng)
-        log(f"  store {store_s:.3f} s, query {query_s:.3f} s, returned {sizes}")
-    figures.update(visit_store_s=round(store_s, 3), visit_query_s=round(query_s, 3),
-                   earlier_visits=args.visits, visit_sources=args.per_visit,
-                   query_rows=sizes)
+        build_s = time.perf_counter() - t0
+        log(f"  populated in {build_s:.0f} s")
+        store_s, times, sizes = visit_store_and_query(url, centres, objects, args.per_visit,
+                                                      rng, args.query_repeats)
+        log(f"  store {store_s:.3f} s, queries {', '.join(f'{t:.3f}' for t in times)} s, "
+            f"returned {sizes}")
+    return {"visit_store_s": round(store_s, 3),
+            "visit_query_s": round(float(np.median(times)), 3),
+            "visit_query_first_s": round(times[0], 3), "build_s": round(build_s, 1),
+            "query_rows": sizes, "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--alerts", type=int, default=30_000)
+    parser.add_argument("--visits", type=int, default=1000, help="earlier visits")
+    parser.add_argument("--compare-visits", type=int, default=100,
+                        help="earlier visits of the second database the query time is "
+                        "compared with (0: none)")
+    parser.add_argument("--per-visit", type=int, default=10_000)
+    parser.add_argument("--visits-per-field", type=int, default=10)
+    parser.add_argument("--query-repeats", type=int, default=5)
+    parser.add_argument("--only", choices=["stream", "visit"], default=None,
+                        help="run one part only (default: both)")
+    _ceiling.add_engine_option(parser)
+    args = parser.parse_args()
+    rng = np.random.default_rng(2026)
+    figures: dict[str, object] = {}
+
+    if args.only != "visit":
+        figures["alerts"] = args.alerts
+        log(f"end to end: encoding {args.alerts:,} alerts")
+        messages, groups = build_stream(args.alerts, 1000)
+        for engine in _ceiling.engines(args.engine):
+            figures[engine] = end_to_end(engine, messages, groups, args.alerts)
+
+    if args.only != "stream":
+        big = visit_on_database(args, args.visits, rng)
+        figures.update(big, earlier_visits=args.visits, visit_sources=args.per_visit,
+                       visit_store_plus_query_s=round(float(big["visit_store_s"])
+                                                      + float(big["visit_query_s"]), 3))
+        if args.compare_visits:
+            small = visit_on_database(args, args.compare_visits, rng)
+            n = args.compare_visits
+            figures.update({f"visit_store_s_at_{n}": small["visit_store_s"],
+                            f"visit_query_s_at_{n}": small["visit_query_s"],
+                            f"load_average_1m_at_{n}": small["load_average_1m"],
+                            "query_ratio": round(float(big["visit_query_s"])
+                                                 / float(small["visit_query_s"]), 2)})
     print(json.dumps(figures))
     return 0
 

@@ -120,9 +120,7 @@ def test_history_query_plans_only_the_partitions_of_its_window(fresh_pg: str) ->
         found = db.source_history([i + 1000 for i in ids], since_mjd=since)
         assert sorted(found.column("diaSourceId").to_pylist()) == expected
     assert len(_partitions(fresh_pg, "DiaSource")) == 37
-    where = (f"{_read.in_ids('postgresql', 'diaObjectId', [i + 1000 for i in ids])} AND "
-             f"{_read.at_least('midpointMjdTai', since)}")
-    sql, _ = _read.statement("DiaSource", where)
+    sql, _ = _read.history_statement("postgresql", "DiaSource", [i + 1000 for i in ids], since)
     engine = _engine(fresh_pg)
     with engine.connect() as conn:
         plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {sql}").scalars())

@@ -1,7 +1,9 @@
 """Queries that return Arrow tables.
 
-PostgreSQL results come through the ADBC driver (:mod:`._adbc`) as Arrow, without a Python
-loop over rows; SQLite's through its cursor. Statements carry no bound parameters, so the only
+PostgreSQL results come through ``COPY (SELECT ...) TO STDOUT`` as CSV parsed by Arrow's
+multi-threaded C++ reader (the ADBC PostgreSQL driver was measured beside it: twice the
+client CPU for the same rows, 0.29 s against 0.14 s for 80,000 DiaSources); SQLite's through
+its cursor. Statements carry no bound parameters, so the only
 values placed in them are numbers that went through ``int()``/``float()`` here (object ids,
 pixel ranges, times): no caller text ever reaches the SQL. A literal time bound also lets
 PostgreSQL prune time partitions when it plans the query.
@@ -9,11 +11,13 @@ PostgreSQL prune time partitions when it plans the query.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from alertbutler.l1db.schema import arrow_schema
@@ -58,26 +62,74 @@ def at_least(column: str, value: float | None) -> str:
     return f"{_q(column)} >= {value!r}"
 
 
-def statement(table: str, where: str,
-              columns: Sequence[str] | None = None) -> tuple[str, pa.Schema]:
-    """``SELECT columns FROM table WHERE where`` and the Arrow schema of its result."""
+def result_schema(table: str, columns: Sequence[str] | None) -> pa.Schema:
     schema = arrow_schema(table)
     if columns is not None:
         unknown = [c for c in columns if c not in schema.names]
         if unknown:
             raise ValueError(f"{table} has no column(s) {', '.join(unknown)}")
         schema = pa.schema([schema.field(c) for c in columns])
+    return schema
+
+
+def statement(table: str, where: str,
+              columns: Sequence[str] | None = None) -> tuple[str, pa.Schema]:
+    """``SELECT columns FROM table WHERE where`` and the Arrow schema of its result."""
+    schema = result_schema(table, columns)
     sql = (f"SELECT {', '.join(_q(n) for n in schema.names)} FROM {_q(table)} "
            f"WHERE {where}")
     return sql, schema
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A driver's Arrow result with the catalog's names, types and nullability."""
-    if table.num_rows == 0:
+def history_statement(dialect: str, table: str, ids: Sequence[int], since_mjd: float | None,
+                      columns: Sequence[str] | None = None) -> tuple[str, pa.Schema]:
+    """The rows of these objects with ``midpointMjdTai >= since_mjd``.
+
+    On PostgreSQL the ids are joined as one ``unnest`` of an array rather than tested with
+    ``= ANY(array)``: the planner then plans the array once, not once per time partition
+    (134 ms for 10^4 ids over 13 partitions, measured), and probes each partition's
+    ``diaObjectId`` index per id.
+    """
+    if dialect != "postgresql" or not ids:
+        return statement(table, f"{in_ids(dialect, 'diaObjectId', ids)} AND "
+                         f"{at_least('midpointMjdTai', since_mjd)}", columns)
+    schema = result_schema(table, columns)
+    text = ",".join(str(int(i)) for i in ids)
+    window = "" if since_mjd is None else f" WHERE s.{at_least('midpointMjdTai', since_mjd)}"
+    sql = (f"SELECT {', '.join('s.' + _q(n) for n in schema.names)} "
+           f"FROM unnest('{{{text}}}'::bigint[]) AS o(id) JOIN {_q(table)} s "
+           f"ON s.{_q('diaObjectId')} = o.id{window}")
+    return sql, schema
+
+
+def pg_select(conn: sa.Connection, sql: str, schema: pa.Schema, *,
+              by_index: bool = False) -> pa.Table:
+    """A query's rows through ``COPY (...) TO STDOUT`` as CSV, parsed by Arrow's C++ reader.
+
+    ``by_index``: join by nested loop only (for the history join), for this transaction.
+    With every partition inside the window, PostgreSQL otherwise may hash every row of
+    those partitions (seen: 1 M rows hashed, spilled to disk, for the 90,000 wanted), a plan
+    whose cost grows with the survey's density instead of with the rows asked for.
+    """
+    buffer = io.BytesIO()
+    if by_index:
+        conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    if buffer.tell() == 0:
         return schema.empty_table()
-    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(table.columns, schema,
-                                                                strict=True)], schema=schema)
+    buffer.seek(0)
+    table = pacsv.read_csv(
+        buffer,
+        read_options=pacsv.ReadOptions(column_names=schema.names, block_size=1 << 24),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f.name: f.type for f in schema}, null_values=[""],
+            strings_can_be_null=True, quoted_strings_can_be_null=False,
+            true_values=["t"], false_values=["f"]))
+    return table.cast(schema)
 
 
 def sqlite_select(conn: sa.Connection, sql: str, schema: pa.Schema) -> pa.Table:

@@ -15,7 +15,6 @@ from sqlalchemy.engine import Engine
 
 from alertbutler.faults import crash_point
 from alertbutler.l1db import _partitions, _read, _upgrade, _write
-from alertbutler.l1db._adbc import ArrowReader
 from alertbutler.l1db._engine import WRITE_OPTION, make_engine, normalize_url
 from alertbutler.l1db._errors import L1dbNotFoundError, RowError, SchemaVersionError
 from alertbutler.l1db._types import (
@@ -56,7 +55,6 @@ class L1db:
         self._engine = engine
         self.schema_version = self._check_version()
         pg = self._engine.dialect.name == "postgresql"
-        self._reader = ArrowReader(self._url) if pg else None
         self._partitions = _partitions.Partitions() if pg else None
 
     @classmethod
@@ -98,8 +96,6 @@ class L1db:
         return self._engine.dialect.name
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
         self._engine.dispose()
 
     def __enter__(self) -> L1db:
@@ -208,10 +204,13 @@ class L1db:
     # ---- reads ---------------------------------------------------------------------------
 
     def _read(self, table: str, where: str, columns: Iterable[str] | None) -> pa.Table:
-        sql, schema = _read.statement(table, where, None if columns is None else list(columns))
-        if self._reader is not None:
-            return _read.conform(self._reader.query(sql), schema)
+        return self._fetch(*_read.statement(table, where,
+                                            None if columns is None else list(columns)))
+
+    def _fetch(self, sql: str, schema: pa.Schema, *, by_index: bool = False) -> pa.Table:
         with self._engine.connect() as conn:
+            if self.backend == "postgresql":
+                return _read.pg_select(conn, sql, schema, by_index=by_index)
             return _read.sqlite_select(conn, sql, schema)
 
     def objects_in_region(self, region: Region, *,
@@ -228,10 +227,9 @@ class L1db:
 
     def _history(self, table: str, object_ids: Iterable[int], since_mjd: float | None,
                  columns: Iterable[str] | None) -> pa.Table:
-        ids = _read.int_list(object_ids)
-        where = (f"{_read.in_ids(self.backend, 'diaObjectId', ids)} AND "
-                 f"{_read.at_least('midpointMjdTai', since_mjd)}")
-        return self._read(table, where, columns)
+        return self._fetch(*_read.history_statement(
+            self.backend, table, _read.int_list(object_ids), since_mjd,
+            None if columns is None else list(columns)), by_index=True)
 
     def source_history(self, object_ids: Iterable[int], *, since_mjd: float | None = None,
                        columns: Iterable[str] | None = None) -> pa.Table:
