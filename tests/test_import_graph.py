@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "services" / "alertbutler"
 
 LIBRARIES = {"alerts", "butler", "l1db", "imaging", "kafka", "broker", "sim", "config", "jvm",
-             "logs", "metrics", "procs", "faults", "testing", "__init__"}
+             "logs", "metrics", "procs", "faults", "testing", "errors", "__init__"}
 SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "__main__"}
 
 #: service -> service imports allowed, and why. Anything else is a layering error.

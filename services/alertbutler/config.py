@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+from alertbutler.errors import AlertbutlerError
+
 ENV_PREFIX = "ALERTBUTLER_"
 CONFIG_ENV = "ALERTBUTLER_CONFIG"
 #: Set by the supervisor for each replica it runs; not a configuration key.
@@ -96,7 +98,7 @@ class _Section:
         return f"{type(self).__name__}({values})"
 
 
-class ConfigError(ValueError):
+class ConfigError(AlertbutlerError, ValueError):
     """A configuration file or override is invalid; the message names the key."""
 
 

@@ -14,12 +14,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from alertbutler.errors import AlertbutlerError
+
 __all__ = ["JvmError", "cache_root", "java_binary", "java_major", "resolve_classpath"]
 
 _STAMP = ".resolved"
 
 
-class JvmError(RuntimeError):
+class JvmError(AlertbutlerError, RuntimeError):
     """Java or Maven is missing, too old, or the artifacts could not be resolved."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from alertbutler.errors import AlertbutlerError
 
-class AlertFormatError(ValueError):
+
+class AlertFormatError(AlertbutlerError, ValueError):
     """A message or record does not follow alertbutler's alert formats."""
 
 
@@ -38,17 +40,19 @@ class SchemaViolationError(AlertFormatError):
         self.field = field
 
 
-class CutoutError(ValueError):
+class CutoutError(AlertbutlerError, ValueError):
     """A cutout cannot be made or read (bad size, shapes that differ, not a FITS file)."""
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(AlertbutlerError, RuntimeError):
     """Some alerts of a batch were not acknowledged by the broker.
 
     ``undelivered`` holds the diaSourceIds (or, for messages without one, the batch indices)
     that the broker did not acknowledge; every other message of the batch was acknowledged.
     ``retriable`` says whether all failures were of a kind that a later retry may fix.
     """
+
+    outage = True
 
     def __init__(self, message: str, *, undelivered: Sequence[int],
                  delivered: int = 0, retriable: bool = True) -> None:

@@ -27,6 +27,7 @@ import uuid
 import weakref
 from pathlib import Path
 
+from alertbutler.errors import AlertbutlerError
 from alertbutler.procs import spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 _live: weakref.WeakSet[EmbeddedBroker] = weakref.WeakSet()
 
 
-class BrokerError(RuntimeError):
+class BrokerError(AlertbutlerError, RuntimeError):
     """The embedded broker could not be found, started or reached."""
 
 

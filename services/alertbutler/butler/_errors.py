@@ -7,8 +7,10 @@ offending dataset type, key, value, file or collection.
 
 from __future__ import annotations
 
+from alertbutler.errors import AlertbutlerError
 
-class ButlerError(Exception):
+
+class ButlerError(AlertbutlerError):
     """Base of all butler errors."""
 
 

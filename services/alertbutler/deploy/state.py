@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alertbutler.errors import AlertbutlerError
+
 STATE_FILE = "deployment.json"
 FORMAT = "alertbutler-deployment"
 
 
-class DeploymentNotFoundError(RuntimeError):
+class DeploymentNotFoundError(AlertbutlerError, RuntimeError):
     """No running deployment where one was named."""
 
 

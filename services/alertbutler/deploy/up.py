@@ -53,13 +53,14 @@ from alertbutler.deploy.state import (
 )
 from alertbutler.deploy.supervisor import Replica, Supervisor
 from alertbutler.deploy.topology import topology
+from alertbutler.errors import AlertbutlerError
 from alertbutler.procs import SINGLE_THREADED_MATH
 
 log = logging.getLogger(__name__)
 
 
 
-class DeploymentRunningError(RuntimeError):
+class DeploymentRunningError(AlertbutlerError, RuntimeError):
     """Another ``alertbutler up`` already runs on this data directory."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from alertbutler.errors import AlertbutlerError
 
-class ImagingError(ValueError):
+
+class ImagingError(AlertbutlerError, ValueError):
     """Base of the imaging errors: input that cannot be processed (not a transient fault)."""
 
 

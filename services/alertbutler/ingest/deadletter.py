@@ -16,13 +16,14 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from alertbutler.errors import AlertbutlerError
 from alertbutler.ingest.batch import DeadLetter
 
 #: Longest reason kept in a header (the full text is also logged).
 _MAX_REASON = 2000
 
 
-class DeadLetterError(RuntimeError):
+class DeadLetterError(AlertbutlerError, RuntimeError):
     """Dead letters were not acknowledged: the batch must not be committed."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from alertbutler.errors import AlertbutlerError
+
 #: error code -> what was refused, as the message says it
 REFUSALS = {
     KafkaError._AUTHENTICATION: "authentication failed",
@@ -26,7 +28,7 @@ REFUSALS = {
 }
 
 
-class KafkaAccessError(PermissionError):
+class KafkaAccessError(AlertbutlerError, PermissionError):
     """The broker refused these credentials (authentication) or this use (authorization)."""
 
 

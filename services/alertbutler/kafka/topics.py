@@ -9,10 +9,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from alertbutler.errors import AlertbutlerError
 from alertbutler.kafka.access import access_error, is_refusal
 
 
-class TopicError(RuntimeError):
+class TopicError(AlertbutlerError, RuntimeError):
     """A topic operation the broker refused."""
 
 
@@ -61,8 +62,11 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], *,
     return {name: existing[name] for name in topics}
 
 
-class BrokerUnreachable(ConnectionError):
+class BrokerUnreachable(AlertbutlerError, ConnectionError):
     """No Kafka broker answered at the bootstrap address."""
+
+    retriable = True
+    outage = True
 
 
 def probe_broker(bootstrap: str, *, settings: Mapping[str, Any] | None = None,

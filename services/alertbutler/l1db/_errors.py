@@ -6,8 +6,10 @@ that is not there) so callers can catch either the package error or the ordinary
 
 from __future__ import annotations
 
+from alertbutler.errors import AlertbutlerError
 
-class L1dbError(RuntimeError):
+
+class L1dbError(AlertbutlerError, RuntimeError):
     """Base class of every L1 database error."""
 
 

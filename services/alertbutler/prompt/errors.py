@@ -9,8 +9,10 @@ is processed again.
 
 from __future__ import annotations
 
+from alertbutler.errors import AlertbutlerError
 
-class PromptError(RuntimeError):
+
+class PromptError(AlertbutlerError, RuntimeError):
     """Base of prompt-processing errors."""
 
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 class DeliveryFailedError(PromptError):
     """Some messages were not acknowledged; nothing that caused them may be committed."""
 
+    retriable = True
+    outage = True
+
 
 def broker_watch(config: Config, bootstrap: str, service: str,
                  metrics: ServiceMetrics | None, health: Health | None) -> BrokerWatch:

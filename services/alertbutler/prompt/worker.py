@@ -40,7 +40,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from alertbutler.alerts import DeliveryError
+from alertbutler import errors
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
 from alertbutler.l1db import L1db
@@ -49,7 +49,6 @@ from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import WorkItem, decode_work_item
 from alertbutler.prompt.kafka_io import (
-    DeliveryFailedError,
     broker_watch,
     commit_past,
     make_consumer,
@@ -83,10 +82,9 @@ class Processor(Protocol):
 
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says the broker or a database failed (a failover, a restart, a full
-    connection pool) rather than anything about the item being processed."""
-    return isinstance(exc, (DeliveryFailedError, DeliveryError, KafkaException,
-                            sa.exc.OperationalError, sa.exc.InterfaceError,
-                            ConnectionError, TimeoutError))
+    connection pool) rather than anything about the item being processed: the error's
+    ``outage`` trait (:mod:`alertbutler.errors`)."""
+    return errors.is_outage(exc)
 
 
 def _bounded(call: Callable[..., object], *args: object, timeout_s: float = 5.0) -> None:

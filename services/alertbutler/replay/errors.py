@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 
+from alertbutler.errors import AlertbutlerError
 
-class ReplayError(Exception):
+
+class ReplayError(AlertbutlerError):
     """Anything the replay service refuses or fails to do."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from alertbutler.errors import AlertbutlerError
 
-class SimError(ValueError):
+
+class SimError(AlertbutlerError, ValueError):
     """A simulation was asked for something impossible (unknown detector, bad size, ...)."""

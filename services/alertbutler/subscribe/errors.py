@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from alertbutler.errors import AlertbutlerError
 
-class SubscribeError(RuntimeError):
+
+class SubscribeError(AlertbutlerError, RuntimeError):
     """A stream could not be opened, positioned or read."""
 
 
-class StreamURLError(ValueError):
+class StreamURLError(AlertbutlerError, ValueError):
     """A ``kafka://`` URL that cannot be used; the message says which part is wrong."""
 
 
-class StartPositionError(ValueError):
+class StartPositionError(AlertbutlerError, ValueError):
     """A start or end position that cannot be understood."""
 
 
-class FilterError(ValueError):
+class FilterError(AlertbutlerError, ValueError):
     """A filter expression was refused.
 
     Carries where the problem is (1-based ``line`` and ``column``, 0-based ``position`` in
@@ -39,7 +41,7 @@ class FilterError(ValueError):
         super().__init__(f"{where}: {message}{hint}")
 
 
-class FilterConfigError(ValueError):
+class FilterConfigError(AlertbutlerError, ValueError):
     """A filters file (YAML) that cannot be used; names the filter and the problem."""
 
 
