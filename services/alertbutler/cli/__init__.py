@@ -36,7 +36,7 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
                   ("alertbutler.subscribe.cli",)),
     "filter": ("the filter service", True, ("alertbutler.subscribe.filter_cli",)),
     "alerts": ("alert packets: dump, replay", True,
-               ("alertbutler.alerts.cli", "alertbutler.replay.alerts_cli")),
+               ("alertbutler.replay.dump_cli", "alertbutler.replay.alerts_cli")),
     "night": ("record and replay nights", True, ("alertbutler.replay.cli",)),
     "fanout": ("turn nextVisit events into one work item per detector", False,
                ("alertbutler.prompt.fanout_cli",)),

@@ -104,7 +104,8 @@ def classify(schema: Mapping[str, Any], file: str, claimed_id: str | None = None
         return WriterSchema(AlertFormat.ALERTBUTLER, name, ours.text, fp, ours.id,
                             ours.subject)
     match = _RUBIN_NAME.match(name)
-    if match and {"diaSourceId", "diaSource"} <= fields:
+    # 8.0 and later name the alert by diaSourceId, 3.0-7.4 by alertId
+    if match and "diaSource" in fields and fields & {"diaSourceId", "alertId"}:
         major, minor = int(match[1]), int(match[2])
         return WriterSchema(AlertFormat.RUBIN, name, text, fp, major * 100 + minor,
                             f"lsst-alerts-v{major}.{minor}-value")
@@ -114,6 +115,9 @@ def classify(schema: Mapping[str, Any], file: str, claimed_id: str | None = None
         raise UnknownAlertSchemaError(file, f"writer schema {name!r} looks like one of ours but "
                                       "matches no schema in schemas/ids.toml (edited or from a "
                                       "newer alertbutler?)")
+    if match:
+        raise UnknownAlertSchemaError(file, f"writer schema {name!r} is named as Rubin's but "
+                                      "has no diaSource with a diaSourceId or alertId")
     raise UnknownAlertSchemaError(
         file, f"unknown alert schema {name!r}: expected an alertbutler alert schema, a Rubin "
         "lsst.vX_Y.alert schema, or a ZTF-like schema (objectId, candid, candidate)")

@@ -45,8 +45,9 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 _PATHS = {
     AlertFormat.ALERTBUTLER: ("diaSourceId", "diaSource.diaObjectId", "diaSource.ssObjectId",
                               "diaSource.midpointMjdTai"),
-    AlertFormat.RUBIN: ("diaSourceId", "diaSource.diaObjectId", "diaSource.ssObjectId",
-                        "diaSource.midpointMjdTai"),
+    AlertFormat.RUBIN: ("diaSourceId", "alertId", "diaSource.diaObjectId",
+                        "diaSource.ssObjectId", "diaSource.midpointMjdTai",
+                        "diaSource.midPointTai"),
     AlertFormat.ZTF: ("objectId", "candid", "candidate.jd"),
 }
 
@@ -69,8 +70,14 @@ class SourceInfo:
     total: int | None  # messages, when known without reading everything
 
 
-def _mjd_tai_to_ms(mjd: float) -> int:
-    return round(((mjd - MJD_UNIX_EPOCH) * 86400.0 - TAI_MINUS_UTC_S) * 1000.0)
+#: a time outside 1970-3000 is not a time a Kafka timestamp can carry (Rubin's early sample
+#: alerts hold placeholders such as 1.5e12 in midPointTai): such alerts have no recorded time
+_MAX_MS = 32_503_680_000_000
+
+
+def _mjd_tai_to_ms(mjd: float) -> int | None:
+    ms = round(((mjd - MJD_UNIX_EPOCH) * 86400.0 - TAI_MINUS_UTC_S) * 1000.0)
+    return ms if 0 <= ms < _MAX_MS else None
 
 
 def _jd_to_ms(jd: float) -> int:
@@ -86,11 +93,11 @@ def _key_and_time(fmt: AlertFormat, values: dict[str, Any]) -> tuple[bytes | Non
     source = values.get("diaSource") or {}
     key = None
     for value in (source.get("diaObjectId"), source.get("ssObjectId"),
-                  values.get("diaSourceId")):
+                  values.get("diaSourceId"), values.get("alertId")):
         if value is not None:
             key = str(value).encode()
             break
-    mjd = source.get("midpointMjdTai")
+    mjd = source.get("midpointMjdTai", source.get("midPointTai"))
     return key, None if mjd is None else _mjd_tai_to_ms(mjd)
 
 

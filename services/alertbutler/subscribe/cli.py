@@ -45,16 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                         help="stop after this long without a new alert")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--schema-file", metavar="PATH", default=None,
+                        help="local schema ids of replayed archives (default: "
+                        "<data_dir>/replay/local-schema-ids.json, where alerts replay "
+                        "records them)")
     parser.add_argument("--on-error", default="stop", metavar="stop|skip|deadletter:FILE",
                         type=on_error_arg, help=ON_ERROR_HELP)
     parser.set_defaults(func=_run)
 
 
-def _filters(args: argparse.Namespace) -> Any:
-    from alertbutler.subscribe.filters import FilterSet, compile_filter
-
+def _filters(args: argparse.Namespace) -> dict[str, str]:
+    """Filter texts by name (empty: keep everything); compiled per stream schema later."""
     if args.filter is not None:  # "" is an empty filter (refused), not "no filter"
-        return FilterSet([compile_filter(args.filter, name="filter")])
+        return {"filter": args.filter}
     if args.filters:
         import yaml
 
@@ -65,12 +68,11 @@ def _filters(args: argparse.Namespace) -> Any:
         table = data.get("filters", data) if isinstance(data, dict) else None
         if not isinstance(table, dict) or not table:
             raise FilterConfigError(f"{args.filters}: expected a mapping of named filters")
-        return FilterSet([compile_filter(v["filter"] if isinstance(v, dict) else v, name=k)
-                          for k, v in table.items()])
-    return None
+        return {str(k): v["filter"] if isinstance(v, dict) else v for k, v in table.items()}
+    return {}
 
 
-def _output(spec: str, config: Config, bootstrap: str) -> Any:
+def _output(spec: str, config: Config, bootstrap: str, writers: Any = None) -> Any:
     from alertbutler.kafka import confluent_settings, create_topics
     from alertbutler.subscribe.errors import SubscribeError
     from alertbutler.subscribe.outputs import (
@@ -82,7 +84,7 @@ def _output(spec: str, config: Config, bootstrap: str) -> Any:
 
     kind, _, target = spec.partition(":")
     if kind == "jsonl" and not target:
-        return JsonlOutput(None, stream=sys.stdout)
+        return JsonlOutput(None, stream=sys.stdout, writers=writers)
     if kind == "topic" and target:
         settings = confluent_settings(config, bootstrap)
         create_topics(bootstrap, {target: config.kafka.partitions},
@@ -92,47 +94,46 @@ def _output(spec: str, config: Config, bootstrap: str) -> Any:
         suffix = {"jsonl": ".jsonl", "avro": ".avro", "parquet": ".parquet"}[kind]
         if not target.endswith(suffix):
             raise SubscribeError(f"--output {spec}: a {kind} file name ends with {suffix}")
-        return file_output(target)
+        return file_output(target, writers)
     raise SubscribeError(f"--output {spec!r}: expected jsonl, jsonl:PATH, avro:PATH, "
                          "parquet:PATH or topic:NAME")
 
 
 def _run(args: argparse.Namespace, config: Config) -> int:
-    from alertbutler.subscribe.batch import BatchDecoder
+    from pathlib import Path
+
     from alertbutler.subscribe.outputs import TopicOutput
+    from alertbutler.subscribe.selection import Selector, writers_for
     from alertbutler.subscribe.stream import alert_bytes_decoder, open_stream
     from alertbutler.subscribe.undecodable import Undecodable, offsets_before
 
-    filters = _filters(args)
-    decoder = BatchDecoder(filters.columns if filters else ())
+    writers = writers_for(config, Path(args.schema_file) if args.schema_file else None)
+    selector = Selector(_filters(args), writers)
+    selector.check()
     end = "end" if args.until_end else args.end
     stream = open_stream(args.url, start=args.start, end=end, group=args.group,
-                         commit="after", decoder=alert_bytes_decoder(), config=config,
+                         commit="after", decoder=alert_bytes_decoder(writers), config=config,
                          idle_timeout=args.idle_timeout)
-    output = _output(args.output, config, stream.url.bootstrap)
+    output = _output(args.output, config, stream.url.bootstrap, writers)
     status = _Status(enabled=not args.quiet and sys.stderr.isatty())
     undecodable = Undecodable(args.on_error, _report)
     kept_total = 0
     try:
         with stream, status:
             for batch in stream.batches(max_alerts=1000):
-                decoded = decoder.decode([a.value for a in batch])
-                stop = undecodable.handle(batch, decoded.bad)
-                rows = decoded.rows
-                keys = decoded.keys
-                mask = rows < stop if stop is not None else np.ones(len(rows), dtype=bool)
-                if filters is not None:
-                    kept = np.zeros(len(rows), dtype=bool)
-                    for accepted in filters.keep(decoded.columns).values():
-                        kept |= accepted
-                    mask &= kept
-                rows = rows[mask]
-                keys = [k for k, m in zip(keys, mask, strict=True) if m]
+                selection = selector.select([a.value for a in batch])
+                stop = undecodable.handle(batch, selection.bad)
+                # kept by any filter, in reading order, before the message it stops at
+                rows = np.unique(np.concatenate([*selection.kept.values(), []]).astype(int)) \
+                    if selection.kept else np.zeros(0, dtype=int)
+                if stop is not None:
+                    rows = rows[rows < stop]
                 if args.limit is not None:
                     rows = rows[: max(0, args.limit - kept_total)]
                 kept_alerts = [batch[i] for i in rows]
                 if isinstance(output, TopicOutput):
-                    output.write(kept_alerts, keys[: len(kept_alerts)])
+                    output.write(kept_alerts, [selection.keys[i] or batch[i].key or b""
+                                               for i in rows])
                 else:
                     output.write(kept_alerts)
                 output.flush()
@@ -142,7 +143,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                     # what came before it was written: commit that, and nothing past it
                     if stream.group and args.limit is None:
                         stream.commit(offsets_before(batch, stop))
-                    raise undecodable.error(batch, decoded.bad)
+                    raise undecodable.error(batch, selection.bad)
                 if args.limit is not None and kept_total >= args.limit:
                     break  # this batch stays uncommitted: at-least-once on resume
     finally:

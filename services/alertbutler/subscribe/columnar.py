@@ -370,7 +370,8 @@ class ColumnarDecoder:
 
     def __init__(self, writer_json: dict[str, Any], specs: Iterable[ColumnSpec]) -> None:
         specs = list(specs)
-        if not any(s.key == ("diaSourceId",) for s in specs):
+        top = {f.get("name") for f in writer_json.get("fields", ())}
+        if "diaSourceId" in top and not any(s.key == ("diaSourceId",) for s in specs):
             specs.append(ColumnSpec(("diaSourceId",), "number", True))
         self.specs = specs
         self.program = compile_program(writer_json, specs)

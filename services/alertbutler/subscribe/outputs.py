@@ -10,6 +10,8 @@ get fully decoded alerts, appended batch by batch and flushed to disk in :meth:`
 from __future__ import annotations
 
 import base64
+import datetime
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -114,15 +116,34 @@ def make_producer(settings: Mapping[str, Any], transactional_id: str | None = No
                      **settings, **txn})
 
 
-def _full_records(alerts: Sequence[StreamAlert]) -> list[dict[str, Any]]:
-    from alertbutler.alerts import decode_alert
+def _full_records(alerts: Sequence[StreamAlert], writers: Any = None,
+                  only_ours: bool = False) -> list[dict[str, Any]]:
+    """Every alert decoded whole: ours by the alerts library, others (Rubin's of any
+    version, replayed ZTF archives) with their own writer schema."""
+    from fastavro import schemaless_reader
 
-    return [decode_alert(a.value) for a in alerts]
+    from alertbutler.alerts import decode_alert
+    from alertbutler.alerts.writers import default_writers
+
+    writers = writers or default_writers()
+    out = []
+    for a in alerts:
+        writer = writers.get(int.from_bytes(a.value[1:5], "big"))
+        if writer.family == "alertbutler":
+            out.append(decode_alert(a.value))
+        elif only_ours:
+            raise SubscribeError(f"{writer.name} alerts (schema id {writer.id}) do not fit an "
+                                 "Avro or Parquet output of alertbutler alerts: use jsonl")
+        else:
+            out.append(schemaless_reader(io.BytesIO(a.value[5:]), writer.parsed, None))
+    return out
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime.datetime | datetime.date):  # Avro timestamp logical types
+        return value.isoformat()
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -133,14 +154,16 @@ def _jsonable(value: Any) -> Any:
 class JsonlOutput:
     """One JSON object per alert and line; bytes (cutouts) as base64 text."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, stream: Any = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, stream: Any = None,
+                 writers: Any = None) -> None:
         self.path = Path(path) if path else None
+        self.writers = writers
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = stream if stream is not None else open(self.path, "a")  # noqa: SIM115
 
     def write(self, alerts: Sequence[StreamAlert]) -> None:
-        for record in _full_records(alerts):
+        for record in _full_records(alerts, self.writers):
             self._fh.write(json.dumps(_jsonable(record), separators=(",", ":")) + "\n")
 
     def flush(self) -> None:
@@ -169,7 +192,7 @@ class AvroFileOutput:
 
         if not alerts:
             return
-        records = _full_records(alerts)
+        records = _full_records(alerts, only_ours=True)
         mode = "a+b" if self.path.exists() and self.path.stat().st_size else "wb"
         with open(self.path, mode) as fh:
             fastavro.writer(fh, self.schema, records, codec="deflate")
@@ -200,7 +223,7 @@ class ParquetOutput:
 
         if not alerts:
             return
-        table = pa.Table.from_pylist(_full_records(alerts), schema=self._schema)
+        table = pa.Table.from_pylist(_full_records(alerts, only_ours=True), schema=self._schema)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
         self._writer.write_table(table)
@@ -244,11 +267,11 @@ def arrow_schema(avro: Mapping[str, Any]) -> Any:
     return pa.schema(list(convert(avro)))
 
 
-def file_output(path: str | os.PathLike[str]) -> Output:
+def file_output(path: str | os.PathLike[str], writers: Any = None) -> Output:
     """A file output chosen by the name's suffix: .jsonl, .avro or .parquet."""
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        return JsonlOutput(path)
+        return JsonlOutput(path, writers=writers)
     if suffix == ".avro":
         return AvroFileOutput(path)
     if suffix in (".parquet", ".pq"):

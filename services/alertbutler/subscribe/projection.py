@@ -12,7 +12,6 @@ entry) get one pruned definition holding the union of the fields needed anywhere
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +24,7 @@ Needs = dict[str, "Needs"]
 
 
 def needs_of(specs: Iterable[ColumnSpec], always: Iterable[tuple[str, ...]] = (
-        ("diaSourceId",),)) -> Needs:
+        ("diaSourceId",), ("alertId",), ("candid",))) -> Needs:
     """The tree of field names to keep (``"*"`` steps removed: an array keeps its items)."""
     root: Needs = {}
     for key in [*(s.key for s in specs), *always]:
@@ -133,19 +132,19 @@ class ProjectionDecoder:
     Returns None for messages of other kinds (end-of-visit markers), as the stream expects.
     """
 
-    def __init__(self, specs: Iterable[ColumnSpec]) -> None:
+    def __init__(self, specs: Iterable[ColumnSpec], writers: Any = None) -> None:
+        from alertbutler.alerts.writers import default_writers
+
         self.needs = needs_of(specs)
+        self.writers = writers or default_writers()
         self._readers: dict[int, tuple[Any, Any] | None] = {}
 
     def _pair(self, schema_id: int) -> tuple[Any, Any] | None:
-        from alertbutler.alerts import schema_info
-
-        info = schema_info(schema_id)
-        if info.kind != "alert":
+        writer = self.writers.get(schema_id)
+        if writer.kind != "alert":
             return None
-        writer_json = json.loads(info.text)
-        reader = fastavro.parse_schema(reader_schema(writer_json, self.needs))
-        return info.parsed, reader
+        reader = fastavro.parse_schema(reader_schema(writer.schema, self.needs))
+        return writer.parsed, reader
 
     def __call__(self, value: bytes) -> dict[str, Any] | None:
         from alertbutler.alerts import split_header

@@ -53,9 +53,7 @@ from alertbutler.config import Config
 from alertbutler.faults import crash_point
 from alertbutler.kafka import confluent_settings, create_topics, group_id, transaction_support
 from alertbutler.metrics import Health, ServiceMetrics
-from alertbutler.subscribe.batch import BatchDecoder
 from alertbutler.subscribe.errors import FilterConfigError, FilterError, SubscribeError
-from alertbutler.subscribe.filters import Filter, FilterSet, compile_filter
 from alertbutler.subscribe.outputs import (
     Output,
     TopicOutput,
@@ -63,6 +61,7 @@ from alertbutler.subscribe.outputs import (
     make_producer,
 )
 from alertbutler.subscribe.positions import Committed, parse_start
+from alertbutler.subscribe.selection import Selector, writers_for
 from alertbutler.subscribe.stream import AlertStream, StreamAlert, alert_bytes_decoder
 from alertbutler.subscribe.undecodable import (
     OnError,
@@ -155,7 +154,6 @@ def load_service_spec(path: str | os.PathLike[str]) -> ServiceSpec:
 @dataclass
 class _Active:
     spec: FilterSpec
-    filter: Filter
     outputs: list[Output]
     kept: int = 0
 
@@ -206,8 +204,9 @@ class FilterService:
         self._active: dict[str, _Active] = {}
         self._producer: Any = None
         self._transactional = False
-        self._set: FilterSet = FilterSet({})
-        self._decoder = BatchDecoder(())
+        #: writer schemas by wire id: ours, Rubin's, replayed archives', the registry's
+        self.writers = writers_for(config)
+        self._selector = Selector({}, self.writers)
         #: the file's ``on_error``, unless the command line chose (not reloaded)
         self.undecodable = Undecodable(on_error or self.spec.on_error, self._report)
         self.stop_event = threading.Event()
@@ -239,7 +238,7 @@ class FilterService:
                 new_active[name] = old
                 continue
             try:
-                compiled = compile_filter(fspec.text, name=name)
+                Selector({name: fspec.text}, self.writers).check()
             except FilterError as exc:
                 self.stats.refused[name] = str(exc)
                 log.error("filter refused: %s", exc, extra={"filter": name,
@@ -254,25 +253,31 @@ class FilterService:
                 if old is not None:
                     _close(old.outputs)
                 outputs = self._outputs(fspec)
-            new_active[name] = _Active(fspec, compiled, outputs, old.kept if old else 0)
+            new_active[name] = _Active(fspec, outputs, old.kept if old else 0)
             log.info("filter active", extra={"filter": name, "topic": fspec.topic})
         for name, old in self._active.items():
             if name not in new_active:
                 _close(old.outputs)
                 log.info("filter removed", extra={"filter": name})
         self._active = new_active
-        self._set = FilterSet({n: a.filter for n, a in new_active.items()})
-        self._decoder = BatchDecoder(self._set.columns)
+        # each filter is compiled against every schema the stream brings (Rubin's, ZTF's,
+        # ours); one that does not fit a schema keeps nothing of it, said once
+        self._selector = Selector({n: a.spec.text for n, a in new_active.items()},
+                                  self.writers, on_refused=self._refused_on_schema)
         self.spec = ServiceSpec(self.spec.source, self.spec.group, spec.start,
                                 spec.batch_size, spec.partitions, spec.filters,
                                 self.spec.on_error)
+
+    def _refused_on_schema(self, name: str, exc: FilterError) -> None:
+        self.stats.refused[name] = str(exc)
+        log.error("filter refused for a schema: %s", exc, extra={"filter": name})
 
     def _outputs(self, fspec: FilterSpec) -> list[Output]:
         outputs: list[Output] = []
         if fspec.topic:  # created in _apply
             outputs.append(TopicOutput(self._producer, fspec.topic, who=self.config.kafka.client))
         if fspec.file:
-            outputs.append(file_output(fspec.file))
+            outputs.append(file_output(fspec.file, self.writers))
         return outputs
 
     def _client_settings(self) -> dict[str, Any]:
@@ -330,7 +335,8 @@ class FilterService:
         start = Committed(fallback) if text in (None, "committed", "group") else \
             parse_start(text)
         stream = AlertStream(self.url, group=self.spec.group, start=start,
-                             end="end" if self.until_end else None, decoder=alert_bytes_decoder(),
+                             end="end" if self.until_end else None,
+                             decoder=alert_bytes_decoder(self.writers),
                              config=self.config, commit="manual")
         last_reload = time.monotonic()
         last_report = time.monotonic()
@@ -467,26 +473,28 @@ class FilterService:
         returned tracker tells when every produced message was acknowledged. Stopped at
         an undecodable message (policy ``stop``), only what came before it is forwarded,
         and the offsets to commit and the error to raise come back too."""
-        decoded = self._decoder.decode([a.value for a in batch])
-        stop = self.undecodable.handle(batch, decoded.bad)
+        selection = self._selector.select([a.value for a in batch])
+        stop = self.undecodable.handle(batch, selection.bad)
         stopped = None
         if stop is not None:
-            stopped = (offsets_before(batch, stop), self.undecodable.error(batch, decoded.bad))
+            stopped = (offsets_before(batch, stop),
+                       self.undecodable.error(batch, selection.bad))
             log.error("stopping at an undecodable message: %s", stopped[1])
-        cols, rows, keys = decoded.columns, decoded.rows, decoded.keys
+        keys = selection.keys
         acks = _Acks()
         files: list[Output] = []
         for active in self._active.values():
-            idx = np.flatnonzero(active.filter.keep(cols))
+            idx = selection.kept.get(active.spec.name, np.zeros(0, dtype=np.int64))
             if stop is not None:
-                idx = idx[rows[idx] < stop]
+                idx = idx[idx < stop]
             if not idx.size:
                 continue
-            kept = [batch[rows[i]] for i in idx]
+            kept = [batch[i] for i in idx]
             for out in active.outputs:
                 if isinstance(out, TopicOutput):
                     acks.pending += len(kept)
-                    out.write(kept, [keys[i] for i in idx], on_delivery=acks.delivered)
+                    out.write(kept, [keys[i] or batch[i].key or b"" for i in idx],
+                              on_delivery=acks.delivered)
                 else:
                     out.write(kept)
                     files.append(out)

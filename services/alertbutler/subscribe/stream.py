@@ -78,20 +78,23 @@ def default_decoder() -> Decoder:
     return decode
 
 
-def alert_bytes_decoder() -> Decoder:
+def alert_bytes_decoder(writers: Any = None) -> Decoder:
     """Keep alerts as their message bytes (no decoding); skip other kinds (end-of-visit
-    markers). A message whose header cannot be read is kept, for a later decoder to
-    report with the codec's own error."""
-    from alertbutler.alerts import schema_info, split_header
+    markers). A message whose header cannot be read, or whose schema ``writers``
+    (:class:`~alertbutler.alerts.writers.WriterSchemas`: ours, Rubin's, replayed archives')
+    does not know, is kept, for a later decoder to report with the codec's own error."""
+    from alertbutler.alerts import split_header
+    from alertbutler.alerts.writers import default_writers
 
     kinds: dict[int, bool] = {}
+    writers = writers or default_writers()
 
     def decode(value: bytes) -> bytes | None:
         try:
             schema_id, _ = split_header(value)
             is_alert = kinds.get(schema_id)
             if is_alert is None:
-                is_alert = kinds[schema_id] = schema_info(schema_id).kind == "alert"
+                is_alert = kinds[schema_id] = writers.get(schema_id).kind == "alert"
         except Exception:
             return value
         return value if is_alert else None
