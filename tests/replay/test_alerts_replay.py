@@ -225,3 +225,18 @@ def test_speed_scales_the_recorded_spacing(kafka_bootstrap: str, tmp_path: Path)
     assert (sent[-1] - sent[0]) / 1000.0 == pytest.approx(7 * 0.5, rel=0.05), gaps
     for gap in gaps:  # one late message (a busy machine) moves two gaps
         assert gap == pytest.approx(0.5, rel=0.2), gaps
+
+
+def test_every_rubin_sample_schema_is_taken(tmp_path: Path) -> None:
+    """3.0-7.4 name an alert by alertId, not diaSourceId: taken, with Rubin's id (issue 16)."""
+    pytest.importorskip("lsst.alert.packet")
+    from alertbutler.alerts.writers import rubin_schema_dir, rubin_versions
+
+    root = rubin_schema_dir()
+    assert root is not None and len(rubin_versions()) >= 15
+    for major, minor in rubin_versions():
+        sample = root / str(major) / str(minor) / "sample_data" / "fakeAlert.avro"
+        messages = list(AlertSource(sample).messages(SchemaIds(), "t"))
+        assert [m.schema_id for m in messages] == [major * 100 + minor]
+        assert messages[0].key  # diaObjectId, whatever the version
+        assert messages[0].timestamp_ms is None or 0 <= messages[0].timestamp_ms < 2**45
