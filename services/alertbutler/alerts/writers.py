@@ -240,3 +240,16 @@ class WriterSchemas:
 def default_writers() -> WriterSchemas:
     """Ours and Rubin's (no registry, no local ids)."""
     return WriterSchemas()
+
+
+def writers_for(config: Any, local_ids: Path | None = None) -> WriterSchemas:
+    """The writer schemas a command of this configuration reads: ours, Rubin's, the
+    configured registry's, and the local ids ``alerts replay`` recorded (by default in
+    ``<data_dir>/replay/local-schema-ids.json``, where it writes them)."""
+    registry = None
+    if config.schema_registry.url:
+        from alertbutler.alerts.registry import registry_client
+
+        registry = registry_client(config.schema_registry.url, config.schema_registry.client)
+    path = local_ids or config.data_dir / "replay" / "local-schema-ids.json"
+    return WriterSchemas(local_ids=path, registry=registry)

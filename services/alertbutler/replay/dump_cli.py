@@ -108,7 +108,7 @@ def _dump_topic(args: argparse.Namespace, config: Config) -> int:
                               "kafka://host:port/topic")
     settings = confluent_settings(config, bootstrap)
     settings.pop("bootstrap.servers")
-    from alertbutler.subscribe.selection import writers_for
+    from alertbutler.alerts.writers import writers_for
 
     codec = codec_for(config.schema_registry.url, config.schema_registry.client)
     writers = writers_for(config, Path(args.schema_file) if args.schema_file else None)

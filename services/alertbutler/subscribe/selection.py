@@ -18,13 +18,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from alertbutler.alerts import UnknownSchemaError
-from alertbutler.alerts.writers import Writer, WriterSchemas, rubin_versions, rubin_writer
-from alertbutler.config import Config
+from alertbutler.alerts.writers import (
+    Writer,
+    WriterSchemas,
+    rubin_versions,
+    rubin_writer,
+    writers_for,
+)
 from alertbutler.subscribe.batch import BatchDecoder
 from alertbutler.subscribe.errors import FilterError
 from alertbutler.subscribe.filters import Filter, FilterSet, compile_filter
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: the name under which a selector without filters keeps every alert
 ALL = ""
+
+__all__ = ["ALL", "Selection", "Selector", "writers_for"]
 
 
 @dataclass
@@ -146,15 +152,3 @@ class Selector:
                 for n, p in parts.items()}
         return Selection(kept, keys, sorted(bad))
 
-
-def writers_for(config: Config, local_ids: Path | None = None) -> WriterSchemas:
-    """The writer schemas a command of this configuration reads: ours, Rubin's, the
-    configured registry's, and the local ids ``alerts replay`` recorded (by default in
-    ``<data_dir>/replay/local-schema-ids.json``, where it writes them)."""
-    registry = None
-    if config.schema_registry.url:
-        from alertbutler.alerts.registry import registry_client
-
-        registry = registry_client(config.schema_registry.url, config.schema_registry.client)
-    path = local_ids or config.data_dir / "replay" / "local-schema-ids.json"
-    return WriterSchemas(local_ids=path, registry=registry)
