@@ -148,7 +148,7 @@ def test_the_small_night_detectors_that_failed_now_give_honest_sources(small_nig
     assert s.astrometric_rms_bright_arcsec < 0.1
 
 
-def test_too_few_kernel_stamps_fit_a_reduced_basis_with_the_right_flux_scale(small_night
+def test_too_few_kernel_stamps_still_fit_a_kernel_with_the_right_flux_scale(small_night
                                                                              ) -> None:
     # visit 1, detector 0 of the small night: 4 bright stamps, one short of the full basis
     visit = small_night.visits[0]

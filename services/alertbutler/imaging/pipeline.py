@@ -93,22 +93,22 @@ def _suspect_halo(exposure: Exposure, radius: float) -> None:
         exposure.mask[y0:y1, x0:x1][(dist <= radius) & ~sub] |= Mask.SUSPECT
 
 
-#: per-pixel threshold (sigma) of the fainter kernel candidates looked for when the bright
-#: ones are too few even for the reduced basis (the bright list's is 15)
+#: per-pixel threshold (sigma) of the fainter kernel candidates looked for when even the
+#: fallback's 3 bright stamps are not there (the bright list's is 15)
 KERNEL_FAINT_NSIGMA = 5.0
-#: the fewest stamps a reduced-basis kernel is fitted from: with three, one transient or
-#: variable among them is still outvoted when the flux scale is chosen
-MIN_STAMPS_REDUCED = 3
+#: the fewest stamps a fallback kernel is fitted from: with three, one transient or variable
+#: among them is still outvoted when the flux scale is chosen
+MIN_STAMPS_FALLBACK = 3
 
 
 def match_kernel(calexp: Exposure, warped: np.ndarray, covered: np.ndarray,
                  objects: np.ndarray, *, science_sigma: float, template_sigma: float,
                  pad: int) -> MatchingKernel:
     """The PSF-matching kernel from stamps of the bright sources; with too few of them (a
-    small or sparse detector), a reduced basis from 3-4 bright stamps, and only then stamps
-    of fainter sources too. The last two are fallbacks (``kernel.degraded``): the kernel's
-    sum is the flux scale, and faint stamps make it noisier (seen: 5% off with six stamps
-    where four bright ones gave 1%)."""
+    small or sparse detector), from 3-4 bright stamps, and only then from stamps of fainter
+    sources too. The last two are fallbacks (``kernel.degraded``): the kernel's sum is the
+    flux scale, and faint stamps make it noisier (seen: 5% off with six stamps where four
+    bright ones gave 1%)."""
     def fit(found: np.ndarray, **kw: int) -> MatchingKernel:
         return fit_matching_kernel(calexp, warped, covered,
                                    np.column_stack([found["x"], found["y"]]),
@@ -119,12 +119,12 @@ def match_kernel(calexp: Exposure, warped: np.ndarray, covered: np.ndarray,
     except PsfError:
         pass
     try:
-        return fit(objects, min_stamps_reduced=MIN_STAMPS_REDUCED)
+        return fit(objects, min_stamps_fallback=MIN_STAMPS_FALLBACK)
     except PsfError:
         fainter = bright_sources(calexp, nsigma=KERNEL_FAINT_NSIGMA)
         if len(fainter) <= len(objects):
             raise
-    kernel = fit(fainter, min_stamps_reduced=MIN_STAMPS_REDUCED)
+    kernel = fit(fainter, min_stamps_fallback=MIN_STAMPS_FALLBACK)
     return dataclasses.replace(kernel, degraded=True)
 
 
