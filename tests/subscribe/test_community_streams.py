@@ -201,6 +201,11 @@ def test_ztf_archives_of_every_schema_replayed_filtered_and_served(
     err = capsys.readouterr().err
     assert "unknown field 'candidate.drb'" in err and "ztf.alert alerts" in err
 
+    assert main(["filter", "check", "--expr", "candidate.magpsf < 19"]) == 0
+    assert "reads candidate.magpsf of ztf.alert" in capsys.readouterr().out
+    assert main(["filter", "check", "--expr", "candidate.magpsff < 19"]) == 1
+    assert "unknown field" in capsys.readouterr().err
+
     assert main(["alerts", "dump", str(sources[1]), "--cutouts", "omit"]) == 0
     assert [json.loads(x)["candid"] for x in capsys.readouterr().out.splitlines()] == \
         [r["candid"] for r in records[12:24]]

@@ -58,16 +58,18 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:
+    from alertbutler.alerts.writers import writers_for
     from alertbutler.subscribe.errors import FilterError
-    from alertbutler.subscribe.filters import compile_filter
+    from alertbutler.subscribe.selection import compile_any
     from alertbutler.subscribe.service import load_service_spec
 
     texts = {"expr": args.expr} if args.expr is not None else \
         {n: s.text for n, s in load_service_spec(args.file).filters.items()}
+    writers = writers_for(config)  # ours, Rubin's, replayed archives' (ZTF) schemas
     bad = 0
     for name, text in texts.items():
         try:
-            f = compile_filter(text)
+            f, writer = compile_any(text, writers)
         except FilterError as exc:
             bad += 1
             print(f"{name}: {exc}", file=sys.stderr)
@@ -77,5 +79,6 @@ def _check(args: argparse.Namespace, config: Config) -> int:
             continue
         fields = sorted(".".join(k for k in c.key if k != "*") for c in f.columns
                         if c.kind != "array")
-        print(f"{name}: ok (reads {', '.join(fields)})")
+        on = f" of {writer.name}" if writer is not None else ""
+        print(f"{name}: ok (reads {', '.join(fields)}{on})")
     return 1 if bad else 0

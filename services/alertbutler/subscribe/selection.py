@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: the name under which a selector without filters keeps every alert
 ALL = ""
 
-__all__ = ["ALL", "Selection", "Selector", "writers_for"]
+__all__ = ["ALL", "Selection", "Selector", "compile_any", "writers_for"]
 
 
 @dataclass
@@ -50,6 +50,35 @@ class Selection:
     kept: dict[str, np.ndarray]
     keys: list[bytes | None]
     bad: list[tuple[int, str]] = field(default_factory=list)
+
+
+def compile_any(text: str, writers: WriterSchemas, *, name: str | None = None
+                ) -> tuple[Filter, Writer | None]:
+    """``text`` compiled against the first schema known here that it fits: our current
+    alert schema (None), every Rubin version installed, the local ids of replayed archives.
+    A syntax, type or size error is the same on every schema and raised at once; a filter
+    that fits none raises the error of our own schema."""
+    candidates: list[Writer | None] = [None]
+    candidates += [w for m, n in rubin_versions() if (w := rubin_writer(m * 100 + n))]
+    if writers.local_ids is not None:
+        from alertbutler.alerts.writers import read_local_ids
+
+        try:
+            local = read_local_ids(writers.local_ids) if writers.local_ids.exists() else {}
+        except UnknownSchemaError:
+            local = {}
+        candidates += [writers.get(i) for i in local]
+    first: FilterError | None = None
+    for writer in candidates:
+        try:
+            return compile_filter(text, name=name, schema=writer.schema if writer else None), \
+                writer
+        except FilterError as exc:
+            first = first or exc
+            if "unknown field" not in exc.reason and "has no" not in exc.reason:
+                raise
+    assert first is not None
+    raise first
 
 
 def _on_schema(exc: FilterError, name: str, writer: Writer) -> FilterError:
@@ -74,30 +103,8 @@ class Selector:
 
     def check(self) -> None:
         """Refuse (FilterError) a filter that compiles against no schema known here."""
-        candidates: list[Writer | None] = [None]  # None: our current alert schema
-        candidates += [w for m, n in rubin_versions() if (w := rubin_writer(m * 100 + n))]
-        if self.writers.local_ids is not None:
-            from alertbutler.alerts.writers import read_local_ids
-
-            try:
-                local = read_local_ids(self.writers.local_ids)
-            except UnknownSchemaError:
-                local = {}
-            candidates += [self.writers.get(i) for i in local]
         for name, text in self.texts.items():
-            first: FilterError | None = None
-            for writer in candidates:
-                try:
-                    compile_filter(text, name=name,
-                                   schema=writer.schema if writer is not None else None)
-                    break
-                except FilterError as exc:
-                    first = first or exc
-                    if "unknown field" not in exc.reason and "has no" not in exc.reason:
-                        raise  # syntax, types, limits: the same on every schema
-            else:
-                assert first is not None
-                raise first
+            compile_any(text, self.writers, name=name)
 
     def _for(self, writer: Writer) -> tuple[FilterSet | None, BatchDecoder]:
         found = self._per_writer.get(writer.id)
