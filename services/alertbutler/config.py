@@ -27,7 +27,6 @@ CONFIG_ENV = "ALERTBUTLER_CONFIG"
 #: Set by the supervisor for each replica it runs; not a configuration key.
 REPLICA_ENV = "ALERTBUTLER_REPLICA"
 #: Names a crash point for tests (:mod:`alertbutler.faults`); not a configuration key.
-CRASH_ENV = "ALERTBUTLER_CRASH_AT"
 
 #: librdkafka settings that hold secrets: never printed or logged.
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password", "ssl.keystore.password",
@@ -309,7 +308,7 @@ def load_config(
                 raise ConfigError(f"{path}: '{section}' must be a table like [{section}]")
             raw.setdefault(section, {}).update(values)
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, REPLICA_ENV, CRASH_ENV):
+        if not name.startswith(ENV_PREFIX) or name in (CONFIG_ENV, REPLICA_ENV):
             continue
         section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
         if not sep or not key:

@@ -2,8 +2,8 @@
 
 Crash tests must not depend on timing ("kill it after about two seconds" strikes somewhere
 different on a busy machine), so the code marks the places where a crash matters with
-:func:`crash_point` and a test arms one in ``$ALERTBUTLER_CRASH_AT`` (exempt from the
-configuration's ``ALERTBUTLER_<SECTION>__<KEY>`` check) for the processes it starts:
+:func:`crash_point` and a test arms one in ``$CRASH_AT`` (a test's variable, not an
+``ALERTBUTLER_*`` one: those are configuration and nothing else) for the processes it starts:
 
 ``POINT``
     kill the process the first time it gets there;
@@ -31,8 +31,6 @@ import sys
 import threading
 from pathlib import Path
 
-from alertbutler.config import CRASH_ENV
-
 #: Every crash point in the code, and where a process that dies there stands.
 POINTS: dict[str, str] = {
     "prompt.alerts-acked": "worker: the item's alerts and end markers are acknowledged by "
@@ -51,6 +49,9 @@ POINTS: dict[str, str] = {
                                           "input offsets not committed",
 }
 
+#: the variable that arms a crash point (not ALERTBUTLER_*: those are configuration only)
+CRASH_ENV = "CRASH_AT"
+
 _arrivals: dict[str, int] = {}
 _lock = threading.Lock()
 
@@ -68,7 +69,7 @@ def parse_crash_at(value: str) -> tuple[str, int, str | None]:
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL this process if ``$ALERTBUTLER_CRASH_AT`` names this point (and count)."""
+    """SIGKILL this process if ``$CRASH_AT`` names this point (and count)."""
     wanted = os.environ.get(CRASH_ENV)
     if not wanted:
         return

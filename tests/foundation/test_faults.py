@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from alertbutler.config import CRASH_ENV, load_config
-from alertbutler.faults import POINTS, crash_mark, crash_point, parse_crash_at
+from alertbutler.config import load_config
+from alertbutler.faults import CRASH_ENV, POINTS, crash_mark, crash_point, parse_crash_at
 
 _SCRIPT = """
 from alertbutler.faults import crash_point

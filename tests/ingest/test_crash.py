@@ -16,8 +16,7 @@ import pytest
 
 from alertbutler.alerts import encode_alerts
 from alertbutler.alerts.fake import fake_alerts
-from alertbutler.config import CRASH_ENV
-from alertbutler.faults import crash_mark
+from alertbutler.faults import CRASH_ENV, crash_mark
 from alertbutler.l1db import L1db
 from alertbutler.procs import spawn_owned
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from alertbutler.config import CRASH_ENV, Config
-from alertbutler.faults import crash_mark
+from alertbutler.config import Config
+from alertbutler.faults import CRASH_ENV, crash_mark
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import (
     NextVisit,

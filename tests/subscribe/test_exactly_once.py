@@ -24,7 +24,7 @@ import yaml
 from confluent_kafka import Producer
 
 from alertbutler.alerts import encode_alerts
-from alertbutler.config import CRASH_ENV
+from alertbutler.faults import CRASH_ENV
 from alertbutler.kafka import create_topics, transaction_support
 from alertbutler.procs import spawn_owned
 from alertbutler.subscribe import open_stream, raw_decoder

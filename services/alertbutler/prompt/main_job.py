@@ -147,7 +147,7 @@ class _Workers:
 
     def __init__(self, config: Config, n: int, *, n_detectors: int, size: int,
                  write_outputs: bool, log_dir: Path, crash_at: str | None = None) -> None:
-        from alertbutler.config import CRASH_ENV
+        from alertbutler.faults import CRASH_ENV
         from alertbutler.procs import SINGLE_THREADED_MATH, spawn_owned
 
         log_dir.mkdir(parents=True, exist_ok=True)
