@@ -14,10 +14,11 @@ nothing else:
   fetch response carries (never ListOffsets, wrong on the embedded broker), no decoding.
 
 The ceiling is measured twice, just before the workload and just after it, on the same
-broker: the first run also warms Apache Kafka's JVM (its first gigabyte runs measurably
-slower, before the JIT has compiled the write path), so the workload does not pay that alone,
-and two runs bracket the machine's load during the workload. The ceiling is the better of
-the two runs (produce and consume each); both runs are printed. Figures are then also given
+broker: the first run also warms the broker (Apache Kafka's JVM compiles its write path
+during its first gigabytes) and this process, so the workload does not pay that alone (when
+the ceiling ran only after the workload, Apache Kafka's workload produce came out at a fifth
+of it), and two runs bracket the machine's load during the workload. The ceiling is the
+better of the two runs (produce and consume each); both runs are printed. Figures are then also given
 as ``*_fraction_of_ceiling`` = figure / ceiling (rates), the part of its broker's ceiling
 the workload reaches.
 """
