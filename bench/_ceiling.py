@@ -18,9 +18,9 @@ broker: the first run also warms the broker (Apache Kafka's JVM compiles its wri
 during its first gigabytes) and this process, so the workload does not pay that alone (when
 the ceiling ran only after the workload, Apache Kafka's workload produce came out at a fifth
 of it), and two runs bracket the machine's load during the workload. The ceiling is the
-better of the two runs (produce and consume each); both runs are printed. Figures are then also given
-as ``*_fraction_of_ceiling`` = figure / ceiling (rates), the part of its broker's ceiling
-the workload reaches.
+better of the two runs (produce and consume each); both runs are printed. Figures are then
+also given as ``*_fraction_of_ceiling`` = figure / ceiling (rates), the part of its broker's
+ceiling the workload reaches.
 """
 
 from __future__ import annotations
