@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench clean postgres kafka-jars
+.PHONY: setup run test lint bench clean postgres chromium kafka-jars
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ run: $(STAMP)
 postgres:
 	bash .ci/postgres.sh
 
+# Debian's chromium for the portal's browser tests (Playwright drives it; no `playwright install`).
+chromium:
+	bash .ci/chromium.sh
+
 # Apache Kafka's jars, resolved once from Maven Central with Maven and cached.
 kafka-jars: $(STAMP)
 	$(PY) -c "from alertbutler.broker import kafka_classpath; kafka_classpath()"
 
-test: $(STAMP) postgres kafka-jars
+test: $(STAMP) postgres chromium kafka-jars
 	$(VENV)/bin/ruff check services tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 

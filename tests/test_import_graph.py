@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "services" / "alertbutler"
 
 LIBRARIES = {"alerts", "butler", "l1db", "imaging", "kafka", "broker", "sim", "config", "jvm",
              "logs", "metrics", "procs", "faults", "testing", "errors", "__init__"}
-SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "__main__"}
+SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "portal", "__main__"}
 
 #: service -> service imports allowed, and why. Anything else is a layering error.
 ALLOWED_SERVICE_EDGES = {
@@ -23,6 +23,7 @@ ALLOWED_SERVICE_EDGES = {
     ("cli", "prompt"): "the run verb calls the main job",
     ("deploy", "cli"): "up registers its verb",
     ("deploy", "prompt"): "up runs the fan-out and worker services and fills the central repo",
+    ("portal", "prompt"): "the portal shows the main job's night ledger and reconciliation",
     ("prompt", "ingest"): "the main job runs the ingester in-process",
     ("replay", "cli"): "replay verbs register themselves",
     ("replay", "deploy"): "night replay --into plays into a running up; the scheduler and feed",

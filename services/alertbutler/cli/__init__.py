@@ -37,7 +37,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
     "filter": ("the filter service", True, ("alertbutler.subscribe.filter_cli",)),
     "alerts": ("alert packets: dump, replay", True,
                ("alertbutler.replay.dump_cli", "alertbutler.replay.alerts_cli")),
-    "night": ("record and replay nights", True, ("alertbutler.replay.cli",)),
+    "night": ("record, replay and reconcile nights", True,
+              ("alertbutler.replay.cli", "alertbutler.prompt.reconcile_cli")),
     "fanout": ("turn nextVisit events into one work item per detector", False,
                ("alertbutler.prompt.fanout_cli",)),
     "worker": ("a prompt-processing worker", False, ("alertbutler.prompt.cli",)),
@@ -45,6 +46,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
                ("alertbutler.butler.cli",)),
     "sim": ("simulate a camera, calibrations, templates and a night", True,
             ("alertbutler.cli.sim",)),
+    "serve": ("the portal: object pages, cone search, night, live alerts and a REST API",
+              False, ("alertbutler.portal.cli",)),
     "up": ("run the whole topology as supervised local services", False,
            ("alertbutler.deploy.cli",)),
     # Each package adds its verbs here as it lands, e.g.

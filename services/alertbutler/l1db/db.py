@@ -247,6 +247,18 @@ class L1db:
         ids = _read.int_list(object_ids)
         return self._read("DiaObject", _read.in_ids(self.backend, "diaObjectId", ids), None)
 
+    def objects(self, object_ids: Iterable[int]) -> pa.Table:
+        """The latest version of these DiaObjects (missing ids are simply absent)."""
+        ids = _read.int_list(object_ids)
+        return self._read("DiaObjectLast", _read.in_ids(self.backend, "diaObjectId", ids), None)
+
+    def latest_objects(self, limit: int) -> pa.Table:
+        """The ``limit`` DiaObjects most recently detected (the newest first)."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        return self._read("DiaObjectLast", '1 = 1 ORDER BY "lastDiaSourceMjdTai" DESC, '
+                          f'"diaObjectId" LIMIT {int(limit)}', None)
+
     def sources_of_visit_detector(self, visit: int, detector: int) -> pa.Table:
         return self._read("DiaSource", f'"visit" = {int(visit)} AND "detector" = '
                           f"{int(detector)}", None)

@@ -131,5 +131,9 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
                       positions=[(a["diaSource"]["ra"], a["diaSource"]["dec"],
                                   a["diaSource"]["visit"]) for a in alerts])
     report = write_report(root / "report", data)
+    from alertbutler.prompt.ledger import entries_from, write_ledger
+
+    write_ledger(root, alert_topic=config.kafka.alert_topic, l1db_url=config.l1db_url,
+                 entries=entries_from(statuses, every), alerts=every)
     return MainJobResult(summary=summary, report=report, statuses=statuses, alerts=alerts,
                          killed_worker=killed)

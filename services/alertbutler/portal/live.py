@@ -1,0 +1,85 @@
+"""The live page's feed: alerts from the alert topic as server-sent events.
+
+Each browser gets a consumer of its own, outside any consumer group (it assigns every
+partition and starts at the end), so watching the page never takes partitions from, or
+commits offsets for, the deployment's consumers. The first event, ``ready``, is sent once the
+consumer's positions are fixed: every alert published after it reaches the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from alertbutler.portal.data import PortalSettings
+
+#: fields of an alert the live page shows (the rest is on the object page)
+SUMMARY_FIELDS = ("diaSourceId", "diaObjectId", "visit", "detector", "band", "ra", "dec",
+                  "psfFlux", "snr", "midpointMjdTai")
+
+
+#: 64-bit ids go out as strings: JavaScript numbers hold integers exactly only up to 2**53
+ID_FIELDS = ("diaSourceId", "diaObjectId", "alertId")
+
+
+def summary(alert: dict[str, Any]) -> dict[str, Any]:
+    source = alert.get("diaSource") or {}
+    out = {k: source.get(k) for k in SUMMARY_FIELDS}
+    out["alertId"] = alert.get("alertId", alert.get("diaSourceId"))
+    for k in ID_FIELDS:
+        if out.get(k) is not None:
+            out[k] = str(out[k])
+    return out
+
+
+def _event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+async def alert_events(settings: PortalSettings,
+                       on_alerts: Callable[[list[dict[str, Any]]], None]) -> AsyncIterator[str]:
+    """Server-sent events: ``ready``, then one ``alert`` per alert published from now on."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from alertbutler.alerts import decode_message
+    from alertbutler.kafka import list_topics
+
+    topics = await asyncio.to_thread(list_topics, settings.bootstrap,
+                                     settings=settings.confluent)
+    n = topics.get(settings.alert_topic, 0)
+    if not n:
+        yield _event("problem", {"message": f"no topic {settings.alert_topic!r} on "
+                                 f"{settings.bootstrap}"})
+        return
+    kwargs = {**settings.aiokafka, "bootstrap_servers": settings.bootstrap}
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kwargs)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.alert_topic, p) for p in range(n)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the positions now, so "ready" means what it says
+            await consumer.position(tp)
+        yield _event("ready", {"topic": settings.alert_topic, "partitions": len(tps)})
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=200)
+            if not batches:
+                yield ": keep-alive\n\n"
+                continue
+            alerts = []
+            for records in batches.values():
+                for record in records:
+                    try:
+                        decoded = decode_message(record.value)
+                    except Exception:  # not ours to judge here; the ingester dead-letters it
+                        continue
+                    if decoded.kind == "alert":
+                        alerts.append(decoded.record)
+            if alerts:
+                on_alerts(alerts)
+                for alert in alerts:
+                    yield _event("alert", summary(alert))
+    finally:
+        await consumer.stop()
