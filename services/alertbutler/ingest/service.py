@@ -149,6 +149,12 @@ class Ingester:
         self._below_since: dict[tuple[str, int], float] = {}
         self._last_recheck = 0.0
         self._watch: BrokerWatch | None = None
+        #: Kafka topic ids seen at the last assignment (or check)
+        self._topic_ids: dict[str, str] = {}
+        self._last_id_check = time.monotonic()
+        #: a stopped partition's offset in the database when it was stopped: a change is an
+        #: operator's reset
+        self._stopped_at: dict[tuple[str, int], int | None] = {}
 
     def stop(self) -> None:
         """Finish the batch in flight, commit it, and return from :meth:`run`.
@@ -261,8 +267,9 @@ class Ingester:
             while not self._stop.is_set() and not writer.done():
                 if self.health is not None:
                     self.health.beat()
+                await self._recheck_topic_ids(consumer)
                 if self.beyond_end:
-                    await self._recheck_stored(consumer)
+                    await self._recheck_stored(consumer, writer)
                 generation = self._generation
                 messages = await self._collect(consumer)
                 if generation != self._generation or self._assigning:
@@ -326,7 +333,7 @@ class Ingester:
             self._clear_beyond_end(key)  # looked at afresh from the stored offset
             if known is None:
                 # offset 0, not seek_to_beginning (a ListOffsets request); past retention the
-                # consumer falls back to the earliest offset (auto_offset_reset)
+                # broker refuses it and _out_of_range reads on from the start
                 self._consumer.seek(tp, 0)
                 self._next.pop(key, None)
                 self._collected.pop(key, None)
@@ -336,6 +343,32 @@ class Ingester:
         log.info("partitions assigned", extra={"partitions": [
             f"{tp.topic}:{tp.partition}@{self._next.get((tp.topic, tp.partition), 0)}"
             for tp in partitions]})
+        await self._check_topic_ids(partitions, stored)
+
+    async def _check_topic_ids(self, partitions: list[TopicPartition],
+                               stored: dict[tuple[str, int], Any]) -> None:
+        """A topic deleted and created again under its name has a new topic id: the stored
+        offsets belong to the old one, whatever the new one's end (records below them would
+        be skipped, records above them read in the wrong place). Stop those partitions; the
+        first id seen for a topic is recorded with its offsets."""
+        assert self._db is not None and self._consumer is not None
+        group = self.settings.group
+        current = await asyncio.to_thread(_topic_ids, self.settings.confluent,
+                                          sorted({tp.topic for tp in partitions}))
+        self._topic_ids.update(current)
+        for topic, topic_id in current.items():
+            recorded = await asyncio.to_thread(self._db.topic_id, group, topic)
+            if recorded is None:
+                await asyncio.to_thread(self._db.set_topic_id, group, topic, topic_id)
+            elif recorded != topic_id:
+                for tp in partitions:
+                    known = stored.get((tp.topic, tp.partition))
+                    if tp.topic == topic and known is not None:
+                        self._stopped_at[(tp.topic, tp.partition)] = known.next_offset
+                        self._stop_partition(
+                            self._consumer, tp, known.next_offset, None,
+                            why=f"the topic was re-created (topic id {topic_id}; the stored "
+                            f"offsets belong to topic id {recorded})")
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> list[Message]:
         """Up to max_batch_messages, or what arrived within max_batch_ms of the first."""
@@ -404,7 +437,9 @@ class Ingester:
             self._stop_partition(consumer, tp, offset, end)
 
     def _stop_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition, stored: int,
-                        end: int) -> None:
+                        end: int | None, *, why: str | None = None) -> None:
+        """Stop reading a partition whose stored offset does not belong to what it holds
+        now (beyond its ``end``, or ``why``), until an operator resets it."""
         key = (tp.topic, tp.partition)
         if key in self.beyond_end:
             return
@@ -412,20 +447,22 @@ class Ingester:
         self._below_since.pop(key, None)
         consumer.pause(tp)
         command = f"alertbutler ingest reset-offsets --topic {tp.topic} --partition {tp.partition}"
-        log.error("stored offset beyond the partition's end: the broker or the topic lost its "
-                  "messages (a memory-only broker restarted, or the topic was re-created); "
-                  "nothing is read from this partition until an operator resets its offset",
-                  extra={"topic": tp.topic, "partition": tp.partition, "stored_offset": stored,
-                         "end": end, "fix": command})
+        cause = why or f"stored offset {stored} is beyond the partition's end {end}"
+        log.error(("stored offset beyond the partition's end: the broker or the topic lost "
+                   "its messages (a memory-only broker restarted, or the topic was "
+                   "re-created)" if why is None else f"stored offset of another topic: {why}")
+                  + "; nothing is read from this partition until an operator resets its "
+                  "offset", extra={"topic": tp.topic, "partition": tp.partition,
+                                   "stored_offset": stored, "end": end, "fix": command})
         if self.metrics is not None:
             self.metrics.offset_beyond_end.labels("ingest", tp.topic, str(tp.partition)).set(1)
         if self.health is not None:
             self.health.block(f"offset:{tp.topic}:{tp.partition}",
-                              f"{tp.topic}:{tp.partition}: stored offset {stored} is beyond the "
-                              f"partition's end {end}; run '{command}'")
+                              f"{tp.topic}:{tp.partition}: {cause}; run '{command}'")
 
     def _clear_beyond_end(self, key: tuple[str, int]) -> None:
         self._below_since.pop(key, None)
+        self._stopped_at.pop(key, None)
         if self.beyond_end.pop(key, None) is None:
             return
         if self.metrics is not None:
@@ -434,17 +471,49 @@ class Ingester:
         if self.health is not None:
             self.health.unblock(f"offset:{key[0]}:{key[1]}")
 
-    async def _recheck_stored(self, consumer: AIOKafkaConsumer) -> None:
+    async def _recheck_topic_ids(self, consumer: AIOKafkaConsumer) -> None:
+        """Every 10 s: a topic re-created under a running ingester (and refilled before its
+        end could tell) has a new topic id; stop its partitions."""
+        if time.monotonic() - self._last_id_check < 10.0:
+            return
+        self._last_id_check = time.monotonic()
+        assigned = list(consumer.assignment())
+        current = await asyncio.to_thread(_topic_ids, self.settings.confluent,
+                                          sorted({tp.topic for tp in assigned}))
+        for topic, topic_id in current.items():
+            known = self._topic_ids.setdefault(topic, topic_id)
+            if known == topic_id:
+                continue
+            self._topic_ids[topic] = topic_id  # what a reset's offsets will belong to
+            for tp in assigned:
+                position = self._collected.get((tp.topic, tp.partition))
+                if tp.topic == topic and position:
+                    self._stop_partition(consumer, tp, position, None, why=(
+                        f"the topic was re-created while it was read (topic id {topic_id}, "
+                        f"was {known})"))
+
+    async def _recheck_stored(self, consumer: AIOKafkaConsumer,
+                              writer: asyncio.Task[None]) -> None:
         """Every 2 s while partitions are stopped: has an operator reset their offsets?"""
         if time.monotonic() - self._last_recheck < 2.0:
             return
         self._last_recheck = time.monotonic()
         assert self._db is not None
+        # batches in flight are written first: the stored offsets are final (unless the
+        # writer failed, which ends the pipeline)
+        drained = asyncio.ensure_future(self._queue.join())
+        await asyncio.wait({drained, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not drained.done():
+            drained.cancel()
+            return
         stored = await asyncio.to_thread(self._db.consumer_offsets, self.settings.group)
-        for key, at in list(self.beyond_end.items()):
+        for key in list(self.beyond_end):
             known = stored.get(key)
             offset = None if known is None else known.next_offset
-            if offset == at:
+            if key not in self._stopped_at:  # what the database held when it was stopped
+                self._stopped_at[key] = offset
+                continue
+            if offset == self._stopped_at[key]:
                 continue
             tp = TopicPartition(*key)
             self._clear_beyond_end(key)
@@ -458,6 +527,10 @@ class Ingester:
                 consumer.resume(tp)
             log.warning("offset reset by an operator: reading the partition again",
                         extra={"topic": key[0], "partition": key[1], "from": offset or 0})
+            topic_id = self._topic_ids.get(key[0])
+            if topic_id is not None:  # the offsets now belong to the topic as it is
+                await asyncio.to_thread(self._db.set_topic_id, self.settings.group, key[0],
+                                        topic_id)
 
     async def _ingest(self, consumer: AIOKafkaConsumer, dlt: DeadLetterProducer,
                       messages: list[Message], sorted_batch: SortedBatch) -> None:
@@ -526,6 +599,25 @@ class Ingester:
             self.metrics.stage_seconds.labels("ingest", "store").observe(
                 time.perf_counter() - t1)
         return result
+
+
+def _topic_ids(confluent: dict[str, Any], topics: list[str]) -> dict[str, str]:
+    """Each topic's Kafka topic id (left out where the broker gives none)."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({**confluent, "log_level": 0})
+    out = {}
+    for name, future in admin.describe_topics(TopicCollection(topics),
+                                              request_timeout=15).items():
+        try:
+            found = future.result(timeout=20).topic_id
+        except Exception:  # unknown topic, old broker: nothing to compare with
+            continue
+        text = str(found) if found is not None else ""
+        if text and text.strip("A=") and text != "0":  # the all-zero id means none
+            out[name] = text
+    return out
 
 
 def run_ingester(settings: IngestSettings, *, metrics_port: int | None = None) -> IngestTotals:

@@ -330,7 +330,29 @@ class L1db:
                         "INSERT INTO consumer_offset (consumer, topic, partition, next_offset, "
                         "updated_at) VALUES (:c, :t, :p, :o, :now)"),
                         {"c": consumer, "t": topic, "p": partition, "o": to, "now": time.time()})
+            # the topic the offsets belonged to is forgotten too: the ingester records the
+            # current one when it reads on
+            conn.execute(sa.text("DELETE FROM metadata WHERE name = :n"),
+                         {"n": _topic_key(consumer, topic)})
         return {p: before[p] for p in targets}
+
+    def topic_id(self, consumer: str, topic: str) -> str | None:
+        """The Kafka topic id the consumer's stored offsets of ``topic`` belong to (None:
+        not recorded). Kept in the ``metadata`` table: no schema change."""
+        with self._engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT value FROM metadata WHERE name = :n"),
+                                 {"n": _topic_key(consumer, topic)}).scalar()
+        return None if found is None else str(found)
+
+    def set_topic_id(self, consumer: str, topic: str, topic_id: str | None) -> None:
+        """Record (or, with None, forget) the topic id of the consumer's offsets."""
+        with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
+              conn.begin()):
+            conn.execute(sa.text("DELETE FROM metadata WHERE name = :n"),
+                         {"n": _topic_key(consumer, topic)})
+            if topic_id is not None:
+                conn.execute(sa.text("INSERT INTO metadata (name, value) VALUES (:n, :v)"),
+                             {"n": _topic_key(consumer, topic), "v": topic_id})
 
     def consumer_progress(self, consumer: str) -> ConsumerProgress:
         with self._engine.connect() as conn:
@@ -363,6 +385,13 @@ class L1db:
             last_ingested=None if last is None else VisitDetector(int(last[0]), int(last[1])),
             last_ingested_at=None if last is None else float(last[2]),
             last_visit=None if last_visit is None else int(last_visit))
+
+
+def _topic_key(consumer: str, topic: str) -> str:
+    """The metadata row of a consumer's topic id (hashed: names are up to 64 characters)."""
+    import hashlib
+
+    return "topic-id:" + hashlib.sha256(f"{consumer}\0{topic}".encode()).hexdigest()[:48]
 
 
 def _count_of(batch: RowBatch, vd: VisitDetector) -> int:
