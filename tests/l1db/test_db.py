@@ -112,6 +112,7 @@ def test_latest_object_version_wins_whatever_the_order(db_url: str) -> None:
 @pytest.mark.parametrize("bad, column", [
     ({"dec": 95.0}, "dec"), ({"ra": float("nan")}, "ra"), ({"ra": 361.0}, "ra"),
     ({"midpointMjdTai": float("inf")}, "midpointMjdTai"), ({"visit": None}, "visit"),
+    ({"midpointMjdTai": 1e20}, "midpointMjdTai"), ({"midpointMjdTai": -5.0}, "midpointMjdTai"),
 ])
 def test_impossible_rows_are_refused_with_their_column(sqlite_url: str, bad: dict,
                                                        column: str) -> None:

@@ -26,7 +26,9 @@ from alertbutler.l1db.spatial import pixel_ids
 Rows = pa.Table | pa.RecordBatch | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 #: Columns checked for values no real row can have: name -> (low, high), inclusive.
-_RANGES = {"ra": (0.0, 360.0), "dec": (-90.0, 90.0)}
+#: A source time bounds the time partition it makes on PostgreSQL (a wild one would make a
+#: partition named by a number longer than PostgreSQL's identifiers): MJD 0 is 1858, 10^6 4596.
+_RANGES = {"ra": (0.0, 360.0), "dec": (-90.0, 90.0), "midpointMjdTai": (0.0, 1e6)}
 _FINITE = ("midpointMjdTai", "validityStartMjdTai")
 
 
