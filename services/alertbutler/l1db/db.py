@@ -144,14 +144,14 @@ class L1db:
         """
         markers = list(markers)
         complete = [VisitDetector(int(v), int(d)) for v, d in complete]
-        if self._partitions is not None:  # before the write transaction takes any lock
-            self._partitions.ensure(self._engine, {
-                "DiaSource": _partitions.partition_numbers(
-                    batch.sources.column("midpointMjdTai")),
-                "DiaForcedSource": _partitions.partition_numbers(
-                    batch.forced_sources.column("midpointMjdTai"))})
+        needed = {"DiaSource": _partitions.partition_numbers(
+                      batch.sources.column("midpointMjdTai")),
+                  "DiaForcedSource": _partitions.partition_numbers(
+                      batch.forced_sources.column("midpointMjdTai"))}
         for attempt in range(_RETRIES):
             try:
+                if self._partitions is not None:  # before the write transaction locks anything
+                    self._partitions.ensure(self._engine, needed)
                 with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
                       conn.begin()):
                     now = time.time()
