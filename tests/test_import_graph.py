@@ -24,6 +24,7 @@ ALLOWED_SERVICE_EDGES = {
     ("deploy", "cli"): "up registers its verb",
     ("deploy", "prompt"): "up runs the fan-out and worker services and fills the central repo",
     ("portal", "prompt"): "the portal shows the main job's night ledger and reconciliation",
+    ("portal", "subscribe"): "the portal's filter editor compiles filters",
     ("prompt", "ingest"): "the main job runs the ingester in-process",
     ("replay", "cli"): "replay verbs register themselves",
     ("replay", "deploy"): "night replay --into plays into a running up; the scheduler and feed",

@@ -72,3 +72,20 @@ def test_images_night_and_bad_requests(portal: Server, portal_night: MainJobResu
     assert portal.get("/api/live")[0] == 503  # the night's broker is gone; nothing configured
     status, body, _ = portal.get("/cone?ra=x&dec=0")
     assert status == 400 and b"Not a cone" in body
+
+
+def test_filter_check_gives_the_error_position_or_the_yield(
+        portal: Server, portal_night: MainJobResult) -> None:
+    from urllib.parse import quote
+
+    from alertbutler.subscribe.filters import compile_filter
+
+    bad = portal.json("/api/filters/check?text=" + quote("diaSource.snr >> 5"))
+    assert bad["ok"] is False
+    assert (bad["error"]["line"], bad["error"]["column"]) == (1, 16)
+    assert bad["error"]["source_line"] == "diaSource.snr >> 5"
+    text = "diaSource.snr > 20 and diaSource.band == 'g'"
+    good = portal.json("/api/filters/check?text=" + quote(text))
+    expected = int(compile_filter(text).keep(portal_night.alerts).sum())
+    assert good["ok"] is True and 0 < good["yield"]["kept"] == expected
+    assert good["yield"]["alerts"] == len(portal_night.alerts)

@@ -171,6 +171,30 @@ def test_night_page_shows_the_reconciliation(
     _screenshot(page, tmp_path_factory, "night")
 
 
+def test_filter_check_shows_the_caret_then_the_yield(
+        page: Any, portal: Server, portal_night: MainJobResult,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from alertbutler.subscribe.filters import compile_filter
+
+    page.goto(portal.url + "/filters")
+    box = page.get_by_label("Filter expression")
+    box.fill("diaSource.snr >> 5")
+    caret = page.wait_for_selector("#filter-caret")
+    source, marker = caret.inner_text().split("\n")[:2]
+    assert source == "diaSource.snr >> 5" and marker == " " * 15 + "^"  # column 16
+    assert "column 16" in page.locator("#filter-error").inner_text()
+    _accessible(page)
+    _screenshot(page, tmp_path_factory, "filter-error")
+
+    text = "diaSource.snr > 20 and diaSource.band == 'g'"
+    box.fill(text)
+    expected = int(compile_filter(text).keep(portal_night.alerts).sum())
+    shown = page.wait_for_selector("#filter-yield").inner_text()
+    assert f"keeps {expected} of the night's {len(portal_night.alerts)} alerts" in shown
+    _accessible(page)
+    _screenshot(page, tmp_path_factory, "filter-yield")
+
+
 def test_live_page_shows_alerts_as_they_arrive(
         page: Any, portal_night: MainJobResult, kafka_bootstrap: str, tmp_path: Path,
         tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -66,6 +66,16 @@ def create_app(settings: PortalSettings) -> FastAPI:
         return {"night": str(settings.night_root), "matches": all(r.matches for r in rows),
                 "visit_detectors": [asdict(r) for r in rows]}
 
+    @app.get("/api/filters/check", tags=["api"])
+    def check_filter(text: Annotated[str, Query(description="a filter expression")]
+                     ) -> dict[str, Any]:
+        """Compile a filter (nothing is activated): its error with line, column and position,
+        or its yield on the night's alerts."""
+        from alertbutler.portal.filters import check
+
+        ledger = data.ledger()
+        return check(text, None if ledger is None else ledger.alerts_path)
+
     @app.get("/api/live", tags=["api"], response_class=StreamingResponse)
     def live() -> StreamingResponse:
         """Server-sent events: ``ready``, then an ``alert`` event per alert published."""
@@ -134,6 +144,11 @@ def create_app(settings: PortalSettings) -> FastAPI:
                                             for e in ledger.entries}
         root = None if ledger is None else str(ledger.root)
         return pages.page("Night", pages.night_page(root, data.reconciliation(), stages))
+
+    @app.get("/filters", response_class=HTMLResponse, include_in_schema=False)
+    def filters_page() -> str:
+        body, script = pages.filter_page()
+        return pages.page("Filter check", body, script=script)
 
     @app.get("/live", response_class=HTMLResponse, include_in_schema=False)
     def live_page() -> str:

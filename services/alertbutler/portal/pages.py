@@ -44,7 +44,8 @@ def page(title: str, body: str, *, script: str = "") -> str:
 <title>{esc(title)} · alertbutler</title><style>{STYLE}</style></head>
 <body><a class="skip" href="#main">Skip to content</a>
 <header><nav aria-label="Main"><a href="/">Objects</a><a href="/night">Night</a>
-<a href="/live">Live alerts</a><a href="/docs">API</a></nav></header>
+<a href="/live">Live alerts</a><a href="/filters">Filter check</a><a href="/docs">API</a>
+</nav></header>
 <main id="main"><h1>{esc(title)}</h1>
 {body}</main>
 <footer><p>alertbutler portal · read-only · <a href="/openapi.json">OpenAPI description</a></p>
@@ -220,3 +221,46 @@ def live_page(topic: str | None) -> tuple[str, str]:
                 "diaObjectId", "diaSourceId", "visit", "detector", "band", "RA (deg)",
                 "Dec (deg)", "PSF flux (nJy)", "S/N"], [], table_id="live"))
     return body, LIVE_SCRIPT
+
+
+FILTER_SCRIPT = """<script>
+const box = document.querySelector('#filter');
+const result = document.querySelector('#filter-result');
+let pending = null, asked = 0;
+function show(text, r) {
+  result.replaceChildren();
+  if (!text.trim()) { result.textContent = 'Type a filter.'; return; }
+  if (!r.ok) {
+    const e = r.error;
+    const p = document.createElement('p'); p.className = 'bad'; p.id = 'filter-error';
+    p.textContent = 'Line ' + e.line + ', column ' + e.column + ': ' + e.message
+      + (e.suggestion ? ' (' + e.suggestion + ')' : '');
+    const pre = document.createElement('pre'); pre.id = 'filter-caret';
+    pre.textContent = e.source_line + '\\n' + ' '.repeat(Math.max(0, e.column - 1)) + '^';
+    result.append(p, pre); return;
+  }
+  const p = document.createElement('p'); p.className = 'ok'; p.id = 'filter-yield';
+  const y = r.yield;
+  p.textContent = y === null ? 'The filter compiles (no night to measure its yield on).'
+    : 'The filter compiles and keeps ' + y.kept + ' of the night\\'s ' + y.alerts + ' alerts.';
+  result.append(p);
+}
+async function ask() {
+  const text = box.value, mine = ++asked;
+  const r = await fetch('/api/filters/check?text=' + encodeURIComponent(text));
+  const body = await r.json();
+  if (mine === asked) show(text, body);  // only the latest answer is shown
+}
+box.addEventListener('input', () => { clearTimeout(pending); pending = setTimeout(ask, 250); });
+</script>"""
+
+
+def filter_page() -> tuple[str, str]:
+    body = ("<p>Type a filter (see docs/subscribe.md for the language): it is checked as you "
+            "type and, if it compiles, its yield on this night's alerts is shown. Nothing is "
+            "activated here.</p>"
+            '<label for="filter">Filter expression</label><br>'
+            '<textarea id="filter" name="filter" rows="4" cols="80" spellcheck="false" '
+            'aria-describedby="filter-result"></textarea>'
+            '<div id="filter-result" role="status" aria-live="polite">Type a filter.</div>')
+    return body, FILTER_SCRIPT
