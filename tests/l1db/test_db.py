@@ -109,6 +109,24 @@ def test_latest_object_version_wins_whatever_the_order(db_url: str) -> None:
     assert sorted(versions) == [60001.0, 60002.0, 60002.5, 60003.0]
 
 
+def test_objects_by_id_and_the_latest_detected_first(db_url: str) -> None:
+    db = L1db.create(db_url)
+
+    def obj(oid: int, last: float, n: int = 1) -> dict:
+        return {"diaObjectId": oid, "validityStartMjdTai": last, "ra": 1.0 + oid * 1e-3,
+                "dec": 2.0, "nDiaSources": n, "lastDiaSourceMjdTai": last}
+    db.store(RowBatch.build(objects=[obj(1, 60001.0), obj(2, 60003.0), obj(3, 60002.0),
+                                     obj(1, 60004.0, 2)]))
+    latest = db.latest_objects(2).to_pylist()
+    assert [(r["diaObjectId"], r["nDiaSources"]) for r in latest] == [(1, 2), (2, 1)]
+    assert db.latest_objects(0).num_rows == 0
+    with pytest.raises(ValueError, match="limit"):
+        db.latest_objects(-1)
+    found = db.objects([3, 2, 99]).to_pylist()
+    assert sorted(r["diaObjectId"] for r in found) == [2, 3]
+    assert db.objects([]).num_rows == 0
+
+
 @pytest.mark.parametrize("bad, column", [
     ({"dec": 95.0}, "dec"), ({"ra": float("nan")}, "ra"), ({"ra": 361.0}, "ra"),
     ({"midpointMjdTai": float("inf")}, "midpointMjdTai"), ({"visit": None}, "visit"),
