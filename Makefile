@@ -33,6 +33,10 @@ test: $(STAMP) postgres chromium kafka-jars
 	$(VENV)/bin/ruff check services tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The suite RUNS=3 times in a row beside HOGS=2 CPU-bound processes (a busy machine).
+test-stress: $(STAMP)
+	bash .ci/stress.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench
 
