@@ -11,6 +11,7 @@ SIGTERM during it ended the ingester with exit 1 and a traceback.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -63,7 +64,8 @@ def test_services_report_an_outage_once_and_stop_cleanly_during_it(
 
     with Butler.create(config.central_repo) as butler:
         register_types(butler)
-    base = free_port_block(len(SERVICES))
+    # away from the block other deployments scan from 9100 (tests run side by side)
+    base = free_port_block(len(SERVICES), start=random.randrange(20000, 60000))
     ports = {name: base + i for i, name in enumerate(SERVICES)}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {name: tmp_path / f"{name}.log" for name in SERVICES}
