@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench clean postgres chromium kafka-jars
+.PHONY: setup run test lint bench clean postgres chromium kafka-jars schema-registry
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ chromium:
 kafka-jars: $(STAMP)
 	$(PY) -c "from alertbutler.broker import kafka_classpath; kafka_classpath()"
 
-test: $(STAMP) postgres chromium kafka-jars
+# A Confluent-compatible Schema Registry (Apicurio, a zip on Maven Central), fetched once
+# with Maven and cached; the tests start it on loopback.
+schema-registry: $(STAMP)
+	$(PY) -c "from alertbutler.broker.schema_registry import registry_app; registry_app()"
+
+test: $(STAMP) postgres chromium kafka-jars schema-registry
 	$(VENV)/bin/ruff check services tests bench
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -48,6 +48,22 @@ def kafka_bootstrap(kafka_broker: Broker) -> str:
 
 
 @pytest.fixture(scope="session")
+def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Confluent-compatible Schema Registry server (Apicurio, from Maven Central) for the
+    session; its Confluent API's URL. Skipped only when it cannot be installed here."""
+    from alertbutler.broker import BrokerError
+    from alertbutler.broker.schema_registry import SchemaRegistryServer, registry_app
+
+    try:
+        registry_app()
+    except BrokerError as exc:
+        pytest.skip(str(exc))
+    log = tmp_path_factory.mktemp("schema-registry") / "registry.log"
+    with SchemaRegistryServer(log_file=log) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A throw-away PostgreSQL database for the session, dropped at the end."""
     reason = pg_unreachable_reason()

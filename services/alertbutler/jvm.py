@@ -16,7 +16,8 @@ from pathlib import Path
 
 from alertbutler.errors import AlertbutlerError
 
-__all__ = ["JvmError", "cache_root", "java_binary", "java_major", "resolve_classpath"]
+__all__ = ["JvmError", "cache_root", "java_binary", "java_major", "resolve_classpath",
+           "resolve_unpacked"]
 
 _STAMP = ".resolved"
 
@@ -85,6 +86,38 @@ def resolve_classpath(name: str, artifacts: list[str]) -> str:
     staging.rename(libs)
     (target / _STAMP).write_text("\n".join(artifacts) + "\n")
     return str(libs / "*")
+
+
+def resolve_unpacked(name: str, artifact: str) -> Path:
+    """A directory holding the unpacked archive ``group:artifact:version:type:classifier``
+    (a server published as one zip, e.g. a Quarkus application).
+
+    Unpacked with Maven into ``cache_root()/name`` on first use, like
+    :func:`resolve_classpath`; later calls need neither Maven nor the network.
+    """
+    target = cache_root() / name
+    unpacked = target / "unpacked"
+    if (target / _STAMP).is_file() and unpacked.is_dir():
+        return unpacked
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise JvmError(f"{name} is not cached in {target} and Maven is missing: install "
+                       "Maven (Debian: apt-get install maven) to fetch it once from "
+                       "Maven Central")
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / "unpacked.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    proc = subprocess.run(
+        [mvn, "-q", "-B", "dependency:unpack", f"-Dartifact={artifact}",
+         f"-DoutputDirectory={staging}"],
+        capture_output=True, text=True, timeout=1800, cwd=str(target))
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise JvmError(f"Maven could not fetch {artifact}:\n{tail}")
+    shutil.rmtree(unpacked, ignore_errors=True)
+    staging.rename(unpacked)
+    (target / _STAMP).write_text(artifact + "\n")
+    return unpacked
 
 
 def _pom(artifacts: list[str]) -> str:

@@ -50,3 +50,18 @@ def test_foreign_schema_in_the_registry_is_unknown() -> None:
 def test_without_a_url_ids_are_the_fixed_ones() -> None:
     assert codec_for("") is default_codec()
     assert default_codec().wire_id("alert") == 900102
+
+
+def test_registry_in_use_switches_the_process_codec_for_the_block() -> None:
+    from alertbutler.alerts.registry import registry_in_use
+
+    (alert,) = fake_alerts(1, seed=4, cutout_size=None, n_history=0)
+    with registry_in_use("mock://process"):
+        codec = default_codec()
+        wire = struct.unpack(">I", encode_alert(alert)[1:5])[0]
+        assert wire == codec.wire_id("alert") != 900102  # the registry's id
+        assert default_codec() is codec  # built once, on first use
+    assert default_codec().wire_id("alert") == 900102  # restored after the block
+    assert struct.unpack(">I", encode_alert(alert)[1:5])[0] == 900102
+    with registry_in_use(""):  # no registry: nothing changes
+        assert default_codec().wire_id("alert") == 900102

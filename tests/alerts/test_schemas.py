@@ -45,7 +45,8 @@ def test_lookup_by_id_kind_version_and_name() -> None:
     assert schema_info("alert/1.0").id == 900100
     assert schema_info("alertbutler.alert.v1_0.alert").id == 900100
     assert load_schema("alert") is load_schema(900102)  # parsed once
-    assert schema_info("alert").subject == "alertbutler-alert-v1.2-value"
+    # Confluent's RecordNameStrategy: the subject is the full name (the version is in it)
+    assert schema_info("alert").subject == "alertbutler.alert.v1_2.alert"
     with pytest.raises(UnknownSchemaError, match="unknown schema id 42"):
         schema_info(42)
     with pytest.raises(UnknownSchemaError, match="unknown schema 'nope'"):

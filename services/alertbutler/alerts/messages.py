@@ -6,9 +6,11 @@ id alone (``Decoded.kind``) without decoding the body.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from alertbutler.alerts.codec import Codec
@@ -75,10 +77,34 @@ def encode_next_visit(record: Mapping[str, Any], *, codec: Codec | None = None) 
 
 
 _DEFAULT: list[Codec] = []
+_FACTORY: list[Callable[[], Codec]] = []
+_LOCK = threading.Lock()
 
 
 def default_codec() -> Codec:
-    """The process-wide codec of the fixed ids (built on first use)."""
+    """The process-wide codec (built on first use): the fixed ids of ``schemas/ids.toml``,
+    or a Schema Registry's once :func:`use_default_codec` installed one."""
     if not _DEFAULT:
-        _DEFAULT.append(Codec())
+        with _LOCK:
+            if not _DEFAULT:
+                _DEFAULT.append(_FACTORY[-1]() if _FACTORY else Codec())
     return _DEFAULT[0]
+
+
+@contextlib.contextmanager
+def use_default_codec(factory: Callable[[], Codec]) -> Iterator[None]:
+    """Make ``factory``'s codec (built on first use) the process-wide one for the block.
+
+    Every encode and decode that names no codec follows it, so one switch in an entry point
+    (a configured registry) reaches every producer and consumer of the process.
+    """
+    with _LOCK:
+        saved = list(_DEFAULT)
+        _DEFAULT.clear()
+        _FACTORY.append(factory)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _FACTORY.pop()
+            _DEFAULT[:] = saved

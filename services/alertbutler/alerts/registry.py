@@ -1,26 +1,34 @@
 """Schema ids through a Confluent-compatible Schema Registry (confluent-kafka's client).
 
 Without a registry, the ids on the wire are the fixed ids of ``schemas/ids.toml``. With one
-(``schema_registry.url``), every schema is registered under its own subject
-(``alertbutler-<kind>-v<major>.<minor>-value``, one subject per version, as Rubin does), and
-the registry's answer decides the id on the wire, so any Confluent consumer
-(``AvroDeserializer``) decodes our messages through the registry:
+(``schema_registry.url``), every schema is registered under Confluent's RecordNameStrategy
+(the subject is the record's Avro full name, ``alertbutler.alert.v1_2.alert``: one subject
+per version, since the version is in the name) and the registry's answer decides the id on
+the wire, so any Confluent consumer (``AvroDeserializer``) decodes our messages through the
+registry. RecordNameStrategy rather than TopicNameStrategy because a subject is then
+independent of the topic (alerts go to topics named by configuration) and two kinds that
+share a topic never meet under one subject's compatibility check.
 
 * A subject that already holds the schema returns its id (a registry that an operator
   loaded with our fixed ids, or that we loaded before, keeps them).
 * A new subject is first tried in IMPORT mode with the fixed id (the registry must allow
-  mode changes); a registry that refuses, and the ``mock://`` test registry, assign their
-  own id, and the :class:`~alertbutler.alerts.Codec` maps it to our fixed id both ways.
+  mode changes); a registry that refuses (Apicurio's Confluent API, the ``mock://`` test
+  registry) assigns its own id, and the :class:`~alertbutler.alerts.Codec` maps it to our
+  fixed id both ways.
 
 Either way a message's ``Decoded.schema_id`` is our fixed id, and ids the codec has not seen
 are looked up in the registry and matched to our schemas by their Avro full name.
+:func:`registry_in_use` makes the registry's codec the process-wide one
+(:func:`~alertbutler.alerts.messages.default_codec`), which is how one setting reaches every
+producer and consumer of a process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -108,3 +116,16 @@ def codec_for(url: str, settings: Mapping[str, str] | None = None) -> Codec:
 
         return default_codec()
     return registry_codec(registry_client(url, settings))
+
+
+@contextlib.contextmanager
+def registry_in_use(url: str, settings: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Within the block, the process's default codec is ``url``'s (nothing changes when
+    ``url`` is empty); schemas are registered on first use, not here."""
+    if not url:
+        yield
+        return
+    from alertbutler.alerts.messages import use_default_codec
+
+    with use_default_codec(lambda: registry_codec(registry_client(url, settings))):
+        yield

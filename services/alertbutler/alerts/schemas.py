@@ -47,8 +47,9 @@ class SchemaInfo:
 
     @property
     def subject(self) -> str:
-        """Schema Registry subject, one per version as Rubin does (``lsst-alerts-v11.1-value``)."""
-        return f"alertbutler-{self.kind.replace('_', '-')}-v{self.version_text}-value"
+        """Schema Registry subject by Confluent's RecordNameStrategy: the full name, which
+        carries the version (``alertbutler.alert.v1_2.alert``), so one subject per version."""
+        return self.full_name
 
 
 def schema_dir() -> Path:

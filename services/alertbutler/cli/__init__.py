@@ -125,8 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alertbutler: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level or config.general.log_level)
+    from alertbutler.alerts.registry import registry_in_use
+
     try:
-        return int(func(args, config) or 0)
+        with registry_in_use(config.schema_registry.url, config.schema_registry.client):
+            return int(func(args, config) or 0)
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:

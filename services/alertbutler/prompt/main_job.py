@@ -103,6 +103,8 @@ def _env(config: Config) -> dict[str, str]:
         "ALERTBUTLER_PROMPT__LANDING_DIR": p.landing_dir,
         "ALERTBUTLER_PROMPT__RAW_TIMEOUT_S": str(p.raw_timeout_s),
         "ALERTBUTLER_PROMPT__ASSOCIATION_WAIT_S": str(p.association_wait_s),
+        # the workers publish with the registry's ids when one is configured
+        "ALERTBUTLER_SCHEMA_REGISTRY__URL": config.schema_registry.url,
     }
     return {**os.environ, **env}
 
@@ -241,7 +243,10 @@ def run_main_job(config: Config, options: MainJobOptions | None = None) -> MainJ
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    with kafka_session(config) as bootstrap:
+    from alertbutler.alerts.registry import registry_in_use
+
+    registry = config.schema_registry
+    with kafka_session(config) as bootstrap, registry_in_use(registry.url, registry.client):
         return _run(job_config(config, root, bootstrap), options, root)
 
 

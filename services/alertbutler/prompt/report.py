@@ -1,7 +1,8 @@
 """The main job's report: ``summary.json`` and a self-contained HTML page of plots.
 
 Plots are drawn with matplotlib's non-interactive Agg backend and embedded as base64 PNGs, so
-the report is one file that opens anywhere (no server, no side files).
+the report is one file that opens anywhere (no server); it links the files kept beside it
+(the night's alerts as an Avro container file).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class ReportData:
     positions: list[tuple[float, float, int]] = field(default_factory=list)  # ra, dec, visit
     cutout_alerts: list[Mapping[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: files beside the report to link: (what it is, file name in the report's directory)
+    files: list[tuple[str, str]] = field(default_factory=list)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -124,11 +127,14 @@ def write_report(out_dir: Path, data: ReportData) -> Path:
     figures = "".join(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{png}'>"
                       for title, png in _plots(data))
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in data.errors) or "<li>none</li>"
+    files = "".join(f"<li><a href='{html.escape(name, quote=True)}'>{html.escape(name)}</a>: "
+                    f"{html.escape(what)}</li>" for what, name in data.files)
+    files = f"<h2>Files</h2><ul>{files}</ul>" if files else ""
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>alertbutler run</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
         "th{text-align:left;padding-right:2em}img{max-width:100%}</style></head><body>"
-        f"<h1>alertbutler run</h1><table>{rows}</table>{figures}"
+        f"<h1>alertbutler run</h1><table>{rows}</table>{files}{figures}"
         f"<h2>Errors per visit-detector</h2><ul>{errors}</ul></body></html>\n")
     path = out_dir / "report.html"
     path.write_text(page)

@@ -130,10 +130,13 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
                       latency_l1db_s=lat_l1, errors=errors, cutout_alerts=brightest,
                       positions=[(a["diaSource"]["ra"], a["diaSource"]["dec"],
                                   a["diaSource"]["visit"]) for a in alerts])
-    report = write_report(root / "report", data)
-    from alertbutler.prompt.ledger import entries_from, write_ledger
+    from alertbutler.prompt.ledger import ALERTS, entries_from, write_ledger
 
+    # the night's alerts are kept once, in the ledger's directory; the report links them
     write_ledger(root, alert_topic=config.kafka.alert_topic, l1db_url=config.l1db_url,
                  entries=entries_from(statuses, every), alerts=every)
+    data.files = [("the night's alerts: an Avro container file (deflate, writer schema in "
+                   "its header) that any Avro reader opens", f"../night/{ALERTS}")]
+    report = write_report(root / "report", data)
     return MainJobResult(summary=summary, report=report, statuses=statuses, alerts=alerts,
                          killed_worker=killed)

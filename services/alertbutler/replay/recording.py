@@ -21,9 +21,9 @@ opened, before anything reads through it (a link could land any file readable he
 deployment); the listed files are read through ``O_NOFOLLOW`` descriptors; and the butler
 export under ``calibs/`` has its own manifest validated (paths, keys) at the same time.
 
-The alert files are standard Avro container files of the alert schema (any Avro reader opens
-them), written from the exact bytes the pipeline published, so a replay of the recorded
-stream sends byte-identical messages.
+The alert files are standard Avro container files of the alert schema, deflate-compressed (any
+Avro reader opens them with no codec package beyond zlib), written from the exact bytes the
+pipeline published, so a replay of the recorded stream sends byte-identical messages.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class RecordingWriter:
         index = {"sizes": [len(b) for b in bodies],
                  "keys": [None if k is None else k.decode() for k, _, _ in messages],
                  "timestamps_ms": [t for _, _, t in messages]}
-        return write_container(self.path(rel), schema_text, bodies,
+        return write_container(self.path(rel), schema_text, bodies, codec="deflate",
                                metadata={SCHEMA_ID_KEY: str(schema_id),
                                          INDEX_KEY: json.dumps(index, separators=(",", ":"))})
 
