@@ -138,7 +138,8 @@ def test_every_message_decodes_with_confluents_deserializer_and_rubins_reader(
     assert len(alert_ids) == result.summary["alerts_published"] > 0
 
 
-def test_the_report_links_the_nights_alerts_that_any_avro_reader_opens(night: tuple[Config, MainJobResult]) -> None:
+def test_the_report_links_the_nights_alerts_that_any_avro_reader_opens(
+        night: tuple[Config, MainJobResult]) -> None:
     _, result = night
     page = result.report.read_text()
     link = re.search(r"<a href='([^']*alerts\.avro)'>", page)

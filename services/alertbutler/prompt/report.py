@@ -1,8 +1,8 @@
 """The main job's report: ``summary.json`` and a self-contained HTML page of plots.
 
 Plots are drawn with matplotlib's non-interactive Agg backend and embedded as base64 PNGs, so
-the report is one file that opens anywhere (no server); it links the files kept beside it
-(the night's alerts as an Avro container file).
+the report is one file that opens anywhere (no server); it links the night's files kept next
+to it (the alerts' Avro archive in the ledger's directory).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class ReportData:
     positions: list[tuple[float, float, int]] = field(default_factory=list)  # ra, dec, visit
     cutout_alerts: list[Mapping[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    #: files beside the report to link: (what it is, file name in the report's directory)
+    #: files to link: (what it is, path relative to the report's directory)
     files: list[tuple[str, str]] = field(default_factory=list)
 
 
