@@ -106,6 +106,8 @@ def _env(config: Config) -> dict[str, str]:
         # the workers publish with the registry's ids when one is configured
         "ALERTBUTLER_SCHEMA_REGISTRY__URL": config.schema_registry.url,
     }
+    for key, value in config.schema_registry.client.items():  # basic.auth.user.info, ...
+        env[f"ALERTBUTLER_SCHEMA_REGISTRY__CLIENT__{key.replace('.', '_').upper()}"] = value
     return {**os.environ, **env}
 
 
