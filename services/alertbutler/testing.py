@@ -65,3 +65,13 @@ def kafka_unavailable_reason() -> str | None:
     except (BrokerError, JvmError) as exc:
         return f"Apache Kafka cannot run here: {exc}"
     return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie answers ``kill(0)`` but runs no more)."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False

@@ -8,15 +8,7 @@ import time
 from pathlib import Path
 
 from alertbutler.deploy import ServiceSpec, Supervisor
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split()[2] != "Z"
+from alertbutler.testing import pid_alive
 
 
 def _wait(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
@@ -56,7 +48,7 @@ def test_restart_after_sigkill_and_clean_stop(tmp_path: Path) -> None:
     finally:
         pids = [r.pid for r in sup.replicas if r.pid]
         sup.stop(grace=15)
-    assert pids and not any(_alive(p) for p in pids)
+    assert pids and not any(pid_alive(p) for p in pids)
     codes = [r.proc.returncode for r in sup.replicas if r.proc is not None]
     assert codes == [0, 0], (codes, [(r.history, r.restarts) for r in sup.replicas])
     assert (tmp_path / "logs" / "broker-0.log").exists()
@@ -96,4 +88,4 @@ def test_a_stopped_service_is_killed_and_restarted(tmp_path: Path, kafka_bootstr
         assert _probe_until(lambda: replica.healthy_once)  # the new process is healthy
     finally:
         sup.stop(grace=15)
-    assert not _alive(first)
+    assert not pid_alive(first)

@@ -14,6 +14,7 @@ import pytest
 
 from alertbutler.deploy.state import DeploymentState, state_path
 from alertbutler.deploy.up import free_port_block
+from alertbutler.testing import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +38,6 @@ def _ready(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_up_starts_every_service_and_sigterm_stops_them(tmp_path: Path) -> None:
@@ -80,7 +72,7 @@ def test_up_starts_every_service_and_sigterm_stops_them(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, out.decode()[-3000:]
     time.sleep(0.5)
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if pid_alive(pid)]
     assert not state_path(tmp_path).exists()
     logs = tmp_path / "logs"
     assert {p.name for p in logs.glob("*.log")} >= {"fanout.log", "worker.log", "ingest.log"}

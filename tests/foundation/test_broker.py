@@ -16,20 +16,11 @@ from confluent_kafka import Consumer, Producer
 
 from alertbutler.broker import make_broker
 from alertbutler.kafka import create_topics, delete_topics, list_topics
+from alertbutler.testing import pid_alive
 
 
 def _topic(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it no longer runs
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split()[2] != "Z"
 
 
 def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -154,9 +145,9 @@ def test_eight_partitions_keep_per_key_order(kafka_bootstrap: str) -> None:
 def test_stop_leaves_no_process(broker_engine: str) -> None:
     broker = make_broker(broker_engine).start()
     pid = broker.pid
-    assert pid is not None and _pid_alive(pid)
+    assert pid is not None and pid_alive(pid)
     broker.stop()
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     broker.stop()  # idempotent
 
 
@@ -165,7 +156,7 @@ def test_failing_block_still_stops_broker(broker_engine: str) -> None:
     with pytest.raises(RuntimeError), make_broker(broker_engine) as broker:
         pid = broker.pid
         raise RuntimeError("a failing test")
-    assert pid is not None and not _pid_alive(pid)
+    assert pid is not None and not pid_alive(pid)
 
 
 def test_sigkill_of_owner_leaves_no_broker(broker_engine: str) -> None:
@@ -178,12 +169,12 @@ def test_sigkill_of_owner_leaves_no_broker(broker_engine: str) -> None:
     try:
         line = owner.stdout.readline()  # type: ignore[union-attr]
         broker_pid = int(line)
-        assert _pid_alive(broker_pid)
+        assert pid_alive(broker_pid)
         owner.send_signal(signal.SIGKILL)
         owner.wait(10)
         deadline = time.monotonic() + 10
-        while _pid_alive(broker_pid) and time.monotonic() < deadline:
+        while pid_alive(broker_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _pid_alive(broker_pid), "broker outlived its SIGKILLed owner"
+        assert not pid_alive(broker_pid), "broker outlived its SIGKILLed owner"
     finally:
         owner.kill()

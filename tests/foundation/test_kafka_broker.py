@@ -19,21 +19,12 @@ from confluent_kafka import Consumer, Producer
 
 from alertbutler.broker import BrokerError, KafkaBroker
 from alertbutler.jvm import JvmError, java_binary, resolve_classpath
-from alertbutler.testing import kafka_unavailable_reason
+from alertbutler.testing import kafka_unavailable_reason, pid_alive
 
 pytestmark = pytest.mark.skipif(bool(kafka_unavailable_reason()),
                                 reason=str(kafka_unavailable_reason()))
 
 CLI = [sys.executable, "-m", "alertbutler"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().split()[2] != "Z"
 
 
 def _java_children(of_pid: int) -> list[int]:
@@ -104,9 +95,9 @@ def test_round_trip_then_sigkill_of_owner_then_restart_keeps_everything(cli_brok
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     deadline = time.monotonic() + 20
-    while _alive(jvms[0]) and time.monotonic() < deadline:
+    while pid_alive(jvms[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(jvms[0]), "the JVM outlived its SIGKILLed owner"
+    assert not pid_alive(jvms[0]), "the JVM outlived its SIGKILLed owner"
 
     again = subprocess.Popen([*CLI, "broker", "--engine", "kafka", "--data-dir", str(data)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
