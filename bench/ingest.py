@@ -18,7 +18,10 @@
    DiaForcedSources. ``visit_query_s``: the objects in the field (1.75 deg cone) and their
    DiaSource and DiaForcedSource history over the last 12 months (~100,000 rows each), as
    Arrow tables: the median of ``--query-repeats`` runs (``visit_query_first_s``: the first).
-   The same is measured on a database of ``--compare-visits`` (100) earlier visits
+   ``*_cpu_s``: the CPU seconds of this process and the database's server backends for the
+   same (what a quiet machine would take with the data cached; wall time on a busy machine is
+   mostly the wait for a core). The same is measured on a database of ``--compare-visits``
+   (100) earlier visits
    (``visit_query_s_at_100``...) and ``query_ratio`` is the 1,000-visit time over the
    100-visit one: flat history queries keep it near 1. ``--only visit`` runs this part alone.
 
@@ -279,6 +282,43 @@ def populate(url: str, *, n_fields: int, visits_per_field: int, per_visit: int,
     return centres, objects
 
 
+class CpuClock:
+    """CPU seconds of this process plus every server backend of the bench database (read from
+    /proc: PostgreSQL runs on this machine). On a loaded machine wall time mostly measures the
+    wait for a core; CPU seconds are what the same work takes on a quiet one (data cached)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                                     autocommit=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _backends(self) -> dict[int, float]:
+        pids = [r[0] for r in self._conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+        out = {}
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[pid] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+        return out
+
+    def read(self) -> tuple[float, dict[int, float]]:
+        return time.process_time(), self._backends()
+
+    def since(self, start: tuple[float, dict[int, float]]) -> float:
+        client, backends = self.read()
+        return (client - start[0]) + sum(v - start[1].get(pid, 0.0)
+                                         for pid, v in backends.items())
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 def field_query(db: L1db, centre: np.ndarray) -> tuple[float, dict]:
     """Seconds for one field's objects and their 12-month histories, and the row counts."""
     t0 = time.perf_counter()
@@ -295,7 +335,7 @@ def field_query(db: L1db, centre: np.ndarray) -> tuple[float, dict]:
 
 def visit_store_and_query(url: str, centres: np.ndarray, objects: dict, per_visit: int,
                           rng: np.random.Generator, repeats: int
-                          ) -> tuple[float, list[float], dict]:
+                          ) -> tuple[float, list[float], dict, float, list[float]]:
     db = L1db(url)
     field = 0
     ids, ra, dec = objects[field]
@@ -303,18 +343,23 @@ def visit_store_and_query(url: str, centres: np.ndarray, objects: dict, per_visi
     rows = fake_visit_rows(rng, visit=visit, detector=0, object_ids=ids, ra=ra, dec=dec,
                            mjd=MJD_NOW + 0.5, source_id_start=visit * 100_000_000)
     batch = RowBatch.build(**rows)  # rows arrive as numpy columns, built before the clock
-    t0 = time.perf_counter()
+    clock = CpuClock(url)
+    c0, t0 = clock.read(), time.perf_counter()
     result = db.store(batch)
     store_s = time.perf_counter() - t0
+    store_cpu = clock.since(c0)
     assert result.inserted == {"DiaObject": per_visit, "DiaSource": per_visit,
                                "DiaForcedSource": per_visit}, result.inserted
-    times = []
+    times, cpus = [], []
     for _ in range(repeats):
+        c0 = clock.read()
         query_s, sizes = field_query(db, centres[field])
+        cpus.append(clock.since(c0))
         times.append(query_s)
     db.close()
+    clock.close()
     assert sizes["objects"] >= per_visit, sizes
-    return store_s, times, sizes
+    return store_s, times, sizes, store_cpu, cpus
 
 
 def visit_on_database(args: argparse.Namespace, visits: int,
@@ -330,12 +375,15 @@ def visit_on_database(args: argparse.Namespace, visits: int,
                                     per_visit=args.per_visit, rng=rng)
         build_s = time.perf_counter() - t0
         log(f"  populated in {build_s:.0f} s")
-        store_s, times, sizes = visit_store_and_query(url, centres, objects, args.per_visit,
-                                                      rng, args.query_repeats)
-        log(f"  store {store_s:.3f} s, queries {', '.join(f'{t:.3f}' for t in times)} s, "
-            f"returned {sizes}")
+        store_s, times, sizes, store_cpu, cpus = visit_store_and_query(
+            url, centres, objects, args.per_visit, rng, args.query_repeats)
+        log(f"  store {store_s:.3f} s ({store_cpu:.3f} s CPU), queries "
+            f"{', '.join(f'{t:.3f}' for t in times)} s "
+            f"({', '.join(f'{c:.3f}' for c in cpus)} s CPU), returned {sizes}")
     return {"visit_store_s": round(store_s, 3),
             "visit_query_s": round(float(np.median(times)), 3),
+            "visit_store_cpu_s": round(store_cpu, 3),
+            "visit_query_cpu_s": round(float(np.median(cpus)), 3),
             "visit_query_first_s": round(times[0], 3), "build_s": round(build_s, 1),
             "query_rows": sizes, "load_average_1m": round(os.getloadavg()[0], 2)}
 
@@ -374,6 +422,9 @@ def main() -> int:
             n = args.compare_visits
             figures.update({f"visit_store_s_at_{n}": small["visit_store_s"],
                             f"visit_query_s_at_{n}": small["visit_query_s"],
+                            f"visit_query_cpu_s_at_{n}": small["visit_query_cpu_s"],
+                            "query_cpu_ratio": round(float(big["visit_query_cpu_s"])
+                                                     / float(small["visit_query_cpu_s"]), 2),
                             f"load_average_1m_at_{n}": small["load_average_1m"],
                             "query_ratio": round(float(big["visit_query_s"])
                                                  / float(small["visit_query_s"]), 2)})
