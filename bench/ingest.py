@@ -21,8 +21,8 @@
    ``*_cpu_s``: the CPU seconds of this process and the database's server backends for the
    same (what a quiet machine would take with the data cached; wall time on a busy machine is
    mostly the wait for a core). The same is measured on a database of ``--compare-visits``
-   (100) earlier visits
-   (``visit_query_s_at_100``...) and ``query_ratio`` is the 1,000-visit time over the
+   (100) earlier visits (``visit_query_s_at_100``...; ``--grow age``: the same fields and
+   cadence over one year against ten years) and ``query_ratio`` is the 1,000-visit time over the
    100-visit one: flat history queries keep it near 1. ``--only visit`` runs this part alone.
 
 Prints progress, then one JSON object as the last line. The machine may be shared: figures
@@ -210,10 +210,12 @@ def field_centres(n: int) -> np.ndarray:
 
 
 def populate(url: str, *, n_fields: int, visits_per_field: int, per_visit: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, dict[int, tuple]]:
-    """Earlier visits, made server-side from one helper table of objects (COPY)."""
+             rng: np.random.Generator, span: float = 365.0
+             ) -> tuple[np.ndarray, dict[int, tuple]]:
+    """Earlier visits over the past ``span`` days, made server-side from one helper table of
+    objects (COPY)."""
     with L1db.create(url) as db:  # the sources' time partitions, made ahead of the fill
-        db.prepare_time_partitions(MJD_NOW - 366.0, MJD_NOW + 1.0)
+        db.prepare_time_partitions(MJD_NOW - span - 1.0, MJD_NOW + 1.0)
     centres = field_centres(n_fields)
     objects = {}
     buffers = []
@@ -225,7 +227,6 @@ def populate(url: str, *, n_fields: int, visits_per_field: int, per_visit: int,
                                  "ra": ra, "dec": dec, "pixelId": pixel_ids(ra, dec)}))
     table = pa.concat_tables(buffers)
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    span = 365.0  # the earlier visits spread over the past year
     with engine.begin() as conn:
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
@@ -364,15 +365,24 @@ def visit_store_and_query(url: str, centres: np.ndarray, objects: dict, per_visi
 
 def visit_on_database(args: argparse.Namespace, visits: int,
                       rng: np.random.Generator) -> dict[str, object]:
-    """Build a database of ``visits`` earlier visits, store a visit, query its field."""
-    n_fields = visits // args.visits_per_field
+    """Build a database of ``visits`` earlier visits, store a visit, query its field.
+
+    ``--grow density`` (default): every database spans one year, more visits are more fields.
+    ``--grow age``: a survey of the same fields and cadence, older: ``--compare-visits`` is one
+    year, and ``visits`` that many years (the history query's year holds the same rows).
+    """
+    if args.grow == "age":
+        n_fields = args.compare_visits // args.visits_per_field
+        per_field = visits // n_fields
+        span = 365.0 * visits / args.compare_visits
+    else:
+        n_fields, per_field, span = visits // args.visits_per_field, args.visits_per_field, 365.0
     log(f"visit on PostgreSQL holding {visits} earlier visits of {args.per_visit:,} "
-        f"sources ({n_fields} fields x {args.visits_per_field} visits)")
+        f"sources ({n_fields} fields x {per_field} visits over {span:.0f} days)")
     with temporary_pg_database("alertbutler_bench") as url:
         t0 = time.perf_counter()
-        centres, objects = populate(url, n_fields=n_fields,
-                                    visits_per_field=args.visits_per_field,
-                                    per_visit=args.per_visit, rng=rng)
+        centres, objects = populate(url, n_fields=n_fields, visits_per_field=per_field,
+                                    per_visit=args.per_visit, rng=rng, span=span)
         build_s = time.perf_counter() - t0
         log(f"  populated in {build_s:.0f} s")
         store_s, times, sizes, store_cpu, cpus = visit_store_and_query(
@@ -398,6 +408,9 @@ def main() -> int:
     parser.add_argument("--per-visit", type=int, default=10_000)
     parser.add_argument("--visits-per-field", type=int, default=10)
     parser.add_argument("--query-repeats", type=int, default=5)
+    parser.add_argument("--grow", choices=["density", "age"], default="density",
+                        help="what more earlier visits mean: more fields in one year "
+                        "(default), or the same fields over more years")
     parser.add_argument("--only", choices=["stream", "visit"], default=None,
                         help="run one part only (default: both)")
     _ceiling.add_engine_option(parser)
