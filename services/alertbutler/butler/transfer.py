@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ButlerError, CalibrationOverlapError, ManifestError, UnsafePathError
+from ._errors import (
+    ButlerError,
+    CalibrationOverlapError,
+    ManifestError,
+    MissingCollectionError,
+    UnsafePathError,
+)
 from .collections import CollectionType
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
@@ -96,30 +102,70 @@ def _prepare(dest: Butler, dataset_types: Iterable[DatasetType],
         dest.register_run(run)
 
 
+def _ensure_runs(dest: Butler, runs: Iterable[str]) -> None:
+    for run in runs:
+        try:
+            if dest.registry.get_collection(run).type is CollectionType.RUN:
+                continue  # known (cached after the first look): no write transaction
+        except MissingCollectionError:
+            pass
+        dest.register_run(run)
+
+
 def transfer(source: Butler, dest: Butler, refs: Sequence[DatasetRef], *,
              transfer: str = "copy", calibration_collections: Iterable[str] = ()
              ) -> list[DatasetRef]:
-    """Copy datasets (same ids) with their records; returns the refs newly added to dest."""
-    refs = [r for r in refs if dest.registry.get_dataset(r.id) is None]
+    """Copy datasets (same ids) with their records; returns the refs newly added to dest.
+
+    Shaped for many writers into one registry at once (every prompt worker exports its
+    outputs into the central repo when a visit ends): dimension records go first, in one
+    short transaction of ``INSERT ... ON CONFLICT DO NOTHING`` in a fixed order
+    (:meth:`DimensionRecordStore.ensure`), and only those this process has not seen; then
+    the files are placed and every dataset row and file record of the transfer commit in ONE
+    transaction, or none (the placed files are removed if it fails). Nothing is half
+    written, and no transaction waits on a row another holds for longer than one commit.
+    """
+    found = dest.registry.existing_ids([r.id for r in refs])
+    refs = [r for r in refs if r.id not in found]
+    if not refs:
+        return []
     parents = {r.dataset_type.parent_name: source.get_dataset_type(r.dataset_type.parent_name)
                for r in refs}
-    _prepare(dest, parents.values(), _records_for(source, refs), {r.run for r in refs})
-    store = dest.file_datastore
+    for dt in parents.values():
+        dest.register_dataset_type(dt)
+    dest.registry.dimensions.ensure(_records_for(source, refs))
+    _ensure_runs(dest, sorted({r.run for r in refs}))
+    store, src_store = dest.file_datastore, source.file_datastore
+    files: list[tuple[DatasetRef, Path, str]] = []
+    known: dict[uuid.UUID, Mapping[str, Any]] = {}
+    objects: list[DatasetRef] = []
     for ref in refs:
         ref = ref.parent(parents[ref.dataset_type.parent_name])
         path = source.datastore.artifact_path(ref)
-        src_store = source.file_datastore
         info = src_store.artifact_info(ref) if src_store is not None else None
         if path is not None and store is not None and info is not None:
-            def once(ref: DatasetRef = ref, path: Path = path, fmt: str = info["format"],
-                     info: Mapping[str, Any] = info) -> None:
-                with dest.registry.transaction():
-                    dest.registry.insert_datasets([ref])
-                    store.ingest_many([(ref, path, fmt)], transfer, known={ref.id: info})
-
-            dest.registry.db.retry(once)
+            files.append((ref, Path(path), info["format"]))
+            known[ref.id] = info
         else:
-            dest.put_refs([(source.datastore.get(ref), ref)])
+            objects.append(ref)
+    if files:
+        assert store is not None
+
+        def once() -> None:
+            made: list[tuple[Path, Path | None]] = []
+            try:
+                with dest.registry.transaction():
+                    mine = dest.registry.insert_datasets([ref for ref, _, _ in files],
+                                                         skip_same_id=True)
+                    made = store.ingest_many([f for f in files if f[0].id in mine], transfer,
+                                             known=known)
+            except BaseException:
+                store.revert_ingest(made)
+                raise
+
+        dest.registry.db.retry(once)
+    if objects:
+        dest.put_refs([(source.datastore.get(ref), ref) for ref in objects])
     _apply_certifications(dest, _certifications(source, refs, calibration_collections))
     return refs
 

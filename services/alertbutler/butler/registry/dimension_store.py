@@ -120,6 +120,81 @@ class DimensionRecordStore:
                 changed += 1
         return changed
 
+    def ensure(self, records: Iterable[DimensionRecord]) -> int:
+        """Make sure records exist, for writers running side by side (189 workers exporting
+        the same visit into one central repo). Records this process already saw are skipped
+        without a round trip; the rest go in ONE short transaction of ``INSERT ... ON
+        CONFLICT DO NOTHING`` in a fixed order (universe order, then keys), so two writers
+        never wait on each other's rows in opposite orders (no deadlock), a record another
+        writer inserted meanwhile is no error, and no transaction holds a row lock that
+        others need for longer than that one statement list. A record found existing with
+        other values is a :class:`ConflictingDefinitionError`, as in :meth:`sync`. Returns
+        the number inserted."""
+        order = {n: i for i, n in enumerate(self.universe.names)}
+        todo: list[tuple[int, tuple[Any, ...], str, DimensionRecord, dict[str, Any]]] = []
+        seen: set[tuple[str, tuple[Any, ...]]] = set()
+        for raw in records:
+            rec = self._normalize(raw.element, raw)
+            dim = self.universe[rec.element]
+            row = self._row(rec)
+            key = tuple(row[k] for k in (*dim.requires, dim.name))
+            if (rec.element, key) in seen:
+                continue
+            seen.add((rec.element, key))
+            known = self._cache.get((rec.element, key))
+            if known is not None:
+                self._check_same(rec, known, row)
+                continue
+            todo.append((order[rec.element], key, rec.element, rec, row))
+        if not todo:
+            return 0
+        todo.sort(key=lambda t: (t[0], t[1]))
+        if self.db.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        inserted: list[DimensionRecord] = []
+
+        def once() -> None:
+            inserted.clear()
+            with self.db.transaction() as conn:
+                for _, key, element, rec, row in todo:
+                    dim = self.universe[element]
+                    keys = [*dim.requires, dim.name]
+                    done = conn.execute(insert(self.tables[element]).values(row)
+                                        .on_conflict_do_nothing(index_elements=keys)).rowcount
+                    if not done:
+                        continue
+                    inserted.append(rec)
+                    if dim.has_region and rec.region is not None:
+                        conn.execute(self.tables[f"{element}_skypix"].insert(),
+                                     [{**dict(zip(keys, key, strict=True)), "pix_begin": a,
+                                       "pix_end": b} for a, b in rec.region.pixel_ranges()])
+
+        self.db.retry(once)
+        mine = {id(r) for r in inserted}
+        for _, key, element, rec, row in todo:
+            if id(rec) in mine:
+                if not self.db.in_transaction:
+                    self._cache[(element, key)] = rec
+                continue
+            self._cache.pop((element, key), None)
+            existing = self.get(element, dict(zip((*self.universe[element].requires, element),
+                                                  key, strict=True)))
+            if existing is None:  # cannot be: a conflict means the row is there
+                raise ConflictingDefinitionError(f"{element} record {rec.data_id} vanished")
+            self._check_same(rec, existing, row)
+        return len(inserted)
+
+    def _check_same(self, rec: DimensionRecord, existing: DimensionRecord,
+                    row: dict[str, Any]) -> None:
+        old = self._row(existing)
+        if not self._same(old, row):
+            diff = {k: (old.get(k), v) for k, v in row.items() if old.get(k) != v}
+            raise ConflictingDefinitionError(
+                f"{rec.element} record {rec.data_id} exists with different values "
+                f"(existing, new): {diff}")
+
     @staticmethod
     def _same(existing: dict[str, Any], row: dict[str, Any]) -> bool:
         for k, v in row.items():

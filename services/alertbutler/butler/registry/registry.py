@@ -300,10 +300,15 @@ class Registry:
             row.setdefault(d, None)
         return row
 
-    def insert_datasets(self, refs: Sequence[DatasetRef]) -> None:
-        """Insert dataset rows (call inside :meth:`transaction` to join a datastore put)."""
+    def insert_datasets(self, refs: Sequence[DatasetRef], *, skip_same_id: bool = False
+                        ) -> set[uuid.UUID]:
+        """Insert dataset rows (call inside :meth:`transaction` to join a datastore put);
+        returns the ids inserted. ``skip_same_id``: a row with the same id is no error but
+        skipped (two writers transferring the same dataset at once: the second waits for the
+        first's commit, then skips it); another dataset under the same type, run and data ID
+        still is a :class:`DatasetExistsError`."""
         if not refs:
-            return
+            return set()
         rows = []
         for ref in refs:
             type_id = self.dataset_type_id(ref.dataset_type.parent_name)[0]
@@ -314,12 +319,17 @@ class Registry:
             rows.append(self.dataset_row(ref, type_id, run.id))
         try:
             with self.db.transaction() as conn:
+                if skip_same_id:
+                    return set(conn.execute(
+                        self._insert_ignore(self.tables["dataset"], rows, ["id"])
+                        .returning(self.tables["dataset"].c.id)).scalars())
                 if self.fast:
                     cols = self.dataset_columns
                     self.db.raw_cursor().executemany(self.sql_insert_dataset, [
                         [r["id"].hex if c == "id" else r[c] for c in cols] for r in rows])
                 else:
                     conn.execute(self.tables["dataset"].insert(), rows)
+                return {ref.id for ref in refs}
         except (sa.exc.IntegrityError, self.db.engine.dialect.loaded_dbapi.IntegrityError) as exc:
             refs_txt = ", ".join(str(r) for r in refs[:3])
             raise DatasetExistsError(
@@ -342,6 +352,19 @@ class Registry:
             .where(t.c.id == dataset_id)).first()
         self.db.end_read()
         return None if row is None else self.ref_from_row(row)
+
+    def existing_ids(self, dataset_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these dataset ids are registered: one query per 500 ids (a transfer
+        asks for all its refs at once instead of one round trip each)."""
+        ids = list(dataset_ids)
+        t = self.tables["dataset"]
+        found: set[uuid.UUID] = set()
+        conn = self.db.read()
+        for i in range(0, len(ids), 500):
+            found.update(conn.execute(sa.select(t.c.id).where(t.c.id.in_(ids[i:i + 500])))
+                         .scalars())
+        self.db.end_read()
+        return found
 
     def remove_datasets(self, refs: Sequence[DatasetRef]) -> None:
         """Delete rows of datasets, their tags, certifications and datastore records."""

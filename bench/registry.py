@@ -1,0 +1,242 @@
+"""Central-repo writes at Rubin's concurrency: ``--writers`` prompt workers (189: one per
+LSSTCam detector) each export one visit-detector's outputs (calexp, difference, diaSourceTable,
+preview, metrics: what ``prompt.preload.Repos.export_outputs`` exports) from their local repo
+into ONE central repo on PostgreSQL, all released at the same moment. Then every dataset is
+read back whole (size and checksum verified) and the central run is searched for files no
+dataset owns. The last line printed is one JSON object.
+
+What a writer is: a thread with its own registry session, ``--processes`` worker processes
+sharing the writers (189 Python processes do not fit in this machine's memory). Each export
+is ``central.transfer_from(local, refs, transfer="hardlink")``, the worker's own call, timed
+from the common start to its return. Files are hard-linked (as a worker does when the repos
+share a file system), so the image size does not enter the export; ``--size`` only keeps the
+setup short.
+
+    python bench/registry.py [--writers 189] [--processes 7] [--pg-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+INSTRUMENT = "LSSTCam"
+VISIT = 2026120600042
+RUN = f"prompt/{INSTRUMENT}/outputs"
+OUTPUT_TYPES = {"calexp": "Exposure", "difference": "Exposure", "diaSourceTable": "Catalog",
+                "preview": "Plot", "metrics": "StructuredDataDict"}
+
+
+def visit_record() -> dict[str, Any]:
+    from alertbutler.butler import Circle, Timespan
+    from alertbutler.butler.timespan import to_ns
+
+    t0 = to_ns("2026-12-07T03:00:00")
+    assert t0 is not None
+    return {"instrument": INSTRUMENT, "visit": VISIT, "physical_filter": "r", "day_obs": 20261206,
+            "exposure_time": 30.0, "timespan": Timespan(t0, t0 + 30_000_000_000),
+            "region": Circle(150.0, 2.0, 1.75)}
+
+
+def fill_local(root: Path, detectors: list[int], size: int) -> None:
+    """A worker's local repo holding the outputs of ``detectors`` for one visit."""
+    from astropy.table import Table
+
+    from alertbutler.butler import Butler
+    from alertbutler.butler.testing import make_exposure
+
+    with Butler.create(root, run=RUN) as local:
+        for name, storage in OUTPUT_TYPES.items():
+            local.register_dataset_type(name, ["instrument", "visit", "detector"], storage)
+        local.insert_dimension_records("instrument", [{"instrument": INSTRUMENT,
+                                                       "n_detectors": 189}])
+        local.insert_dimension_records("physical_filter", [
+            {"instrument": INSTRUMENT, "physical_filter": "r", "band": "r"}])
+        local.insert_dimension_records("detector", [
+            {"instrument": INSTRUMENT, "detector": d, "full_name": f"D{d:03d}", "nx": 4096,
+             "ny": 4096} for d in range(189)])
+        local.insert_dimension_records("day_obs", [{"instrument": INSTRUMENT,
+                                                    "day_obs": 20261206}])
+        local.insert_dimension_records("visit", [visit_record()])
+        rng = np.random.default_rng(0)
+        for d in detectors:
+            did = {"instrument": INSTRUMENT, "visit": VISIT, "detector": d}
+            exp = make_exposure((size, size), seed=d)
+            table = Table({"diaSourceId": np.arange(50) + d * 1000, "ra": rng.uniform(0, 1, 50),
+                           "dec": rng.uniform(0, 1, 50), "psfFlux": rng.normal(0, 1, 50)})
+            preview = rng.integers(0, 255, (size // 8, size // 8, 3), dtype=np.uint8)
+            local.put_refs([
+                (exp, local.make_ref("calexp", did)), (exp, local.make_ref("difference", did)),
+                (table, local.make_ref("diaSourceTable", did)),
+                (preview, local.make_ref("preview", did)),
+                ({"detector": d, "n_sources": 50}, local.make_ref("metrics", did))])
+
+
+def export_worker(central_root: str, local_root: str, detectors: list[int], size: int,
+                  ready: Any, go: Any, results: Any) -> None:
+    """One worker process: its threads export their detectors when ``go`` is set."""
+    from alertbutler.butler import Butler
+
+    try:
+        fill_local(Path(local_root), detectors, size)
+        local = Butler(local_root)
+        central = Butler(central_root)
+        refs = {d: [r for t in OUTPUT_TYPES for r in local.query_datasets(
+            t, RUN, where={"visit": VISIT, "detector": d})] for d in detectors}
+    except Exception:
+        results.put(("setup", -1, 0.0, traceback.format_exc()))
+        ready.put(1)
+        return
+    out: list[tuple[str, int, float, str]] = []
+
+    def export(d: int) -> None:
+        go.wait()
+        t0 = time.perf_counter()
+        try:
+            central.transfer_from(local, refs[d], transfer="hardlink")
+            out.append(("ok", d, time.perf_counter() - t0, ""))
+        except Exception:
+            out.append(("error", d, time.perf_counter() - t0, traceback.format_exc()))
+
+    threads = [threading.Thread(target=export, args=(d,)) for d in detectors]
+    for t in threads:
+        t.start()
+    ready.put(1)
+    for t in threads:
+        t.join()
+    for item in out:
+        results.put(item)
+    results.put(("done", -1, 0.0, ""))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def check_central(central_root: Path, writers: int) -> dict[str, Any]:
+    """Every dataset readable whole, each with its file; no file left without a dataset."""
+    from alertbutler.butler import Butler
+
+    with Butler(central_root) as central:
+        refs = [r for t in OUTPUT_TYPES for r in central.query_datasets(t, RUN)]
+        readable = 0
+        for ref in refs:
+            central.get(ref)  # whole-dataset get: size and checksum verified
+            readable += 1
+        owned = {Path(central.datastore.artifact_path(r)).resolve() for r in refs}
+        on_disk = {p.resolve() for p in (central_root / RUN).rglob("*") if p.is_file()}
+        per_detector = {int(r.data_id["detector"]) for r in refs}
+    return {"datasets_expected": writers * len(OUTPUT_TYPES), "datasets_found": len(refs),
+            "datasets_readable": readable, "detectors_complete": len(per_detector),
+            "orphan_files": len(on_disk - owned)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--writers", type=int, default=189)
+    ap.add_argument("--processes", type=int, default=7)
+    ap.add_argument("--size", type=int, default=256, help="image side in the local repos")
+    ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+
+    from alertbutler.butler import Butler
+
+    db = f"bench_registry_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(args.pg_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
+    url = sa.engine.make_url(args.pg_url).set(database=db).render_as_string(hide_password=False)
+    try:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            central_root = Path(tmp) / "central"
+            with Butler.create(central_root, registry_url=url) as central:
+                for name, storage in OUTPUT_TYPES.items():
+                    central.register_dataset_type(name, ["instrument", "visit", "detector"],
+                                                  storage)
+                central.insert_dimension_records("instrument", [{"instrument": INSTRUMENT,
+                                                                 "n_detectors": 189}])
+                central.insert_dimension_records("physical_filter", [
+                    {"instrument": INSTRUMENT, "physical_filter": "r", "band": "r"}])
+                central.insert_dimension_records("detector", [
+                    {"instrument": INSTRUMENT, "detector": d, "full_name": f"D{d:03d}",
+                     "nx": 4096, "ny": 4096} for d in range(189)])
+            ctx = mp.get_context("spawn")
+            ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+            shares = [list(range(args.writers))[p::args.processes]
+                      for p in range(args.processes)]
+            procs = [ctx.Process(target=export_worker,
+                                 args=(str(central_root), str(Path(tmp) / f"local{p}"), dets,
+                                       args.size, ready, go, results))
+                     for p, dets in enumerate(shares) if dets]
+            for p in procs:
+                p.start()
+            for _ in procs:
+                ready.get(timeout=600)
+            load = os.getloadavg()[0]
+            peak = {"n": 0}
+            stop = threading.Event()
+
+            def sample() -> None:  # the most connections the writers held at once
+                with admin.connect() as conn:
+                    while not stop.is_set():
+                        n = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity "
+                                                 "WHERE datname = :d"), {"d": db}).scalar()
+                        peak["n"] = max(peak["n"], int(n or 0))
+                        stop.wait(0.02)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            t0 = time.perf_counter()
+            go.set()
+            times, errors, done = [], [], 0
+            while done < len(procs):
+                kind, det, dt, text = results.get(timeout=900)
+                if kind == "done":
+                    done += 1
+                elif kind == "ok":
+                    times.append(dt)
+                else:
+                    errors.append(f"{kind} detector {det}: {text.strip().splitlines()[-1]}")
+                    if kind == "setup":
+                        done += 1
+            wall = time.perf_counter() - t0
+            stop.set()
+            sampler.join()
+            for p in procs:
+                p.join(timeout=60)
+            check = check_central(central_root, args.writers)
+            for e in errors[:5]:
+                print(e)
+            out = {"writers": args.writers, "processes": len(procs),
+                   "exports_ok": len(times), "export_errors": len(errors),
+                   "exports_p50_s": round(_percentile(times, 50), 3),
+                   "exports_p99_s": round(_percentile(times, 99), 3),
+                   "exports_max_s": round(max(times), 3) if times else None,
+                   "all_exports_wall_s": round(wall, 3),
+                   "peak_connections": peak["n"], **check,
+                   "all_readable": check["datasets_readable"] == check["datasets_expected"]
+                   and not errors and check["orphan_files"] == 0,
+                   "load_1min_at_start": round(load, 2), "cores": os.cpu_count()}
+            print(json.dumps(out))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
