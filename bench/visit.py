@@ -10,6 +10,13 @@ association against the L1 database, forced photometry of known DiaObjects, aler
 with three cutouts, publish-datastore put until Kafka acknowledged every alert.
 ``--imaging-only`` times the imaging stages alone (no butler, no Kafka). The last line of
 output is one JSON object: {"detector_visit_s": ..., "stages": {...}, ...}.
+
+Memory settings, before and after in one run: by default (``--malloc both``) the bench runs
+itself twice, one after the other, first with glibc's default malloc and then with the
+settings the workers get from whoever spawns them (``alertbutler.procs.REUSE_FREED_MEMORY``:
+freed 64 MB temporaries reused instead of mapped afresh), and reports ``detector_visit_s``
+(the workers' setting) beside ``detector_visit_default_malloc_s``, with CPU seconds and page
+faults of each. ``--malloc tuned`` or ``default`` runs one.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -35,7 +45,14 @@ def main() -> None:
                         "best is kept")
     parser.add_argument("--imaging-only", action="store_true",
                         help="time the imaging stages alone (no butler, no Kafka)")
+    parser.add_argument("--malloc", choices=("both", "tuned", "default"), default="both",
+                        help="glibc malloc settings: the workers' (tuned), glibc's own "
+                        "(default), or both one after the other (default)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.child:
+        compare(args)
+        return
     if not args.imaging_only:
         end_to_end(args)
         return
@@ -86,6 +103,7 @@ def main() -> None:
         "simulate_s": round(sim_s, 3),
         "threads": 1,
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "minor_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
         "scope": "imaging stages only (no butler I/O, no Kafka)",
     }))
 
@@ -98,6 +116,37 @@ def end_to_end(args: argparse.Namespace) -> None:
         print(f"{stage:>12s} {seconds:7.2f} s")
     print(f"{'total':>12s} {result['detector_visit_s']:7.2f} s  ({result['n_alerts']} alerts, "
           f"{result['n_forced']} forced; preload {result['preload_s']:.2f} s before arrival)")
+    result["minor_page_faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    print(json.dumps(result))
+
+
+def _run_child(args: argparse.Namespace, mode: str) -> dict:  # type: ignore[type-arg]
+    """This bench in a fresh process (glibc reads its malloc settings at start)."""
+    from alertbutler.procs import REUSE_FREED_MEMORY
+
+    env = {k: v for k, v in os.environ.items() if k not in REUSE_FREED_MEMORY}
+    if mode == "tuned":
+        env.update(REUSE_FREED_MEMORY)
+    argv = [sys.executable, __file__, "--child", "--seed", str(args.seed), "--repeat",
+            str(args.repeat)] + (["--imaging-only"] if args.imaging_only else [])
+    out = subprocess.run(argv, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    print(f"-- malloc {mode}")
+    print("\n".join(lines[:-1]))
+    return json.loads(lines[-1])
+
+
+def compare(args: argparse.Namespace) -> None:
+    modes = ["default", "tuned"] if args.malloc == "both" else [args.malloc]
+    runs = {mode: _run_child(args, mode) for mode in modes}
+    result = dict(runs.get("tuned") or runs["default"])
+    result["malloc"] = "tuned" if "tuned" in runs else "default"
+    if "default" in runs and "tuned" in runs:
+        d = runs["default"]
+        result.update(detector_visit_default_malloc_s=d["detector_visit_s"],
+                      detector_visit_default_malloc_cpu_s=d.get("detector_visit_cpu_s"),
+                      minor_page_faults_default_malloc=d.get("minor_page_faults"),
+                      load_average_1m_default_malloc=d.get("load_average_1m"))
     print(json.dumps(result))
 
 

@@ -54,7 +54,7 @@ from alertbutler.deploy.state import (
 from alertbutler.deploy.supervisor import Replica, Supervisor
 from alertbutler.deploy.topology import topology
 from alertbutler.errors import AlertbutlerError
-from alertbutler.procs import SINGLE_THREADED_MATH
+from alertbutler.procs import COMPUTE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,9 @@ class Deployment:
         with os.fdopen(fd, "w") as fh:
             fh.write(dump_toml(c, redact=False))
         env[CONFIG_ENV] = str(effective.resolve())
-        # one compute thread per worker, and the same arithmetic as a replay (bit for bit)
-        env.update(SINGLE_THREADED_MATH)
+        # one compute thread per worker, the same arithmetic as a replay (bit for bit), and
+        # freed memory reused rather than handed back to the kernel (procs.REUSE_FREED_MEMORY)
+        env.update(COMPUTE_ENV)
         return env
 
     def start(self) -> Deployment:

@@ -152,12 +152,12 @@ class _Workers:
     def __init__(self, config: Config, n: int, *, n_detectors: int, size: int,
                  write_outputs: bool, log_dir: Path, crash_at: str | None = None) -> None:
         from alertbutler.faults import CRASH_ENV
-        from alertbutler.procs import SINGLE_THREADED_MATH, spawn_owned
+        from alertbutler.procs import COMPUTE_ENV, spawn_owned
 
         log_dir.mkdir(parents=True, exist_ok=True)
         self.logs = [log_dir / f"worker-{i}.log" for i in range(n)]
         self.procs: list[subprocess.Popen[Any]] = []
-        env = {**_env(config), **SINGLE_THREADED_MATH}  # same alerts as a replay, bit for bit
+        env = {**_env(config), **COMPUTE_ENV}  # same alerts as a replay; memory reused
         env.pop(CRASH_ENV, None)
         if crash_at:
             env[CRASH_ENV] = crash_at

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from alertbutler.config import Config, dump_toml
-from alertbutler.procs import SINGLE_THREADED_MATH
+from alertbutler.procs import COMPUTE_ENV
 from alertbutler.replay.errors import ReplayError
 from alertbutler.replay.feed import RecordingFeed
 from alertbutler.replay.recording import ScheduledEvent
@@ -188,7 +188,7 @@ class _Workers:
                 argv.append("--no-outputs")
             out = open(self.logs[i], "ab")  # noqa: SIM115 - closed with the process
             env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBUTLER_")}
-            env.update(SINGLE_THREADED_MATH)
+            env.update(COMPUTE_ENV)
             self.procs.append(spawn_owned(argv, env=env, stdout=out, stderr=out,
                                           stdin=subprocess.DEVNULL))
 
