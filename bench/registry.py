@@ -85,7 +85,7 @@ def fill_local(root: Path, detectors: list[int], size: int) -> None:
 
 
 def export_worker(central_root: str, local_root: str, detectors: list[int], size: int,
-                  ready: Any, go: Any, results: Any) -> None:
+                  ready: Any, go: Any, finish: Any, results: Any) -> None:
     """One worker process: its threads export their detectors when ``go`` is set."""
     from alertbutler.butler import Butler
 
@@ -113,16 +113,34 @@ def export_worker(central_root: str, local_root: str, detectors: list[int], size
     threads = [threading.Thread(target=export, args=(d,)) for d in detectors]
     for t in threads:
         t.start()
+    cpu0 = time.process_time()
     ready.put(1)
     for t in threads:
         t.join()
+    cpu = time.process_time() - cpu0
     for item in out:
         results.put(item)
-    results.put(("done", -1, 0.0, ""))
+    results.put(("done", -1, cpu, ""))
+    finish.wait()  # keep the sessions open until their server CPU time has been read
 
 
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _server_cpu(admin: sa.Engine, db: str) -> float:
+    """CPU seconds of the PostgreSQL sessions still open on ``db`` (from /proc)."""
+    with admin.connect() as conn:
+        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                            {"d": db}).scalars().all()
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def check_central(central_root: Path, writers: int) -> dict[str, Any]:
@@ -175,12 +193,12 @@ def main() -> None:
                     {"instrument": INSTRUMENT, "detector": d, "full_name": f"D{d:03d}",
                      "nx": 4096, "ny": 4096} for d in range(189)])
             ctx = mp.get_context("spawn")
-            ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+            ready, results, go, finish = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
             shares = [list(range(args.writers))[p::args.processes]
                       for p in range(args.processes)]
             procs = [ctx.Process(target=export_worker,
                                  args=(str(central_root), str(Path(tmp) / f"local{p}"), dets,
-                                       args.size, ready, go, results))
+                                       args.size, ready, go, finish, results))
                      for p, dets in enumerate(shares) if dets]
             for p in procs:
                 p.start()
@@ -202,11 +220,12 @@ def main() -> None:
             sampler.start()
             t0 = time.perf_counter()
             go.set()
-            times, errors, done = [], [], 0
+            times, errors, done, client_cpu = [], [], 0, 0.0
             while done < len(procs):
                 kind, det, dt, text = results.get(timeout=900)
                 if kind == "done":
                     done += 1
+                    client_cpu += dt
                 elif kind == "ok":
                     times.append(dt)
                 else:
@@ -216,6 +235,8 @@ def main() -> None:
             wall = time.perf_counter() - t0
             stop.set()
             sampler.join()
+            server_cpu = _server_cpu(admin, db)
+            finish.set()
             for p in procs:
                 p.join(timeout=60)
             check = check_central(central_root, args.writers)
@@ -227,7 +248,11 @@ def main() -> None:
                    "exports_p99_s": round(_percentile(times, 99), 3),
                    "exports_max_s": round(max(times), 3) if times else None,
                    "all_exports_wall_s": round(wall, 3),
-                   "peak_connections": peak["n"], **check,
+                   "peak_connections": peak["n"],
+                   "cpu_per_export_ms": {
+                       "workers": round(client_cpu / max(len(times), 1) * 1e3, 2),
+                       "postgres": round(server_cpu / max(len(times), 1) * 1e3, 2)},
+                   **check,
                    "all_readable": check["datasets_readable"] == check["datasets_expected"]
                    and not errors and check["orphan_files"] == 0,
                    "load_1min_at_start": round(load, 2), "cores": os.cpu_count()}

@@ -161,8 +161,9 @@ class DimensionRecordStore:
                 for _, key, element, rec, row in todo:
                     dim = self.universe[element]
                     keys = [*dim.requires, dim.name]
-                    done = conn.execute(insert(self.tables[element]).values(row)
-                                        .on_conflict_do_nothing(index_elements=keys)).rowcount
+                    done = conn.execute(insert(self.tables[element])  # compiled once
+                                        .on_conflict_do_nothing(index_elements=keys),
+                                        row).rowcount
                     if not done:
                         continue
                     inserted.append(rec)

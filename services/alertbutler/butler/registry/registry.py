@@ -109,7 +109,8 @@ class Registry:
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
-        return insert(table).values(rows).on_conflict_do_nothing(index_elements=list(keys))
+        stmt = insert(table).values(rows) if rows else insert(table)
+        return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
     # -- dataset types ---------------------------------------------------------------------
     def register_dataset_type(self, dataset_type: DatasetType) -> bool:
@@ -319,10 +320,10 @@ class Registry:
             rows.append(self.dataset_row(ref, type_id, run.id))
         try:
             with self.db.transaction() as conn:
-                if skip_same_id:
-                    return set(conn.execute(
-                        self._insert_ignore(self.tables["dataset"], rows, ["id"])
-                        .returning(self.tables["dataset"].c.id)).scalars())
+                if skip_same_id:  # parameters apart from the statement: compiled once
+                    t = self.tables["dataset"]
+                    return set(conn.execute(self._insert_ignore(t, [], ["id"])
+                                            .returning(t.c.id), rows).scalars())
                 if self.fast:
                     cols = self.dataset_columns
                     self.db.raw_cursor().executemany(self.sql_insert_dataset, [
