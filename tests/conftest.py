@@ -110,3 +110,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         counts = {o: n for (e, o), n in _engine_outcomes.items() if e == engine}
         terminalreporter.write_line(
             f"{engine}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
+
+
+@pytest.fixture(scope="session")
+def cassandra_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real 3-node Apache Cassandra cluster on 127.0.0.1-3, started once per session when
+    a test asks for it (minutes on a busy machine) and stopped at the end."""
+    from alertbutler.l1db.cassandra import CassandraCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"Apache Cassandra cannot run here: {reason}")
+    with CassandraCluster(nodes=3, data_dir=tmp_path_factory.mktemp("cassandra")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cassandra_url(cassandra_cluster: object) -> str:
+    """A new keyspace (replication factor 3) on the session's Cassandra cluster."""
+    import uuid
+
+    return cassandra_cluster.url(f"t_{uuid.uuid4().hex[:16]}")  # type: ignore[attr-defined]

@@ -100,6 +100,13 @@ def stored_keys(url: str) -> dict[str, list]:
         "DiaForcedSource": 'SELECT "diaObjectId", visit, detector FROM "DiaForcedSource"',
         "SSSource": 'SELECT "diaSourceId" FROM "SSSource"',
     }
+    if url.startswith("cassandra://"):
+        from alertbutler.l1db.cassandra import CassandraL1db
+
+        with CassandraL1db(url) as db:
+            return {table: [r[0] if len(r) == 1 else tuple(r) for r in db._session.execute(
+                        sql.replace(f'FROM "{table}"', f'FROM "{db.keyspace}"."{table}"'))]
+                    for table, sql in queries.items()}
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:

@@ -107,12 +107,14 @@ KILLS = [
 ]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql",
-                                                            marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", [
+    "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("cassandra", marks=[pytest.mark.cassandra, pytest.mark.slow])])
 def test_sigkill_at_each_point_of_a_batch_loses_and_duplicates_nothing(
         backend: str, stream, kafka_bootstrap: str, tmp_path: Path,  # type: ignore[no-untyped-def]
         request: pytest.FixtureRequest) -> None:
     url = (f"sqlite:///{tmp_path / 'l1.sqlite3'}" if backend == "sqlite"
+           else request.getfixturevalue("cassandra_url") if backend == "cassandra"
            else request.getfixturevalue("fresh_pg_url"))
     groups, encoded = stream
     topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS)

@@ -76,6 +76,13 @@ class WorkAttempts:
     caller passes False and gets :class:`L1dbError` when the table is missing.
     """
 
+    def __new__(cls, db: L1db, *, create: bool = True) -> WorkAttempts:
+        if db.backend == "cassandra":  # the same ledger with compare-and-set updates
+            from alertbutler.l1db.cassandra.attempts import CassandraWorkAttempts
+
+            return CassandraWorkAttempts(db)  # type: ignore[arg-type, return-value]
+        return super().__new__(cls)
+
     def __init__(self, db: L1db, *, create: bool = True) -> None:
         self._engine = db._engine  # same package: the ledger shares the database's pool
         if db.backend == "sqlite" and sqlite3.sqlite_version_info < (3, 35):

@@ -8,6 +8,7 @@ import datetime
 import json
 
 from alertbutler.config import Config
+from alertbutler.l1db._errors import L1dbError
 from alertbutler.l1db.db import L1db
 
 
@@ -44,6 +45,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="only items in flight or abandoned mid-way")
     attempts.add_argument("--json", action="store_true", help="JSON lines, one per item")
     attempts.set_defaults(func=_attempts)
+    server = sub.add_parser(
+        "server", help="run a local Apache Cassandra cluster for the L1 database",
+        description="Start N Cassandra nodes on 127.0.0.1 .. 127.0.0.N from Maven Central jars "
+        "(resolved once and cached), print the contact points as the first line, and run "
+        "until Ctrl-C or SIGTERM. Every node dies with this process.")
+    server.add_argument("--engine", choices=["cassandra"], default="cassandra")
+    server.add_argument("--nodes", type=int, default=3, help="number of nodes (1-9)")
+    server.add_argument("--data-dir", default=None,
+                        help="keep the cluster here (default: a temporary directory)")
+    server.add_argument("--port", type=int, default=None, help="CQL port of every node")
+    server.set_defaults(func=_server)
+    copy = sub.add_parser(
+        "copy", help="copy an L1 database (PostgreSQL or SQLite) into another (Cassandra)",
+        description="Copy every row, completeness record, end marker and consumer offset of "
+        "SRC into DEST (created if needed). Idempotent: an interrupted copy is run again. "
+        "Stop the ingesters of SRC first.")
+    copy.add_argument("src", help="source database URL (sqlite:// or postgresql://)")
+    copy.add_argument("dest", help="destination URL, e.g. cassandra://127.0.0.1/l1")
+    copy.set_defaults(func=_copy)
 
 
 def _create(args: argparse.Namespace, config: Config) -> int:
@@ -109,6 +129,52 @@ def _attempts(args: argparse.Namespace, config: Config) -> int:
             print(f"    last error: {row['last_error']}")
     if not rows:
         print("no work items" + (" unfinished" if args.unfinished else ""))
+    return 0
+
+
+def _server(args: argparse.Namespace, config: Config) -> int:
+    import signal
+    import sys
+    import threading
+
+    from alertbutler.l1db.cassandra.cluster import CassandraCluster
+
+    if args.port is not None and not 0 < args.port < 65536:
+        print(f"alertbutler l1db server: --port {args.port} is not a TCP port", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        cluster = CassandraCluster(nodes=args.nodes, data_dir=args.data_dir,
+                                   native_port=args.port).start()
+    except L1dbError as exc:
+        print(f"alertbutler l1db server: {exc}", file=sys.stderr)
+        return 2
+    with cluster:
+        print(cluster.contact_points, flush=True)
+        print(f"Cassandra {args.nodes} nodes; URL {cluster.url('l1')}; Ctrl-C to stop",
+              file=sys.stderr, flush=True)
+        try:
+            while not stop.wait(0.5) and cluster.is_running():
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _copy(args: argparse.Namespace, config: Config) -> int:
+    import sys
+
+    from alertbutler.l1db.copy import copy_l1db
+
+    if args.src.startswith("cassandra://"):
+        print("alertbutler l1db copy: SRC must be an SQLite or PostgreSQL L1 database",
+              file=sys.stderr)
+        return 2
+    with L1db(args.src) as source, L1db.create(args.dest) as dest:
+        copied = copy_l1db(source, dest)
+    for table, n in copied.items():
+        print(f"{table:<24}{n:>12,}")
     return 0
 
 

@@ -35,6 +35,11 @@ _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detecte
 _RETRIES = 5
 
 
+def is_cassandra_url(url: str) -> bool:
+    """Whether ``url`` names an L1 database on Apache Cassandra (``cassandra://``)."""
+    return str(url).startswith("cassandra://")
+
+
 class L1db:
     """An L1 (alert production) database on SQLite or PostgreSQL.
 
@@ -42,6 +47,13 @@ class L1db:
     ``L1db.create(url)`` makes the tables first. Thread-safe: each call uses its own pooled
     connection and transaction.
     """
+
+    def __new__(cls, url: str, **kwargs: object) -> L1db:
+        if cls is L1db and is_cassandra_url(url):  # the same API on Cassandra
+            from alertbutler.l1db.cassandra.db import CassandraL1db
+
+            return CassandraL1db(url)  # type: ignore[return-value]
+        return super().__new__(cls)
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self._url = normalize_url(url)
@@ -60,6 +72,10 @@ class L1db:
     @classmethod
     def create(cls, url: str) -> L1db:
         """Create the tables (those that exist are kept) and open the database."""
+        if is_cassandra_url(url):
+            from alertbutler.l1db.cassandra.db import CassandraL1db
+
+            return CassandraL1db.create(url)  # type: ignore[return-value]
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +94,9 @@ class L1db:
     def upgrade(cls, url: str) -> str:
         """Bring a database of an older schema version to this one, in place, in one
         transaction; returns the version it had (see :mod:`._upgrade`)."""
+        if is_cassandra_url(url):
+            with L1db(url) as db:
+                return db.schema_version  # Cassandra keyspaces start at this version
         engine = make_engine(normalize_url(url))
         try:
             return _upgrade.upgrade(engine)

@@ -1,0 +1,611 @@
+"""The L1 database on Apache Cassandra: the API of :class:`alertbutler.l1db.L1db`, for
+``cassandra://host[:port][,host...]/keyspace`` URLs.
+
+Cassandra has no transaction across partitions, so a store is a sequence of idempotent
+writes in a fixed order (see docs/l1db.md): index rows, catalog rows, newest object versions,
+end markers and completeness, and last the consumer's offsets and totals. A writer that dies
+part-way left no offsets behind, so its messages are consumed again and the same keys are
+rewritten with the same values. Every request runs at QUORUM (a majority of the replicas), so
+with replication factor 3 one node may be down without stopping reads or writes, and every
+read sees every acknowledged write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alertbutler.l1db._errors import L1dbError, L1dbNotFoundError, RowError, SchemaVersionError
+from alertbutler.l1db._partitions import PARTITION_DAYS
+from alertbutler.l1db._read import int_list
+from alertbutler.l1db._types import (
+    ConsumedOffsets,
+    ConsumerProgress,
+    L1dbInfo,
+    PartitionOffset,
+    StoreResult,
+    VisitDetector,
+    VisitDetectorEnd,
+)
+from alertbutler.l1db.cassandra.schema import EXTRA, LAYOUT, PART_ORDER, q, statements
+from alertbutler.l1db.rows import RowBatch, Rows
+from alertbutler.l1db.schema import CATALOG, SCHEMA_VERSION, arrow_schema
+from alertbutler.l1db.spatial import PIXEL_ORDER, Region
+
+_SHIFT = 2 * (PIXEL_ORDER - PART_ORDER)
+_CHUNK = 100  # ids per IN list
+_CONCURRENCY = 32
+_GEN_SHIFT = 40  # offset timestamps: generation << 40 | offset
+_US_PER_DAY = 86_400_000_000
+DEFAULT_PORT = 9042
+_NO_OBJECT = -1  # diaObjectId of a DiaSource without one (a clustering column is not null)
+
+
+def parse_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, str]]:
+    """Contact points, keyspace and options of a ``cassandra://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "cassandra":
+        raise L1dbError(f"{url!r} is not a cassandra:// URL")
+    keyspace = parts.path.strip("/")
+    if not keyspace.replace("_", "").isalnum() or not keyspace[:1].isalpha():
+        raise L1dbError(f"{url!r}: the keyspace must be letters, digits and _ (starting with "
+                        "a letter), as in cassandra://127.0.0.1/l1")
+    hosts = []
+    for item in parts.netloc.split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item, "", "")
+        if not host or (port and not port.isdigit()):
+            raise L1dbError(f"{url!r}: bad contact point {item!r} (want host or host:port)")
+        hosts.append((host, int(port) if port else DEFAULT_PORT))
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return hosts, keyspace, options
+
+
+def _time_part(mjd: np.ndarray) -> np.ndarray:
+    return np.floor(np.asarray(mjd, dtype=np.float64) / PARTITION_DAYS).astype(np.int64)
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
+    for i in range(0, len(values), size):
+        yield list(values[i:i + size])
+
+
+class CassandraL1db:
+    """An L1 database in one Cassandra keyspace. Thread-safe (one driver session)."""
+
+    backend = "cassandra"
+
+    def __init__(self, url: str, *, _create: bool = False) -> None:
+        from cassandra import ConsistencyLevel
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import RoundRobinPolicy
+        from cassandra.query import tuple_factory
+
+        hosts, self.keyspace, options = parse_url(url)
+        self._url = url
+        ports = {p for _, p in hosts}
+        if len(ports) != 1:
+            raise L1dbError(f"{url!r}: every contact point must use the same port")
+        profile = ExecutionProfile(
+            load_balancing_policy=RoundRobinPolicy(),
+            consistency_level=ConsistencyLevel.QUORUM,
+            serial_consistency_level=ConsistencyLevel.SERIAL,
+            request_timeout=float(options.get("timeout", 60)), row_factory=tuple_factory)
+        self._cluster = Cluster([h for h, _ in hosts], port=ports.pop(), protocol_version=5,
+                                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                                connect_timeout=30, control_connection_timeout=30)
+        from cassandra.cluster import NoHostAvailable
+
+        try:
+            self._session = self._cluster.connect()
+        except NoHostAvailable as exc:
+            self._cluster.shutdown()
+            raise L1dbNotFoundError(f"cannot reach the Cassandra cluster of {url}: "
+                                    f"{exc}") from None
+        self._prepared: dict[str, Any] = {}
+        self._generations: dict[tuple[str, str, int], int] = {}
+        if _create:
+            n_hosts = len(self._cluster.metadata.all_hosts())
+            factor = int(options.get("replication_factor", min(3, n_hosts)))
+            for cql in statements(self.keyspace, factor):
+                self._session.execute(cql, timeout=120)
+            self._session.execute(
+                f"INSERT INTO {q(self.keyspace)}.metadata (name, value) "
+                "VALUES ('schema_version', %s) IF NOT EXISTS", (SCHEMA_VERSION,))
+        self.schema_version = self._check_version()
+
+    @classmethod
+    def create(cls, url: str) -> CassandraL1db:
+        """Make the keyspace (replication factor ``?replication_factor=N``, default
+        min(3, nodes)) and its tables; existing ones are kept."""
+        return cls(url, _create=True)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+    def __enter__(self) -> CassandraL1db:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _t(self, name: str) -> str:
+        return f"{q(self.keyspace)}.{q(name)}"
+
+    def _prep(self, cql: str) -> Any:
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            stmt = self._prepared[cql] = self._session.prepare(cql)
+        return stmt
+
+    def _run(self, cql: str, params: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run one prepared statement for every parameter tuple, concurrently; the rows."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        if not params:
+            return []
+        results = execute_concurrent_with_args(self._session, self._prep(cql), list(params),
+                                               concurrency=_CONCURRENCY)
+        rows: list[Any] = []
+        for result in results:
+            rows.extend(result.result_or_exc)
+        return rows
+
+    def _check_version(self) -> str:
+        from cassandra import InvalidRequest
+
+        try:
+            row = self._session.execute(
+                f"SELECT value FROM {self._t('metadata')} WHERE name = 'schema_version'").one()
+        except InvalidRequest:
+            row = None
+        if row is None:
+            raise L1dbNotFoundError(f"{self.url} holds no L1 database (no keyspace "
+                                    f"{self.keyspace} with a schema version): create it with "
+                                    "'alertbutler l1db create'")
+        found = str(row[0])
+        if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise SchemaVersionError(
+                f"{self.url} has L1 schema version {found}; this alertbutler reads and writes "
+                f"version {SCHEMA_VERSION}", found=found, expected=SCHEMA_VERSION)
+        return found
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def store(self, batch: RowBatch, *, markers: Iterable[VisitDetectorEnd] = (),
+              consumed: ConsumedOffsets | None = None,
+              complete: Iterable[tuple[int, int]] = ()) -> StoreResult:
+        """Write rows, then end markers and completeness, then the consumer's offsets.
+
+        Not one transaction: each step is idempotent and later steps only follow earlier
+        ones, so a writer that dies part-way is repaired by storing the same batch again.
+        """
+        from alertbutler.faults import crash_point
+
+        markers = list(markers)
+        complete = [VisitDetector(int(v), int(d)) for v, d in complete]
+        now = time.time()
+        inserted = self._write_catalog(batch)
+        crash_point("l1db.store.mid-transaction")
+        done = list(self._write_markers(markers, now))
+        for vd in complete:
+            n = _count_of(batch, vd)
+            if self._mark_complete(vd, n, now):
+                done.append(vd)
+        if consumed is not None:
+            self._write_offsets(consumed, sum(inserted.values()), now)
+        return StoreResult(inserted=inserted, completed=tuple(done))
+
+    def _write_catalog(self, batch: RowBatch) -> dict[str, int]:
+        inserted: dict[str, int] = {}
+        for table, rows in (("DiaSource", batch.sources),
+                            ("DiaForcedSource", batch.forced_sources),
+                            ("SSSource", batch.ss_sources), ("DiaObject", batch.objects)):
+            if not rows.num_rows:
+                continue
+            rows = _with_partitions(table, rows)
+            if table in ("DiaSource", "DiaForcedSource"):
+                self._write_index(table, rows)
+            new = rows.filter(pa.array(~self._existing(table, rows)))
+            self._insert(table, new.drop(["apdb_part"]) if table == "DiaObject" else new)
+            inserted[table] = new.num_rows
+            if table == "DiaObject":
+                self._write_last(rows)
+        return inserted
+
+    def _write_index(self, table: str, rows: pa.Table) -> None:
+        obj = rows.column("diaObjectId").to_numpy(zero_copy_only=False)
+        part = rows.column("apdb_part").to_numpy()
+        tpart = rows.column("apdb_time_part").to_numpy()
+        keys = {(int(o), int(t), int(p)) for o, t, p in zip(obj, tpart, part, strict=True)
+                if o >= 0}
+        self._run(f"INSERT INTO {self._t('object_history_part')} (\"diaObjectId\", tab, "
+                  "apdb_time_part, apdb_part) VALUES (?, ?, ?, ?)",
+                  [(o, table, t, p) for o, t, p in sorted(keys)])
+        if table == "DiaSource":
+            cols = [rows.column(c).to_pylist() for c in
+                    ("visit", "detector", "diaSourceId", "apdb_part", "apdb_time_part",
+                     "diaObjectId")]
+            self._run(f"INSERT INTO {self._t('visit_source')} (visit, detector, "
+                      '"diaSourceId", apdb_part, apdb_time_part, "diaObjectId") '
+                      "VALUES (?, ?, ?, ?, ?, ?)", list(zip(*cols, strict=True)))
+
+    def _existing(self, table: str, rows: pa.Table) -> np.ndarray:
+        """Which rows' keys are already stored (read at QUORUM)."""
+        _, key = CATALOG[table]
+        part, cluster = LAYOUT[table]
+        key_cols = [rows.column(k).to_pylist() for k in key]
+        wanted = list(zip(*key_cols, strict=True))
+        found: set[tuple[Any, ...]] = set()
+        select = ", ".join(q(k) for k in key)
+        if len(part) == 1:  # partition = object or source id: IN over partitions
+            ids = sorted({int(v) for v in rows.column(part[0]).to_pylist()})
+            got = self._run(f"SELECT {select} FROM {self._t(table)} WHERE {q(part[0])} IN ?",
+                            [(chunk,) for chunk in _chunks(ids)])
+        else:  # spatial x time partitions: IN over the first clustering column
+            groups: dict[tuple[int, int], set[int]] = defaultdict(set)
+            for p, t, o in zip(rows.column("apdb_part").to_pylist(),
+                               rows.column("apdb_time_part").to_pylist(),
+                               rows.column(cluster[0]).to_pylist(), strict=True):
+                groups[(p, t)].add(o)
+            got = self._run(
+                f"SELECT {select} FROM {self._t(table)} WHERE apdb_part = ? AND "
+                f"apdb_time_part = ? AND {q(cluster[0])} IN ?",
+                [(p, t, chunk) for (p, t), objs in groups.items()
+                 for chunk in _chunks(sorted(objs))])
+        found = {tuple(r) for r in got}
+        return np.array([w in found for w in wanted], dtype=bool)
+
+    def _insert(self, table: str, rows: pa.Table, *, using: str = "",
+                unset_nulls: bool = True, extra: Sequence[Any] = ()) -> None:
+        from cassandra.query import UNSET_VALUE
+
+        if not rows.num_rows:
+            return
+        names = rows.column_names
+        cql = (f"INSERT INTO {self._t(table)} ({', '.join(q(n) for n in names)}) VALUES "
+               f"({', '.join('?' * len(names))}){using}")
+        columns = [rows.column(n).to_pylist() for n in names]
+        params = []
+        for i, row in enumerate(zip(*columns, strict=True)):
+            values = [UNSET_VALUE if v is None and unset_nulls else v for v in row]
+            params.append((*values, *([extra[i]] if extra else [])))
+        self._run(cql, params)
+
+    def _write_last(self, rows: pa.Table) -> None:
+        """Newest version of each object, by write timestamp = its validity time."""
+        stamps = (rows.column("validityStartMjdTai").to_numpy() * _US_PER_DAY).astype(np.int64)
+        ids = rows.column("diaObjectId").to_pylist()
+        parts = rows.column("apdb_part").to_pylist()
+        previous = {int(o): (int(p), int(w)) for o, p, w in self._run(
+            f"SELECT \"diaObjectId\", apdb_part, WRITETIME(apdb_part) FROM "
+            f"{self._t('object_last_part')} WHERE \"diaObjectId\" IN ?",
+            [(c,) for c in _chunks(sorted(set(ids)))]) if p is not None}
+        moved = [(int(s), int(previous[o][0]), o) for o, p, s in zip(ids, parts, stamps,
+                                                                      strict=True)
+                 if o in previous and previous[o][0] != p and previous[o][1] < s]
+        last = rows.select([c.name for c in CATALOG["DiaObjectLast"][0]] + ["apdb_part"])
+        self._insert("DiaObjectLast", last, using=" USING TIMESTAMP ?", unset_nulls=False,
+                     extra=[int(s) for s in stamps])
+        self._run(f"INSERT INTO {self._t('object_last_part')} (\"diaObjectId\", apdb_part) "
+                  "VALUES (?, ?) USING TIMESTAMP ?",
+                  [(o, p, int(s)) for o, p, s in zip(ids, parts, stamps, strict=True)])
+        self._run(f"DELETE FROM {self._t('DiaObjectLast')} USING TIMESTAMP ? WHERE "
+                  "apdb_part = ? AND \"diaObjectId\" = ?", [(s - 1, p, o) for s, p, o in moved])
+
+    def _write_markers(self, markers: Sequence[VisitDetectorEnd],
+                       now: float) -> list[VisitDetector]:
+        if not markers:
+            return []
+        self._run(f"INSERT INTO {self._t('visit_detector_end')} (visit, detector, partition, "
+                  "n_partitions, n_alerts, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+                  [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts, now)
+                   for m in markers])
+        done = []
+        for vd in sorted({VisitDetector(m.visit, m.detector) for m in markers}):
+            got = list(self._session.execute(self._prep(
+                f"SELECT n_partitions, n_alerts FROM {self._t('visit_detector_end')} "
+                "WHERE visit = ? AND detector = ?"), (vd.visit, vd.detector)))
+            if got and len(got) >= max(n for n, _ in got) and \
+                    self._mark_complete(vd, sum(a for _, a in got), now):
+                done.append(vd)
+        return done
+
+    def _mark_complete(self, vd: VisitDetector, n_alerts: int, now: float) -> bool:
+        """Insert the completeness row once: a lightweight transaction, so of concurrent
+        writers exactly one is told it completed the visit-detector."""
+        result = self._session.execute(self._prep(
+            f"INSERT INTO {self._t('ingested_visit_detector')} (visit, detector, n_alerts, "
+            "completed_at) VALUES (?, ?, ?, ?) IF NOT EXISTS"),
+            (vd.visit, vd.detector, int(n_alerts), now))
+        return bool(result.was_applied)
+
+    def _generation(self, consumer: str, topic: str, partition: int) -> int:
+        key = (consumer, topic, partition)
+        if key not in self._generations:
+            row = self._session.execute(self._prep(
+                f"SELECT generation FROM {self._t('offset_generation')} WHERE consumer = ? "
+                "AND topic = ? AND partition = ?"), key).one()
+            self._generations[key] = int(row[0]) if row else 0
+        return self._generations[key]
+
+    def _write_offsets(self, consumed: ConsumedOffsets, n_rows: int, now: float) -> None:
+        """Offsets carry their own value as write timestamp (within the reset generation),
+        so the highest offset wins whatever order concurrent or replayed writes land in."""
+        self._run(f"INSERT INTO {self._t('consumer_offset')} (consumer, topic, partition, "
+                  "next_offset, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?",
+                  [(consumed.consumer, t, p, o, now,
+                    (self._generation(consumed.consumer, t, p) << _GEN_SHIFT) | int(o))
+                   for (t, p), o in sorted(consumed.next_offsets.items())])
+        self._session.execute(self._prep(
+            f"UPDATE {self._t('ingest_progress')} SET n_messages = n_messages + ?, "
+            "n_rows = n_rows + ? WHERE consumer = ? AND member = ?"),
+            (consumed.n_messages, n_rows, consumed.consumer, consumed.member))
+        self._session.execute(self._prep(
+            f"INSERT INTO {self._t('ingest_progress_time')} (consumer, member, updated_at) "
+            "VALUES (?, ?, ?)"), (consumed.consumer, consumed.member, now))
+
+    def prepare_time_partitions(self, start_mjd: float, end_mjd: float) -> None:
+        """Nothing to do: Cassandra partitions exist as soon as a row is written."""
+
+    def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,
+                             sources: Rows | None = None, forced_sources: Rows | None = None,
+                             ss_sources: Rows | None = None,
+                             mark_ingested: bool = True) -> StoreResult:
+        """Store one visit-detector's rows and (by default) mark it completely ingested."""
+        batch = RowBatch.build(objects=objects, sources=sources,
+                               forced_sources=forced_sources, ss_sources=ss_sources)
+        for name, rows in (("DiaSource", batch.sources),
+                           ("DiaForcedSource", batch.forced_sources)):
+            if rows.num_rows:
+                visits = set(rows.column("visit").unique().to_pylist())
+                detectors = set(rows.column("detector").unique().to_pylist())
+                if visits != {visit} or detectors != {detector}:
+                    raise RowError(f"{name} rows belong to visits {sorted(visits)} and "
+                                   f"detectors {sorted(detectors)}, not to visit {visit} "
+                                   f"detector {detector}", column="visit")
+        complete = [VisitDetector(int(visit), int(detector))] if mark_ingested else []
+        return self.store(batch, complete=complete)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def _table(self, table: str, rows: list[Any], names: list[str],
+               columns: Iterable[str] | None) -> pa.Table:
+        schema = arrow_schema(table)
+        data = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+        out = pa.Table.from_arrays([pa.array(list(values), type=schema.field(n).type)
+                                    for n, values in zip(names, data, strict=True)],
+                                   schema=pa.schema([schema.field(n) for n in names]))
+        if table == "DiaSource" and out.num_rows:
+            index = out.schema.get_field_index("diaObjectId")
+            column = out.column(index)
+            out = out.set_column(index, out.schema.field(index), pc.if_else(
+                pc.equal(column, _NO_OBJECT), pa.scalar(None, pa.int64()), column))
+        return out.select([f.name for f in schema] if columns is None else list(columns))
+
+    def _select(self, table: str) -> tuple[str, list[str]]:
+        names = [c.name for c in CATALOG[table][0]]
+        return ", ".join(q(n) for n in names), names
+
+    def objects_in_region(self, region: Region, *,
+                          columns: Iterable[str] | None = None) -> pa.Table:
+        """The latest version of every DiaObject inside ``region``: one read per pixel."""
+        parts: set[int] = set()
+        for lo, hi in region.pixel_ranges():
+            parts.update(range(int(lo) >> _SHIFT, (int(hi) >> _SHIFT) + 1))
+        select, names = self._select("DiaObjectLast")
+        rows = self._run(f"SELECT {select} FROM {self._t('DiaObjectLast')} WHERE apdb_part = ?",
+                         [(p,) for p in sorted(parts)])
+        table = self._table("DiaObjectLast", rows, names, None)
+        if table.num_rows:
+            mask = region.contains(table.column("ra").to_numpy(),
+                                   table.column("dec").to_numpy())
+            table = table.filter(pa.array(mask))
+        return table if columns is None else table.select(list(columns))
+
+    def _history(self, table: str, object_ids: Iterable[int], since_mjd: float | None,
+                 columns: Iterable[str] | None) -> pa.Table:
+        ids = int_list(object_ids)
+        select, names = self._select(table)
+        if not ids:
+            return self._table(table, [], names, columns)
+        since = -(2**31) if since_mjd is None else int(_time_part(np.array([since_mjd]))[0])
+        found = self._run(
+            f"SELECT \"diaObjectId\", apdb_part, apdb_time_part FROM "
+            f"{self._t('object_history_part')} WHERE \"diaObjectId\" IN ? AND tab = ? "
+            "AND apdb_time_part >= ?", [(chunk, table, since) for chunk in _chunks(ids)])
+        groups: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for obj, part, tpart in found:
+            groups[(part, tpart)].add(obj)
+        rows = self._run(
+            f"SELECT {select} FROM {self._t(table)} WHERE apdb_part = ? AND apdb_time_part = ? "
+            "AND \"diaObjectId\" IN ?",
+            [(p, t, chunk) for (p, t), objs in sorted(groups.items())
+             for chunk in _chunks(sorted(objs))])
+        out = self._table(table, rows, names, None)
+        if since_mjd is not None and out.num_rows:
+            out = out.filter(pa.array(out.column("midpointMjdTai").to_numpy()
+                                      >= float(since_mjd)))
+        return out if columns is None else out.select(list(columns))
+
+    def source_history(self, object_ids: Iterable[int], *, since_mjd: float | None = None,
+                       columns: Iterable[str] | None = None) -> pa.Table:
+        """Every DiaSource of these objects with ``midpointMjdTai >= since_mjd``."""
+        return self._history("DiaSource", object_ids, since_mjd, columns)
+
+    def forced_source_history(self, object_ids: Iterable[int], *,
+                              since_mjd: float | None = None,
+                              columns: Iterable[str] | None = None) -> pa.Table:
+        """Every DiaForcedSource of these objects with ``midpointMjdTai >= since_mjd``."""
+        return self._history("DiaForcedSource", object_ids, since_mjd, columns)
+
+    def object_versions(self, object_ids: Iterable[int]) -> pa.Table:
+        """Every stored version of these DiaObjects."""
+        select, names = self._select("DiaObject")
+        rows = self._run(f"SELECT {select} FROM {self._t('DiaObject')} WHERE "
+                         "\"diaObjectId\" IN ?", [(c,) for c in _chunks(int_list(object_ids))])
+        return self._table("DiaObject", rows, names, None)
+
+    def sources_of_visit_detector(self, visit: int, detector: int) -> pa.Table:
+        keys = list(self._session.execute(self._prep(
+            f"SELECT \"diaSourceId\", apdb_part, apdb_time_part, \"diaObjectId\" FROM "
+            f"{self._t('visit_source')} WHERE visit = ? AND detector = ?"),
+            (int(visit), int(detector))))
+        select, names = self._select("DiaSource")
+        groups: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for _, part, tpart, obj in keys:
+            groups[(part, tpart)].add(obj)
+        rows = self._run(
+            f"SELECT {select} FROM {self._t('DiaSource')} WHERE apdb_part = ? AND "
+            "apdb_time_part = ? AND \"diaObjectId\" IN ?",
+            [(p, t, c) for (p, t), objs in sorted(groups.items()) for c in _chunks(sorted(objs))])
+        out = self._table("DiaSource", rows, names, None)
+        if not out.num_rows:
+            return out
+        mask = (out.column("visit").to_numpy() == int(visit)) & \
+               (out.column("detector").to_numpy() == int(detector))
+        return out.filter(pa.array(mask))
+
+    # ---- ingestion state ------------------------------------------------------------------
+
+    def ingested(self, visit_detectors: Iterable[tuple[int, int]]) -> set[VisitDetector]:
+        """Those of ``visit_detectors`` that are completely ingested."""
+        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        if not wanted:
+            return set()
+        visits = sorted({vd.visit for vd in wanted})
+        rows = self._run(f"SELECT visit, detector FROM {self._t('ingested_visit_detector')} "
+                         "WHERE visit IN ?", [(c,) for c in _chunks(visits)])
+        return {VisitDetector(int(v), int(d)) for v, d in rows} & wanted
+
+    def is_ingested(self, visit: int, detector: int) -> bool:
+        return bool(self.ingested([(visit, detector)]))
+
+    def wait_for_ingested(self, visit_detectors: Iterable[tuple[int, int]], timeout: float,
+                          *, poll_interval: float = 0.1) -> bool:
+        """Wait until every visit-detector is completely ingested; False on timeout."""
+        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        deadline = time.monotonic() + timeout
+        while True:
+            wanted -= self.ingested(wanted)
+            if not wanted:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(poll_interval, left))
+
+    def consumer_offsets(self, consumer: str) -> dict[tuple[str, int], PartitionOffset]:
+        """The offsets an ingester stored here after its rows: where it resumes."""
+        rows = self._session.execute(self._prep(
+            f"SELECT topic, partition, next_offset, updated_at FROM "
+            f"{self._t('consumer_offset')} WHERE consumer = ?"), (consumer,))
+        return {(t, int(p)): PartitionOffset(consumer=consumer, topic=t, partition=int(p),
+                                             next_offset=int(o), updated_at=float(u))
+                for t, p, o, u in rows if o is not None}
+
+    def reset_consumer_offsets(self, consumer: str, topic: str, *,
+                               partitions: Iterable[int] | None = None,
+                               to: int | None = None) -> dict[int, int | None]:
+        """Set where the ingester resumes (``to`` None: the partition's start); the only way
+        offsets move backwards: a new generation outranks every earlier write. Stop the
+        ingesters first."""
+        if to is not None and to < 0:
+            raise ValueError(f"offset {to} is negative")
+        before: dict[int, int | None] = {
+            p: o.next_offset for (t, p), o in self.consumer_offsets(consumer).items()
+            if t == topic}
+        targets = sorted(before) if partitions is None else sorted({int(p) for p in partitions})
+        for partition in targets:
+            before.setdefault(partition, None)
+            self._generations.pop((consumer, topic, partition), None)
+            generation = self._generation(consumer, topic, partition) + 1
+            self._session.execute(self._prep(
+                f"INSERT INTO {self._t('offset_generation')} (consumer, topic, partition, "
+                "generation) VALUES (?, ?, ?, ?)"), (consumer, topic, partition, generation))
+            self._generations[(consumer, topic, partition)] = generation
+            base = generation << _GEN_SHIFT
+            if to is None:
+                self._session.execute(self._prep(
+                    f"DELETE FROM {self._t('consumer_offset')} USING TIMESTAMP ? WHERE "
+                    "consumer = ? AND topic = ? AND partition = ?"),
+                    (base - 1, consumer, topic, partition))
+            else:
+                self._session.execute(self._prep(
+                    f"INSERT INTO {self._t('consumer_offset')} (consumer, topic, partition, "
+                    "next_offset, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"),
+                    (consumer, topic, partition, int(to), time.time(), base | int(to)))
+        return {p: before[p] for p in targets}
+
+    def consumer_progress(self, consumer: str) -> ConsumerProgress:
+        totals = list(self._session.execute(self._prep(
+            f"SELECT n_messages, n_rows FROM {self._t('ingest_progress')} WHERE consumer = ?"),
+            (consumer,)))
+        times = [r[0] for r in self._session.execute(self._prep(
+            f"SELECT updated_at FROM {self._t('ingest_progress_time')} WHERE consumer = ?"),
+            (consumer,)) if r[0] is not None]
+        return ConsumerProgress(consumer=consumer,
+                                n_messages=int(sum(r[0] or 0 for r in totals)),
+                                n_rows=int(sum(r[1] or 0 for r in totals)),
+                                updated_at=max(times) if times else None)
+
+    def row_counts(self) -> dict[str, int]:
+        """Row counts: full scans, for operators and tests, not for a busy night."""
+        return {name: int(self._session.execute(
+            f"SELECT COUNT(*) FROM {self._t(name)}", timeout=600).one()[0])
+            for name in CATALOG}
+
+    def info(self) -> L1dbInfo:
+        counts = self.row_counts()
+        done = list(self._session.execute(
+            f"SELECT visit, detector, completed_at FROM {self._t('ingested_visit_detector')}",
+            timeout=600))
+        last = max(done, key=lambda r: (r[2], r[0], r[1])) if done else None
+        visits = [r[0] for r in self._session.execute(
+            f"SELECT DISTINCT visit, detector FROM {self._t('visit_source')}", timeout=600)]
+        return L1dbInfo(
+            url=self.url, backend=self.backend, schema_version=self.schema_version,
+            row_counts=counts, n_ingested_visit_detectors=len(done),
+            last_ingested=None if last is None else VisitDetector(int(last[0]), int(last[1])),
+            last_ingested_at=None if last is None else float(last[2]),
+            last_visit=max(visits) if visits else None)
+
+
+def _with_partitions(table: str, rows: pa.Table) -> pa.Table:
+    """Add the spatial and time partition columns Cassandra's tables key on."""
+    if table == "DiaSource":  # a clustering column is never null: -1 stands for none
+        index = rows.schema.get_field_index("diaObjectId")
+        rows = rows.set_column(index, rows.schema.field(index),
+                               pc.fill_null(rows.column("diaObjectId"), _NO_OBJECT))
+    for name in EXTRA.get(table, ()):
+        if name == "apdb_part":
+            values = pa.array(rows.column("pixelId").to_numpy() >> _SHIFT, type=pa.int64())
+        else:
+            values = pa.array(_time_part(rows.column("midpointMjdTai").to_numpy())
+                              .astype(np.int32), type=pa.int32())
+        rows = rows.append_column(name, values)
+    if table == "DiaObject":
+        rows = rows.append_column("apdb_part", pa.array(
+            rows.column("pixelId").to_numpy() >> _SHIFT, type=pa.int64()))
+    return rows
+
+
+def _count_of(batch: RowBatch, vd: VisitDetector) -> int:
+    sources = batch.sources
+    if not sources.num_rows:
+        return 0
+    mask = (sources.column("visit").to_numpy() == vd.visit) & \
+           (sources.column("detector").to_numpy() == vd.detector)
+    return int(mask.sum())
