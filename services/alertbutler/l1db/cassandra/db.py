@@ -297,8 +297,18 @@ class CassandraL1db:
                                                                       strict=True)
                  if o in previous and previous[o][0] != p and previous[o][1] < s]
         last = rows.select([c.name for c in CATALOG["DiaObjectLast"][0]] + ["apdb_part"])
-        self._insert("DiaObjectLast", last, using=" USING TIMESTAMP ?", unset_nulls=False,
-                     extra=[int(s) for s in stamps])
+        # A null must overwrite an older version's value, but a written null is a tombstone
+        # that every region read scans: write nulls only for objects stored before (or with
+        # several versions in this batch); a first version leaves its null cells unset.
+        counts = pc.value_counts(rows.column("diaObjectId")).to_pylist()
+        several = {c["values"] for c in counts if c["counts"] > 1}
+        known = set(previous) | several
+        first = pa.array([o not in known for o in ids])
+        for mask, unset in ((first, True), (pc.invert(first), False)):
+            chosen = last.filter(mask)
+            self._insert("DiaObjectLast", chosen, using=" USING TIMESTAMP ?",
+                         unset_nulls=unset,
+                         extra=[int(s) for s in stamps[np.asarray(mask, dtype=bool)]])
         self._run(f"INSERT INTO {self._t('object_last_part')} (\"diaObjectId\", apdb_part) "
                   "VALUES (?, ?) USING TIMESTAMP ?",
                   [(o, p, int(s)) for o, p, s in zip(ids, parts, stamps, strict=True)])
