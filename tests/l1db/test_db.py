@@ -157,9 +157,12 @@ def test_rows_must_belong_to_the_visit_detector(sqlite_url: str) -> None:
 def test_region_queries_match_brute_force(db_url: str) -> None:
     """Objects spread over random skies and packed around the wrap and the poles."""
     rng = np.random.default_rng(7)
-    parts = [random_sky(rng, 20_000)]
+    # a tenth of the objects on Cassandra: three JVMs on a shared 2-core machine write a few
+    # hundred rows/s, and the cover and filtering are the same code whatever the count
+    scale = 10 if db_url.startswith("cassandra://") else 1
+    parts = [random_sky(rng, 20_000 // scale)]
     for ra0, dec0 in SPECIAL_CENTRES:
-        parts.append(random_cap(rng, 2_000, ra0, dec0, 2.0))
+        parts.append(random_cap(rng, 2_000 // scale, ra0, dec0, 2.0))
     ra = np.concatenate([p[0] for p in parts])
     dec = np.concatenate([p[1] for p in parts])
     n = len(ra)

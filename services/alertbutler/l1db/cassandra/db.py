@@ -42,6 +42,7 @@ from alertbutler.l1db.spatial import PIXEL_ORDER, Region
 _SHIFT = 2 * (PIXEL_ORDER - PART_ORDER)
 _CHUNK = 100  # ids per IN list
 _CONCURRENCY = 32
+_BATCH_ROWS = 50  # rows per single-partition batch
 _GEN_SHIFT = 40  # offset timestamps: generation << 40 | offset
 _US_PER_DAY = 86_400_000_000
 DEFAULT_PORT = 9042
@@ -150,11 +151,33 @@ class CassandraL1db:
             stmt = self._prepared[cql] = self._session.prepare(cql)
         return stmt
 
-    def _run(self, cql: str, params: Sequence[Sequence[Any]]) -> list[Any]:
-        """Run one prepared statement for every parameter tuple, concurrently; the rows."""
-        from cassandra.concurrent import execute_concurrent_with_args
+    def _run(self, cql: str, params: Sequence[Sequence[Any]],
+             partition: Sequence[int] = ()) -> list[Any]:
+        """Run one prepared statement for every parameter tuple, concurrently; the rows.
+
+        ``partition``: positions of the partition key in a parameter tuple; writes to one
+        partition then go as unlogged batches, each applied by the replicas as one mutation
+        (far less work than one request per row)."""
+        from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+        from cassandra.query import BatchStatement, BatchType
 
         if not params:
+            return []
+        if partition:
+            stmt = self._prep(cql)
+            groups: dict[tuple[Any, ...], list[Sequence[Any]]] = defaultdict(list)
+            for p in params:
+                groups[tuple(p[i] for i in partition)].append(p)
+            batches = []
+            for rows in groups.values():
+                for chunk in _chunks(rows, _BATCH_ROWS):
+                    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                    for p in chunk:
+                        batch.add(stmt, p)
+                    batches.append((batch, ()))
+            for result in execute_concurrent(self._session, batches, concurrency=_CONCURRENCY):
+                if not result.success:
+                    raise result.result_or_exc
             return []
         results = execute_concurrent_with_args(self._session, self._prep(cql), list(params),
                                                concurrency=_CONCURRENCY)
@@ -240,7 +263,8 @@ class CassandraL1db:
                      "diaObjectId")]
             self._run(f"INSERT INTO {self._t('visit_source')} (visit, detector, "
                       '"diaSourceId", apdb_part, apdb_time_part, "diaObjectId") '
-                      "VALUES (?, ?, ?, ?, ?, ?)", list(zip(*cols, strict=True)))
+                      "VALUES (?, ?, ?, ?, ?, ?)", list(zip(*cols, strict=True)),
+                      partition=(0, 1))
 
     def _existing(self, table: str, rows: pa.Table) -> np.ndarray:
         """Which rows' keys are already stored (read at QUORUM)."""
@@ -282,7 +306,9 @@ class CassandraL1db:
         for i, row in enumerate(zip(*columns, strict=True)):
             values = [UNSET_VALUE if v is None and unset_nulls else v for v in row]
             params.append((*values, *([extra[i]] if extra else [])))
-        self._run(cql, params)
+        part = LAYOUT[table][0]
+        self._run(cql, params, partition=[names.index(c) for c in part]
+                  if len(part) > 1 or table == "DiaObjectLast" else ())
 
     def _write_last(self, rows: pa.Table) -> None:
         """Newest version of each object, by write timestamp = its validity time."""
