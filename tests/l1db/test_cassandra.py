@@ -95,3 +95,58 @@ def test_work_attempt_ledger_counts_starts(cassandra_url: str) -> None:
         ledger.release(released)
         assert ledger.begin("v2-d1", "w3").number == 1
         assert {r["item"] for r in ledger.rows(unfinished=True)} == {"v1-d1", "v2-d1"}
+
+
+@pytest.mark.cassandra
+@pytest.mark.slow
+def test_server_prints_contact_points_first_and_its_nodes_die_with_it(tmp_path: Path) -> None:
+    """``alertbutler l1db server``: a 1-node cluster on ports of its own; SIGKILL of the CLI
+    takes the JVM with it."""
+    from alertbutler.l1db.cassandra import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"Apache Cassandra cannot run here: {reason}")
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = tmp_path / "cluster"
+    proc = subprocess.Popen([sys.executable, "-m", "alertbutler", "l1db", "server",
+                             "--engine", "cassandra", "--nodes", "1", "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        assert first.startswith("127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        with L1db.create(f"cassandra://{first}/l1") as db:
+            assert db.store_visit_detector(1, 1, mark_ingested=True).completed == ((1, 1),)
+        jvms = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                and str(data) in _cmdline(int(p))]
+        assert jvms
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in jvms) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in jvms)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

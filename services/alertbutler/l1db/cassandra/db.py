@@ -35,6 +35,7 @@ from alertbutler.l1db._types import (
     VisitDetectorEnd,
 )
 from alertbutler.l1db.cassandra.schema import EXTRA, LAYOUT, PART_ORDER, q, statements
+from alertbutler.l1db.db import _topic_key
 from alertbutler.l1db.rows import RowBatch, Rows
 from alertbutler.l1db.schema import CATALOG, SCHEMA_VERSION, arrow_schema
 from alertbutler.l1db.spatial import PIXEL_ORDER, Region
@@ -494,6 +495,56 @@ class CassandraL1db:
                          "\"diaObjectId\" IN ?", [(c,) for c in _chunks(int_list(object_ids))])
         return self._table("DiaObject", rows, names, None)
 
+    def objects(self, object_ids: Iterable[int]) -> pa.Table:
+        """The latest version of these DiaObjects (missing ids are simply absent)."""
+        ids = int_list(object_ids)
+        found = self._run(f"SELECT \"diaObjectId\", apdb_part FROM "
+                          f"{self._t('object_last_part')} WHERE \"diaObjectId\" IN ?",
+                          [(c,) for c in _chunks(ids)])
+        groups: dict[int, list[int]] = defaultdict(list)
+        for obj, part in found:
+            if part is not None:
+                groups[int(part)].append(int(obj))
+        select, names = self._select("DiaObjectLast")
+        rows = self._run(f"SELECT {select} FROM {self._t('DiaObjectLast')} WHERE apdb_part = ? "
+                         "AND \"diaObjectId\" IN ?",
+                         [(p, c) for p, objs in sorted(groups.items())
+                          for c in _chunks(sorted(objs))])
+        return self._table("DiaObjectLast", rows, names, None)
+
+    def latest_objects(self, limit: int) -> pa.Table:
+        """The ``limit`` DiaObjects most recently detected (the newest first). A full scan
+        on Cassandra: for operators and small databases."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        select, names = self._select("DiaObjectLast")
+        rows = list(self._session.execute(f"SELECT {select} FROM {self._t('DiaObjectLast')}",
+                                          timeout=600))
+        table = self._table("DiaObjectLast", rows, names, None)
+        if not table.num_rows:
+            return table
+        table = table.sort_by([("lastDiaSourceMjdTai", "descending"),
+                               ("diaObjectId", "ascending")])
+        return table.slice(0, int(limit))
+
+    def topic_id(self, consumer: str, topic: str) -> str | None:
+        """The Kafka topic id the consumer's stored offsets of ``topic`` belong to."""
+        row = self._session.execute(self._prep(
+            f"SELECT value FROM {self._t('metadata')} WHERE name = ?"),
+            (_topic_key(consumer, topic),)).one()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def set_topic_id(self, consumer: str, topic: str, topic_id: str | None) -> None:
+        """Record (or, with None, forget) the topic id of the consumer's offsets."""
+        key = _topic_key(consumer, topic)
+        if topic_id is None:
+            self._session.execute(self._prep(
+                f"DELETE FROM {self._t('metadata')} WHERE name = ?"), (key,))
+        else:
+            self._session.execute(self._prep(
+                f"INSERT INTO {self._t('metadata')} (name, value) VALUES (?, ?)"),
+                (key, topic_id))
+
     def sources_of_visit_detector(self, visit: int, detector: int) -> pa.Table:
         keys = list(self._session.execute(self._prep(
             f"SELECT \"diaSourceId\", apdb_part, apdb_time_part, \"diaObjectId\" FROM "
@@ -583,6 +634,7 @@ class CassandraL1db:
                     f"INSERT INTO {self._t('consumer_offset')} (consumer, topic, partition, "
                     "next_offset, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"),
                     (consumer, topic, partition, int(to), time.time(), base | int(to)))
+        self.set_topic_id(consumer, topic, None)  # the ingester records the current one
         return {p: before[p] for p in targets}
 
     def consumer_progress(self, consumer: str) -> ConsumerProgress:
