@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import fastavro
 
@@ -51,7 +51,9 @@ def read_alerts(fh: BinaryIO, *, reader: int | str | None = None,
     """Records of a container file open for reading (see :func:`read_alert_file`)."""
     reader_schema = schema_info(reader).parsed if reader is not None else None
     try:
-        yield from fastavro.reader(fh, reader_schema=reader_schema)
+        # fastavro types a datum as any Avro value; alert schemas are records
+        yield from cast(Iterator[dict[str, Any]],
+                        fastavro.reader(fh, reader_schema=reader_schema))
     except (ValueError, EOFError, fastavro.read.SchemaResolutionError) as exc:
         raise AlertFormatError(f"{name}: not a readable Avro container file of alerts: "
                                f"{type(exc).__name__}: {exc}") from None

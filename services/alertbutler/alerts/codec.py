@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -176,7 +176,8 @@ class Codec:
             raise AlertFormatError(
                 f"{left} bytes left after the {writer.kind} record (schema id {writer.id}): "
                 "the message is corrupt or was written with another schema")
-        return Decoded(writer.id, writer.kind, record)
+        # fastavro types a datum as any Avro value; every schema here is a record
+        return Decoded(writer.id, writer.kind, cast(dict[str, Any], record))
 
     def decode_alert(self, data: bytes | bytearray | memoryview) -> dict[str, Any]:
         """Decode a message that must be an alert."""

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from alertbutler.kafka.message import placed, value_of
+
 
 class Fetched(NamedTuple):
     """One message read back from a topic."""
@@ -62,20 +64,21 @@ def fetch_messages(bootstrap: str, wanted: Iterable[tuple[str, int, int]], *,
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                tp = (msg.topic(), msg.partition())
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        pending.pop(tp, None)  # everything there is has been read
+                        # everything there is has been read
+                        pending.pop(placed(msg)[:2], None)
                     continue
-                offsets = pending.get(tp)
-                if offsets is None or msg.offset() not in offsets:
+                topic, partition, offset = placed(msg)
+                offsets = pending.get((topic, partition))
+                if offsets is None or offset not in offsets:
                     continue
-                offsets.discard(msg.offset())
-                found[(tp[0], tp[1], msg.offset())] = Fetched(
-                    tp[0], tp[1], msg.offset(), msg.key(), msg.value(), msg.timestamp()[1])
+                offsets.discard(offset)
+                found[(topic, partition, offset)] = Fetched(
+                    topic, partition, offset, msg.key(), value_of(msg), msg.timestamp()[1])
                 if not offsets:
-                    pending.pop(tp, None)
+                    pending.pop((topic, partition), None)
     finally:
         consumer.close()
     return found
@@ -111,8 +114,7 @@ def iter_topic(bootstrap: str, topic: str, *, start: int | None = None,
                     if err.code() == KafkaError._PARTITION_EOF:
                         open_partitions.discard(msg.partition())
                     continue
-                yield Fetched(msg.topic(), msg.partition(), msg.offset(), msg.key(),
-                              msg.value(), msg.timestamp()[1])
+                yield Fetched(*placed(msg), msg.key(), value_of(msg), msg.timestamp()[1])
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     break

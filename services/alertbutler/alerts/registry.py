@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 class _SchemaWithId(Schema):
     """A schema whose registration request carries an id (the registry's IMPORT mode)."""
 
+    _import_id: int
+
     def __init__(self, schema_str: str, schema_id: int) -> None:
         super().__init__(schema_str, "AVRO")
         object.__setattr__(self, "_import_id", schema_id)
@@ -67,7 +69,9 @@ def register_schemas(client: SchemaRegistryClient, *,
 def _register(client: SchemaRegistryClient, info: SchemaInfo, preserve_ids: bool) -> int:
     schema = Schema(info.text, "AVRO")
     try:
-        return int(client.lookup_schema(info.subject, schema).schema_id)
+        found = client.lookup_schema(info.subject, schema).schema_id
+        if found is not None:
+            return int(found)
     except Exception:  # not registered yet (404), or the lookup itself failed
         pass
     if preserve_ids and not type(client).__name__.startswith("Mock"):
@@ -94,8 +98,10 @@ def registry_codec(client: SchemaRegistryClient, *, preserve_ids: bool = True) -
 
     def lookup(wire_id: int) -> int | None:
         try:
-            found = client.get_schema(wire_id)
-            doc = json.loads(found.schema_str)
+            text = client.get_schema(wire_id).schema_str
+            if text is None:
+                return None
+            doc = json.loads(text)
         except Exception:
             return None
         name = doc.get("name", "")

@@ -78,6 +78,8 @@ def known_schemas() -> dict[int, SchemaInfo]:
             path = root / kind / f"{version}.avsc"
             text = path.read_text()
             parsed = fastavro.parse_schema(json.loads(text))
+            if not isinstance(parsed, dict):
+                raise UnknownSchemaError(f"{path}: not an Avro record schema")
             if schema_id in found:
                 raise UnknownSchemaError(f"{root / 'ids.toml'}: id {schema_id} used twice")
             found[schema_id] = SchemaInfo(schema_id, kind, (int(major), int(minor)), path,

@@ -21,12 +21,15 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 
 from alertbutler.alerts._errors import UnknownSchemaError
 from alertbutler.alerts.schemas import known_schemas
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
 
 #: the top-level field that identifies an alert, by family, in order of preference
 ID_FIELDS = ("diaSourceId", "alertId", "candid")
@@ -169,7 +172,8 @@ class WriterSchemas:
     client.
     """
 
-    def __init__(self, *, local_ids: Path | None = None, registry: Any | None = None) -> None:
+    def __init__(self, *, local_ids: Path | None = None,
+                 registry: SchemaRegistryClient | None = None) -> None:
         self.local_ids = Path(local_ids) if local_ids is not None else None
         self.registry = registry
         self._found: dict[int, Writer] = {}
@@ -212,8 +216,13 @@ class WriterSchemas:
                                  f"{', '.join(looked)})", schema_id=schema_id)
 
     def _from_registry(self, schema_id: int) -> Writer | None:
+        if self.registry is None:
+            return None
         try:
-            schema = json.loads(self.registry.get_schema(schema_id).schema_str)
+            text = self.registry.get_schema(schema_id).schema_str
+            if text is None:
+                return None
+            schema = json.loads(text)
         except Exception:  # 404, or the registry is unreachable: the other sources may know
             return None
         for info in known_schemas().values():  # one of ours under the registry's id

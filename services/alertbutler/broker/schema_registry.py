@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -50,7 +51,7 @@ class SchemaRegistryServer:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.log_file = log_file
-        self._proc = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property

@@ -266,7 +266,9 @@ def _describe_acls(admin: Any, timeout: float) -> list[Any]:
         ResourceType,
     )
 
-    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+    # None matches any name, principal and host; confluent-kafka's stub types them str only
+    everything = AclBindingFilter(ResourceType.ANY, None,  # type: ignore[arg-type]
+                                  ResourcePatternType.ANY, None, None,
                                   AclOperation.ANY, AclPermissionType.ANY)
     try:
         return list(admin.describe_acls(everything, request_timeout=timeout)
@@ -329,10 +331,10 @@ def _password(spec: Mapping[str, Any], name: str, where: str, env: Mapping[str, 
         if not value:
             raise BrokerError(f"{where}: users.{name}: environment variable {var} is not set")
         return value
-    value = spec.get("password")
-    if not isinstance(value, str) or not value:
+    password = spec.get("password")
+    if not isinstance(password, str) or not password:
         raise BrokerError(f"{where}: users.{name}: no password (password or password_env)")
-    return value
+    return password
 
 
 def _read_private_toml(path: Path) -> dict[str, Any]:

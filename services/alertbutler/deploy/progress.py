@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from alertbutler.config import Config
+from alertbutler.kafka.message import value_of
 
 
 class NightProgress:
@@ -46,7 +47,7 @@ class NightProgress:
             for msg in self.consumer.consume(500, timeout=0.1):
                 if msg.error():
                     continue
-                status = VisitDetectorStatus.from_json(msg.value())
+                status = VisitDetectorStatus.from_json(value_of(msg))
                 key = (int(status.visit or 0), status.detector)
                 if key in self.expected:
                     self.statuses[key] = status

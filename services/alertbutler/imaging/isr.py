@@ -177,7 +177,8 @@ def find_cosmic_rays(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     return result
 
 
-def interpolate_masked(image: np.ndarray, mask: np.ndarray, planes: int) -> None:
+def interpolate_masked(image: np.ndarray, mask: np.ndarray,
+                       planes: int | np.unsignedinteger) -> None:
     """Replace masked pixels by their nearest unmasked pixel, region by region.
 
     Only cosmetic (cutouts, previews): every algorithm downstream ignores masked pixels.

@@ -155,16 +155,16 @@ def measure(diff: Exposure, detections: Detections, psf: PsfModel,
             rows["science_flux"].append(math.nan)
             rows["science_flux_err"].append(math.nan)
     ra, dec = (diff.wcs.all_pix2world(xs, ys, 0) if n else (np.zeros(0), np.zeros(0)))
-    flux = np.array(rows["psf_flux"], float)
-    err = np.array(rows["psf_flux_err"], float)
+    fluxes = np.array(rows["psf_flux"], float)
+    errs = np.array(rows["psf_flux_err"], float)
     scale = float(np.sqrt(abs(np.linalg.det(diff.wcs.pixel_scale_matrix)))) * 3600.0
-    snr = np.where(err > 0, flux / np.where(err > 0, err, 1.0), 0.0)
+    snr = np.where(errs > 0, fluxes / np.where(errs > 0, errs, 1.0), 0.0)
     pos_err = np.sqrt(2.0) * psf.sigma / np.maximum(np.abs(snr), 1e-3)
     table = Table({
         "source_index": np.arange(n, dtype=np.int64),
         "x": xs, "y": ys, "ra": np.asarray(ra, float), "dec": np.asarray(dec, float),
         "coord_err_arcsec": pos_err * scale,
-        "psf_flux": flux, "psf_flux_err": err, "snr": snr,
+        "psf_flux": fluxes, "psf_flux_err": errs, "snr": snr,
         "detection_snr": detections.snr.astype(float),
         "is_negative": detections.snr < 0,
         **{k: np.array(rows[k], float) for k in ("ixx", "iyy", "ixy", "trail_excess",

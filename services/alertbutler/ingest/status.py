@@ -75,8 +75,10 @@ def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], 
         deadline = time.monotonic() + timeout
         while len(seen) < len(tps) and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
-            if msg is not None and msg.topic() is not None:
-                seen.add((msg.topic(), msg.partition()))
+            if msg is not None:
+                topic, partition = msg.topic(), msg.partition()
+                if topic is not None and partition is not None:
+                    seen.add((topic, partition))
         marks: dict[tuple[str, int], int] = {}
         for tp in tps:
             _low, high = consumer.get_watermark_offsets(tp, cached=True)

@@ -42,7 +42,7 @@ def access_error(err: KafkaError | KafkaException, *, settings: Mapping[str, Any
                  doing: str) -> KafkaAccessError:
     """A :class:`KafkaAccessError` saying what was refused, to whom, doing what."""
     code = _code(err)
-    cause = REFUSALS.get(code, "refused")
+    cause = "refused" if code is None else REFUSALS.get(code, "refused")
     user = settings.get("sasl.username") or "(no user)"
     mechanism = settings.get("sasl.mechanism") or settings.get("sasl.mechanisms") or "SASL"
     detail = err.args[0] if isinstance(err, KafkaException) and err.args else err
@@ -73,7 +73,10 @@ def probe_access(settings: Mapping[str, Any], *, topics: Iterable[str] = (),
             refused.append(err)
 
     conf = {k: v for k, v in settings.items() if k in _ADMIN_KEYS or k.startswith(_PREFIXES)}
-    admin = AdminClient({**conf, "error_cb": on_error, "log_level": 0})
+    # confluent-kafka's stub types the configuration's values as str | int | float, leaving out
+    # the callbacks (error_cb) that librdkafka's Python binding accepts.
+    admin = AdminClient({**conf, "error_cb": on_error,  # type: ignore[dict-item]
+                         "log_level": 0})
     deadline = time.monotonic() + timeout
     topics = list(topics)
     while True:

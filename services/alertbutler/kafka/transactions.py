@@ -106,7 +106,7 @@ def _probe(common: Mapping[str, Any], topic: str, nonce: str,
                          "enable.partition.eof": False})
     try:
         consumer.assign([TP(topic, 0, offsets[b"aborted"])])
-        seen: list[bytes] = []
+        seen: list[bytes | None] = []
         deadline = time.monotonic() + timeout
         while b"committed" not in seen:
             if time.monotonic() > deadline:

@@ -110,7 +110,7 @@ class WorkAttempts:
         with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
             with conn.begin():
                 result = conn.execute(sa.text(sql), params)
-                rows = result.all() if result.returns_rows else []
+                rows = list(result.all()) if result.returns_rows else []
             return rows
 
     def begin(self, item: str, worker: str) -> Attempt:

@@ -162,7 +162,7 @@ class L1db:
         nothing is.
         """
         markers = list(markers)
-        complete = [VisitDetector(int(v), int(d)) for v, d in complete]
+        finished = [VisitDetector(int(v), int(d)) for v, d in complete]
         needed = {"DiaSource": _partitions.partition_numbers(
                       batch.sources.column("midpointMjdTai")),
                   "DiaForcedSource": _partitions.partition_numbers(
@@ -177,7 +177,7 @@ class L1db:
                     inserted = _write.write_catalog(conn, batch)
                     crash_point("l1db.store.mid-transaction")
                     done = list(_write.write_markers(conn, markers, now))
-                    for vd in complete:  # its sources in this batch count as its alerts
+                    for vd in finished:  # its sources in this batch count as its alerts
                         n_alerts = _count_of(batch, vd)
                         done += _write.mark_complete(conn, [vd], now, n_alerts=n_alerts)
                     if consumed is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ from alertbutler.l1db.schema import CATALOG, arrow_schema
 from alertbutler.l1db.spatial import pixel_ids
 
 #: What callers may pass as rows of one table.
-Rows = pa.Table | pa.RecordBatch | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+Rows: TypeAlias = pa.Table | pa.RecordBatch | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 #: Columns checked for values no real row can have: name -> (low, high), inclusive.
 #: A source time bounds the time partition it makes on PostgreSQL (a wild one would make a
@@ -75,7 +75,8 @@ def to_table(table: str, rows: Rows | None) -> pa.Table:
     return result
 
 
-def _columns_of_dicts(rows: list[Mapping[str, Any]], names: list[str]) -> dict[str, list]:
+def _columns_of_dicts(rows: list[Mapping[str, Any]],
+                      names: list[str]) -> dict[str, Sequence[Any]]:
     """Column lists from dicts. The fast path (rows with the keys of the first row, as
     decoded Avro records have) pulls each row in one C call."""
     if not rows:

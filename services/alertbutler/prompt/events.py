@@ -156,10 +156,12 @@ def encode_work_item(item: WorkItem) -> bytes:
     return encode_message(item.to_record(), "work_item")
 
 
-def decode_work_item(data: bytes) -> WorkItem:
+def decode_work_item(data: bytes | None) -> WorkItem:
     """A work item from wire-format bytes; anything else raises ``BadEventError``."""
     from alertbutler.alerts import AlertFormatError, decode_message
 
+    if data is None:
+        raise BadEventError("work item does not decode: the message has no value")
     try:
         decoded = decode_message(data)
     except AlertFormatError as exc:
@@ -177,10 +179,12 @@ def encode_next_visit(event: NextVisit) -> bytes:
     return encode(event.to_record())
 
 
-def decode_next_visit(data: bytes) -> NextVisit:
+def decode_next_visit(data: bytes | None) -> NextVisit:
     """A nextVisit event from wire-format bytes; anything else raises ``BadEventError``."""
     from alertbutler.alerts import AlertFormatError, decode_message
 
+    if data is None:
+        raise BadEventError("nextVisit message does not decode: the message has no value")
     try:
         decoded = decode_message(data)
     except AlertFormatError as exc:

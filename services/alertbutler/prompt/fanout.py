@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
+from alertbutler.kafka.message import placed
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError, UnknownDetectorError
 from alertbutler.prompt.events import (
@@ -193,7 +194,8 @@ class FanoutService:
         try:
             for msg in serve(consumer, stop, assigned=self.assigned, idle_exit_s=idle_exit_s,
                              health=self.health, metrics=self.metrics):
-                replay = msg.offset() < self._resume_at.get(msg.partition(), 0)
+                _, partition, offset = placed(msg)
+                replay = offset < self._resume_at.get(partition, 0)
                 self._handle(msg, producer, n_work_partitions, replay=replay)
                 if not replay:
                     crash_point("fanout.after-produce")

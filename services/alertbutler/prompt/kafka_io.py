@@ -60,7 +60,8 @@ def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Co
         **quiet_confluent(f"consumer {name}"), **extra}))
 
 
-Outgoing = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+# topic, key, value, partition; a dead letter keeps a value-less (tombstone) message as it came
+Outgoing = tuple[str, bytes | None, bytes | None, int | None]
 
 
 def produce_all(producer: Producer, messages: Iterable[Outgoing], *,
@@ -163,9 +164,10 @@ def serve(consumer: Consumer, stop: threading.Event, *, assigned: threading.Even
             elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
                 return
             continue
-        if msg.error():
-            if msg.error().code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error", extra={"error": str(msg.error())})
+        err = msg.error()
+        if err:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"error": str(err)})
             continue
         yield msg
         last = time.monotonic()

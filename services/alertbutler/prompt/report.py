@@ -31,7 +31,7 @@ class ReportData:
     latency_kafka_s: list[float] = field(default_factory=list)
     latency_l1db_s: list[float] = field(default_factory=list)
     positions: list[tuple[float, float, int]] = field(default_factory=list)  # ra, dec, visit
-    cutout_alerts: list[Mapping[str, Any]] = field(default_factory=list)
+    cutout_alerts: Sequence[Mapping[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     #: files to link: (what it is, path relative to the report's directory)
     files: list[tuple[str, str]] = field(default_factory=list)
@@ -68,7 +68,7 @@ def _plots(data: ReportData) -> list[tuple[str, str]]:
 
     fig, ax = plt.subplots(figsize=(7, 3))
     both = data.latency_kafka_s + data.latency_l1db_s
-    bins = np.linspace(0, max(both) * 1.05, 40) if both else 10
+    bins = np.linspace(0, max(both) * 1.05, 40).tolist() if both else 10
     if data.latency_kafka_s:
         ax.hist(data.latency_kafka_s, bins=bins, alpha=0.7, label="raw -> acked by Kafka")
     if data.latency_l1db_s:

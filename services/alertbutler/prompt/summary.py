@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from alertbutler.config import Config
+from alertbutler.kafka.message import placed, value_of
 from alertbutler.prompt.quality import evaluate
 from alertbutler.prompt.report import ReportData, percentile, write_report
 
@@ -33,12 +34,13 @@ def read_alerts(config: Config, *, timeout: float = 60.0
     try:
         while len(at_end) < n and time.monotonic() < deadline:
             for msg in consumer.consume(1000, timeout=0.5):
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        at_end.add(msg.partition())
+                err = msg.error()
+                if err:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(placed(msg)[1])
                     continue
-                at_end.discard(msg.partition())
-                decoded = decode_message(msg.value())
+                at_end.discard(placed(msg)[1])
+                decoded = decode_message(value_of(msg))
                 if decoded.kind == "alert":
                     n_messages += 1
                     seen.setdefault(int(decoded.record["diaSourceId"]), decoded.record)

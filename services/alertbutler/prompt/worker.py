@@ -43,6 +43,7 @@ from confluent_kafka import (
 from alertbutler import errors
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
+from alertbutler.kafka.message import placed
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import Attempt, WorkAttempts
 from alertbutler.metrics import Health, ServiceMetrics
@@ -200,7 +201,8 @@ class Worker:
         by ``prompt.association_wait_s``; then the item is processed as it is (the pipeline
         waits, and reports what was missing)."""
         ready = getattr(self.processor, "ready", None)
-        where = (msg.partition(), msg.offset())
+        topic, partition, offset = placed(msg)
+        where = (partition, offset)
         if ready is None or ready(item):
             self._deferred.pop(where, None)
             return False
@@ -208,13 +210,13 @@ class Worker:
         if time.monotonic() - first > self.config.prompt.association_wait_s:
             self._deferred.pop(where, None)
             return False
-        tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+        tp = TopicPartition(topic, partition, offset)
         try:
             consumer.pause([tp])
             consumer.seek(tp)  # the fetched messages after it are dropped, fetched again later
         except KafkaException:  # revoked meanwhile: its new owner takes it
             return True
-        self._paused[(msg.topic(), msg.partition())] = time.monotonic() + 0.5
+        self._paused[(topic, partition)] = time.monotonic() + 0.5
         log.debug("work item not ready: put back", extra={"item": item.label})
         return True
 
@@ -308,7 +310,7 @@ class Worker:
     def _rewind(self, consumer: Consumer, msg: Message, delay_s: float) -> None:
         """Process the item again from its offset, after ``delay_s``."""
         try:
-            consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+            consumer.seek(TopicPartition(*placed(msg)))
         except KafkaException as exc:  # revoked meanwhile: its new owner retries it
             log.warning("could not rewind to a failed item (partition revoked?)",
                         extra={"partition": msg.partition(), "error": str(exc)})

@@ -26,7 +26,7 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import cramjam
 import fastavro
@@ -142,7 +142,13 @@ class _Prefixed:
         return self._fh.read(n)
 
 
-def _read_long(fh: BinaryIO) -> int:
+class _Reader(Protocol):
+    """What the block reader needs of a file: ``read``."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+def _read_long(fh: _Reader) -> int:
     shift = result = 0
     while True:
         byte = fh.read(1)

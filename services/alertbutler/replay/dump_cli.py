@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from alertbutler.config import Config, ConfigError
@@ -61,6 +61,7 @@ def _dump_file(args: argparse.Namespace) -> int:
     import io
 
     from fastavro import parse_schema, schemaless_reader
+    from fastavro.types import Schema as AvroSchema
 
     from alertbutler.alerts.dump import dumps, jsonable
     from alertbutler.replay.schema_ids import SchemaIds
@@ -73,7 +74,7 @@ def _dump_file(args: argparse.Namespace) -> int:
                 raise ValueError(f"{path}: not an Avro container file (it should start "
                                  "with 'Obj\\x01'), a tarball or a directory")
     ids = SchemaIds()  # fixed and local ids of this reading only: nothing is registered
-    parsed: dict[int, object] = {}
+    parsed: dict[int, AvroSchema] = {}
     with AlertSource(path) as source:
         for n, message in enumerate(source.messages(ids, "dump")):
             if args.limit is not None and n >= args.limit:
@@ -159,4 +160,5 @@ def _decode(codec: Any, writers: Any, value: bytes) -> Any:
 
             raise AlertFormatError(f"{writer.name} (schema id {schema_id}): does not decode: "
                                    f"{type(exc).__name__}: {exc}") from None
-        return Decoded(schema_id, writer.kind, record)
+        # fastavro types a datum as any Avro value; an alert schema is a record
+        return Decoded(schema_id, writer.kind, cast(dict[str, Any], record))

@@ -22,12 +22,13 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alertbutler.config import Config
+from alertbutler.kafka.message import placed, value_of
 from alertbutler.replay.compare import Comparison, compare_alerts, html_page, html_section
 from alertbutler.replay.night_run import (
     NightRunResult,
@@ -142,7 +143,8 @@ def _export_central(central: Path, target: Path) -> list[str]:
     return runs
 
 
-def _write_events(writer: RecordingWriter, messages: list[tuple[bytes, bytes, int]]) -> None:
+def _write_events(writer: RecordingWriter,
+                  messages: list[tuple[bytes | None, bytes, int | None]]) -> None:
     from alertbutler.alerts import NEXT_VISIT_SCHEMA_ID, schema_info
 
     writer.write_messages(EVENTS_FILE, NEXT_VISIT_SCHEMA_ID,
@@ -301,7 +303,7 @@ def record_live_night(config: Config, out: Path, *, visits: Sequence[int] | None
     writer = RecordingWriter(out)
     wanted = None if visits is None else {int(v) for v in visits}
     events = _read_topic(config, config.kafka.next_visit_topic, timeout_s)
-    messages = []
+    messages: list[tuple[bytes | None, bytes, int | None]] = []
     instrument = ""
     for key, value, ts in events:
         decoded = decode_message(value)
@@ -365,11 +367,12 @@ def _read_topic(config: Config, topic: str, timeout_s: float
         deadline = time.monotonic() + timeout_s
         while done != set(parts) and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.5):
-                if msg.error():
-                    if msg.error().code() == -191:
-                        done.add(msg.partition())
+                err = msg.error()
+                if err:
+                    if err.code() == -191:
+                        done.add(placed(msg)[1])
                     continue
-                out.append((msg.key(), msg.value(), msg.timestamp()[1]))
+                out.append((msg.key(), value_of(msg), msg.timestamp()[1]))
     finally:
         consumer.close()
     return out
@@ -380,10 +383,11 @@ def recorded_alerts(recording: Recording) -> list[dict[str, Any]]:
     """The recorded alerts, decoded."""
     import fastavro
 
-    out = []
+    out: list[dict[str, Any]] = []
     for path in recording.alert_files():
         with open(path, "rb") as fh:
-            out.extend(fastavro.reader(fh))
+            # fastavro types a datum as any Avro value; alerts are records
+            out.extend(cast(Iterator[dict[str, Any]], fastavro.reader(fh)))
     return out
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from alertbutler.config import Config, dump_toml
+from alertbutler.kafka.message import placed, value_of
 from alertbutler.procs import COMPUTE_ENV
 from alertbutler.replay.errors import ReplayError
 from alertbutler.replay.feed import RecordingFeed
@@ -492,13 +493,16 @@ def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0,
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for msg in consumer.consume(1000, 0.5):
-                if msg.error():
-                    if msg.error().code() == -191:  # _PARTITION_EOF
-                        at_end.add(msg.partition())
+                err = msg.error()
+                if err:
+                    if err.code() == -191:  # _PARTITION_EOF
+                        at_end.add(placed(msg)[1])
                     continue
-                at_end.discard(msg.partition())
+                _, partition, _ = placed(msg)
+                at_end.discard(partition)
+                value = value_of(msg)
                 try:
-                    decoded = decode_message(msg.value())
+                    decoded = decode_message(value)
                 except AlertFormatError:
                     foreign += 1
                     continue
@@ -508,10 +512,10 @@ def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0,
                     continue
                 ident = int(decoded.record["diaSourceId"])
                 if ident in found:
-                    if found[ident][1] != msg.value():
+                    if found[ident][1] != value:
                         differing.append(ident)
                     continue
-                found[ident] = (msg.key(), msg.value(), msg.timestamp()[1])
+                found[ident] = (msg.key(), value, msg.timestamp()[1])
             if len(found) >= expected and at_end >= set(parts):
                 break
         else:

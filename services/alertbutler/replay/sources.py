@@ -128,8 +128,8 @@ def container_messages(fh: Any, name: str, ids: SchemaIds, topic: str
     splitter = RecordSplitter(reader.schema_text, _PATHS[writer.format], name)
     for block in reader.blocks():
         for body, values in splitter.split(block):
-            key, stamp = _key_and_time(writer.format, values)
-            yield ArchivedAlert(key, header + body, stamp, schema_id)
+            wire_key, stamp = _key_and_time(writer.format, values)
+            yield ArchivedAlert(wire_key, header + body, stamp, schema_id)
 
 
 def _natural(path: Path) -> tuple[Any, ...]:

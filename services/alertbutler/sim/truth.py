@@ -8,7 +8,10 @@ what completeness is conditioned on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+import numpy.typing as npt
 from astropy.table import Table
 
 TRUTH_COLUMNS = (
@@ -32,15 +35,16 @@ def psf_noise_factors(psf_stamp: np.ndarray) -> tuple[float, float]:
 
 
 def difference_snr(diff_e: np.ndarray, sci_e: np.ndarray, bg_var_e: np.ndarray,
-                   template_var_e: np.ndarray, n_eff: float, f3: float) -> np.ndarray:
+                   template_var_e: np.ndarray | float, n_eff: float,
+                   f3: float) -> np.ndarray:
     """S/N of the PSF flux of a difference (electrons in the flat-fielded science frame)."""
     var = n_eff * (bg_var_e + template_var_e) + f3 * np.maximum(sci_e, 0.0)
     return diff_e / np.sqrt(var)
 
 
-def truth_table(rows: dict[str, np.ndarray]) -> Table:
+def truth_table(rows: Mapping[str, npt.ArrayLike]) -> Table:
     table = empty_truth()
-    n = len(rows["ra"])
+    n = len(np.asarray(rows["ra"]))
     if n == 0:
         return table
     return Table({name: np.broadcast_to(np.asarray(rows[name], dtype=dtype), (n,)).copy()

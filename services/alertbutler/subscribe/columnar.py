@@ -223,7 +223,7 @@ def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
             return 0, -1
         b = buf[pos]
         pos += 1
-        result |= (np.int64(b) & 0x7F) << shift
+        result |= int((np.int64(b) & 0x7F) << shift)
         if b < 0x80:
             break
         shift += 7

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -135,7 +135,9 @@ def _full_records(alerts: Sequence[StreamAlert], writers: Any = None,
             raise SubscribeError(f"{writer.name} alerts (schema id {writer.id}) do not fit an "
                                  "Avro or Parquet output of alertbutler alerts: use jsonl")
         else:
-            out.append(schemaless_reader(io.BytesIO(a.value[5:]), writer.parsed, None))
+            # fastavro types a datum as any Avro value; an alert schema is a record
+            out.append(cast(dict[str, Any],
+                            schemaless_reader(io.BytesIO(a.value[5:]), writer.parsed, None)))
     return out
 
 

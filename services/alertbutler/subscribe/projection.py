@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro import schemaless_reader
@@ -156,4 +156,5 @@ class ProjectionDecoder:
             pair = self._readers[schema_id] = self._pair(schema_id)
         if pair is None:
             return None
-        return schemaless_reader(io.BytesIO(body), pair[0], pair[1])
+        # fastavro types a datum as any Avro value; the projection is a record schema
+        return cast(dict[str, Any], schemaless_reader(io.BytesIO(body), pair[0], pair[1]))

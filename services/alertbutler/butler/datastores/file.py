@@ -202,7 +202,8 @@ class FileDatastore(Datastore):
                 src = Path(src).absolute()
                 fmt = fmt or self.format_for(ref)
                 formatter = self.formatters.get(fmt, ref.dataset_type.storage_class)
-                payload = {"format": fmt, "sc": ref.dataset_type.storage_class}
+                payload: dict[str, Any] = {"format": fmt,
+                                           "sc": ref.dataset_type.storage_class}
                 if within is not None:
                     rel = self.templates.render(ref) + formatter.extension
                     dest = inside(self.root, rel)
@@ -321,7 +322,7 @@ class FileDatastore(Datastore):
 
     def exists(self, ref: DatasetRef) -> bool:
         recs = self.bridge.fetch([ref.id]).get(ref.id)
-        return bool(recs) and self._path(recs[0].payload).exists()
+        return bool(recs and self._path(recs[0].payload).exists())
 
     def exists_many(self, refs: Sequence[DatasetRef]) -> dict[Any, bool]:
         recs = self.bridge.fetch([r.id for r in refs])

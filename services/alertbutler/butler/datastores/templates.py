@@ -48,7 +48,7 @@ class FileTemplates:
 
     def __init__(self, templates: Mapping[str, str] | None = None) -> None:
         self.templates = {"default": DEFAULT_TEMPLATE, **(templates or {})}
-        fields = set()
+        fields: set[str] = set()
         for t in self.templates.values():
             fields.update(f for _, f, _, _ in string.Formatter().parse(t) if f)
         self._fields = fields

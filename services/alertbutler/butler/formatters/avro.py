@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..builtin_storage import RecordBatch
 from .base import Formatter
@@ -30,8 +30,9 @@ class AvroFormatter(Formatter):
         import fastavro
 
         reader = fastavro.reader(io.BytesIO(data))
-        records = list(reader)
-        return RecordBatch(reader.writer_schema, records)
+        # fastavro types schemas and datums as any Avro value; a record batch holds records
+        records = cast(list[dict[str, Any]], list(reader))
+        return RecordBatch(cast(dict[str, Any], reader.writer_schema), records)
 
     def read(self, path: Path, storage_class: str, *, component: str | None = None,
              parameters: Mapping[str, Any] | None = None) -> Any:

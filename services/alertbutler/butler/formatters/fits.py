@@ -154,7 +154,10 @@ class FitsExposureFormatter(Formatter):
             if component is not None:
                 return plane(component.upper())
             header = hdul[0].header
-            exp = Exposure(image=plane("IMAGE"), variance=plane("VARIANCE"), mask=plane("MASK"),
+            image = plane("IMAGE")
+            if image is None:
+                raise ValueError(f"{path}: no IMAGE extension, not an exposure")
+            exp = Exposure(image=image, variance=plane("VARIANCE"), mask=plane("MASK"),
                            wcs=_wcs_from_header(header), metadata=_metadata(header),
                            psf=plane("PSF"))
         if bbox is not None:

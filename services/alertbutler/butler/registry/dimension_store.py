@@ -208,7 +208,7 @@ class DimensionRecordStore:
         return True
 
     # -- reading -------------------------------------------------------------------------
-    def from_row(self, element: str, row: Mapping[str, Any]) -> DimensionRecord:
+    def from_row(self, element: str, row: Mapping[str, Any] | sa.RowMapping) -> DimensionRecord:
         dim = self.universe[element]
         values = {n: row[n] for n in (*dim.requires, dim.name, *dim.implies,
                                       *(m for m, _ in dim.metadata))}

@@ -9,6 +9,8 @@ records for time and region queries, and for humans reading the database).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from ..dimensions import DimensionUniverse
@@ -20,7 +22,7 @@ _SQL_TYPES: dict[type, sa.types.TypeEngine] = {
     int: sa.BigInteger(), str: sa.String(128), float: sa.Float(), bool: sa.Boolean()}
 
 
-def dim_column(universe: DimensionUniverse, name: str, **kw: object) -> sa.Column:
+def dim_column(universe: DimensionUniverse, name: str, **kw: Any) -> sa.Column:
     return sa.Column(name, _SQL_TYPES[universe[name].key_type], **kw)
 
 
