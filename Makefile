@@ -36,14 +36,17 @@ schema-registry: $(STAMP)
 
 test: $(STAMP) postgres chromium kafka-jars schema-registry
 	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The suite RUNS=3 times in a row beside HOGS=2 CPU-bound processes (a busy machine).
 test-stress: $(STAMP)
 	bash .ci/stress.sh
 
+# mypy reads its settings and the files to check (services/) from pyproject.toml [tool.mypy]
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/mypy
 
 # The Kafka benchmarks run on both broker engines (embedded, then Apache Kafka) by default;
 # bench/_*.py are their shared helpers, not benchmarks.

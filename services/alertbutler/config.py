@@ -360,7 +360,7 @@ def _build(cls: type, values: Mapping[str, Any], *, where: str) -> Any:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"unknown configuration key '{qualified}' (known here: {known})")
         hint, allowed = _unwrap(hints[key])
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"configuration key '{qualified}' must be a table")
             kwargs[key] = _build(hint, value, where=f"{qualified}.")
@@ -473,10 +473,13 @@ def config_reference() -> str:
         out += [f"### [{section.name}]", "", intro, "",
                 "| key | environment | default | meaning |", "|---|---|---|---|"]
         for f in dataclasses.fields(cls):
+            factory = f.default_factory
             if f.default is not dataclasses.MISSING:
                 default = f"`{f.default}`" if f.default != "" else "empty"
+            elif factory is not dataclasses.MISSING:
+                default = f"`{factory()}`"
             else:
-                default = f"`{f.default_factory()}`"  # type: ignore[misc]
+                default = "required"
             env = f"`{ENV_PREFIX}{section.name.upper()}__{f.name.upper()}`"
             if typing.get_origin(typing.get_type_hints(cls)[f.name]) is dict:
                 env = env[:-1] + "__<KEY>`"

@@ -268,7 +268,8 @@ def _describe_acls(admin: Any, timeout: float) -> list[Any]:
 
     # None matches any name, principal and host; confluent-kafka's stub types them str only
     everything = AclBindingFilter(ResourceType.ANY, None,  # type: ignore[arg-type]
-                                  ResourcePatternType.ANY, None, None,
+                                  ResourcePatternType.ANY,
+                                  None, None,  # type: ignore[arg-type]
                                   AclOperation.ANY, AclPermissionType.ANY)
     try:
         return list(admin.describe_acls(everything, request_timeout=timeout)

@@ -26,7 +26,7 @@ def _image_subset(arr: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
 
 
 def _shape(hints: Mapping[str, Any]) -> tuple[int, int]:
-    return tuple(hints.get("shape", (0, 0)))  # type: ignore[return-value]
+    return tuple(hints.get("shape", (0, 0)))
 
 
 def _exposure_component(exp: Exposure, name: str) -> Any:

@@ -246,18 +246,18 @@ class Butler:
                 parent = self.registry.get_dataset_type(ref.dataset_type.parent_name)
                 ref = ref.parent(parent)
             return ref, component
-        ref = self.find_dataset(dataset_type, data_id, collections=collections,
-                                timespan=timespan, **kwargs)
-        if ref is None:
+        found = self.find_dataset(dataset_type, data_id, collections=collections,
+                                  timespan=timespan, **kwargs)
+        if found is None:
             name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
             raise DatasetNotFoundError(
                 f"no {name} with data ID {dict(data_id or {}, **kwargs)!r} in collections "
                 f"{[c.name for c in self._search_path(collections)]}"
                 + (f" valid at {timespan}" if timespan is not None else ""))
-        component = ref.dataset_type.component
+        component = found.dataset_type.component
         if component:
-            ref = ref.parent(self.registry.get_dataset_type(ref.dataset_type.parent_name))
-        return ref, component
+            found = found.parent(self.registry.get_dataset_type(found.dataset_type.parent_name))
+        return found, component
 
     def get(self, dataset_type: DatasetTypeArg | DatasetRef,
             data_id: Mapping[str, Any] | None = None, *,

@@ -41,7 +41,7 @@ class Exposure:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.image.shape  # type: ignore[return-value]
+        return self.image.shape
 
     def subset(self, bbox: Any) -> Exposure:
         """A cutout; the WCS is shifted so sky positions stay right."""

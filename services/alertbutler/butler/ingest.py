@@ -84,7 +84,7 @@ def read_checked_header(path: Path) -> Any:
     except Exception as exc:  # astropy raises many types for a non-FITS file
         raise IngestError(f"{path}: not a readable FITS file ({exc})") from None
     with hdul:
-        headers = []
+        headers: list[fits.Header] = []
         for index in (0, 1):
             if index == 1 and (len(hdul) < 2 or headers[0].get("NAXIS", 0) != 0):
                 break
@@ -129,7 +129,7 @@ def _angle(header: Mapping[str, Any], key: str, path: Path, low: float, high: fl
            default: float | None = None) -> float:
     value = header.get(key, default)
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)
     except (TypeError, ValueError):
         raise IngestError(f"{path}: header keyword {key}={value!r} is not a number") from None
     if not (math.isfinite(out) and low <= out <= high):

@@ -288,8 +288,8 @@ def read_manifest(root: Path) -> ExportManifest:
                    ("id", "dataset_type", "run", "data_id", "path", "format"))
         name = f"datasets[{i}]"
         try:
-            dt = types.get(d["dataset_type"])  # type: ignore[arg-type]
-            if dt is None:
+            ref_type = types.get(d["dataset_type"])
+            if ref_type is None:
                 raise ValueError(f"dataset type {d['dataset_type']!r} is not among the "
                                  "manifest's dataset_types")
             if d["run"] not in runs:
@@ -304,8 +304,8 @@ def read_manifest(root: Path) -> ExportManifest:
                 raise UnsafePathError(f"{where}: {name}: {exc}") from None
             if d["format"] is not None and not isinstance(d["format"], str):
                 raise ValueError(f"format must be a string, not {d['format']!r}")
-            ref = DatasetRef(dt, DataCoordinate.standardize(d["data_id"], dt.dimensions),
-                             d["run"], uuid.UUID(str(d["id"])))
+            data_id = DataCoordinate.standardize(d["data_id"], ref_type.dimensions)
+            ref = DatasetRef(ref_type, data_id, d["run"], uuid.UUID(str(d["id"])))
         except UnsafePathError:
             raise
         except (ButlerError, LookupError, TypeError, ValueError) as exc:

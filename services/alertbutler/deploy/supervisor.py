@@ -127,7 +127,7 @@ class Supervisor:
 
     def poll(self) -> list[Replica]:
         """Restart replicas that exited while not stopping; returns those restarted now."""
-        restarted = []
+        restarted: list[Replica] = []
         now = time.monotonic()
         with self._lock:
             if self._stopping.is_set():
@@ -165,7 +165,7 @@ class Supervisor:
             raise ValueError(f"{name}: scaling down is a SIGTERM of a replica, not scale()")
         spec = dataclasses.replace(current[0].spec, replicas=replicas)
         used = [r.metrics_port for r in self.replicas if r.metrics_port is not None]
-        added = []
+        added: list[Replica] = []
         with self._lock:
             for index in range(len(current), replicas):
                 port = None

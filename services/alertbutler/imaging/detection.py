@@ -106,8 +106,8 @@ def _peaks(snr: np.ndarray, above: np.ndarray, threshold: float, separation: int
         local = (sub == ndimage.maximum_filter(sub, size=size)) & mine & (sub >= threshold)
         py, px = np.nonzero(local)
         if len(py) == 0:  # a plateau: take the maximum
-            py, px = np.unravel_index(np.argmax(np.where(mine, sub, -np.inf)), sub.shape)
-            py, px = np.atleast_1d(py), np.atleast_1d(px)
+            top_y, top_x = np.unravel_index(np.argmax(np.where(mine, sub, -np.inf)), sub.shape)
+            py, px = np.atleast_1d(top_y), np.atleast_1d(top_x)
         elif len(py) > 1:
             py, px = _prominent(sub, py, px, threshold)
         peaks.append((py + y0) * nx + (px + x0))

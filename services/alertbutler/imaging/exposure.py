@@ -50,7 +50,7 @@ class Exposure:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.image.shape  # type: ignore[return-value]
+        return self.image.shape
 
     def copy_with(self, **changes: Any) -> Exposure:
         return replace(self, **changes)

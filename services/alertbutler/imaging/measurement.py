@@ -158,13 +158,13 @@ def measure(diff: Exposure, detections: Detections, psf: PsfModel,
     fluxes = np.array(rows["psf_flux"], float)
     errs = np.array(rows["psf_flux_err"], float)
     scale = float(np.sqrt(abs(np.linalg.det(diff.wcs.pixel_scale_matrix)))) * 3600.0
-    snr = np.where(errs > 0, fluxes / np.where(errs > 0, errs, 1.0), 0.0)
-    pos_err = np.sqrt(2.0) * psf.sigma / np.maximum(np.abs(snr), 1e-3)
+    snrs = np.where(errs > 0, fluxes / np.where(errs > 0, errs, 1.0), 0.0)
+    pos_err = np.sqrt(2.0) * psf.sigma / np.maximum(np.abs(snrs), 1e-3)
     table = Table({
         "source_index": np.arange(n, dtype=np.int64),
         "x": xs, "y": ys, "ra": np.asarray(ra, float), "dec": np.asarray(dec, float),
         "coord_err_arcsec": pos_err * scale,
-        "psf_flux": fluxes, "psf_flux_err": errs, "snr": snr,
+        "psf_flux": fluxes, "psf_flux_err": errs, "snr": snrs,
         "detection_snr": detections.snr.astype(float),
         "is_negative": detections.snr < 0,
         **{k: np.array(rows[k], float) for k in ("ixx", "iyy", "ixy", "trail_excess",

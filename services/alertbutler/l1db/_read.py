@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -118,7 +119,10 @@ def pg_select(conn: sa.Connection, sql: str, schema: pa.Schema, *,
     if by_index:
         conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
         conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-    with conn.connection.driver_connection.cursor() as cursor:
+    raw = conn.connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the L1 database connection is closed")
+    with raw.cursor() as cursor:
         with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:
             for chunk in copy:
                 buffer.write(chunk)
@@ -141,7 +145,8 @@ def sqlite_select(conn: sa.Connection, sql: str, schema: pa.Schema) -> pa.Table:
         return schema.empty_table()
     arrays = []
     for field, values in zip(schema, zip(*rows, strict=True), strict=True):
+        column: Sequence[Any] = values
         if pa.types.is_boolean(field.type):
-            values = [None if v is None else bool(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
+            column = [None if v is None else bool(v) for v in values]
+        arrays.append(pa.array(column, type=field.type))
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -56,6 +56,8 @@ def _pg_copy(conn: sa.Connection, table: str, rows: pa.Table) -> str:
     """COPY the rows into this session's temporary twin of ``table``; return its name."""
     tmp = f"tmp_{table}"
     raw = conn.connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the L1 database connection is closed")
     made = conn.connection.info.setdefault("l1db_temp_tables", set())
     with raw.cursor() as cursor:
         if tmp not in made:

@@ -385,7 +385,7 @@ class L1db:
 
     def row_counts(self) -> dict[str, int]:
         with self._engine.connect() as conn:
-            return {name: int(conn.exec_driver_sql(f'SELECT COUNT(*) FROM "{name}"').scalar())
+            return {name: int(conn.exec_driver_sql(f'SELECT COUNT(*) FROM "{name}"').scalar_one())
                     for name in CATALOG}
 
     def info(self) -> L1dbInfo:
@@ -393,7 +393,7 @@ class L1db:
         counts = self.row_counts()
         with self._engine.connect() as conn:
             n_done = int(conn.exec_driver_sql(
-                "SELECT COUNT(*) FROM ingested_visit_detector").scalar())
+                "SELECT COUNT(*) FROM ingested_visit_detector").scalar_one())
             last = conn.exec_driver_sql(
                 "SELECT visit, detector, completed_at FROM ingested_visit_detector "
                 "ORDER BY completed_at DESC, visit DESC, detector DESC LIMIT 1").first()

@@ -49,7 +49,7 @@ def to_table(table: str, rows: Rows | None) -> pa.Table:
         rows = list(rows)
         n = len(rows)
         columns = _columns_of_dicts(rows, [f.name for f in schema if f.name != "pixelId"])
-    arrays = []
+    arrays: list[pa.Array] = []
     for field in schema:
         values = columns.get(field.name)
         if values is None and field.name == "pixelId" and "ra" in columns and "dec" in columns:

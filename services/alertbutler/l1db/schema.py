@@ -26,6 +26,7 @@ prompt work item was started, so that retries stay bounded across worker crashes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -121,7 +122,8 @@ def build_metadata(*, partitioned: bool = False) -> sa.MetaData:
         split = partitioned and name in PARTITIONED
         if split:
             key = (*key, "midpointMjdTai")
-        options = {"postgresql_partition_by": 'RANGE ("midpointMjdTai")'} if split else {}
+        options: dict[str, Any] = (
+            {"postgresql_partition_by": 'RANGE ("midpointMjdTai")'} if split else {})
         sa.Table(name, md, *[sa.Column(c.name, _SQL[c.kind], nullable=c.nullable,
                                        primary_key=c.name in key) for c in columns],
                  **options)

@@ -80,6 +80,8 @@ def time_detector_visit(*, seed: int = 1, detector_size: int = 4096,
                     l1db.store(rows_from_alerts(alerts),
                                complete=[(visit.visit, 0)])
             status, arrived, cpu = results[-1]
+            if status.alerts_acked_at is None:
+                raise RuntimeError(f"visit {visit.visit}: its alerts were not acknowledged")
             preload = status.stages.get("preload", 0.0)
             stages = {k: round(v, 3) for k, v in status.stages.items()
                       if k not in ("preload", "wait_raw")}

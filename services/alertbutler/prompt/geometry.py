@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from alertbutler.prompt.fanout import FootprintHistory
 from alertbutler.sim import Camera
 
-CAMERAS = {"simcam": Camera, "simcam4k": Camera.lsst_like}
+CAMERAS: dict[str, Callable[..., Camera]] = {"simcam": Camera, "simcam4k": Camera.lsst_like}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ class PackedId(NamedTuple):
     visit: int
     detector: int
     kind: int
-    index: int
+    # shadows tuple.index (a method) by design: the part is called index
+    index: int  # type: ignore[assignment]
 
 
 def pack_id(visit: int, detector: int, index: int, *, kind: int = KIND_SOURCE) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from alertbutler.config import Config
+from alertbutler.kafka.message import value_of
 from alertbutler.prompt.driver import Faults, NightDriver
 from alertbutler.prompt.status import VisitDetectorStatus
 
@@ -365,7 +366,7 @@ class _Monitor:
             for msg in self.consumer.consume(500, timeout=0.1):
                 if msg.error():
                     continue
-                status = VisitDetectorStatus.from_json(msg.value())
+                status = VisitDetectorStatus.from_json(value_of(msg))
                 key = (int(status.visit or 0), status.detector)
                 if key in self.expected:
                     self.statuses[key] = status

@@ -91,7 +91,7 @@ class Repos:
         collection = calib_collection(item.instrument)
         refs: dict[str, DatasetRef] = {}
         for name in (*CALIBS, "flat"):
-            extra = {"physical_filter": item.band} if name == "flat" else {}
+            extra: dict[str, Any] = {"physical_filter": item.band} if name == "flat" else {}
             ref = self.central.find_dataset(name, instrument=item.instrument,
                                             detector=item.detector, collections=collection,
                                             timespan=when, **extra)

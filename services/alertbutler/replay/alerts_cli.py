@@ -14,6 +14,8 @@ from alertbutler.cli import args as arg_types
 from alertbutler.config import Config, ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from alertbutler.replay.schema_ids import SchemaIds
     from alertbutler.replay.stream import StreamSummary
 
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 class _progress:
     """A rich progress bar fed with the number of acknowledged alerts."""
 
-    def __init__(self, console: object, label: str, total: int | None) -> None:
+    def __init__(self, console: Console | None, label: str, total: int | None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

@@ -296,7 +296,7 @@ class ContainerReader:
 
 def schema_fingerprint(schema: Mapping[str, Any] | str) -> int:
     """The CRC-64-AVRO fingerprint of a schema's parsing canonical form."""
-    parsed = json.loads(schema) if isinstance(schema, str) else schema
+    parsed = json.loads(schema) if isinstance(schema, str) else dict(schema)
     canonical = to_parsing_canonical_form(parsed)
     return int(fingerprint(canonical, "CRC-64-AVRO"), 16)
 

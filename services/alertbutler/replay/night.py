@@ -199,7 +199,7 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
     sim = Simulator(SimConfig(seed=night.seed, camera=camera,
                               night=NightConfig(n_visits=night.n_visits, **shape)))
     writer = RecordingWriter(out)
-    messages = []
+    messages: list[tuple[bytes | None, bytes, int | None]] = []
     truths = []
     bar = _simulation_progress(progress, len(sim.visits) * camera.n_detectors)
     for index, (visit, record) in enumerate(zip(sim.visits, sim.next_visit_events(),
@@ -356,7 +356,7 @@ def _read_topic(config: Config, topic: str, timeout_s: float
     consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
                          "group.id": "alertbutler-night-record", "enable.auto.commit": False,
                          "enable.partition.eof": True, "log_level": 3, **config.kafka.client})
-    out = []
+    out: list[tuple[bytes | None, bytes, int | None]] = []
     try:
         meta = consumer.list_topics(topic, timeout=10)
         if topic not in meta.topics or meta.topics[topic].error is not None:

@@ -253,7 +253,7 @@ class _Monitor:
             for msg in self.consumer.consume(500, timeout=0.1):
                 if msg.error():
                     continue
-                status = VisitDetectorStatus.from_json(msg.value())
+                status = VisitDetectorStatus.from_json(value_of(msg))
                 self.statuses[(status.group_id, status.detector)] = status
             if time.monotonic() - self._last_l1 > 0.2:
                 self._last_l1 = time.monotonic()

@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from alertbutler.replay.container import INDEX_KEY, SCHEMA_ID_KEY, write_container
 from alertbutler.replay.errors import (
@@ -208,7 +208,7 @@ class RecordingWriter:
 
 def write_tarball(root: Path, tarball: Path) -> None:
     """The recording as one tarball, manifest first (so a reader can tell what it is)."""
-    mode = "w:gz" if tarball.name.endswith((".tar.gz", ".tgz")) else "w"
+    mode: Literal["w:gz", "w"] = "w:gz" if tarball.name.endswith((".tar.gz", ".tgz")) else "w"
     tmp = tarball.with_name(f".{tarball.name}.{os.getpid()}.part")
     with tarfile.open(tmp, mode) as tar:
         tar.add(root / MANIFEST, arcname=MANIFEST)

@@ -14,7 +14,7 @@ import io
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import fastavro
 import numpy as np
@@ -91,7 +91,7 @@ def ztf_like_alerts(n: int, *, seed: int = 0, n_objects: int | None = None,
         obj = i % n_objects
         jd = jd0 + i * spacing_s / 86400.0
         candid = 3_000_000_000_000_000 + seed * 10**9 + i
-        cand = {name: None for name, _ in _CANDIDATE_FIELDS}
+        cand: dict[str, Any] = {name: None for name, _ in _CANDIDATE_FIELDS}
         cand.update(jd=jd, fid=int(1 + i % 3), pid=int(candid // 1000), programid=1,
                     candid=candid, isdiffpos="t", ra=float(10 + obj * 0.01),
                     dec=float(-5 + obj * 0.01), magpsf=float(rng.uniform(17, 20)),
@@ -134,7 +134,7 @@ def write_ztf_archive(target: Path, records: Sequence[Mapping[str, Any]], *,
             with open(target / f"{rec['candid']}.avro", "wb") as fh:
                 fastavro.writer(fh, parsed, [rec], codec="null")
         return target
-    mode = "w:gz" if target.name.endswith((".gz", ".tgz")) else "w"
+    mode: Literal["w:gz", "w"] = "w:gz" if target.name.endswith((".gz", ".tgz")) else "w"
     with tarfile.open(target, mode) as tar:
         for rec in records:
             buf = io.BytesIO()

@@ -51,7 +51,7 @@ def match(sources: Table, truth: Table, radius_arcsec: float = 1.0
     keys_s = (np.asarray(sources["visit"]), np.asarray(sources["detector"]) if use_det else None)
     keys_t = (np.asarray(truth["visit"]), np.asarray(truth["detector"]) if use_det else None)
     for visit in np.unique(keys_s[0]):
-        dets = np.unique(keys_s[1][keys_s[0] == visit]) if use_det else [None]
+        dets = np.unique(keys_s[1][keys_s[0] == visit]) if keys_s[1] is not None else [None]
         for det in dets:
             s_sel = keys_s[0] == visit
             t_sel = keys_t[0] == visit

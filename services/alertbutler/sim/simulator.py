@@ -72,7 +72,7 @@ class Simulator:
         self.visits: list[Visit] = plan_night(self.night, self._rng(_TAG_NIGHT), SKY_MAG)
         self._by_id = {v.visit: v for v in self.visits}
         self._sky: dict[int, FieldSky] = {}
-        self.calibs = lru_cache(maxsize=2)(self._make_calibs)  # type: ignore[method-assign]
+        self.calibs = lru_cache(maxsize=2)(self._make_calibs)
 
     # --- random streams and lookups ---------------------------------------------------------
     def _rng(self, *keys: int) -> np.random.Generator:

@@ -162,7 +162,12 @@ class JsonlOutput:
         self.writers = writers
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = stream if stream is not None else open(self.path, "a")  # noqa: SIM115
+        if stream is not None:
+            self._fh = stream
+        elif self.path is not None:
+            self._fh = open(self.path, "a")  # noqa: SIM115
+        else:
+            raise ValueError("a JSON-lines output needs a path or a stream")
 
     def write(self, alerts: Sequence[StreamAlert]) -> None:
         for record in _full_records(alerts, self.writers):

@@ -32,6 +32,7 @@ from confluent_kafka import (
 from confluent_kafka import TopicPartition as TP
 
 from alertbutler.kafka import access_error, is_refusal
+from alertbutler.kafka.message import placed
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.positions import (
     AtTime,
@@ -114,14 +115,15 @@ def _timestamp_probe(consumer: Consumer, wanted: Mapping[Partition, int],
         for msg in consumer.consume(num_messages=256, timeout=0.1):
             if msg.error():
                 continue
-            part = (msg.topic(), msg.partition())
-            if part in found or part not in wanted or msg.offset() < wanted[part]:
+            topic, partition, offset = placed(msg)
+            part = (topic, partition)
+            if part in found or part not in wanted or offset < wanted[part]:
                 continue
             kind, ts = msg.timestamp()
             if kind == TIMESTAMP_NOT_AVAILABLE:
                 raise SubscribeError(f"{part[0]}[{part[1]}] offset {msg.offset()} has no "
                                      "timestamp: cannot start at a time")
-            found[part] = (msg.offset(), ts)
+            found[part] = (offset, ts)
     return found
 
 

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -330,7 +330,8 @@ class FilterService:
     def run(self) -> ServiceStats:
         self._producer = self._open_producer()
         self._apply(self.spec)
-        fallback = "latest" if self.spec.start == "latest" else "earliest"
+        fallback: Literal["earliest", "latest"] = (
+            "latest" if self.spec.start == "latest" else "earliest")
         text = self.start_override
         start = Committed(fallback) if text in (None, "committed", "group") else \
             parse_start(text)

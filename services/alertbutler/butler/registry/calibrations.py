@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -58,6 +59,7 @@ def certify(registry: Registry, collection: str, refs: Sequence[DatasetRef],
         for ref in refs:
             type_id = registry.dataset_type_id(ref.dataset_type.parent_name)[0]
             key = (type_id, ref.data_id.key)
+            clash: Sequence[Any] | None
             clash = conn.execute(sa.select(t.c.begin_ns, t.c.end_ns, t.c.dataset_id).where(
                 t.c.collection_id == cid, t.c.dataset_type_id == type_id,
                 t.c.data_id == ref.data_id.key,

@@ -35,7 +35,7 @@ def make_engine(url: str) -> sa.Engine:
                                   if ":memory:" not in url else sa.pool.StaticPool)
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _on_connect(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -45,7 +45,7 @@ def make_engine(url: str) -> sa.Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn):  # type: ignore[no-untyped-def]
+        def _on_begin(conn):
             # straight to the DBAPI connection: a put pays for this on every transaction
             conn.connection.dbapi_connection.execute(
                 "BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
@@ -56,7 +56,7 @@ def make_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2)
 
     @event.listens_for(engine, "connect")
-    def _on_pg_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _on_pg_connect(dbapi_conn, _record):
         # The same trade as SQLite's synchronous=NORMAL: a commit returns before its WAL
         # record is flushed, so a server crash may lose the last few commits (never corrupts
         # and never mixes halves of a transaction). ~8 ms -> ~2 ms per put here.
@@ -142,6 +142,8 @@ class Database:
         shares the connection, so it joins any transaction opened by :meth:`transaction`."""
         local = self._state()
         dbapi = self.conn.connection.dbapi_connection
+        if dbapi is None:
+            raise RuntimeError("the registry's database connection is closed")
         if local.cursor is None or local.cursor_conn is not dbapi:
             local.cursor = dbapi.cursor()
             local.cursor_conn = dbapi

@@ -106,10 +106,13 @@ class Registry:
     def _insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]],
                        keys: Sequence[str]) -> sa.Executable:
         if self.db.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        stmt = insert(table).values(rows) if rows else insert(table)
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            lite = sqlite_insert(table).values(rows) if rows else sqlite_insert(table)
+            return lite.on_conflict_do_nothing(index_elements=list(keys))
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table).values(rows) if rows else pg_insert(table)
         return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
     # -- dataset types ---------------------------------------------------------------------

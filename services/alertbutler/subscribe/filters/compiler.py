@@ -12,6 +12,7 @@ import difflib
 import functools
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -91,7 +92,8 @@ def _parse(text: str) -> Tree:
     try:
         return _parser().parse(text)
     except lark.exceptions.UnexpectedCharacters as exc:
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = len(text) if exc.pos_in_stream is None else exc.pos_in_stream
+        char = text[pos] if pos < len(text) else ""
         hint = None
         if char == "=":
             hint = "use == to test equality"
@@ -105,7 +107,7 @@ def _parse(text: str) -> Tree:
         elif char in ":;{}@$`\\#":
             hint = "filters are expressions over alert fields, not code"
         raise FilterError(f"unexpected character {char!r}", text=text,
-                          position=exc.pos_in_stream, line=exc.line, column=exc.column,
+                          position=pos, line=exc.line, column=exc.column,
                           suggestion=hint or _expected(exc.allowed)) from None
     except lark.exceptions.UnexpectedToken as exc:
         token = exc.token
@@ -127,7 +129,7 @@ def _parse(text: str) -> Tree:
         raise FilterError(f"cannot parse the filter: {exc}", text=text) from None
 
 
-def _expected(names: object) -> str | None:
+def _expected(names: Iterable[object] | None) -> str | None:
     shown = sorted({_TOKEN_NAMES.get(str(x), str(x).lower()) for x in (names or ())})
     if not shown:
         return None
@@ -152,6 +154,15 @@ def _check_size(tree: Tree, text: str) -> None:
                               position=_pos(node))
         if isinstance(node, Tree):
             stack.extend((child, depth + 1) for child in node.children)
+
+
+def _token(t: Tree, i: int) -> Token:
+    """Child ``i`` of ``t``, a token where the grammar puts one (lark types a child as
+    either)."""
+    child = t.children[i]
+    if not isinstance(child, Token):
+        raise TypeError(f"{t.data}: child {i} is a subtree where the grammar has a token")
+    return child
 
 
 def _pos(node: Tree | Token) -> int:
@@ -186,10 +197,10 @@ class _Checker:
         return self.expr(t.children[0], scope)
 
     def _number(self, t: Tree, scope: object) -> n.Node:
-        return n.Const("number", False, self._number_value(t.children[0]))
+        return n.Const("number", False, self._number_value(_token(t, 0)))
 
     def _neg_number(self, t: Tree, scope: object) -> n.Node:
-        value = self._number_value(t.children[1], negated=True)
+        value = self._number_value(_token(t, 1), negated=True)
         return n.Const("number", False, -value)
 
     def _number_value(self, tok: Token, *, negated: bool = False) -> int | float:
@@ -218,7 +229,7 @@ class _Checker:
         return number
 
     def _string(self, t: Tree, scope: object) -> n.Node:
-        tok = t.children[0]
+        tok = _token(t, 0)
         if len(tok) - 2 > MAX_STRING_CHARS:
             raise self.error(tok, f"string literal of {len(tok) - 2} characters; the limit is "
                              f"{MAX_STRING_CHARS}")
@@ -233,7 +244,7 @@ class _Checker:
     def _neg(self, t: Tree, scope: tuple[str, RecordType] | None) -> n.Node:
         child = t.children[1]
         if isinstance(child, Tree) and child.data == "number":  # -9223372036854775808
-            return n.Const("number", False, -self._number_value(child.children[0],
+            return n.Const("number", False, -self._number_value(_token(child, 0),
                                                                 negated=True))
         operand = self.expr(child, scope)
         self._need(t.children[1], operand, "number", "-")
@@ -352,7 +363,7 @@ class _Checker:
                              f"mean({'.'.join(names)}.psfFlux), ...")
         key = (*prefix, *names)
         self.columns.add(n.ColumnSpec(key, ftype.kind, ftype.integer))
-        return n.Col(ftype.kind, nullable, key)  # type: ignore[arg-type]
+        return n.Col(ftype.kind, nullable, key)
 
     def _resolve(self, t: Tree, names: list[str], record: RecordType,
                  scope: tuple[str, RecordType] | None) -> tuple[FieldType, bool]:

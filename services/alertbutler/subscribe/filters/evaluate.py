@@ -15,7 +15,10 @@ null, as a NaN read from an alert is. An integer compared with a float is compar
 
 from __future__ import annotations
 
+import functools
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -150,26 +153,17 @@ def _not(node: n.Not, cols: Columns) -> Value:
 def _boolop(node: n.BoolOp, cols: Columns) -> Value:
     # Kleene logic with (true, unknown) masks: definite = data & ~null
     values = [evaluate(o, cols) for o in node.operands]
+    nulls = [v.null for v in values if v.null is not None]
+    null_any = functools.reduce(operator.or_, nulls) if nulls else None
     if node.op == "and":
-        false_any = None
-        null_any = None
-        for v in values:
-            d = np.asarray(v.data, dtype=bool)
-            is_false = ~d if v.null is None else (~d & ~v.null)
-            false_any = is_false if false_any is None else (false_any | is_false)
-            if v.null is not None:
-                null_any = v.null if null_any is None else (null_any | v.null)
-        data = ~false_any
+        false_any = functools.reduce(operator.or_, [
+            ~d if v.null is None else (~d & ~v.null)
+            for v, d in ((v, np.asarray(v.data, dtype=bool)) for v in values)])
         null = None if null_any is None else (null_any & ~false_any)
-        return Value(data, null)
-    true_any = None
-    null_any = None
-    for v in values:
-        d = np.asarray(v.data, dtype=bool)
-        is_true = d if v.null is None else (d & ~v.null)
-        true_any = is_true if true_any is None else (true_any | is_true)
-        if v.null is not None:
-            null_any = v.null if null_any is None else (null_any | v.null)
+        return Value(~false_any, null)
+    true_any = functools.reduce(operator.or_, [
+        d if v.null is None else (d & ~v.null)
+        for v, d in ((v, np.asarray(v.data, dtype=bool)) for v in values)])
     null = None if null_any is None else (null_any & ~true_any)
     return Value(true_any, null)
 
@@ -188,9 +182,9 @@ def _inlist(node: n.InList, cols: Columns) -> Value:
                               dtype=np.float64)
         data = np.isin(x, wanted)
     else:
-        wanted = frozenset(node.values)
+        members = frozenset(node.values)
         flat = np.atleast_1d(v.data)
-        data = np.fromiter((x in wanted for x in flat), dtype=bool, count=flat.size)
+        data = np.fromiter((x in members for x in flat), dtype=bool, count=flat.size)
         data = data.reshape(np.shape(v.data))
     return Value(~data if node.negate else data, v.null)
 
@@ -275,7 +269,8 @@ def _since_first(node: n.SinceFirst, cols: Columns) -> Value:
     return Value(now - first)
 
 
-_DISPATCH = {
+# each evaluator takes its own node type: Callable's parameter cannot say so per key
+_DISPATCH: dict[type[n.Node], Callable[[Any, Columns], Value]] = {
     n.Const: _const, n.Col: _col, n.Neg: _neg, n.Arith: _arith, n.Compare: _compare,
     n.Not: _not, n.BoolOp: _boolop, n.InList: _inlist, n.IsNull: _isnull,
     n.Aggregate: _aggregate, n.Func: _func, n.Within: _within, n.SinceFirst: _since_first,
