@@ -149,10 +149,17 @@ class DimensionRecordStore:
         if not todo:
             return 0
         todo.sort(key=lambda t: (t[0], t[1]))
-        if self.db.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
+        is_sqlite = self.db.is_sqlite
+
+        def insert_ignoring(table: sa.Table, keys: list[str]) -> sa.Insert:
+            if is_sqlite:
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
+
         inserted: list[DimensionRecord] = []
 
         def once() -> None:
@@ -161,9 +168,8 @@ class DimensionRecordStore:
                 for _, key, element, rec, row in todo:
                     dim = self.universe[element]
                     keys = [*dim.requires, dim.name]
-                    done = conn.execute(insert(self.tables[element])  # compiled once
-                                        .on_conflict_do_nothing(index_elements=keys),
-                                        row).rowcount
+                    stmt = insert_ignoring(self.tables[element], keys)  # compiled once
+                    done = conn.execute(stmt, row).rowcount
                     if not done:
                         continue
                     inserted.append(rec)

@@ -104,7 +104,7 @@ class Registry:
             yield conn
 
     def _insert_ignore(self, table: sa.Table, rows: list[dict[str, Any]],
-                       keys: Sequence[str]) -> sa.Executable:
+                       keys: Sequence[str]) -> sa.Insert:
         if self.db.is_sqlite:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 

@@ -170,8 +170,8 @@ class CassandraL1db:
             for p in params:
                 groups[tuple(p[i] for i in partition)].append(p)
             batches = []
-            for rows in groups.values():
-                for chunk in _chunks(rows, _BATCH_ROWS):
+            for group in groups.values():
+                for chunk in _chunks(group, _BATCH_ROWS):
                     batch = BatchStatement(batch_type=BatchType.UNLOGGED)
                     for p in chunk:
                         batch.add(stmt, p)
@@ -219,12 +219,12 @@ class CassandraL1db:
         from alertbutler.faults import crash_point
 
         markers = list(markers)
-        complete = [VisitDetector(int(v), int(d)) for v, d in complete]
+        finished = [VisitDetector(int(v), int(d)) for v, d in complete]
         now = time.time()
         inserted = self._write_catalog(batch)
         crash_point("l1db.store.mid-transaction")
         done = list(self._write_markers(markers, now))
-        for vd in complete:
+        for vd in finished:
             n = _count_of(batch, vd)
             if self._mark_complete(vd, n, now):
                 done.append(vd)
@@ -421,7 +421,8 @@ class CassandraL1db:
     def _table(self, table: str, rows: list[Any], names: list[str],
                columns: Iterable[str] | None) -> pa.Table:
         schema = arrow_schema(table)
-        data = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+        data: list[Sequence[Any]] = (list(zip(*rows, strict=True)) if rows
+                                     else [[] for _ in names])
         out = pa.Table.from_arrays([pa.array(list(values), type=schema.field(n).type)
                                     for n, values in zip(names, data, strict=True)],
                                    schema=pa.schema([schema.field(n) for n in names]))
