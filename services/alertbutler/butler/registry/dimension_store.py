@@ -141,7 +141,10 @@ class DimensionRecordStore:
             if (rec.element, key) in seen:
                 continue
             seen.add((rec.element, key))
-            known = self._cache.get((rec.element, key))
+            # a read first (cached from then on): most records a writer needs (its detector,
+            # a visit another worker already brought) exist, and a read takes no lock
+            known = self.get(rec.element, dict(zip((*dim.requires, dim.name), key,
+                                                   strict=True)))
             if known is not None:
                 self._check_same(rec, known, row)
                 continue
