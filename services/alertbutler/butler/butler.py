@@ -7,7 +7,7 @@ the file write inside it, or one prepared SELECT plus one record fetch and a fil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from .dataset_type import DatasetType
 from .datastores import ChainedDatastore, Datastore, FileDatastore
 from .datastores.templates import check_relative_path
 from .dimensions import DataCoordinate, DimensionRecord
+from .ingest import RAW, IngestResult, RawMetadata, ingest_files
 from .regions import Circle
 from .repository import RepoConfig, normalize_root
 from .storage_classes import STORAGE_CLASSES
@@ -361,22 +362,32 @@ class Butler:
         return total
 
     # -- ingest, transfer, export/import (thin wrappers) ------------------------------------
-    def ingest(self, *args: Any, **kwargs: Any) -> Any:
+    def ingest(self, files: Iterable[str | Path], *, run: str | None = None,
+               dataset_type: str | DatasetType = RAW, transfer: str = "copy",
+               template: str | None = None,
+               translator: Callable[[Mapping[str, Any], Path], RawMetadata] | None = None,
+               id_mode: IdGenerationMode = IdGenerationMode.DETERMINISTIC,
+               format: str | None = None) -> IngestResult:
         """See :func:`alertbutler.butler.ingest.ingest_files`."""
-        from .ingest import ingest_files
+        return ingest_files(self, files, run=run, dataset_type=dataset_type, transfer=transfer,
+                            template=template, translator=translator, id_mode=id_mode,
+                            format=format)
 
-        return ingest_files(self, *args, **kwargs)
-
-    def transfer_from(self, source: Butler, refs: Sequence[DatasetRef], **kwargs: Any) -> Any:
+    def transfer_from(self, source: Butler, refs: Sequence[DatasetRef], *,
+                      transfer: str = "copy",
+                      calibration_collections: Iterable[str] = ()) -> list[DatasetRef]:
         """See :func:`alertbutler.butler.transfer.transfer`."""
-        from .transfer import transfer
+        from .transfer import transfer as transfer_datasets
 
-        return transfer(source, self, refs, **kwargs)
+        return transfer_datasets(source, self, refs, transfer=transfer,
+                                 calibration_collections=calibration_collections)
 
-    def export(self, directory: str | Path, refs: Sequence[DatasetRef], **kwargs: Any) -> Path:
+    def export(self, directory: str | Path, refs: Sequence[DatasetRef], *,
+               calibration_collections: Iterable[str] = ()) -> Path:
         from .transfer import export_datasets
 
-        return export_datasets(self, directory, refs, **kwargs)
+        return export_datasets(self, directory, refs,
+                               calibration_collections=calibration_collections)
 
     def import_(self, directory: str | Path, **kwargs: Any) -> list[DatasetRef]:
         from .transfer import import_datasets

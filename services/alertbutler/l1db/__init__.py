@@ -24,6 +24,7 @@ from alertbutler.l1db._types import (
     VisitDetectorEnd,
 )
 from alertbutler.l1db.db import L1db
+from alertbutler.l1db.interface import PipelineL1db
 from alertbutler.l1db.rows import RowBatch, Rows, alert_problem, rows_from_alerts
 from alertbutler.l1db.schema import SCHEMA_VERSION, arrow_schema
 from alertbutler.l1db.spatial import PIXEL_ORDER, Cone, Polygon, Region, pixel_ids
@@ -39,6 +40,7 @@ __all__ = [
     "L1dbInfo",
     "L1dbNotFoundError",
     "PartitionOffset",
+    "PipelineL1db",
     "Polygon",
     "Region",
     "RowBatch",

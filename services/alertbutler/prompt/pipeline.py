@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from alertbutler.prompt.packaging import assemble_alert, forced_source_record
 from alertbutler.prompt.preload import Repos
 from alertbutler.prompt.raws import raw_path, wait_for_raw
 from alertbutler.prompt.status import VisitDetectorStatus
+
+if TYPE_CHECKING:
+    from alertbutler.l1db import PipelineL1db
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ class Known:
 class PromptPipeline:
     """Processes work items (see the module doc); one instance per worker process."""
 
-    def __init__(self, *, repos: Repos, l1db: Any, landing: Path,
+    def __init__(self, *, repos: Repos, l1db: PipelineL1db, landing: Path,
                  settings: PipelineSettings | None = None, clock: Clock | None = None,
                  name: str = "") -> None:
         self.repos = repos

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -12,6 +13,12 @@ from alertbutler.config import Config
 from alertbutler.kafka.message import placed, value_of
 from alertbutler.prompt.quality import evaluate
 from alertbutler.prompt.report import ReportData, percentile, write_report
+from alertbutler.prompt.status import VisitDetectorStatus
+
+if TYPE_CHECKING:
+    from alertbutler.prompt.driver import NightDriver
+    from alertbutler.prompt.main_job import MainJobOptions, MainJobResult
+    from alertbutler.sim import Simulator
 
 
 def read_alerts(config: Config, *, timeout: float = 60.0
@@ -53,8 +60,22 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any,
-              started: float, killed: dict[str, Any] | None, options: Any) -> Any:
+class NightStatuses(Protocol):
+    """What the summary reads of a night's status monitor (the main job's ``_Monitor``)."""
+
+    @property
+    def statuses(self) -> Mapping[tuple[int, int], VisitDetectorStatus]: ...
+
+    @property
+    def refused(self) -> Sequence[VisitDetectorStatus]: ...
+
+    @property
+    def ingested_at(self) -> Mapping[tuple[int, int], float]: ...
+
+
+def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatuses,
+              driver: NightDriver, started: float, killed: dict[str, Any] | None,
+              options: MainJobOptions) -> MainJobResult:
     from alertbutler.l1db import L1db
     from alertbutler.prompt.main_job import MainJobResult
 
@@ -74,7 +95,7 @@ def summarize(*, config: Config, sim: Any, root: Path, monitor: Any, driver: Any
     lat_l1: list[float] = []
     for key, s in ok.items():
         arrived = s.raw_arrived_at or driver.log.arrived_at.get(key)
-        if arrived is None:
+        if arrived is None or s.alerts_acked_at is None:  # no latency to measure
             continue
         lat_kafka += [s.alerts_acked_at - arrived] * s.n_alerts
         if key in monitor.ingested_at:
