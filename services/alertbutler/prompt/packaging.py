@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from alertbutler.alerts import load_schema
+from alertbutler.alerts.records import AlertRecord
 
 #: fields that carry wall-clock processing time: the only ones allowed to differ on a re-run
 PROCESSING_TIME_FIELDS = ("timeProcessedMjdTai",)
@@ -70,7 +71,7 @@ def forced_source_record(values: Mapping[str, Any]) -> dict[str, Any]:
 def assemble_alert(*, dia_source: Mapping[str, Any], dia_object: Mapping[str, Any] | None,
                    prv_sources: Sequence[Mapping[str, Any]],
                    prv_forced: Sequence[Mapping[str, Any]],
-                   cutouts: tuple[bytes | None, bytes | None, bytes | None]) -> dict[str, Any]:
+                   cutouts: tuple[bytes | None, bytes | None, bytes | None]) -> AlertRecord:
     """One alert packet; history is sorted by time so the packet does not depend on query
     order."""
     source = complete("diaSource", dia_source)

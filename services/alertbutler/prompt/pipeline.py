@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alertbutler.alerts.records import AlertRecord
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
 from alertbutler.prompt import science
@@ -218,7 +219,7 @@ class PromptPipeline:
 
     # -- association, forced photometry, packaging ------------------------------------------
     def _alerts(self, item: WorkItem, visit: int, result: science.Result,
-                stages: Stages) -> tuple[list[dict[str, Any]], int, int]:
+                stages: Stages) -> tuple[list[AlertRecord], int, int]:
         s = self.settings
         mid = result.midpoint_mjd_tai
         with stages("wait_l1db"):

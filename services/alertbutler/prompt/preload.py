@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
+from alertbutler.alerts.records import AlertRecord
 from alertbutler.butler import Butler, DatasetRef, IdGenerationMode, MissingCollectionError
 from alertbutler.prompt.central import SKYMAP_RUN, calib_collection, template_location
 from alertbutler.prompt.errors import CorruptRawError, MissingInputError
@@ -207,7 +209,7 @@ class Repos:
                                        detector=int(header["DETECTOR"]), collections=RAW_RUN)
 
     # -- publishing and outputs -------------------------------------------------------------
-    def publish(self, alerts: list[dict[str, Any]], *, instrument: str, visit: int,
+    def publish(self, alerts: Sequence[AlertRecord], *, instrument: str, visit: int,
                 detector: int) -> DatasetRef:
         """Put the visit-detector's alerts (maybe none) through the publish datastore: returns
         after Kafka acknowledged them and the end-of-visit-detector markers.
