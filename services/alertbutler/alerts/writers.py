@@ -31,6 +31,8 @@ from alertbutler.alerts.schemas import known_schemas
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
+    from alertbutler.config import Config
+
 #: the top-level field that identifies an alert, by family, in order of preference
 ID_FIELDS = ("diaSourceId", "alertId", "candid")
 
@@ -251,7 +253,7 @@ def default_writers() -> WriterSchemas:
     return WriterSchemas()
 
 
-def writers_for(config: Any, local_ids: Path | None = None) -> WriterSchemas:
+def writers_for(config: Config, local_ids: Path | None = None) -> WriterSchemas:
     """The writer schemas a command of this configuration reads: ours, Rubin's, the
     configured registry's, and the local ids ``alerts replay`` recorded (by default in
     ``<data_dir>/replay/local-schema-ids.json``, where it writes them)."""

@@ -24,7 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alertbutler.sim import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class NightPlan:
                     cadence_s=o.cadence_s, lead_s=o.lead_s)
         return cls(**{**base, **changes})
 
-    def simulator(self) -> Any:
+    def simulator(self) -> Simulator:
         from alertbutler.sim import Camera, NightConfig, SimConfig, Simulator, SkyDensity
 
         camera = Camera(n_detectors=self.n_detectors, nx=self.detector_size,

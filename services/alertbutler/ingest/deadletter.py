@@ -12,12 +12,15 @@ which the source coordinates in the headers let a reader de-duplicate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaException, Producer
 
 from alertbutler.errors import AlertbutlerError
 from alertbutler.ingest.batch import DeadLetter
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
 
 #: Longest reason kept in a header (the full text is also logged).
 _MAX_REASON = 2000
@@ -40,7 +43,7 @@ class DeadLetterProducer:
             return
         failures: list[str] = []
 
-        def on_delivery(err: Any, _msg: Any) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             if err is not None:
                 failures.append(str(err))
 

@@ -27,12 +27,16 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka import TopicPartition as TP
 
+from alertbutler.kafka.message import placed, value_of
 from alertbutler.kafka.topics import TopicError, create_topics, delete_topics
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +86,12 @@ def _probe(common: Mapping[str, Any], topic: str, nonce: str,
     offsets: dict[bytes, int] = {}
     errors: list[str] = []
 
-    def delivered(err: Any, msg: Any) -> None:
+    def delivered(err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             errors.append(err.str())
         else:
-            offsets[msg.value()] = msg.offset()
+            _, _, offset = placed(msg)
+            offsets[value_of(msg)] = offset
 
     producer.init_transactions(timeout)
     producer.begin_transaction()

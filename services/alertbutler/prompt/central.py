@@ -18,12 +18,15 @@ the simulator) and :mod:`alertbutler.prompt.preload`:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.time import Time
 
 from alertbutler.butler import Butler, Exposure, Timespan
+
+if TYPE_CHECKING:
+    from alertbutler.sim import Simulator
 
 TEMPLATE_RUN = "templates/deep"
 SKYMAP_RUN = "skymaps"
@@ -64,7 +67,7 @@ def _mjd(mjd_tai: float) -> Time:
     return Time(mjd_tai, format="mjd", scale="tai")
 
 
-def build_central_repo(root: Path, sim: Any, *, detectors: list[int] | None = None) -> Path:
+def build_central_repo(root: Path, sim: Simulator, *, detectors: list[int] | None = None) -> Path:
     """Fill a new central repo at ``root`` from a :class:`alertbutler.sim.Simulator`."""
     camera = sim.camera
     dets = list(camera.detectors if detectors is None else detectors)

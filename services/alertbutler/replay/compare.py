@@ -17,7 +17,10 @@ import html
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: Values that make a numeric difference (bool is an int in Python, but not a number here).
 _NUMBER = (int, float)
@@ -240,7 +243,7 @@ def field_rows(result: Comparison, limit: int = 40) -> list[tuple[str, str, str,
             for f in ranked[:limit]]
 
 
-def print_comparison(result: Comparison, console: Any = None, *,
+def print_comparison(result: Comparison, console: Console | None = None, *,
                      title: str = "recorded vs replayed alerts") -> None:
     """The comparison as rich tables on the terminal."""
     from rich.console import Console

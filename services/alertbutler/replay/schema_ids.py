@@ -29,11 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alertbutler.alerts import known_schemas
 from alertbutler.replay.container import schema_fingerprint
 from alertbutler.replay.errors import CorruptFileError, UnknownAlertSchemaError
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
 
 LOCAL_ID_BASE = 1 << 30
 _RUBIN_NAME = re.compile(r"^lsst\.v(\d+)_(\d+)\.alert$")
@@ -217,7 +220,8 @@ def load_sidecar(path: Path) -> dict[int, dict[str, Any]]:
         raise CorruptFileError(path, f"not a local schema-id sidecar: {exc}") from None
 
 
-def make_registry_client(url: str, settings: Mapping[str, str] | None = None) -> Any:
+def make_registry_client(url: str, settings: Mapping[str, str] | None = None
+                         ) -> SchemaRegistryClient:
     """A confluent-kafka Schema Registry client (``mock://`` gives the in-memory mock)."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
 

@@ -21,13 +21,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from alertbutler.replay.clock import Pacer, RatePacer
 from alertbutler.replay.errors import StreamError
 from alertbutler.replay.sources import ArchivedAlert
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ def stream_alerts(messages: Iterable[ArchivedAlert], *, topic: str,
         if speed:
             summary.pacing = f"{speed:g} x recorded time"
 
-    def on_delivery(err: KafkaError | None, msg: Any) -> None:
+    def on_delivery(err: KafkaError | None, msg: Message) -> None:
         if err is None:
             summary.delivered += 1
         else:

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
@@ -70,6 +70,9 @@ from alertbutler.subscribe.undecodable import (
     parse_on_error,
 )
 from alertbutler.subscribe.url import StreamURL
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,7 @@ class _Acks:
         self.pending = 0
         self.errors: list[str] = []
 
-    def delivered(self, err: Any, msg: Any) -> None:
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
         self.pending -= 1
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err.str()}")

@@ -21,7 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as TP
@@ -44,6 +44,9 @@ from alertbutler.subscribe.positions import (
     parse_start,
 )
 from alertbutler.subscribe.url import StreamURL
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +342,7 @@ class AlertStream:
                 self._finished[part] = max(self._finished.get(part, 0), offset)
         return self._finished
 
-    def send_offsets_to_transaction(self, producer: Any,
+    def send_offsets_to_transaction(self, producer: Producer,
                                     offsets: Mapping[tuple[str, int], int] | None = None,
                                     timeout: float = 60.0) -> None:
         """Like :meth:`commit`, but inside ``producer``'s open transaction: the offsets
