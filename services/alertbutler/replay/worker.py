@@ -10,15 +10,21 @@ process per worker, with the replay's configuration in a TOML file.
 from __future__ import annotations
 
 import argparse
-import inspect
+import functools
 import json
 import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from alertbutler.replay.clock import ReplayClock
+
+if TYPE_CHECKING:
+    from alertbutler.config import Config
+    from alertbutler.prompt.events import WorkItem
+    from alertbutler.prompt.pipeline import PromptPipeline
+    from alertbutler.prompt.status import VisitDetectorStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,44 +39,38 @@ def recorded_arrivals(schedule_file: Path) -> dict[tuple[str, int], float]:
 class ClockedProcessor:
     """Pins the replayed clock to the item's recorded raw arrival, then runs the pipeline."""
 
-    def __init__(self, pipeline: Any, clock: ReplayClock,
+    def __init__(self, pipeline: PromptPipeline, clock: ReplayClock,
                  arrivals: Mapping[tuple[str, int], float]) -> None:
         self.pipeline = pipeline
         self.clock = clock
         self.arrivals = arrivals
 
-    def process(self, item: Any) -> Any:
+    def process(self, item: WorkItem) -> VisitDetectorStatus:
         t = self.arrivals.get((item.group_id, item.detector))
         self.clock.set(item.event_sent_at if t is None else t)
         return self.pipeline.process(item)
 
-    def ready(self, item: Any) -> bool:
+    def ready(self, item: WorkItem) -> bool:
         return bool(self.pipeline.ready(item))
 
-    def abandon(self, item: Any) -> None:
+    def abandon(self, item: WorkItem) -> None:
         self.pipeline.abandon(item)
 
 
-def build_replay_pipeline(config: Any, bootstrap: str, *, camera: str, n_detectors: int,
+def build_replay_pipeline(config: Config, bootstrap: str, *, camera: str, n_detectors: int,
                           size: int | None, name: str, clock: ReplayClock,
                           output_run: str | None, detection_threshold: float | None,
-                          write_outputs: bool = True) -> Any:
-    """The prompt pipeline with the replayed clock (and the knobs this pipeline offers)."""
+                          write_outputs: bool = True) -> PromptPipeline:
+    """The prompt pipeline with the replayed clock; no ``detection_threshold`` keeps the
+    pipeline's own default."""
     from alertbutler.prompt.pipeline import build_pipeline
 
-    params = inspect.signature(build_pipeline).parameters
-    kwargs: dict[str, Any] = {"camera": camera, "n_detectors": n_detectors, "name": name,
-                              "clock": clock, "write_outputs": write_outputs}
-    if "size" in params:
-        kwargs["size"] = size
-    if output_run is not None and "output_run" in params:
-        kwargs["output_run"] = output_run
-    if detection_threshold is not None:
-        if "detection_threshold" not in params:
-            raise RuntimeError("this prompt pipeline has no detection threshold setting "
-                               "(build_pipeline(detection_threshold=...))")
-        kwargs["detection_threshold"] = detection_threshold
-    return build_pipeline(config, bootstrap, **kwargs)
+    build = functools.partial(build_pipeline, config, bootstrap, camera=camera,
+                              n_detectors=n_detectors, size=size, name=name, clock=clock,
+                              write_outputs=write_outputs, output_run=output_run)
+    if detection_threshold is None:
+        return build()
+    return build(detection_threshold=detection_threshold)
 
 
 def main(argv: list[str] | None = None) -> int:
