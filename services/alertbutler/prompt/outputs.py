@@ -8,12 +8,16 @@ timings), all {instrument, visit, detector}, in the RUN ``prompt/<instrument>/ou
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
 
 from alertbutler.butler import Butler, Exposure
+
+if TYPE_CHECKING:
+    from alertbutler import imaging
+    from alertbutler.prompt.science import Result
 
 DIMENSIONS = ["instrument", "visit", "detector"]
 OUTPUT_TYPES = {"calexp": "Exposure", "difference": "Exposure", "diaSourceTable": "Catalog",
@@ -33,7 +37,7 @@ def register_output_types(butler: Butler) -> None:
         butler.register_dataset_type(name, DIMENSIONS, storage)
 
 
-def to_butler_exposure(exposure: Any) -> Exposure:
+def to_butler_exposure(exposure: imaging.Exposure) -> Exposure:
     """The imaging library's exposure as the butler's (mask widened for its formatter)."""
     psf = exposure.psf
     kernel = None if psf is None else np.asarray(psf.at(0.0, 0.0), np.float32)
@@ -66,7 +70,7 @@ def preview(image: np.ndarray, xy: Sequence[tuple[float, float]], *,
     return rgb
 
 
-def output_items(*, instrument: str, visit: int, detector: int, result: Any,
+def output_items(*, instrument: str, visit: int, detector: int, result: Result,
                  alerts: Sequence[Mapping[str, Any]],
                  metrics: Mapping[str, Any]) -> list[tuple[Any, str, dict[str, Any]]]:
     """(object, dataset type, data ID) of every output of one visit-detector."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from alertbutler.alerts.cutouts import MASK_BITS, make_cutout
 from alertbutler.imaging import (
+    Exposure,
     IsrCalibs,
     Mask,
     PipelineConfig,
@@ -45,11 +46,11 @@ class Result:
     sources: list[dict[str, Any]]
 
     @property
-    def calexp(self) -> Any:
+    def calexp(self) -> Exposure:
         return self.processed.calexp
 
     @property
-    def difference(self) -> Any:
+    def difference(self) -> Exposure:
         return self.processed.difference
 
     @property

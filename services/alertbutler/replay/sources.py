@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from alertbutler.replay.container import (
     SCHEMA_ID_KEY,
@@ -101,7 +101,7 @@ def _key_and_time(fmt: AlertFormat, values: dict[str, Any]) -> tuple[bytes | Non
     return key, None if mjd is None else _mjd_tai_to_ms(mjd)
 
 
-def container_messages(fh: Any, name: str, ids: SchemaIds, topic: str
+def container_messages(fh: BinaryIO, name: str, ids: SchemaIds, topic: str
                        ) -> Iterator[ArchivedAlert]:
     """The messages of one Avro container file (see the module doc)."""
     reader = ContainerReader(fh, name)

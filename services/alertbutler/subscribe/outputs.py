@@ -16,13 +16,16 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from alertbutler.kafka import access_error, is_refusal
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.stream import StreamAlert
+
+if TYPE_CHECKING:
+    from alertbutler.alerts.writers import WriterSchemas
 
 
 class Output(Protocol):
@@ -274,7 +277,7 @@ def arrow_schema(avro: Mapping[str, Any]) -> Any:
     return pa.schema(list(convert(avro)))
 
 
-def file_output(path: str | os.PathLike[str], writers: Any = None) -> Output:
+def file_output(path: str | os.PathLike[str], writers: WriterSchemas | None = None) -> Output:
     """A file output chosen by the name's suffix: .jsonl, .avro or .parquet."""
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
