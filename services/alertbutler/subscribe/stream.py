@@ -48,10 +48,14 @@ from alertbutler.subscribe.url import StreamURL
 if TYPE_CHECKING:
     from confluent_kafka import Producer
 
+    from alertbutler.alerts.writers import WriterSchemas
+
 log = logging.getLogger(__name__)
 
 #: bytes -> decoded record, or None for a message that is not an alert (skipped).
-Decoder = Callable[[bytes], Any]
+#: bytes -> the record as this stream delivers it (a dict, the bytes, a projection), or None
+#: for a message that is not an alert
+Decoder = Callable[[bytes], object]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,14 +78,14 @@ def default_decoder() -> Decoder:
     """Full decoding with the alerts library; non-alert kinds (end-of-visit markers) skipped."""
     from alertbutler.alerts import decode_message
 
-    def decode(value: bytes) -> Any:
+    def decode(value: bytes) -> dict[str, Any] | None:
         decoded = decode_message(value)
         return decoded.record if decoded.kind == "alert" else None
 
     return decode
 
 
-def alert_bytes_decoder(writers: Any = None) -> Decoder:
+def alert_bytes_decoder(writers: WriterSchemas | None = None) -> Decoder:
     """Keep alerts as their message bytes (no decoding); skip other kinds (end-of-visit
     markers). A message whose header cannot be read, or whose schema ``writers``
     (:class:`~alertbutler.alerts.writers.WriterSchemas`: ours, Rubin's, replayed archives')
