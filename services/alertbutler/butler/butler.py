@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from . import registry as reg
 from ._errors import (
@@ -28,7 +28,12 @@ from .ingest import RAW, IngestResult, RawMetadata, ingest_files
 from .regions import Circle
 from .repository import RepoConfig, normalize_root
 from .storage_classes import STORAGE_CLASSES
-from .timespan import Timespan, to_ns
+from .timespan import TimeLike, Timespan, to_ns
+
+#: where a search looks: collection names (one or many), or None for the butler's own
+Collections: TypeAlias = "Sequence[str] | str | None"
+#: a validity range, or an instant it must contain
+TimespanArg: TypeAlias = "Timespan | TimeLike | None"
 
 DatasetTypeArg = str | DatasetType
 
@@ -225,7 +230,7 @@ class Butler:
     def find_dataset(self, dataset_type: DatasetTypeArg,
                      data_id: Mapping[str, Any] | None = None, *,
                      collections: Sequence[str] | str | None = None,
-                     timespan: Any = None, **kwargs: Any) -> DatasetRef | None:
+                     timespan: TimespanArg = None, **kwargs: Any) -> DatasetRef | None:
         """The first dataset along the search path (calibrations: valid at ``timespan``, an
         instant or a :class:`Timespan`), or None."""
         dt = self._type(dataset_type)
@@ -238,7 +243,7 @@ class Butler:
         return ref
 
     def _resolve(self, dataset_type: DatasetTypeArg | DatasetRef,
-                 data_id: Mapping[str, Any] | None, collections: Any, timespan: Any,
+                 data_id: Mapping[str, Any] | None, collections: Collections, timespan: TimespanArg,
                  kwargs: Mapping[str, Any]) -> tuple[DatasetRef, str | None]:
         if isinstance(dataset_type, DatasetRef):
             ref = dataset_type
@@ -262,7 +267,7 @@ class Butler:
 
     def get(self, dataset_type: DatasetTypeArg | DatasetRef,
             data_id: Mapping[str, Any] | None = None, *,
-            collections: Sequence[str] | str | None = None, timespan: Any = None,
+            collections: Sequence[str] | str | None = None, timespan: TimespanArg = None,
             parameters: Mapping[str, Any] | None = None, python_type: type | None = None,
             assemble: Mapping[str, str] | None = None,
             calib_collections: Sequence[str] | str | None = None, **kwargs: Any) -> Any:
@@ -286,7 +291,7 @@ class Butler:
 
     def exists(self, dataset_type: DatasetTypeArg | DatasetRef,
                data_id: Mapping[str, Any] | None = None, *,
-               collections: Sequence[str] | str | None = None, timespan: Any = None,
+               collections: Sequence[str] | str | None = None, timespan: TimespanArg = None,
                **kwargs: Any) -> bool:
         if isinstance(dataset_type, DatasetRef):
             return self.datastore.exists(dataset_type)
@@ -309,7 +314,7 @@ class Butler:
 
     def query_datasets(self, dataset_type: DatasetTypeArg,
                        collections: Sequence[str] | str | None = None, *,
-                       where: Mapping[str, Any] | None = None, timespan: Any = None,
+                       where: Mapping[str, Any] | None = None, timespan: TimespanArg = None,
                        region: Circle | None = None, find_first: bool = True
                        ) -> list[DatasetRef]:
         dt = self._type(dataset_type)

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
+if TYPE_CHECKING:
+    from astropy.time import Time
+
+#: a time as callers give it: int nanoseconds, datetime, ISO string or astropy Time
+TimeLike: TypeAlias = "int | str | _dt.datetime | Time"
 #: sentinels standing for "unbounded" in the registry's integer columns
 MIN_NS = -(2**62)
 MAX_NS = 2**62
@@ -17,7 +22,7 @@ MAX_NS = 2**62
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
-def to_ns(value: Any) -> int | None:
+def to_ns(value: TimeLike | None) -> int | None:
     """Nanoseconds since 1970-01-01 UTC from an int, datetime, ISO string or astropy Time."""
     if value is None:
         return None
@@ -56,12 +61,12 @@ class Timespan:
             raise ValueError(f"timespan ends before it begins: {self}")
 
     @classmethod
-    def of(cls, begin: Any = None, end: Any = None) -> Timespan:
+    def of(cls, begin: TimeLike | None = None, end: TimeLike | None = None) -> Timespan:
         """Build from anything :func:`to_ns` accepts."""
         return cls(to_ns(begin), to_ns(end))
 
     @classmethod
-    def at(cls, t: Any) -> Timespan:
+    def at(cls, t: TimeLike) -> Timespan:
         """A zero-length span marking an instant (still 'inside' [b, e) when b <= t < e)."""
         ns = to_ns(t)
         return cls(ns, ns)
@@ -82,7 +87,7 @@ class Timespan:
             return self.contains(other.begin_sql)
         return self.begin_sql < other.end_sql and other.begin_sql < self.end_sql
 
-    def contains(self, t: Any) -> bool:
+    def contains(self, t: TimeLike) -> bool:
         ns = to_ns(t)
         assert ns is not None
         return self.begin_sql <= ns < self.end_sql
