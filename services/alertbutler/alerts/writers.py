@@ -30,6 +30,7 @@ from alertbutler.alerts.schemas import known_schemas
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
+    from fastavro.types import Schema as AvroSchema
 
     from alertbutler.config import Config
 
@@ -46,7 +47,7 @@ class Writer:
     family: str          # "alertbutler", "rubin", "ztf" or "other"
     name: str            # Avro full name
     schema: dict[str, Any]  # plain JSON, named types defined in place
-    parsed: Any          # fastavro's parsed form
+    parsed: AvroSchema   # fastavro's parsed form
     id_field: str | None  # top-level field naming the alert (ID_FIELDS), if any
 
 

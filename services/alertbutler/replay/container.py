@@ -26,13 +26,16 @@ import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import cramjam
 import fastavro
 from fastavro.schema import expand_schema, fingerprint, to_parsing_canonical_form
 
 from alertbutler.replay.errors import CorruptFileError, TruncatedArchiveError
+
+if TYPE_CHECKING:
+    from fastavro.types import Schema as AvroSchema
 
 MAGIC = b"Obj\x01"
 INDEX_KEY = "alertbutler.index"
@@ -196,7 +199,7 @@ def _decompress(codec: str, data: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def parsed_schema(text: str) -> Any:
+def parsed_schema(text: str) -> AvroSchema:
     """A writer schema parsed by fastavro, once per distinct schema text."""
     return fastavro.parse_schema(json.loads(text), named_schemas={})
 
