@@ -4,7 +4,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench clean postgres chromium kafka-jars schema-registry
+.PHONY: setup run test test-stress test-cassandra lint bench clean postgres chromium kafka-jars \
+	schema-registry
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +35,18 @@ kafka-jars: $(STAMP)
 schema-registry: $(STAMP)
 	$(PY) -c "from alertbutler.broker.schema_registry import registry_app; registry_app()"
 
+# The tests on a local 3-node Apache Cassandra cluster take longer than the rest of the suite
+# together on 2 cores (cluster start-up, one keyspace per test): `make test-cassandra` runs them.
+PYTEST_MARKERS ?= not cassandra
+
 test: $(STAMP) postgres chromium kafka-jars schema-registry
 	$(VENV)/bin/ruff check services tests bench
 	$(VENV)/bin/mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
+
+# The L1 database and ingester tests on a 3-node Apache Cassandra cluster (replication 3).
+test-cassandra: $(STAMP) postgres kafka-jars
+	$(PY) -m pytest -m cassandra $(PYTEST_ARGS)
 
 # The suite RUNS=3 times in a row beside HOGS=2 CPU-bound processes (a busy machine).
 test-stress: $(STAMP)
