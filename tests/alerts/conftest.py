@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from alertbutler.alerts import control_topic
 from alertbutler.butler import DataCoordinate, DatasetRef, DatasetType
 from alertbutler.kafka import create_topics
 
@@ -24,7 +25,8 @@ def make_ref(dataset_type: DatasetType = ALERT_BATCH, *, visit: int = 1, detecto
 @pytest.fixture
 def new_topic(kafka_bootstrap: str) -> Callable[..., str]:
     def make(partitions: int = 4, bootstrap: str = kafka_bootstrap) -> str:
+        """An alert topic and its control topic (where the end markers go)."""
         name = f"alerts-test-{uuid.uuid4().hex[:10]}"
-        create_topics(bootstrap, {name: partitions})
+        create_topics(bootstrap, {name: partitions, control_topic(name): 1})
         return name
     return make

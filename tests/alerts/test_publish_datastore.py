@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from alertbutler.alerts import DeliveryError, decode_message
+from alertbutler.alerts import DeliveryError, control_topic, decode_message
 from alertbutler.alerts.consume import iter_topic
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
@@ -31,18 +31,27 @@ def test_batch_put_get_records_and_end_markers(kafka_bootstrap, new_topic) -> No
     assert store.get(ref) == alerts
 
     seen: dict[int, list[tuple[str, dict]]] = {}
+    offsets: dict[int, list[int]] = {}
     for msg in iter_topic(kafka_bootstrap, topic):
         decoded = decode_message(msg.value)
         seen.setdefault(msg.partition, []).append((decoded.kind, decoded.record))
+        offsets.setdefault(msg.partition, []).append(msg.offset)
+    # the alert topic holds alerts only; the markers are on its control topic
+    assert {kind for msgs in seen.values() for kind, _ in msgs} == {"alert"}
     per_partition = Counter(r.payload["partition"] for r in records
                             for _ in r.payload["offsets"])
-    for partition, msgs in seen.items():
-        # the marker is the last message of each partition and counts its alerts
-        kind, marker = msgs[-1]
-        assert kind == "visit_detector_end"
-        assert (marker["visit"], marker["detector"], marker["partition"]) == (77, 5, partition)
-        assert marker["n_alerts"] == per_partition[partition] == len(msgs) - 1
+    markers = [decode_message(m.value) for m in iter_topic(kafka_bootstrap,
+                                                           control_topic(topic))]
+    assert [m.kind for m in markers] == ["visit_detector_end"] * 4
+    for marker in (m.record for m in markers):
+        # one marker per alert partition, counting its alerts and naming their offsets
+        partition = marker["partition"]
+        assert (marker["visit"], marker["detector"], marker["topic"]) == (77, 5, topic)
+        assert marker["n_alerts"] == per_partition[partition] == len(seen[partition])
+        assert (marker["first_offset"], marker["last_offset"]) == (
+            min(offsets[partition]), max(offsets[partition]))
         assert marker["n_alerts_total"] == 200 and marker["n_partitions"] == 4
+    assert sorted(m.record["partition"] for m in markers) == [0, 1, 2, 3]
     # per-object order: all alerts of one object are in one partition, in put order
     where: dict[int, set[int]] = {}
     for partition, msgs in seen.items():
@@ -104,13 +113,18 @@ def test_empty_batch_and_explicit_end_markers(kafka_bootstrap, new_topic) -> Non
     ref = make_ref(visit=9, detector=4)
     store.put([], ref)  # a visit-detector without alerts still announces its end
     assert store.get(ref) == []
-    store.send_end_markers(make_ref(visit=10, detector=4), {0: 2, 2: 1})
-    markers = [(m.partition, decode_message(m.value).record)
-               for m in iter_topic(kafka_bootstrap, topic)]
-    assert sorted((p, r["visit"], r["n_alerts"], r["n_alerts_total"]) for p, r in markers) == [
-        (0, 9, 0, 0), (0, 10, 2, 3), (1, 9, 0, 0), (1, 10, 0, 3), (2, 9, 0, 0), (2, 10, 1, 3)]
+    store.send_end_markers(make_ref(visit=10, detector=4), {0: (2, 5, 9), 2: (1, 3, 3)})
+    assert list(iter_topic(kafka_bootstrap, topic)) == []  # alerts only, and there are none
+    markers = [decode_message(m.value).record
+               for m in iter_topic(kafka_bootstrap, control_topic(topic))]
+    assert sorted((r["partition"], r["visit"], r["n_alerts"], r["n_alerts_total"],
+                   r["last_offset"]) for r in markers) == [
+        (0, 9, 0, 0, None), (0, 10, 2, 3, 9), (1, 9, 0, 0, None), (1, 10, 0, 3, None),
+        (2, 9, 0, 0, None), (2, 10, 1, 3, 3)]
     with pytest.raises(ValueError, match="not all in"):
-        store.send_end_markers(make_ref(visit=10, detector=4), {5: 1})
+        store.send_end_markers(make_ref(visit=10, detector=4), {5: (1, 0, 0)})
+    with pytest.raises(ValueError, match="first_offset <= last_offset"):
+        store.send_end_markers(make_ref(visit=10, detector=4), {0: (1, 4, 3)})
 
 
 def test_encode_message_of_any_kind() -> None:

@@ -23,6 +23,8 @@ from alertbutler.alerts._errors import (
 )
 from alertbutler.alerts.codec import Codec, Decoded, split_header
 from alertbutler.alerts.messages import (
+    CONTROL_SUFFIX,
+    control_topic,
     default_codec,
     encode_next_visit,
     encode_visit_detector_end,
@@ -34,7 +36,7 @@ from alertbutler.alerts.schemas import SchemaInfo, known_schemas, load_schema, s
 #: Id of the alert schema writers use now (``schemas/ids.toml``; a test keeps them equal).
 CURRENT_ALERT_SCHEMA_ID = 900102
 NEXT_VISIT_SCHEMA_ID = 910100
-VISIT_DETECTOR_END_SCHEMA_ID = 920100
+VISIT_DETECTOR_END_SCHEMA_ID = 920101
 
 
 def encode_alert(record: Mapping[str, Any]) -> bytes:
@@ -85,6 +87,8 @@ __all__ = [
     "encode_message",
     "encode_next_visit",
     "encode_visit_detector_end",
+    "control_topic",
+    "CONTROL_SUFFIX",
     "known_schemas",
     "load_schema",
     "next_visit_record",

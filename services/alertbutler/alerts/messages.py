@@ -1,7 +1,9 @@
 """The non-alert messages: the nextVisit event and the end-of-visit-detector marker.
 
 They travel in the same wire format as alerts, so a consumer tells them apart by the schema
-id alone (``Decoded.kind``) without decoding the body.
+id alone (``Decoded.kind``) without decoding the body. End markers travel on the alert
+topic's control topic (:func:`control_topic`), so that an alert topic holds alerts only and
+any reader of Rubin's alert schema reads all of it (docs/alerts.md, "End markers").
 """
 
 from __future__ import annotations
@@ -23,21 +25,41 @@ def _now_utc() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+#: Suffix of the control topic that carries an alert topic's end markers.
+CONTROL_SUFFIX = ".control"
+
+
+def control_topic(alert_topic: str) -> str:
+    """The control topic of an alert topic: where its end-of-visit-detector markers go."""
+    return alert_topic + CONTROL_SUFFIX
+
+
 def visit_detector_end_record(*, visit: int, detector: int, partition: int, n_partitions: int,
                               n_alerts: int, instrument: str = "",
                               n_alerts_total: int | None = None, run: str | None = None,
-                              sent_at: datetime.datetime | None = None) -> dict[str, Any]:
-    """The marker record for one partition (see the schema's doc for the protocol)."""
+                              sent_at: datetime.datetime | None = None,
+                              topic: str | None = None, first_offset: int | None = None,
+                              last_offset: int | None = None) -> dict[str, Any]:
+    """The marker record for one partition (see the schema's doc for the protocol).
+
+    ``topic`` (the alert topic) and the offsets make it an out-of-band marker, for the control
+    topic; without them it is an inline marker of the old protocol, sent to ``partition``."""
     if not 0 <= partition < n_partitions:
         raise ValueError(f"partition {partition} is not in 0..{n_partitions - 1}")
     if n_alerts < 0:
         raise ValueError(f"n_alerts must be >= 0, got {n_alerts}")
+    if topic is not None and n_alerts > 0 and last_offset is None:
+        raise ValueError(f"an out-of-band marker of {n_alerts} alerts on {topic}[{partition}] "
+                         "needs their last offset")
     return {
         "instrument": instrument, "visit": int(visit), "detector": int(detector),
         "partition": int(partition), "n_partitions": int(n_partitions),
         "n_alerts": int(n_alerts),
         "n_alerts_total": int(n_alerts if n_alerts_total is None else n_alerts_total),
-        "run": run, "sent_at": sent_at or _now_utc(),
+        "run": run, "topic": topic,
+        "first_offset": None if first_offset is None else int(first_offset),
+        "last_offset": None if last_offset is None else int(last_offset),
+        "sent_at": sent_at or _now_utc(),
     }
 
 
@@ -62,12 +84,15 @@ def encode_visit_detector_end(*, visit: int, detector: int, partition: int, n_pa
                               n_alerts: int, instrument: str = "",
                               n_alerts_total: int | None = None, run: str | None = None,
                               sent_at: datetime.datetime | None = None,
+                              topic: str | None = None, first_offset: int | None = None,
+                              last_offset: int | None = None,
                               codec: Codec | None = None) -> bytes:
-    """One end-of-visit-detector marker, framed, for one partition of the alert topic."""
+    """One end-of-visit-detector marker, framed, for one partition of the alert topic
+    (out of band with ``topic`` and the offsets, inline without)."""
     record = visit_detector_end_record(
         visit=visit, detector=detector, partition=partition, n_partitions=n_partitions,
         n_alerts=n_alerts, instrument=instrument, n_alerts_total=n_alerts_total, run=run,
-        sent_at=sent_at)
+        sent_at=sent_at, topic=topic, first_offset=first_offset, last_offset=last_offset)
     return (codec or default_codec()).encode(record, "visit_detector_end")
 
 

@@ -13,10 +13,12 @@ reads them back from Kafka:
 * ``AlertBatch``: one record per partition used, keyed ``p<partition>``, with ``offsets``
   and the ``positions`` of those alerts in the batch (a get restores the batch's order).
 
-After an ``AlertBatch`` whose data ID has a visit and a detector, the datastore sends the
-end-of-visit-detector marker to every partition of the topic, carrying the number of that
-batch's alerts in that partition; an ingester that has seen the marker on every partition
-knows the visit-detector is complete (per-partition order).
+After an ``AlertBatch`` whose data ID has a visit and a detector is acknowledged, the
+datastore sends its end-of-visit-detector markers OUT OF BAND, to the topic's control topic
+(``<topic>.control``): one marker per partition of the alert topic, with the number of that
+batch's alerts there and their first and last offsets (known from the deliveries). The alert
+topic itself holds alerts only. An ingester that has recorded the marker of every partition and
+stored each partition past its ``last_offset`` knows the visit-detector is complete.
 
 Kafka cannot take a message back: ``discard`` (a rolled-back registry transaction) and
 ``remove`` forget the records; the messages stay until the topic's retention removes them.
@@ -35,7 +37,7 @@ from alertbutler.alerts._errors import DeliveryError
 from alertbutler.alerts.codec import Codec
 from alertbutler.alerts.consume import fetch_messages
 from alertbutler.alerts.formatter import register_formatters
-from alertbutler.alerts.messages import default_codec, visit_detector_end_record
+from alertbutler.alerts.messages import control_topic, default_codec, visit_detector_end_record
 from alertbutler.alerts.producer import AlertPublisher, Delivery, Message, alert_key
 from alertbutler.butler import (
     STORAGE_CLASSES,
@@ -109,6 +111,7 @@ class PublishDatastore(Datastore):
                 if ref.dataset_type.storage_class == "AlertBatch":
                     try:
                         self.publisher.partitions(topic)
+                        self.publisher.partitions(control_topic(topic))
                     except DeliveryError as exc:  # nothing was sent: every alert is undelivered
                         raise DeliveryError(
                             str(exc), retriable=exc.retriable,
@@ -144,7 +147,7 @@ class PublishDatastore(Datastore):
             if self.end_markers and ref.dataset_type.storage_class == "AlertBatch":
                 markers.setdefault(topic, []).extend(self._markers(ref, topic, got))
         for topic, messages in markers.items():
-            self.publisher.publish(topic, messages)
+            self.publisher.publish(control_topic(topic), messages)
         self.bridge.insert(records_out)
 
     def _records(self, ref: DatasetRef, topic: str,
@@ -167,40 +170,54 @@ class PublishDatastore(Datastore):
                 for p, payload in sorted(per_partition.items())]
 
     def _markers(self, ref: DatasetRef, topic: str, got: Sequence[Delivery]) -> list[Message]:
+        """The markers of a visit-detector's acknowledged alerts, for the control topic."""
+        spans: dict[int, tuple[int, int, int]] = {}  # partition -> (count, first, last)
+        for d in got:
+            n, lo, hi = spans.get(d.partition, (0, d.offset, d.offset))
+            spans[d.partition] = (n + 1, min(lo, d.offset), max(hi, d.offset))
+        return self._marker_messages(ref, topic, spans)
+
+    def _marker_messages(self, ref: DatasetRef, topic: str,
+                         spans: Mapping[int, tuple[int, int, int]]) -> list[Message]:
         data_id = ref.data_id
         if "visit" not in data_id or "detector" not in data_id:
             return []
         n_partitions = self.publisher.partitions(topic)
-        counts = [0] * n_partitions
-        for d in got:
-            counts[d.partition] += 1
+        total = sum(n for n, _, _ in spans.values())
         key = f"end:{data_id['visit']}:{data_id['detector']}".encode()
         out = []
         for p in range(n_partitions):
+            n, lo, hi = spans.get(p, (0, None, None))
             record = visit_detector_end_record(
                 visit=int(data_id["visit"]), detector=int(data_id["detector"]), partition=p,
-                n_partitions=n_partitions, n_alerts=counts[p], n_alerts_total=len(got),
-                instrument=str(data_id.get("instrument", "")), run=ref.run)
-            out.append(Message(key, self.codec.encode(record, "visit_detector_end"), p, p))
+                n_partitions=n_partitions, n_alerts=n, n_alerts_total=total,
+                instrument=str(data_id.get("instrument", "")), run=ref.run, topic=topic,
+                first_offset=lo, last_offset=hi)
+            out.append(Message(key, self.codec.encode(record, "visit_detector_end"), p))
         return out
 
     def send_end_markers(self, ref: DatasetRef,
-                         per_partition: Mapping[int, int] | None = None) -> None:
+                         per_partition: Mapping[int, tuple[int, int, int]] | None = None
+                         ) -> None:
         """Send the end-of-visit-detector markers of ``ref`` (data ID with visit and
-        detector) to every partition of its topic, ``per_partition`` giving how many of its
-        alerts went to each (default: none). ``put`` of an AlertBatch does this itself (also
-        for an empty batch); this is for alerts published some other way. Sending the
-        markers again is harmless for a consumer that counts per visit-detector."""
+        detector) to the control topic of its topic, ``per_partition`` giving, for each
+        partition that got some of its alerts, ``(n_alerts, first_offset, last_offset)``
+        (default: none anywhere). ``put`` of an AlertBatch does this itself (also for an empty
+        batch); this is for alerts published some other way. Sending the markers again is
+        harmless: an ingester records each once."""
         topic = self.topic_for(ref)
         n_partitions = self.publisher.partitions(topic)
-        counts = dict(per_partition or {})
-        fake = [Delivery(p, -1) for p, n in counts.items() for _ in range(n)]
-        if any(not 0 <= p < n_partitions for p in counts):
-            raise ValueError(f"partitions {sorted(counts)} not all in 0..{n_partitions - 1}")
-        markers = self._markers(ref, topic, fake)
+        spans = dict(per_partition or {})
+        if any(not 0 <= p < n_partitions for p in spans):
+            raise ValueError(f"partitions {sorted(spans)} not all in 0..{n_partitions - 1}")
+        if any(not (n > 0 and 0 <= lo <= hi) for n, lo, hi in spans.values()):
+            raise ValueError(f"{spans} are not (n_alerts > 0, first_offset, last_offset) "
+                             "with first_offset <= last_offset")
+        markers = self._marker_messages(ref, topic, spans)
         if not markers:
             raise ValueError(f"{ref}: end markers need a data ID with visit and detector")
-        self.publisher.publish(topic, markers)
+        self.publisher.partitions(control_topic(topic))
+        self.publisher.publish(control_topic(topic), markers)
 
     def discard(self, refs: Sequence[DatasetRef]) -> None:
         if refs:
