@@ -11,15 +11,19 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from alertbutler.alerts import encode_alerts, encode_visit_detector_end
+from alertbutler.alerts import control_topic, encode_alerts, encode_visit_detector_end
 from alertbutler.kafka import create_topics
 
 
-def new_topics(bootstrap: str, partitions: int) -> tuple[str, str]:
-    """A fresh alert topic and dead-letter topic."""
+def new_topics(bootstrap: str, partitions: int, *, control: bool = True) -> tuple[str, str]:
+    """A fresh alert topic (with its control topic, unless ``control`` is False: a topic of
+    an earlier version) and dead-letter topic."""
     suffix = uuid.uuid4().hex[:8]
     alerts, dead = f"alerts-{suffix}", f"dead-{suffix}"
-    create_topics(bootstrap, {alerts: partitions, dead: 1})
+    topics = {alerts: partitions, dead: 1}
+    if control:
+        topics[control_topic(alerts)] = 1
+    create_topics(bootstrap, topics)
     return alerts, dead
 
 
@@ -39,20 +43,29 @@ def partition_of(record: Mapping[str, Any], n_partitions: int) -> int:
 def publish_visit_detectors(prod: Producer, topic: str, n_partitions: int,
                             groups: Iterable[tuple[int, int, list[dict[str, Any]]]],
                             *, extra: Mapping[int, list[bytes]] | None = None,
-                            encoded: list[list[bytes]] | None = None) -> int:
-    """Publish each (visit, detector, alerts) group then its end marker to every partition;
-    ``extra`` maps a partition to raw messages slipped in before the markers (poison);
-    ``encoded`` holds the groups' messages when they are already encoded.
-    Returns the number of messages sent."""
+                            encoded: list[list[bytes]] | None = None,
+                            control: bool = False) -> int:
+    """Publish each (visit, detector, alerts) group then its end markers, one per partition:
+    with ``control``, out of band to the control topic once the alerts are acknowledged
+    (naming their offsets, as the publish datastore does); without, inline to each
+    partition after its alerts (the protocol of earlier versions). ``extra`` maps a partition
+    to raw messages slipped in before the markers (poison); ``encoded`` holds the groups'
+    messages when they are already encoded. Returns the number of messages sent."""
     sent = 0
     for g, (visit, detector, alerts) in enumerate(groups):
         counts = [0] * n_partitions
+        last: dict[int, int] = {}
+
+        def delivered(err: Any, msg: Any, last: dict[int, int] = last) -> None:
+            assert err is None, err
+            last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())
+
         data_list = encoded[g] if encoded is not None else encode_alerts(alerts)
         for record, data in zip(alerts, data_list, strict=True):
             p = partition_of(record, n_partitions)
             counts[p] += 1
             prod.produce(topic, data, key=str(record["diaObject"]["diaObjectId"]).encode(),
-                         partition=p)
+                         partition=p, on_delivery=delivered if control else None)
             sent += 1
             if sent % 5000 == 0:
                 prod.poll(0)
@@ -60,6 +73,15 @@ def publish_visit_detectors(prod: Producer, topic: str, n_partitions: int,
             for data in messages:
                 prod.produce(topic, data, partition=p)
                 sent += 1
+        if control:
+            flush(prod)  # the offsets of the alerts are known once acknowledged
+            for p in range(n_partitions):
+                prod.produce(control_topic(topic), encode_visit_detector_end(
+                    visit=visit, detector=detector, partition=p, n_partitions=n_partitions,
+                    n_alerts=counts[p], topic=topic, last_offset=last.get(p)),
+                    key=f"end:{visit}:{detector}".encode())
+                sent += 1
+            continue
         for p in range(n_partitions):
             prod.produce(topic, encode_visit_detector_end(
                 visit=visit, detector=detector, partition=p, n_partitions=n_partitions,

@@ -123,12 +123,14 @@ def test_sigkill_at_each_point_of_a_batch_loses_and_duplicates_nothing(
     group = f"crash-{topic}"
     log = tmp_path / "ingest.log"
     # everything is published first, so that which batch a kill strikes is the plan's and
-    # not the machine's; one undecodable message per visit-detector, so that most batches
-    # have dead letters to send before their transaction
+    # not the machine's; end markers out of band, on the control topic (the protocol); one
+    # undecodable message per visit-detector, so that most batches have dead letters to send
+    # before their transaction
     prod = producer(kafka_bootstrap)
     sent = sum(publish_visit_detectors(prod, topic, N_PARTITIONS, [groups[g]],
                                        encoded=[encoded[g]],
-                                       extra={g % N_PARTITIONS: [POISON + bytes([g])]})
+                                       extra={g % N_PARTITIONS: [POISON + bytes([g])]},
+                                       control=True)
                for g in range(N_GROUPS))
     flush(prod)
     total_messages = N_ALERTS + N_GROUPS * (N_PARTITIONS + 1)

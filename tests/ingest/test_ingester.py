@@ -80,8 +80,8 @@ def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
     extra = {p: [] for p in range(N_PARTITIONS)}
     for i, data in enumerate(poison.values()):
         extra[i % N_PARTITIONS].append(data)
-    publish_visit_detectors(prod, topic, N_PARTITIONS, groups[:1], extra=extra)
-    publish_visit_detectors(prod, topic, N_PARTITIONS, groups[1:])
+    publish_visit_detectors(prod, topic, N_PARTITIONS, groups[:1], extra=extra, control=True)
+    publish_visit_detectors(prod, topic, N_PARTITIONS, groups[1:], control=True)
     flush(prod)
 
     db = L1db.create(sqlite_url)
@@ -136,8 +136,9 @@ def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
 def test_group_member_resumes_from_database_offsets(kafka_bootstrap: str,
                                                    fresh_pg_url: str) -> None:
     """A consumer-group member stops after some batches; a new member (same group) resumes
-    from the offsets stored with the rows: nothing lost, nothing twice."""
-    topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS)
+    from the offsets stored with the rows: nothing lost, nothing twice. The topic is one an
+    earlier version wrote: no control topic, the end markers inline."""
+    topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS, control=False)
     L1db.create(fresh_pg_url).close()
     first = fake_alerts(600, seed=5, n_history=2, cutout_size=None, visit=4001, detector=1)
     second = fake_alerts(600, seed=6, n_history=2, cutout_size=None, visit=4002, detector=2)
@@ -175,7 +176,9 @@ def test_group_member_resumes_from_database_offsets(kafka_bootstrap: str,
 def test_status_lag_comes_from_fetch_high_watermarks(
         kafka_bootstrap: str, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    topic, dead = new_topics(kafka_bootstrap, 2)
+    """Also: a topic an earlier version wrote (no control topic, end markers inline) is
+    ingested completely by an ingester assigned every partition."""
+    topic, dead = new_topics(kafka_bootstrap, 2, control=False)
     first = fake_alerts(200, seed=11, n_history=1, cutout_size=None, visit=5001, detector=3)
     later = fake_alerts(70, seed=12, n_history=1, cutout_size=None, visit=5002, detector=3)
     prod = producer(kafka_bootstrap)
@@ -229,7 +232,8 @@ def test_two_group_members_share_the_partitions(kafka_bootstrap: str,
                                                 fresh_pg_url: str) -> None:
     """Two ingesters in one consumer group (how ingestion scales out): each takes part of
     the partitions, rebalancing hands partitions over without loss or duplicates, and the
-    visit-detectors complete from markers committed by different members."""
+    visit-detectors complete from markers (on the control topic) and alert offsets committed
+    by different members."""
     topic, dead = new_topics(kafka_bootstrap, 4)
     db = L1db.create(fresh_pg_url)
     groups = [(6000 + g, g, fake_alerts(400, seed=20 + g, n_history=2, cutout_size=None,
@@ -242,7 +246,7 @@ def test_two_group_members_share_the_partitions(kafka_bootstrap: str,
 
     def publish() -> None:
         for group in groups:
-            publish_visit_detectors(prod, topic, 4, [group])
+            publish_visit_detectors(prod, topic, 4, [group], control=True)
             flush(prod)
 
     async def main() -> None:

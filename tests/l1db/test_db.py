@@ -229,6 +229,65 @@ def test_markers_complete_a_visit_detector_only_when_every_partition_is_in(
     assert db.info().last_ingested == VisitDetector(11, 4)
 
 
+def test_out_of_band_markers_wait_for_the_stored_alert_offsets(db_url: str) -> None:
+    """Markers read from a control topic complete a visit-detector only once the stored
+    offset of each alert partition has passed the last offset its marker names, whichever
+    store (before or after the markers) moves the offsets there."""
+    db = L1db.create(db_url)
+    empty = RowBatch.build()
+    def marker(p: int, n: int, last: int | None) -> VisitDetectorEnd:
+        return VisitDetectorEnd(visit=12, detector=5, partition=p, n_partitions=2,
+                                n_alerts=n, topic="a", last_offset=last)
+    def consumed(offsets: dict) -> ConsumedOffsets:
+        return ConsumedOffsets(consumer="g", member="m1", next_offsets=offsets,
+                               n_messages=1)
+    # partition 0 is stored past its alerts first; partition 1 (alerts at offsets ..7) not
+    assert db.store(empty, consumed=consumed({("a", 0): 4})).completed == ()
+    both = [marker(0, 3, 3), marker(1, 5, 7)]
+    assert db.store(empty, markers=both, consumed=consumed({("a.control", 0): 2})
+                    ).completed == ()
+    assert not db.is_ingested(12, 5)
+    assert db.store(empty, consumed=consumed({("a", 1): 7})).completed == ()  # 7 not stored
+    assert db.store(empty, consumed=consumed({("a", 1): 8})).completed == (
+        VisitDetector(12, 5),)
+    assert db.ingested([(12, 5)]) == {VisitDetector(12, 5)}
+    # the markers read again (a crash before the control offset was stored): no change
+    assert db.store(empty, markers=both, consumed=consumed({("a.control", 0): 2})
+                    ).completed == ()
+    # a partition without alerts of it waits for nothing
+    lone = [VisitDetectorEnd(visit=13, detector=5, partition=p, n_partitions=2, n_alerts=0,
+                             topic="a") for p in (0, 1)]
+    assert db.store(empty, markers=lone).completed == (VisitDetector(13, 5),)
+
+
+def test_concurrent_marker_and_offset_stores_never_strand_a_visit_detector(
+        db_url: str) -> None:
+    """One ingester stores the markers while another stores the alert offsets they wait
+    for, in overlapping transactions: whichever commits last completes the visit-detector."""
+    db = L1db.create(db_url)
+    empty = RowBatch.build()
+    for i in range(20):
+        visit = 100 + i
+        markers = [VisitDetectorEnd(visit=visit, detector=1, partition=0, n_partitions=1,
+                                    n_alerts=1, topic="c", last_offset=i)]
+        barrier = threading.Barrier(2)
+        def store(barrier: threading.Barrier = barrier, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            barrier.wait()
+            db.store(empty, **kwargs)
+        threads = [threading.Thread(target=store, kwargs={
+                       "markers": markers, "consumed": ConsumedOffsets(
+                           consumer="g", member="m1", next_offsets={("c.control", 0): i + 1},
+                           n_messages=1)}),
+                   threading.Thread(target=store, kwargs={"consumed": ConsumedOffsets(
+                       consumer="g", member="m2", next_offsets={("c", 0): i + 1},
+                       n_messages=1)})]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert db.is_ingested(visit, 1), i
+
+
 def test_consumer_offsets_move_only_forward(db_url: str) -> None:
     db = L1db.create(db_url)
     empty = RowBatch.build()

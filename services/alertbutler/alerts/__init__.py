@@ -66,6 +66,7 @@ def decode_alert(data: bytes | bytearray | memoryview) -> dict[str, Any]:
 
 
 __all__ = [
+    "CONTROL_SUFFIX",
     "CURRENT_ALERT_SCHEMA_ID",
     "NEXT_VISIT_SCHEMA_ID",
     "VISIT_DETECTOR_END_SCHEMA_ID",
@@ -79,6 +80,7 @@ __all__ = [
     "SchemaViolationError",
     "TruncatedMessageError",
     "UnknownSchemaError",
+    "control_topic",
     "decode_alert",
     "decode_message",
     "default_codec",
@@ -87,8 +89,6 @@ __all__ = [
     "encode_message",
     "encode_next_visit",
     "encode_visit_detector_end",
-    "control_topic",
-    "CONTROL_SUFFIX",
     "known_schemas",
     "load_schema",
     "next_visit_record",

@@ -1,9 +1,13 @@
 """One batch of Kafka messages -> L1 rows, end markers and dead letters (no I/O here).
 
 Sorting happens per message, so one bad message never costs its neighbours: bytes that do not
-decode, a kind that has no business on an alert topic, a marker that names another partition
-and an alert with impossible values (dec = 95) each become a dead letter with a reason; every
-other message of the batch is stored.
+decode, a kind that has no business on an alert or control topic, a marker that names another
+partition or topic and an alert with impossible values (dec = 95) each become a dead letter
+with a reason; every other message of the batch is stored.
+
+End markers come from the alert topic's control topic (out of band: they name the alert topic
+and the last offset of the visit-detector's alerts on each partition) or, on topics written by
+earlier versions, inline on the alert partition they speak for, after its alerts.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from alertbutler.alerts import AlertFormatError, decode_message
+from alertbutler.alerts import CONTROL_SUFFIX, AlertFormatError, control_topic, decode_message
 from alertbutler.l1db import (
     RowBatch,
     RowError,
@@ -70,22 +74,21 @@ def sort_batch(messages: list[Message]) -> SortedBatch:
         except AlertFormatError as exc:
             dead.append(DeadLetter(msg, str(exc), type(exc).__name__))
             continue
-        if decoded.kind == "alert":
+        on_control = msg.topic.endswith(CONTROL_SUFFIX)
+        if decoded.kind == "alert" and not on_control:
             alerts.append((msg, decoded.record))
         elif decoded.kind == "visit_detector_end":
-            record = decoded.record
-            if record["partition"] != msg.partition:
-                dead.append(DeadLetter(
-                    msg, f"end marker for partition {record['partition']} read from partition "
-                    f"{msg.partition}: the publisher sent it to the wrong partition",
-                    "MarkerPartitionError"))
+            marker, problem = _marker(msg, decoded.record)
+            if marker is None:
+                error = ("MarkerPartitionError" if "wrong partition" in problem
+                         else "MarkerPlacementError")
+                dead.append(DeadLetter(msg, problem, error))
                 continue
-            markers.append(VisitDetectorEnd(
-                visit=record["visit"], detector=record["detector"], partition=msg.partition,
-                n_partitions=record["n_partitions"], n_alerts=record["n_alerts"]))
+            markers.append(marker)
         else:
+            where = "a control" if on_control else "an alert"
             dead.append(DeadLetter(msg, f"a {decoded.kind} message (schema id "
-                                   f"{decoded.schema_id}) does not belong on an alert topic",
+                                   f"{decoded.schema_id}) does not belong on {where} topic",
                                    "UnexpectedKindError"))
     try:
         rows = rows_from_alerts(record for _, record in alerts)
@@ -102,3 +105,30 @@ def sort_batch(messages: list[Message]) -> SortedBatch:
         rows = rows_from_alerts(record for _, record in alerts)
     return SortedBatch(rows=rows, markers=markers, dead=dead, n_alerts=len(alerts),
                        next_offsets=next_offsets, seconds=time.perf_counter() - start)
+
+
+def _marker(msg: Message, record: dict[str, Any]) -> tuple[VisitDetectorEnd | None, str]:
+    """The marker of a message, or None and why it cannot be one where it was read."""
+    topic = record.get("topic")  # absent in schema 1.0: inline
+    if topic is None:
+        if msg.topic.endswith(CONTROL_SUFFIX):
+            return None, (f"end marker without an alert topic read from control topic "
+                          f"{msg.topic}: the publisher sent an inline marker there")
+        if record["partition"] != msg.partition:
+            return None, (f"end marker for partition {record['partition']} read from "
+                          f"partition {msg.partition}: the publisher sent it to the wrong "
+                          "partition")
+        return VisitDetectorEnd(visit=record["visit"], detector=record["detector"],
+                                partition=msg.partition, n_partitions=record["n_partitions"],
+                                n_alerts=record["n_alerts"]), ""
+    if msg.topic != control_topic(topic):
+        return None, (f"end marker for alert topic {topic} read from {msg.topic}: it belongs "
+                      f"on {control_topic(topic)}")
+    last = record.get("last_offset")
+    if record["n_alerts"] > 0 and last is None:
+        return None, (f"end marker of {record['n_alerts']} alerts on {topic}"
+                      f"[{record['partition']}] names no last offset")
+    return VisitDetectorEnd(visit=record["visit"], detector=record["detector"],
+                            partition=record["partition"], n_partitions=record["n_partitions"],
+                            n_alerts=record["n_alerts"], topic=topic,
+                            last_offset=last if record["n_alerts"] > 0 else None), ""

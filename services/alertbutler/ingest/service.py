@@ -1,5 +1,11 @@
 """The ingester: an asyncio aiokafka consumer that fills the L1 database from alert topics.
 
+It reads each alert topic and its control topic (``<topic>.control``), where the publishers
+put the end-of-visit-detector markers; a marker read there names the alert offsets it waits
+for, and the visit-detector completes once the offsets stored for those alert partitions have
+passed them (:func:`alertbutler.l1db.L1db.store`). Markers inline on an alert topic (topics
+written by earlier versions) are still understood.
+
 Exactly-once effects without Kafka transactions (absent on the embedded broker):
 
 1. A batch (up to ``max_batch_messages`` or ``max_batch_ms``) is sorted into rows, end markers
@@ -47,6 +53,7 @@ from aiokafka.errors import (
     OffsetOutOfRangeError,
 )
 
+from alertbutler.alerts import CONTROL_SUFFIX, control_topic
 from alertbutler.faults import crash_point
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
@@ -128,6 +135,9 @@ class Ingester:
         self._db = db
         self._own_db = db is None
         self._stop = asyncio.Event()
+        #: the alert topics and their control topics (the end markers)
+        self._topics = tuple(settings.topics) + tuple(
+            control_topic(t) for t in settings.topics if not t.endswith(CONTROL_SUFFIX))
         #: Decoded-ahead batches waiting for the writer (one ahead at most).
         self._queue: asyncio.Queue[tuple[list[Message], asyncio.Future] | None] = \
             asyncio.Queue(maxsize=1)
@@ -206,10 +216,10 @@ class Ingester:
                 consumer.assign(partitions)
                 await self._seek_to_stored(partitions)
             else:
-                consumer.subscribe(list(s.topics), listener=_Rebalance(self))
+                consumer.subscribe(list(self._topics), listener=_Rebalance(self))
             if self.health is not None:
                 self.health.set_ready(True, "consuming")
-            log.info("ingester started", extra={"topics": list(s.topics), "group": s.group,
+            log.info("ingester started", extra={"topics": list(self._topics), "group": s.group,
                                                 "member": s.member, "db": self._db.url})
             await self._pipeline(consumer, dlt)
         finally:
@@ -225,7 +235,8 @@ class Ingester:
         """Every partition of the topics. Asked with a metadata request of its own: aiokafka's
         cached metadata holds only the topics a consumer subscribed to (none here), which
         Apache Kafka takes literally; a topic created a moment ago may have no partitions
-        listed yet, so ask again for up to 30 s."""
+        listed yet, so ask again for up to 30 s. A control topic is read when it exists: a topic
+        written by an earlier version has none (its markers are inline)."""
         from alertbutler.kafka import list_topics
 
         s = self.settings
@@ -237,7 +248,7 @@ class Ingester:
                     or self._stop.is_set():
                 break
             await asyncio.sleep(0.5)
-        partitions = [TopicPartition(topic, p) for topic in s.topics
+        partitions = [TopicPartition(topic, p) for topic in self._topics
                       for p in range(found.get(topic, 0))]
         if not partitions:
             raise RuntimeError(f"no partitions found for topics {', '.join(s.topics)}")

@@ -15,10 +15,13 @@ class VisitDetector(NamedTuple):
 
 @dataclass(frozen=True, kw_only=True)
 class VisitDetectorEnd:
-    """An end-of-visit-detector marker as read from one partition of the alert topic.
+    """An end-of-visit-detector marker: the visit-detector's alerts on one partition.
 
-    The publisher sends one copy to every partition after the visit-detector's alerts; once
-    the copies of all ``n_partitions`` partitions are committed, every alert of it is too.
+    Out of band (read from the control topic), ``topic`` names the alert topic and
+    ``last_offset`` its last alert there (None: none there): the visit-detector is complete
+    once the markers of all ``n_partitions`` partitions are committed and the stored offset of
+    each partition is past its ``last_offset``. Inline (old protocol, read from the alert
+    partition itself after its alerts) ``topic`` is None: its partition's order is enough.
     """
 
     visit: int
@@ -26,6 +29,8 @@ class VisitDetectorEnd:
     partition: int
     n_partitions: int
     n_alerts: int
+    topic: str | None = None
+    last_offset: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,8 @@
 upgrade URL``).
 
 1.0 -> 1.1 added ``work_attempt``; 1.x -> 2.0 partitions ``DiaSource`` and
-``DiaForcedSource`` by time on PostgreSQL. The upgrade runs in ONE transaction: each old
+``DiaForcedSource`` by time on PostgreSQL; 2.0 -> 2.1 adds ``visit_detector_wait``.
+The upgrade runs in ONE transaction: each old
 table is renamed aside (its key and indexes dropped, so their names are free), the
 partitioned table is created with the partitions the old rows need, the rows are moved with
 one ``INSERT ... SELECT`` each, and the old table is dropped; then the version is written. A
@@ -21,7 +22,7 @@ from alertbutler.l1db._errors import L1dbNotFoundError, SchemaVersionError
 from alertbutler.l1db.schema import PARTITIONED, SCHEMA_VERSION, build_metadata
 
 #: Versions this code upgrades from.
-UPGRADABLE = ("1.0", "1.1")
+UPGRADABLE = ("1.0", "1.1", "2.0")
 
 
 def upgrade(engine: sa.Engine) -> str:
@@ -44,7 +45,7 @@ def upgrade(engine: sa.Engine) -> str:
                 f"alertbutler (it upgrades {', '.join(UPGRADABLE)})",
                 found=found, expected=SCHEMA_VERSION)
         md = build_metadata(partitioned=pg)
-        if pg:
+        if pg and found.split(".")[0] == "1":
             for table in PARTITIONED:
                 _partition_table(conn, md.tables[table])
         md.create_all(conn, checkfirst=True)  # tables added by later versions

@@ -129,14 +129,11 @@ def _sqlite_upsert_last(conn: sa.Connection, rows: pa.Table) -> None:
 # ---- bookkeeping -----------------------------------------------------------------------
 
 def write_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
-                  now: float) -> tuple[VisitDetector, ...]:
-    """Record end markers; return the visit-detectors this made complete.
-
-    On PostgreSQL an advisory lock per visit-detector serializes the "are all partitions in?"
-    check between concurrent ingesters, so the last of them to commit always sees the others.
-    """
+                  now: float) -> None:
+    """Record end markers (idempotently), and for out-of-band ones the offsets they wait for.
+    Whether this completes a visit-detector is :func:`settle_markers`' business."""
     if not markers:
-        return ()
+        return
     pg = conn.dialect.name == "postgresql"
     ignore = "" if pg else "OR IGNORE "
     conflict = " ON CONFLICT DO NOTHING" if pg else ""
@@ -145,22 +142,56 @@ def write_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
         f"n_alerts, recorded_at) VALUES (:v, :d, :p, :np, :n, :now){conflict}"),
         [{"v": m.visit, "d": m.detector, "p": m.partition, "np": m.n_partitions,
           "n": m.n_alerts, "now": now} for m in markers])
-    completed = []
-    for vd in sorted({VisitDetector(m.visit, m.detector) for m in markers}):
-        completed.extend(mark_complete(conn, [vd], now, only_if_all_markers=True))
-    return tuple(completed)
+    waits = [{"v": m.visit, "d": m.detector, "t": m.topic, "p": m.partition,
+              "o": m.last_offset} for m in markers
+             if m.topic is not None and m.last_offset is not None]
+    if waits:
+        conn.execute(sa.text(
+            f"INSERT {ignore}INTO visit_detector_wait (visit, detector, topic, partition, "
+            f"last_offset) VALUES (:v, :d, :t, :p, :o){conflict}"), waits)
+
+
+#: PostgreSQL advisory lock key serializing :func:`settle_markers` between ingesters.
+_SETTLE_LOCK = 0x616C6572745F656E  # "alert_en"
+
+
+def settle_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
+                   now: float) -> list[VisitDetector]:
+    """Complete the visit-detectors whose every marker is recorded and whose every alert
+    offset is stored; return them.
+
+    Runs after this transaction's markers and offsets are written. The waits are the alert
+    offsets out-of-band markers name; one is lifted when a stored offset of that partition
+    (``consumer_offset``, written with the rows) has passed it, whichever transaction or
+    ingester stored which. On PostgreSQL one advisory lock, taken after those writes,
+    serializes this step: of two concurrent transactions, one storing a marker and one
+    storing the offsets it waits for, the second to take the lock sees the first's commit
+    (READ COMMITTED reads afresh per statement), so neither strands a visit-detector."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETTLE_LOCK})
+    candidates = {VisitDetector(m.visit, m.detector) for m in markers}
+    lifted = conn.execute(sa.text(
+        "DELETE FROM visit_detector_wait WHERE EXISTS (SELECT 1 FROM consumer_offset c "
+        "WHERE c.topic = visit_detector_wait.topic "
+        "AND c.partition = visit_detector_wait.partition "
+        "AND c.next_offset > visit_detector_wait.last_offset) "
+        "RETURNING visit, detector")).fetchall()
+    candidates.update(VisitDetector(int(v), int(d)) for v, d in lifted)
+    return mark_complete(conn, sorted(candidates), now, only_if_all_markers=True, lock=False)
 
 
 def mark_complete(conn: sa.Connection, visit_detectors: Iterable[VisitDetector], now: float,
                   *, only_if_all_markers: bool = False,
-                  n_alerts: int | None = None) -> list[VisitDetector]:
+                  n_alerts: int | None = None, lock: bool = True) -> list[VisitDetector]:
     """Insert ``ingested_visit_detector`` rows; with ``only_if_all_markers``, only for
-    visit-detectors whose end markers of every partition are recorded."""
+    visit-detectors whose end markers of every partition are recorded and that wait for no
+    alert offset. ``lock``: take a PostgreSQL advisory lock per visit-detector (callers
+    holding :func:`settle_markers`' lock need none)."""
     pg = conn.dialect.name == "postgresql"
     done = []
     for vd in visit_detectors:
         params = {"v": int(vd.visit), "d": int(vd.detector), "now": now}
-        if pg:
+        if pg and lock:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                          {"key": (int(vd.visit) * 4099 + int(vd.detector)) % (1 << 62)})
         prefix = "INSERT" if pg else "INSERT OR IGNORE"
@@ -169,6 +200,8 @@ def mark_complete(conn: sa.Connection, visit_detectors: Iterable[VisitDetector],
             sql = (f"{prefix} INTO ingested_visit_detector (visit, detector, n_alerts, "
                    "completed_at) SELECT visit, detector, SUM(n_alerts), :now "
                    "FROM visit_detector_end WHERE visit = :v AND detector = :d "
+                   "AND NOT EXISTS (SELECT 1 FROM visit_detector_wait w "
+                   "WHERE w.visit = :v AND w.detector = :d) "
                    f"GROUP BY visit, detector HAVING COUNT(*) >= MAX(n_partitions){suffix}")
         else:
             params["n"] = int(n_alerts or 0)

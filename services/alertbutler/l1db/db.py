@@ -139,7 +139,8 @@ class L1db:
         if found in _upgrade.UPGRADABLE:
             raise SchemaVersionError(
                 f"{self.url} has L1 schema version {found}; this alertbutler reads and writes "
-                f"version {SCHEMA_VERSION} (sources partitioned by time on PostgreSQL): "
+                f"version {SCHEMA_VERSION} (sources partitioned by time on PostgreSQL, "
+                "out-of-band end markers): "
                 f"upgrade it in place with 'alertbutler l1db upgrade {self.url}'",
                 found=found, expected=SCHEMA_VERSION)
         if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
@@ -176,12 +177,15 @@ class L1db:
                     now = time.time()
                     inserted = _write.write_catalog(conn, batch)
                     crash_point("l1db.store.mid-transaction")
-                    done = list(_write.write_markers(conn, markers, now))
+                    _write.write_markers(conn, markers, now)
+                    done: list[VisitDetector] = []
                     for vd in finished:  # its sources in this batch count as its alerts
                         n_alerts = _count_of(batch, vd)
                         done += _write.mark_complete(conn, [vd], now, n_alerts=n_alerts)
                     if consumed is not None:
                         _write.write_offsets(conn, consumed, sum(inserted.values()), now)
+                    # after the offsets: an out-of-band marker completes only when they pass it
+                    done += _write.settle_markers(conn, markers, now)
                 return StoreResult(inserted=inserted, completed=tuple(done))
             except sa.exc.DBAPIError as exc:
                 code = getattr(exc.orig, "sqlstate", None)

@@ -18,9 +18,11 @@ changes, so the key still makes writes idempotent). Partitions are made on deman
 Bookkeeping tables (snake_case, not Rubin's): ``metadata`` (schema version),
 ``consumer_offset`` (what an ingester has consumed, written in the same transaction as the
 rows), ``ingest_progress`` (message and row totals per ingester process, for rates),
-``visit_detector_end`` (end markers seen, one per partition), ``ingested_visit_detector``
-(visit-detectors whose every marker has been committed) and ``work_attempt`` (how often each
-prompt work item was started, so that retries stay bounded across worker crashes).
+``visit_detector_end`` (end markers seen, one per partition), ``visit_detector_wait`` (the
+alert offsets an out-of-band marker still waits for the ingester to store),
+``ingested_visit_detector`` (visit-detectors whose every marker has been committed) and
+``work_attempt`` (how often each prompt work item was started, so that retries stay bounded
+across worker crashes).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import sqlalchemy as sa
 
 #: Version of the table layout. A different major version cannot be read or written;
 #: a higher minor version of the same major only adds nullable columns or tables.
-SCHEMA_VERSION = "2.0"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL)
+SCHEMA_VERSION = "2.1"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL);
+#                          2.1 added visit_detector_wait (out-of-band end markers)
 
 #: Catalog tables partitioned by ``midpointMjdTai`` on PostgreSQL.
 PARTITIONED = ("DiaSource", "DiaForcedSource")
@@ -154,6 +157,12 @@ def build_metadata(*, partitioned: bool = False) -> sa.MetaData:
              sa.Column("n_partitions", sa.Integer, nullable=False),
              sa.Column("n_alerts", sa.Integer, nullable=False),
              sa.Column("recorded_at", sa.Double, nullable=False))
+    sa.Table("visit_detector_wait", md,
+             sa.Column("visit", sa.BigInteger, primary_key=True),
+             sa.Column("detector", sa.Integer, primary_key=True),
+             sa.Column("topic", sa.String(255), primary_key=True),
+             sa.Column("partition", sa.Integer, primary_key=True),
+             sa.Column("last_offset", sa.BigInteger, nullable=False))
     sa.Table("ingested_visit_detector", md,
              sa.Column("visit", sa.BigInteger, primary_key=True),
              sa.Column("detector", sa.Integer, primary_key=True),
