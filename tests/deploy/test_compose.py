@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alertbutler.alerts import control_topic
 from alertbutler.cli import VERBS, build_parser
 from alertbutler.config import load_config
 from alertbutler.deploy.topology import topology
@@ -100,5 +101,6 @@ def test_init_commands_parse_and_keep_next_visit_in_one_partition() -> None:
     k = config.kafka
     assert created[k.next_visit_topic] == 1
     assert created[k.work_topic] == created[k.alert_topic] == k.partitions
+    assert created[control_topic(k.alert_topic)] == 1  # the end markers (docs/alerts.md)
     assert {k.dead_letter_topic, config.prompt.status_topic} <= set(created)
     assert ["alertbutler", "l1db", "create"] in commands

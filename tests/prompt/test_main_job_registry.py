@@ -26,7 +26,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from alertbutler.alerts import known_schemas, split_header
+from alertbutler.alerts import control_topic, known_schemas, split_header
 from alertbutler.config import Config, load_config
 from alertbutler.l1db import L1db
 from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
@@ -57,10 +57,10 @@ def night(kafka_bootstrap: str, schema_registry_url: str,
     return config, run_main_job(config, MainJobOptions(**NIGHT))  # type: ignore[arg-type]
 
 
-def _topic_messages(config: Config) -> list[bytes]:
+def _topic_messages(config: Config, topic: str | None = None) -> list[bytes]:
     from alertbutler.kafka import list_topics
 
-    topic = config.kafka.alert_topic
+    topic = topic or config.kafka.alert_topic
     n = list_topics(config.kafka.bootstrap_servers).get(topic, 0)
     consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
                          "group.id": f"t-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
@@ -116,14 +116,23 @@ def test_every_message_decodes_with_confluents_deserializer_and_rubins_reader(
         writer = json.loads(client.get_schema(wire_id).schema_str)
         name = f"{writer['namespace']}.{writer['name']}" if "." not in writer["name"] \
             else writer["name"]
-        if ours[name].kind != "alert":
-            continue  # an end-of-visit-detector marker (issue 16 item 1 moves them)
+        # the alert topic holds alerts only: the end markers travel on its control topic
+        assert ours[name].kind == "alert", name
         got = fastavro.schemaless_reader(io.BytesIO(bytes(body)),
                                          fastavro.parse_schema(writer), rubin)
         assert got["diaSourceId"] == record["diaSourceId"]
         assert got["diaSource"]["psfFlux"] == record["diaSource"]["psfFlux"]
         alert_ids.add(record["diaSourceId"])
     assert failures == []
+    # the end markers: on the control topic, one per visit-detector and alert partition
+    markers = [deserialize(v, SerializationContext(control_topic(config.kafka.alert_topic),
+                                                   MessageField.VALUE))
+               for v in _topic_messages(config, control_topic(config.kafka.alert_topic))]
+    by_key = {(m["visit"], m["detector"], m["partition"]): m for m in markers}
+    assert set(by_key) == {(v, d, p) for v, d in result.statuses
+                           for p in range(config.kafka.partitions)}
+    assert {m["topic"] for m in markers} == {config.kafka.alert_topic}
+    assert sum(m["n_alerts"] for m in by_key.values()) == len(alert_ids)
     # the ids on the wire are the registry's, not the fixed ids of schemas/ids.toml
     assert not wire_ids & set(known_schemas()), wire_ids
     # each schema under Confluent's RecordNameStrategy: the subject is the full name

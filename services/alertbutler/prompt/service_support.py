@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from alertbutler.alerts import control_topic
 from alertbutler.config import Config, ConfigError
 from alertbutler.kafka import create_topics
 from alertbutler.metrics import Health, MetricsServer, ServiceMetrics
@@ -39,11 +40,14 @@ def add_service_options(parser: argparse.ArgumentParser, *, camera_help: str,
 
 
 def ensure_topics(config: Config, bootstrap: str) -> None:
-    """The prompt topics; nextVisit events keep one global order, so one partition."""
+    """The prompt topics; nextVisit events keep one global order, so one partition. The
+    alert topic's control topic carries its end markers (one partition: each marker stands
+    alone, so their order does not matter)."""
     k = config.kafka
     create_topics(bootstrap, {k.next_visit_topic: 1, k.work_topic: k.partitions,
-                              k.alert_topic: k.partitions, k.dead_letter_topic: 1,
-                              config.prompt.status_topic: 1}, settings=k.client)
+                              k.alert_topic: k.partitions, control_topic(k.alert_topic): 1,
+                              k.dead_letter_topic: 1, config.prompt.status_topic: 1},
+                  settings=k.client)
 
 
 def stop_on_signals() -> threading.Event:
