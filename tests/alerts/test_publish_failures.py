@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alertbutler.alerts import DeliveryError, decode_message
+from alertbutler.alerts import DeliveryError, control_topic, decode_message
 from alertbutler.alerts.consume import iter_topic
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
@@ -50,7 +50,7 @@ def alerts() -> list[dict]:
 
 def _topic(broker: Broker) -> str:
     name = f"alerts-fail-{uuid.uuid4().hex[:8]}"
-    create_topics(broker.bootstrap, {name: 3})
+    create_topics(broker.bootstrap, {name: 3, control_topic(name): 1})
     return name
 
 
