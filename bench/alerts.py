@@ -44,6 +44,7 @@ import _ceiling  # bench/_ceiling.py, beside this script
 
 def publish_visit(engine: str, alerts: list, wire: list, partitions: int) -> dict:
     """The visit's put, its transport alone, and the ceiling, on one broker of ``engine``."""
+    from alertbutler.alerts import control_topic
     from alertbutler.alerts.producer import AlertPublisher
     from alertbutler.alerts.publish_datastore import PublishDatastore
     from alertbutler.broker import make_broker
@@ -63,7 +64,8 @@ def publish_visit(engine: str, alerts: list, wire: list, partitions: int) -> dic
                                   partitions=partitions, label=f"[{engine}] before: ")
         topic = f"bench-alerts-{uuid.uuid4().hex[:8]}"
         wire_topic = f"{topic}-wire"
-        create_topics(broker.bootstrap, {topic: partitions, wire_topic: partitions})
+        create_topics(broker.bootstrap, {topic: partitions, wire_topic: partitions,
+                                         control_topic(topic): 1})
         store = PublishDatastore(bootstrap=broker.bootstrap, topic_template=topic)
         store.put(alerts[:20], DatasetRef.make(dataset_type, data_id, "warmup"))  # connect
         ref = DatasetRef.make(dataset_type, data_id, "bench")
@@ -73,7 +75,7 @@ def publish_visit(engine: str, alerts: list, wire: list, partitions: int) -> dic
         print(f"[{engine}] put of {len(alerts)} alerts acknowledged in {publish:.2f} s",
               flush=True)
         store.close()
-        delete_topics(broker.bootstrap, [topic])  # the embedded broker keeps it in memory
+        delete_topics(broker.bootstrap, [topic, control_topic(topic)])  # the embedded broker keeps it in memory
 
         with AlertPublisher(broker.bootstrap) as publisher:
             publisher.publish(wire_topic, wire[:20])
