@@ -75,7 +75,8 @@ def publish_visit(engine: str, alerts: list, wire: list, partitions: int) -> dic
         print(f"[{engine}] put of {len(alerts)} alerts acknowledged in {publish:.2f} s",
               flush=True)
         store.close()
-        delete_topics(broker.bootstrap, [topic, control_topic(topic)])  # the embedded broker keeps it in memory
+        # the embedded broker keeps them in memory
+        delete_topics(broker.bootstrap, [topic, control_topic(topic)])
 
         with AlertPublisher(broker.bootstrap) as publisher:
             publisher.publish(wire_topic, wire[:20])
