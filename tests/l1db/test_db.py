@@ -69,6 +69,29 @@ def test_incompatible_schema_version_is_refused(db_url: str) -> None:
         L1db(db_url)
 
 
+def test_schema_2_0_is_upgraded_with_the_wait_table(db_url: str) -> None:
+    """A 2.0 database (no visit_detector_wait) is refused with the upgrade command, and the
+    upgrade adds the table and nothing else (its sources stay where they are)."""
+    db = L1db.create(db_url)
+    db.store(RowBatch.build(), markers=[VisitDetectorEnd(
+        visit=1, detector=2, partition=0, n_partitions=1, n_alerts=0)])
+    db.close()
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE visit_detector_wait"))
+        conn.execute(sa.text("UPDATE metadata SET value = '2.0' WHERE name = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match=r"2\.0.*l1db upgrade"):
+        L1db(db_url)
+    assert L1db.upgrade(db_url) == "2.0"
+    with L1db(db_url) as db:
+        assert db.schema_version == SCHEMA_VERSION == "2.1"
+        assert db.is_ingested(1, 2)
+        waiting = [VisitDetectorEnd(visit=3, detector=2, partition=0, n_partitions=1,
+                                    n_alerts=1, topic="t", last_offset=5)]
+        assert db.store(RowBatch.build(), markers=waiting).completed == ()
+
+
 def test_missing_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(L1dbNotFoundError, match="l1db create"):
         L1db(f"sqlite:///{tmp_path / 'nothing.sqlite3'}")
