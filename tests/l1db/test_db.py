@@ -72,6 +72,8 @@ def test_incompatible_schema_version_is_refused(db_url: str) -> None:
 def test_schema_2_0_is_upgraded_with_the_wait_table(db_url: str) -> None:
     """A 2.0 database (no visit_detector_wait) is refused with the upgrade command, and the
     upgrade adds the table and nothing else (its sources stay where they are)."""
+    if db_url.startswith("cassandra://"):
+        pytest.skip("SQL databases only: a Cassandra keyspace is made at 2.1")
     db = L1db.create(db_url)
     db.store(RowBatch.build(), markers=[VisitDetectorEnd(
         visit=1, detector=2, partition=0, n_partitions=1, n_alerts=0)])

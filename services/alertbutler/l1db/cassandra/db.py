@@ -223,13 +223,20 @@ class CassandraL1db:
         now = time.time()
         inserted = self._write_catalog(batch)
         crash_point("l1db.store.mid-transaction")
-        done = list(self._write_markers(markers, now))
+        self._write_markers(markers, now)
+        done: list[VisitDetector] = []
         for vd in finished:
             n = _count_of(batch, vd)
             if self._mark_complete(vd, n, now):
                 done.append(vd)
+        # Completeness before the offsets (the rows are written: the batch's offsets count
+        # already), so a writer dying after its offsets leaves nothing half-settled; and once
+        # more after them, so that of two writers (one storing markers, one the alert offsets
+        # they wait for) the later always sees the other's write (QUORUM both ways).
+        done += self._settle(markers, consumed, now)
         if consumed is not None:
             self._write_offsets(consumed, sum(inserted.values()), now)
+            done += self._settle((), consumed, now)
         return StoreResult(inserted=inserted, completed=tuple(done))
 
     def _write_catalog(self, batch: RowBatch) -> dict[str, int]:
@@ -342,23 +349,58 @@ class CassandraL1db:
         self._run(f"DELETE FROM {self._t('DiaObjectLast')} USING TIMESTAMP ? WHERE "
                   "apdb_part = ? AND \"diaObjectId\" = ?", [(s - 1, p, o) for s, p, o in moved])
 
-    def _write_markers(self, markers: Sequence[VisitDetectorEnd],
-                       now: float) -> list[VisitDetector]:
+    def _write_markers(self, markers: Sequence[VisitDetectorEnd], now: float) -> None:
+        """Markers, and for out-of-band ones the wait on their alert partition."""
         if not markers:
-            return []
+            return
         self._run(f"INSERT INTO {self._t('visit_detector_end')} (visit, detector, partition, "
-                  "n_partitions, n_alerts, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-                  [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts, now)
-                   for m in markers])
+                  "n_partitions, n_alerts, recorded_at, topic, last_offset) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts, now,
+                    m.topic, m.last_offset) for m in markers])
+        self._run(f"INSERT INTO {self._t('visit_detector_wait')} (topic, partition, visit, "
+                  "detector, last_offset) VALUES (?, ?, ?, ?, ?)",
+                  [(m.topic, m.partition, m.visit, m.detector, m.last_offset) for m in markers
+                   if m.topic is not None and m.last_offset is not None])
+
+    def _settle(self, markers: Sequence[VisitDetectorEnd], consumed: ConsumedOffsets | None,
+                now: float) -> list[VisitDetector]:
+        """Complete the visit-detectors of ``markers``, and those waiting on the partitions
+        ``consumed`` moves past their offsets, whose every marker is in and every alert
+        offset stored. A wait is deleted only after its visit-detector's completeness row
+        is written, so a writer dying in between leaves it to be settled again."""
+        offsets: dict[tuple[str, int], int] = {}
+        if consumed is not None:
+            offsets.update(self._stored_offsets(consumed.consumer))
+            for key, o in consumed.next_offsets.items():
+                offsets[key] = max(offsets.get(key, 0), o)
+        candidates = {VisitDetector(m.visit, m.detector) for m in markers}
+        for (topic, partition) in sorted(consumed.next_offsets if consumed else ()):
+            for v, d, last in self._session.execute(self._prep(
+                    f"SELECT visit, detector, last_offset FROM {self._t('visit_detector_wait')} "
+                    "WHERE topic = ? AND partition = ?"), (topic, partition)):
+                if offsets[(topic, partition)] > last:
+                    candidates.add(VisitDetector(int(v), int(d)))
         done = []
-        for vd in sorted({VisitDetector(m.visit, m.detector) for m in markers}):
+        for vd in sorted(candidates):
             got = list(self._session.execute(self._prep(
-                f"SELECT n_partitions, n_alerts FROM {self._t('visit_detector_end')} "
-                "WHERE visit = ? AND detector = ?"), (vd.visit, vd.detector)))
-            if got and len(got) >= max(n for n, _ in got) and \
-                    self._mark_complete(vd, sum(a for _, a in got), now):
+                f"SELECT n_partitions, n_alerts, topic, partition, last_offset FROM "
+                f"{self._t('visit_detector_end')} WHERE visit = ? AND detector = ?"),
+                (vd.visit, vd.detector)))
+            if not got or len(got) < max(n for n, *_ in got):
+                continue
+            waits = [(t, p, last) for _, _, t, p, last in got if t is not None and last is not None]
+            if any(offsets.get((t, p), 0) <= last for t, p, last in waits):
+                continue
+            if self._mark_complete(vd, sum(a for _, a, *_ in got), now):
                 done.append(vd)
+            self._run(f"DELETE FROM {self._t('visit_detector_wait')} WHERE topic = ? AND "
+                      "partition = ? AND visit = ? AND detector = ?",
+                      [(t, p, vd.visit, vd.detector) for t, p, _ in waits])
         return done
+
+    def _stored_offsets(self, consumer: str) -> dict[tuple[str, int], int]:
+        return {key: o.next_offset for key, o in self.consumer_offsets(consumer).items()}
 
     def _mark_complete(self, vd: VisitDetector, n_alerts: int, now: float) -> bool:
         """Insert the completeness row once: a lightweight transaction, so of concurrent

@@ -12,9 +12,11 @@ partitioned for Cassandra.
   with ``USING TIMESTAMP`` = the version's validity time, so Cassandra's last-write-wins keeps
   the newest version whatever order versions arrive in. ``DiaObject`` (every version) is
   partitioned by ``diaObjectId``.
-- Bookkeeping: markers, completeness (written with a lightweight transaction, so exactly one
-  writer reports a visit-detector complete), consumer offsets (their write timestamp is the
-  offset, so a stale replay never moves one back), progress counters, the work-attempt ledger.
+- Bookkeeping: markers (out-of-band ones with the alert offset they wait for, and an index of
+  those waits by alert partition, ``visit_detector_wait``), completeness (written with a
+  lightweight transaction, so exactly one writer reports a visit-detector complete), consumer
+  offsets (their write timestamp is the offset, so a stale replay never moves one back),
+  progress counters, the work-attempt ledger.
 
 Every key is the SQL table's key, so a replayed write rewrites the same cells: idempotent.
 """
@@ -84,8 +86,11 @@ def statements(keyspace: str, replication: int) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {ks}.ingest_progress_time (consumer text, member text, "
         "updated_at double, PRIMARY KEY ((consumer), member))",
         f"CREATE TABLE IF NOT EXISTS {ks}.visit_detector_end (visit bigint, detector int, "
-        "partition int, n_partitions int, n_alerts int, recorded_at double, "
-        "PRIMARY KEY ((visit, detector), partition))",
+        "partition int, n_partitions int, n_alerts int, recorded_at double, topic text, "
+        "last_offset bigint, PRIMARY KEY ((visit, detector), partition))",
+        f"CREATE TABLE IF NOT EXISTS {ks}.visit_detector_wait (topic text, partition int, "
+        "visit bigint, detector int, last_offset bigint, "
+        "PRIMARY KEY ((topic, partition), visit, detector))",
         f"CREATE TABLE IF NOT EXISTS {ks}.ingested_visit_detector (visit bigint, detector int, "
         "n_alerts int, completed_at double, PRIMARY KEY ((visit), detector))",
         f"CREATE TABLE IF NOT EXISTS {ks}.work_attempt (item text PRIMARY KEY, attempts int, "
