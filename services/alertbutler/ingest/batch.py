@@ -78,11 +78,11 @@ def sort_batch(messages: list[Message]) -> SortedBatch:
         if decoded.kind == "alert" and not on_control:
             alerts.append((msg, decoded.record))
         elif decoded.kind == "visit_detector_end":
-            marker, problem = _marker(msg, decoded.record)
+            marker, why = _marker(msg, decoded.record)
             if marker is None:
-                error = ("MarkerPartitionError" if "wrong partition" in problem
+                error = ("MarkerPartitionError" if "wrong partition" in why
                          else "MarkerPlacementError")
-                dead.append(DeadLetter(msg, problem, error))
+                dead.append(DeadLetter(msg, why, error))
                 continue
             markers.append(marker)
         else:
