@@ -6,14 +6,15 @@
     ├── ConfigError                     (configuration: a key, a value, a file)
     ├── ButlerError ── ...              (butler: data IDs, datasets, collections, imports)
     ├── AlertFormatError, CutoutError   (alert packets on the wire)
-    ├── DeliveryError                   retriable, outage (the broker did not acknowledge)
+    ├── DeliveryError                   retriable, outage (the broker did not acknowledge;
+    │                                   kafka.produce, also alerts' and ingest's DeadLetterError)
     ├── L1dbError ── ...                (the L1 database)
     ├── ImagingError ── ...             (pixel algorithms)
     ├── BrokerError, JvmError           (starting a broker)
     ├── TopicError, KafkaAccessError    (Kafka administration, refusals)
     ├── BrokerUnreachable               retriable, outage
     ├── SimError                        (the simulator)
-    └── services: PromptError, SubscribeError, ReplayError, DeadLetterError, Deployment...
+    └── services: PromptError, SubscribeError, ReplayError, Deployment...
 
 Each package keeps its own errors (mixed with the stdlib meaning, ``LookupError``,
 ``ValueError``...); this root lets a caller catch alertbutler's errors as one, and ask

@@ -28,6 +28,7 @@ import pytest
 
 from alertbutler.alerts import decode_message
 from alertbutler.deploy.up import Deployment, UpOptions
+from alertbutler.kafka import parse_headers
 from alertbutler.l1db import L1db
 from alertbutler.prompt.packaging import without_processing_times
 from tests.deploy.nights import (
@@ -156,13 +157,12 @@ def test_sigkill_worker_ingester_fanout_loses_nothing(tmp_path: Path,
         # with its reason after bounded retries (then it has no alerts, and the night went on)
         failed = {vd: s.message for vd, s in progress.statuses.items() if not s.ok}
         dead: dict[tuple[int, int], str] = {}
-        # alerts the ingester set aside (headers dlt.reason, ...): never expected; they
+        # alerts the ingester set aside (see alertbutler.kafka.deadletter): never expected; they
         # would leave a visit-detector completed by its markers with no rows
         dead_alerts: dict[tuple[int, int], list[str]] = {}
         for msg in read_topic(bootstrap, config.kafka.dead_letter_topic, quiet_s=2.0):
-            headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
-            reason = headers.get("reason") or headers.get("dlt.reason")
-            assert reason, (seed, headers)
+            reason = parse_headers(msg.headers()).reason
+            assert reason, (seed, msg.headers())
             with contextlib.suppress(Exception):  # undecodable letters keep their reason
                 decoded = decode_message(msg.value())
                 if decoded.kind == "work_item":

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from alertbutler.cli import main
 from alertbutler.config import Config, dump_toml
+from alertbutler.kafka import Outgoing, produce_acknowledged
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import WorkAttempts
 from alertbutler.metrics import ServiceMetrics
@@ -26,7 +27,6 @@ from alertbutler.prompt.kafka_io import (
     commit_past,
     make_consumer,
     make_producer,
-    produce_all,
     report_lag,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
@@ -45,8 +45,9 @@ def _items(config: Config, n: int = 3) -> list[WorkItem]:
                       nimages=1, survey="test", sent_at=0.0)
     items = [WorkItem.for_detector(event, d) for d in range(n)]
     producer = make_producer(config, config.kafka.bootstrap_servers)
-    produce_all(producer, [(config.kafka.work_topic, i.key, encode_work_item(i),
-                            i.detector % config.kafka.partitions) for i in items])
+    produce_acknowledged(producer, [Outgoing(config.kafka.work_topic, encode_work_item(i), i.key,
+                                             i.detector % config.kafka.partitions)
+                                    for i in items])
     return items
 
 
@@ -117,8 +118,8 @@ def test_item_that_kills_its_worker_is_dead_lettered_after_bounded_attempts(
     assert not statuses[POISON].ok and reason in statuses[POISON].message
     letters = _dead_letters(worker_config)
     assert len(letters) == 1
-    assert letters[0]["reason"].startswith("gave up after 2 attempts")
-    assert reason in letters[0]["reason"]
+    assert letters[0]["dlt.reason"].startswith("gave up after 2 attempts")
+    assert reason in letters[0]["dlt.reason"]
     row = WorkAttempts(L1db(worker_config.l1db_url)).get(
         f"{worker_config.kafka.work_topic}:{items[POISON].label}")
     assert row is not None and row["finished_at"] is not None and row["attempts"] == 3
@@ -136,8 +137,8 @@ def test_item_that_raises_is_retried_then_dead_lettered_with_its_error(
     assert worker.items_done == len(items)
     letters = _dead_letters(worker_config)
     assert len(letters) == 1
-    assert "RuntimeError: poisoned detector 1" in letters[0]["reason"]
-    assert "Traceback" in letters[0]["traceback"]
+    assert "RuntimeError: poisoned detector 1" in letters[0]["dlt.reason"]
+    assert "Traceback" in letters[0]["dlt.traceback"]
 
 
 def test_attempts_are_shared_and_finished_items_start_again(
@@ -307,14 +308,15 @@ def test_an_item_whose_dependency_is_queued_behind_it_waits_its_turn(
     worker = Worker(config, config.kafka.bootstrap_servers, processor)
     thread = threading.Thread(target=worker.run, args=(threading.Event(),),
                               kwargs={"idle_exit_s": 6.0}, daemon=True)
-    produce_all(producer, [(config.kafka.work_topic, later.key, encode_work_item(later), 0)])
+    produce_acknowledged(producer, [Outgoing(config.kafka.work_topic, encode_work_item(later),
+                                             later.key, 0)])
     thread.start()
     deadline = time.monotonic() + 60
     while not (processor.asked.is_set() or processor.order):
         assert time.monotonic() < deadline, "the later item never reached the worker"
         time.sleep(0.1)
-    produce_all(producer, [(config.kafka.work_topic, earlier.key, encode_work_item(earlier),
-                            1)])
+    produce_acknowledged(producer, [Outgoing(config.kafka.work_topic, encode_work_item(earlier),
+                                             earlier.key, 1)])
     thread.join(120)
     assert not thread.is_alive()
     assert processor.order == [(7, 1), (8, 0)]

@@ -7,9 +7,12 @@ the field, when there is one) so an operator can act on a single log line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from alertbutler.errors import AlertbutlerError
+from alertbutler.kafka.produce import DeliveryError
+
+__all__ = ["AlertFormatError", "BadMagicByteError", "CutoutError", "DeliveryError",
+           "SchemaViolationError", "TruncatedMessageError",
+           "UnknownSchemaError"]
 
 
 class AlertFormatError(AlertbutlerError, ValueError):
@@ -42,21 +45,3 @@ class SchemaViolationError(AlertFormatError):
 
 class CutoutError(AlertbutlerError, ValueError):
     """A cutout cannot be made or read (bad size, shapes that differ, not a FITS file)."""
-
-
-class DeliveryError(AlertbutlerError, RuntimeError):
-    """Some alerts of a batch were not acknowledged by the broker.
-
-    ``undelivered`` holds the diaSourceIds (or, for messages without one, the batch indices)
-    that the broker did not acknowledge; every other message of the batch was acknowledged.
-    ``retriable`` says whether all failures were of a kind that a later retry may fix.
-    """
-
-    outage = True
-
-    def __init__(self, message: str, *, undelivered: Sequence[int],
-                 delivered: int = 0, retriable: bool = True) -> None:
-        super().__init__(message)
-        self.undelivered = tuple(undelivered)
-        self.delivered = delivered
-        self.retriable = retriable

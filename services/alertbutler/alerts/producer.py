@@ -16,14 +16,13 @@ order they were published.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from alertbutler.alerts._errors import DeliveryError
 from alertbutler.kafka.outage import librdkafka_logger
+from alertbutler.kafka.produce import Delivery, DeliveryError, Outgoing, produce_acknowledged
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,6 @@ class Message(NamedTuple):
     value: bytes
     ident: int
     partition: int | None = None
-
-
-class Delivery(NamedTuple):
-    """Where the broker put an acknowledged message."""
-
-    partition: int
-    offset: int
 
 
 def alert_key(record: Mapping[str, Any]) -> bytes:
@@ -166,65 +158,16 @@ class AlertPublisher:
 
     def _publish(self, topic: str, messages: Sequence[Message],
                  timeout: float | None) -> list[Delivery]:
-        producer = self.producer
-        results: list[Delivery | None] = [None] * len(messages)
-        errors: dict[int, KafkaError] = {}
-        acked = [0]
-        progress = self.progress
-
-        def report(index: int):
-            def on_delivery(err: KafkaError | None, msg: Any) -> None:
-                if err is None:
-                    results[index] = Delivery(msg.partition(), msg.offset())
-                    acked[0] += 1
-                    if progress is not None:
-                        progress(acked[0])
-                else:
-                    errors[index] = err
-            return on_delivery
-
-        queued = 0
+        outgoing = [Outgoing(topic, m.value, m.key, m.partition, ident=m.ident)
+                    for m in messages]
         try:
-            for i, m in enumerate(messages):
-                kwargs: dict[str, Any] = {"key": m.key, "value": m.value,
-                                          "on_delivery": report(i)}
-                if m.partition is not None:
-                    kwargs["partition"] = m.partition
-                while True:
-                    try:
-                        producer.produce(topic, **kwargs)
-                        break
-                    except BufferError:  # local queue full: let deliveries drain it
-                        producer.poll(0.05)
-                queued += 1
-                if queued % 1000 == 0:
-                    producer.poll(0)
-        except KafkaException as exc:  # e.g. a fatal idempotence error: start afresh next time
-            self._reset_if_fatal(exc.args[0])
-            log.warning("produce refused after %d of %d messages: %s", queued,
-                        len(messages), exc)
-        deadline = time.monotonic() + (timeout if timeout is not None
-                                       else self.delivery_timeout_s + 30.0)
-        while time.monotonic() < deadline:
-            if producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) == 0:
-                break
-        producer.poll(0)
-        missing = [i for i in range(len(messages)) if results[i] is None]
-        if not missing:
-            return results  # type: ignore[return-value]
-        for err in errors.values():
-            self._reset_if_fatal(err)
-        delivered = len(messages) - len(missing)
-        retriable = all(errors.get(i) is None or errors[i].retriable() or
-                        errors[i].code() == KafkaError._MSG_TIMED_OUT for i in missing)
-        causes = sorted({str(errors[i].name()) if i in errors else "no delivery report"
-                         for i in missing})
-        idents = [messages[i].ident for i in missing]
-        shown = ", ".join(map(str, idents[:20])) + (" ..." if len(idents) > 20 else "")
-        raise DeliveryError(
-            f"{len(missing)} of {len(messages)} messages to {topic!r} were not acknowledged "
-            f"({', '.join(causes)}): {shown}",
-            undelivered=idents, delivered=delivered, retriable=retriable)
+            return produce_acknowledged(
+                self.producer, outgoing, progress=self.progress,
+                timeout=timeout if timeout is not None else self.delivery_timeout_s + 30.0)
+        except DeliveryError as exc:  # a fatal error: start afresh next time
+            for err in exc.errors:
+                self._reset_if_fatal(err)
+            raise
 
     def _reset_if_fatal(self, err: KafkaError) -> None:
         if err.fatal() or err.code() == KafkaError.PRODUCER_FENCED:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from alertbutler.sim import Simulator
 
+from alertbutler.kafka import Outgoing, produce_acknowledged
+
 log = logging.getLogger(__name__)
 
 
@@ -121,9 +123,8 @@ class Feed(threading.Thread):
 
     def publish(self, key: bytes | None, value: bytes, *, visit: int, group_id: str) -> float:
         """One nextVisit message on the deployment's topic; returns when it was acknowledged."""
-        from alertbutler.prompt.kafka_io import produce_all
 
-        produce_all(self.producer, [(self.topic, key, value, None)])
+        produce_acknowledged(self.producer, [Outgoing(self.topic, value, key)])
         sent = time.time()
         self.log.event_sent_at[visit] = sent
         log.info("nextVisit sent", extra={"visit": visit, "group": group_id})

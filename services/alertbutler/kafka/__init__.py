@@ -7,6 +7,8 @@ from alertbutler.kafka.clients import (
     group_id,
     kafka_session,
 )
+from alertbutler.kafka.deadletter import DeadLetterInfo, dead_letter, dead_letter_of, parse_headers
+from alertbutler.kafka.produce import Delivery, DeliveryError, Outgoing, produce_acknowledged
 from alertbutler.kafka.topics import (
     BrokerUnreachable,
     create_topics,
@@ -22,19 +24,27 @@ from alertbutler.kafka.transactions import (
 
 __all__ = [
     "BrokerUnreachable",
+    "DeadLetterInfo",
+    "Delivery",
+    "DeliveryError",
     "KafkaAccessError",
+    "Outgoing",
     "TransactionSupport",
     "access_error",
     "aiokafka_settings",
     "confluent_settings",
     "create_topics",
+    "dead_letter",
+    "dead_letter_of",
     "delete_topics",
     "group_id",
     "is_refusal",
     "kafka_session",
     "list_topics",
+    "parse_headers",
     "probe_access",
     "probe_broker",
     "probe_transactions",
+    "produce_acknowledged",
     "transaction_support",
 ]

@@ -22,8 +22,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from alertbutler.kafka import Outgoing, produce_acknowledged
 from alertbutler.prompt.events import NextVisit, encode_next_visit
-from alertbutler.prompt.kafka_io import produce_all
 from alertbutler.prompt.raws import raw_path
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ class NightDriver(threading.Thread):
                 return
             announced = time.monotonic()
             event = self._event(index, record)
-            produce_all(self.producer, [(self.topic, event.group_id.encode(),
-                                         encode_next_visit(event), None)])
+            produce_acknowledged(self.producer, [Outgoing(self.topic, encode_next_visit(event),
+                                                          event.group_id.encode())])
             self.log.event_sent_at[visit.visit] = event.sent_at
             self.log.announced.append(visit.visit)
             raws = []

@@ -35,6 +35,7 @@ from confluent_kafka import (
 
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
+from alertbutler.kafka import Outgoing, dead_letter_of, produce_acknowledged
 from alertbutler.kafka.message import placed
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError, UnknownDetectorError
@@ -47,12 +48,10 @@ from alertbutler.prompt.events import (
     safe_name,
 )
 from alertbutler.prompt.kafka_io import (
-    Outgoing,
     broker_watch,
     commit_past,
     make_consumer,
     make_producer,
-    produce_all,
     serve,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
@@ -223,14 +222,15 @@ class FanoutService:
                 if self.metrics is not None:
                     self.metrics.dead_lettered.labels(self.metrics.service, "bad-event").inc()
                 log.error("bad nextVisit event", extra={"offset": msg.offset(), "error": str(exc)})
-                produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
-                            headers=[("reason", str(exc).encode()),
-                                     ("source", b"alertbutler-fanout")])
+                produce_acknowledged(producer, [dead_letter_of(
+                    msg, kafka.dead_letter_topic, reason=str(exc), error=type(exc).__name__,
+                    service="alertbutler-fanout")])
             return
         if replay:
             return
         out: list[Outgoing] = [
-            (kafka.work_topic, item.key, encode_work_item(item), item.detector % n_partitions)
+            Outgoing(kafka.work_topic, encode_work_item(item), item.key,
+                     item.detector % n_partitions)
             for item in result.items]
         for error in result.errors:
             log.error("refused detector of a nextVisit",
@@ -240,8 +240,8 @@ class FanoutService:
                 instrument=event.instrument, group_id=event.group_id, visit=event.visit,
                 detector=int(error.detector or 0), ok=False, reason=error.reason,
                 message=str(error), worker="fanout", finished_at=time.time())
-            out.append((prompt.status_topic, status.key, status.to_json(), None))
-        produce_all(producer, out)
+            out.append(Outgoing(prompt.status_topic, status.to_json(), status.key))
+        produce_acknowledged(producer, out)
         self.items_sent += len(result.items)
         if self.metrics is not None:
             self.metrics.messages_consumed.labels(self.metrics.service).inc()

@@ -1,8 +1,9 @@
 """Kafka plumbing of the prompt services: acknowledged produces and manual-commit consumers.
 
 Both services commit a consumed offset only after everything it caused was acknowledged, so
-their producers are idempotent with ``acks=all`` and ``produce_all`` waits for every delivery
-report and raises naming what was not delivered. Consumers never auto-commit.
+their producers are idempotent with ``acks=all`` and they produce with
+:func:`~alertbutler.kafka.produce_acknowledged`, which waits for every delivery report and
+raises naming what was not delivered. Consumers never auto-commit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -20,16 +21,8 @@ from alertbutler.config import Config
 from alertbutler.kafka import confluent_settings, group_id
 from alertbutler.kafka.outage import BrokerWatch, quiet_confluent
 from alertbutler.metrics import Health, ServiceMetrics
-from alertbutler.prompt.errors import PromptError
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryFailedError(PromptError):
-    """Some messages were not acknowledged; nothing that caused them may be committed."""
-
-    retriable = True
-    outage = True
 
 
 def broker_watch(config: Config, bootstrap: str, service: str,
@@ -58,43 +51,6 @@ def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Co
         "partition.assignment.strategy": "roundrobin",
         "heartbeat.interval.ms": max(500, config.kafka.session_timeout_ms // 3),
         **quiet_confluent(f"consumer {name}"), **extra}))
-
-
-# topic, key, value, partition; a dead letter keeps a value-less (tombstone) message as it came
-Outgoing = tuple[str, bytes | None, bytes | None, int | None]
-
-
-def produce_all(producer: Producer, messages: Iterable[Outgoing], *,
-                timeout: float = 30.0, headers: list[tuple[str, bytes]] | None = None) -> int:
-    """Produce and wait for every acknowledgement; raise naming the undelivered ones."""
-    failures: list[str] = []
-    pending = 0
-
-    def report(err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            failures.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
-
-    for topic, key, value, partition in messages:
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": report}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = headers
-        while True:
-            try:
-                producer.produce(topic, **kwargs)
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
-        pending += 1
-    remaining = producer.flush(timeout)
-    if remaining:
-        raise DeliveryFailedError(f"{remaining} of {pending} messages not acknowledged "
-                                  f"within {timeout:.0f} s")
-    if failures:
-        raise DeliveryFailedError(f"{len(failures)} of {pending} messages not delivered: "
-                                  + "; ".join(failures[:5]))
-    return pending
 
 
 def commit_past(consumer: Consumer, msg: Message) -> bool:

@@ -43,6 +43,7 @@ from confluent_kafka import (
 from alertbutler import errors
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
+from alertbutler.kafka import Outgoing, dead_letter_of, produce_acknowledged
 from alertbutler.kafka.message import placed
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import Attempt, WorkAttempts
@@ -54,7 +55,6 @@ from alertbutler.prompt.kafka_io import (
     commit_past,
     make_consumer,
     make_producer,
-    produce_all,
     serve,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
@@ -237,9 +237,9 @@ class Worker:
             item = decode_work_item(msg.value())
         except BadEventError as exc:
             log.error("undecodable work item", extra={"offset": msg.offset(), "error": str(exc)})
-            produce_all(producer, [(kafka.dead_letter_topic, msg.key(), msg.value(), None)],
-                        headers=[("reason", str(exc).encode()),
-                                 ("source", b"alertbutler-worker")])
+            produce_acknowledged(producer, [dead_letter_of(
+                msg, kafka.dead_letter_topic, reason=str(exc), error=type(exc).__name__,
+                service="alertbutler-worker")])
             commit_past(consumer, msg)
             self._count("undecodable")
             return
@@ -286,8 +286,8 @@ class Worker:
                     traceback.format_exc()[-2000:])
             self._current = None
         try:
-            produce_all(producer, [(self.config.prompt.status_topic, status.key,
-                                    status.to_json(), None)])
+            produce_acknowledged(producer, [Outgoing(self.config.prompt.status_topic,
+                                                     status.to_json(), status.key)])
             self.ledger.finished(attempt)
         except Exception as exc:
             if not is_outage(exc):
@@ -346,13 +346,9 @@ class Worker:
         except Exception:  # already failing: say so, keep the dead letter going
             log.exception("could not close the abandoned visit-detector",
                           extra={"item": item.label})
-        headers = [("reason", reason.encode()), ("source", b"alertbutler-worker"),
-                   ("source.partition", str(msg.partition()).encode()),
-                   ("source.offset", str(msg.offset()).encode())]
-        if trace:
-            headers.append(("traceback", trace.encode()))
-        produce_all(producer, [(self.config.kafka.dead_letter_topic, msg.key(), msg.value(),
-                                None)], headers=headers)
+        produce_acknowledged(producer, [dead_letter_of(
+            msg, self.config.kafka.dead_letter_topic, reason=reason, error="gave-up",
+            service="alertbutler-worker", traceback=trace or None)])
         if self.metrics is not None:
             self.metrics.dead_lettered.labels(self.metrics.service, "gave-up").inc()
         return VisitDetectorStatus(
