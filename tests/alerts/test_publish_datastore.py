@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 
 from alertbutler.alerts import DeliveryError, control_topic, decode_message
-from alertbutler.alerts.consume import iter_topic
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
 from alertbutler.butler import DatasetNotFoundError, StorageClassError
 from alertbutler.kafka import create_topics
+from alertbutler.kafka.read import iter_topic
 
 from .conftest import ALERT_PACKET, make_ref
 

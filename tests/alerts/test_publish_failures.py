@@ -16,11 +16,11 @@ from collections.abc import Iterator
 import pytest
 
 from alertbutler.alerts import DeliveryError, control_topic, decode_message
-from alertbutler.alerts.consume import iter_topic
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
 from alertbutler.broker import Broker, make_broker
 from alertbutler.kafka import create_topics
+from alertbutler.kafka.read import iter_topic
 
 from .conftest import make_ref
 

@@ -11,13 +11,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from alertbutler.alerts import DeliveryError
 from alertbutler.alerts.archive import read_alert_file
-from alertbutler.alerts.consume import iter_topic
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
 from alertbutler.alerts.registry import registry_client, registry_codec
 from alertbutler.butler import Butler
 from alertbutler.butler.datastores import ChainedDatastore, FileDatastore
 from alertbutler.butler.testing import INSTRUMENT, populate
+from alertbutler.kafka.read import iter_topic
 
 N = 10_000
 

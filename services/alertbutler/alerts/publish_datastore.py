@@ -35,7 +35,6 @@ from typing import Any
 
 from alertbutler.alerts._errors import DeliveryError
 from alertbutler.alerts.codec import Codec
-from alertbutler.alerts.consume import fetch_messages
 from alertbutler.alerts.formatter import register_formatters
 from alertbutler.alerts.messages import control_topic, default_codec, visit_detector_end_record
 from alertbutler.alerts.producer import AlertPublisher, Delivery, Message, alert_key
@@ -47,6 +46,7 @@ from alertbutler.butler import (
     DatastoreRecord,
     StorageClassError,
 )
+from alertbutler.kafka.read import fetch_messages
 
 log = logging.getLogger(__name__)
 register_formatters()  # so a chained file datastore can archive alerts as Avro

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from alertbutler.config import Config
-from alertbutler.kafka.message import placed, value_of
 from alertbutler.prompt.quality import evaluate
 from alertbutler.prompt.report import ReportData, percentile, write_report
 from alertbutler.prompt.status import VisitDetectorStatus
@@ -26,33 +24,18 @@ def read_alerts(config: Config, *, timeout: float = 60.0
     """Every alert on the alert topic (markers skipped), first copy of each diaSourceId,
     and the number of alert messages (re-processed visit-detectors publish twice)."""
     from alertbutler.alerts import decode_message
-    from alertbutler.kafka import list_topics
+    from alertbutler.kafka.read import iter_topic
 
-    topic = config.kafka.alert_topic
-    n = list_topics(config.kafka.bootstrap_servers, settings=config.kafka.client).get(topic, 0)
-    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
-                         "group.id": "alertbutler-mainjob-reader", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "log_level": 3, **config.kafka.client})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
     seen: dict[int, dict[str, Any]] = {}
     n_messages = 0
-    at_end: set[int] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while len(at_end) < n and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=0.5):
-                err = msg.error()
-                if err:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(placed(msg)[1])
-                    continue
-                at_end.discard(placed(msg)[1])
-                decoded = decode_message(value_of(msg))
-                if decoded.kind == "alert":
-                    n_messages += 1
-                    seen.setdefault(int(decoded.record["diaSourceId"]), decoded.record)
-    finally:
-        consumer.close()
+    with contextlib.suppress(TimeoutError, LookupError):  # what came in time; no topic: none
+        for msg in iter_topic(config.kafka.bootstrap_servers, config.kafka.alert_topic,
+                              settings={"log_level": 3, **config.kafka.client},
+                              idle_timeout=None, timeout=timeout):
+            decoded = decode_message(msg.value)
+            if decoded.kind == "alert":
+                n_messages += 1
+                seen.setdefault(int(decoded.record["diaSourceId"]), decoded.record)
     return [seen[k] for k in sorted(seen)], n_messages
 
 

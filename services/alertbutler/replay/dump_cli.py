@@ -90,10 +90,10 @@ def _dump_file(args: argparse.Namespace) -> int:
 
 def _dump_topic(args: argparse.Namespace, config: Config) -> int:
     from alertbutler.alerts import AlertFormatError
-    from alertbutler.alerts.consume import iter_topic
     from alertbutler.alerts.dump import dumps, jsonable
     from alertbutler.alerts.registry import codec_for
     from alertbutler.kafka import confluent_settings
+    from alertbutler.kafka.read import iter_topic
 
     source = args.source
     if source.startswith("kafka://"):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from alertbutler.config import Config
-from alertbutler.kafka.message import placed, value_of
 from alertbutler.replay.compare import Comparison, compare_alerts, html_page, html_section
 from alertbutler.replay.night_run import (
     NightRunResult,
@@ -350,31 +349,20 @@ def record_live_night(config: Config, out: Path, *, visits: Sequence[int] | None
 
 def _read_topic(config: Config, topic: str, timeout_s: float
                 ) -> list[tuple[bytes | None, bytes, int | None]]:
-    """Every message of a one-partition topic from the start to its high watermark."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    """Every message of a topic from the start to its high watermark (what came within
+    ``timeout_s``)."""
+    from alertbutler.kafka.read import iter_topic
 
-    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
-                         "group.id": "alertbutler-night-record", "enable.auto.commit": False,
-                         "enable.partition.eof": True, "log_level": 3, **config.kafka.client})
     out: list[tuple[bytes | None, bytes, int | None]] = []
     try:
-        meta = consumer.list_topics(topic, timeout=10)
-        if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise ValueError(f"topic {topic!r} does not exist")
-        parts = sorted(meta.topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while done != set(parts) and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                err = msg.error()
-                if err:
-                    if err.code() == -191:
-                        done.add(placed(msg)[1])
-                    continue
-                out.append((msg.key(), value_of(msg), msg.timestamp()[1]))
-    finally:
-        consumer.close()
+        for msg in iter_topic(config.kafka.bootstrap_servers, topic,
+                              settings={"log_level": 3, **config.kafka.client},
+                              idle_timeout=None, timeout=timeout_s):
+            out.append((msg.key, msg.value, msg.timestamp_ms))
+    except LookupError:
+        raise ValueError(f"topic {topic!r} does not exist") from None
+    except TimeoutError:
+        pass
     return out
 
 

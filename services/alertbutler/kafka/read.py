@@ -1,7 +1,8 @@
-"""Reading messages back from Kafka by position, without a consumer group.
+"""Reading messages back from Kafka by position, without a consumer group: the one reader.
 
-The publish datastore reads an alert back from its (topic, partition, offset) records, and
-``alerts dump`` reads a topic from a start offset. Both assign partitions directly (no group
+The publish datastore reads an alert back from its (topic, partition, offset) records
+(:func:`fetch_messages`); ``alerts dump``, the main job's summary and the night recorder
+read a topic to its end (:func:`iter_topic`). Both assign partitions directly (no group
 join, which is slow on the embedded broker) and never ask the broker for its end offsets
 (ListOffsets is wrong there): a read stops when it has what it wants, or at the high
 watermark that each fetch response carries.
@@ -87,9 +88,13 @@ def fetch_messages(bootstrap: str, wanted: Iterable[tuple[str, int, int]], *,
 def iter_topic(bootstrap: str, topic: str, *, start: int | None = None,
                partitions: Iterable[int] | None = None, limit: int | None = None,
                settings: Mapping[str, Any] | None = None,
-               idle_timeout: float = 5.0) -> Iterator[Fetched]:
+               idle_timeout: float | None = 5.0,
+               timeout: float | None = None) -> Iterator[Fetched]:
     """Messages of ``topic`` from offset ``start`` (default: the beginning) of each partition,
-    until every partition reached its end (or ``limit`` messages were yielded)."""
+    until every partition reached its end (or ``limit`` messages were yielded).
+
+    Reading also ends when nothing came for ``idle_timeout`` seconds; past ``timeout``
+    seconds in all it raises :class:`TimeoutError` (what came before was yielded)."""
     consumer = _consumer(bootstrap, settings)
     try:
         meta = consumer.list_topics(topic, timeout=10)
@@ -103,9 +108,13 @@ def iter_topic(bootstrap: str, topic: str, *, start: int | None = None,
         open_partitions = set(chosen)
         yielded = 0
         last = time.monotonic()
+        deadline = None if timeout is None else last + timeout
         while open_partitions and (limit is None or yielded < limit):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic!r} not read to its end within {timeout} s")
             msgs = consumer.consume(num_messages=500, timeout=0.5)
-            if not msgs and time.monotonic() - last > idle_timeout:
+            if not msgs and idle_timeout is not None and \
+                    time.monotonic() - last > idle_timeout:
                 break
             for msg in msgs:
                 last = time.monotonic()
