@@ -20,7 +20,6 @@ The original message's headers follow, unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from confluent_kafka import Message
@@ -46,16 +45,16 @@ class DeadLetterInfo(NamedTuple):
     traceback: str | None = None
 
 
-def build_headers(info: DeadLetterInfo, original: Iterable[tuple[str, bytes]] | None = ()
-                  ) -> list[tuple[str, bytes]]:
+def build_headers(info: DeadLetterInfo, original: Headers | None = ()
+                  ) -> list[tuple[str, bytes | str | None]]:
     """The headers of a dead letter: the scheme's, then the original message's."""
     fields: list[tuple[str, object]] = [
         ("reason", info.reason[:MAX_REASON]), ("error", info.error),
         ("service", info.service), ("source.topic", info.topic),
         ("source.partition", info.partition), ("source.offset", info.offset),
         ("source.timestamp", info.timestamp), ("traceback", info.traceback)]
-    headers = [(PREFIX + name, str(value).encode()) for name, value in fields
-               if value is not None]
+    headers: list[tuple[str, bytes | str | None]] = [
+        (PREFIX + name, str(value).encode()) for name, value in fields if value is not None]
     headers.extend((k, v) for k, v in (original or ()))
     return headers
 
@@ -65,7 +64,8 @@ def parse_headers(headers: Headers | None) -> DeadLetterInfo:
     got: dict[str, str] = {}
     for key, value in headers or ():
         if key.startswith(PREFIX) and key[len(PREFIX):] not in got:
-            got[key[len(PREFIX):]] = (value or b"").decode(errors="replace")
+            got[key[len(PREFIX):]] = value if isinstance(value, str) else \
+                (value or b"").decode(errors="replace")
 
     def number(name: str) -> int | None:
         text = got.get(name)
@@ -79,7 +79,7 @@ def parse_headers(headers: Headers | None) -> DeadLetterInfo:
 
 
 def dead_letter(topic: str, key: bytes | None, value: bytes | None, info: DeadLetterInfo,
-                original: Iterable[tuple[str, bytes]] | None = ()) -> Outgoing:
+                original: Headers | None = ()) -> Outgoing:
     """The dead letter of a message, for :func:`~alertbutler.kafka.produce_acknowledged`."""
     return Outgoing(topic, value, key, headers=build_headers(info, original))
 
@@ -93,4 +93,6 @@ def dead_letter_of(msg: Message, topic: str, *, reason: str, error: str, service
                           partition=partition, offset=offset,
                           timestamp=timestamp if timestamp >= 0 else None,
                           traceback=traceback)
-    return dead_letter(topic, msg.key(), msg.value(), info, msg.headers())
+    headers = msg.headers()
+    original = list(headers.items()) if isinstance(headers, dict) else headers
+    return dead_letter(topic, msg.key(), msg.value(), info, original)

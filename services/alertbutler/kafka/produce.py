@@ -18,7 +18,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from alertbutler.errors import AlertbutlerError
 
-Headers = Sequence[tuple[str, bytes]]
+#: message headers as confluent-kafka takes and gives them
+Headers = Sequence[tuple[str, bytes | str | None]]
 
 
 class DeliveryError(AlertbutlerError, RuntimeError):
@@ -120,7 +121,10 @@ def produce_acknowledged(producer: Producer, messages: Sequence[Outgoing], *,
                      for i in missing})
     if refused is not None:
         causes.insert(0, f"refused: {refused}")
-    idents = [i if messages[i].ident is None else messages[i].ident for i in missing]
+    idents: list[int | str] = []
+    for i in missing:
+        ident = messages[i].ident
+        idents.append(i if ident is None else ident)
     shown = ", ".join(map(str, idents[:20])) + (" ..." if len(idents) > 20 else "")
     topics = sorted({messages[i].topic for i in missing})
     raise DeliveryError(
