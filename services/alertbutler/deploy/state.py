@@ -16,9 +16,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alertbutler.errors import AlertbutlerError
+
+if TYPE_CHECKING:
+    from alertbutler.config import Config
 
 STATE_FILE = "deployment.json"
 FORMAT = "alertbutler-deployment"
@@ -123,7 +126,7 @@ def find_state(where: Path) -> DeploymentState:
         f"(it writes {state_path(where)})")
 
 
-def state_fields(config: Any, **extra: Any) -> dict[str, Any]:
+def state_fields(config: Config, **extra: Any) -> dict[str, Any]:
     """The fields of a state taken from a deployment's effective configuration."""
     return {
         "bootstrap": config.kafka.bootstrap_servers,

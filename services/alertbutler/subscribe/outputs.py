@@ -14,11 +14,11 @@ import datetime
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from alertbutler.kafka import access_error, is_refusal
 from alertbutler.subscribe.errors import SubscribeError
@@ -67,7 +67,7 @@ class TopicOutput:
         return access_error(err, settings=self.who, doing=f"writing to topic {self.topic!r}")
 
     def write(self, alerts: Sequence[StreamAlert], keys: Sequence[bytes] | None = None,
-              on_delivery: Any = None) -> None:
+              on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
         """Produce the alerts; ``on_delivery`` (err, msg) replaces this output's own check."""
         produce = self.producer.produce
         callback = on_delivery or self._delivered
