@@ -9,7 +9,7 @@ from pathlib import Path
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from alertbutler.alerts import DeliveryError
+from alertbutler.alerts import DeliveryError, control_topic
 from alertbutler.alerts.archive import read_alert_file
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.alerts.publish_datastore import PublishDatastore
@@ -66,7 +66,11 @@ def test_10k_alerts_round_trip(kafka_bootstrap, new_topic, tmp_path: Path) -> No
         record = deserializer(msg.value, SerializationContext(topic, MessageField.VALUE))
         by_confluent[record["diaSourceId"]] = record
     expected = {a["diaSourceId"]: a for a in alerts}
-    assert markers == 8
+    assert markers == 0, "the alert topic carries alerts only"
+    # the end markers, one per alert partition, travel on the control topic
+    control = [ours.decode(m.value) for m in iter_topic(kafka_bootstrap, control_topic(topic))]
+    assert sorted(d.record["partition"] for d in control) == list(range(8))
+    assert all(d.kind == "visit_detector_end" for d in control)
     assert len(by_ours) == len(by_confluent) == N
     assert by_ours == expected
     assert by_confluent == expected

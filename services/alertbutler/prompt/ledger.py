@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alertbutler.errors import AlertbutlerError
 from alertbutler.prompt.status import VisitDetectorStatus
 
 LEDGER = "ledger.json"
@@ -21,7 +22,7 @@ ALERTS = "alerts.avro"
 VERSION = 1
 
 
-class LedgerError(Exception):
+class LedgerError(AlertbutlerError):
     """A night directory without a readable ledger."""
 
 
