@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import struct
+import time
 
 import fastavro
 import pytest
@@ -249,10 +250,20 @@ def test_two_group_members_share_the_partitions(kafka_bootstrap: str,
             publish_visit_detectors(prod, topic, 4, [group], control=True)
             flush(prod)
 
+    async def both_members_hold_partitions() -> None:
+        """Publish only once the group has both members (a second member that joins after
+        the first read everything shares nothing: on a busy machine it did)."""
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            mine = [{p for t, p in m.assignment if t == topic} for m in (one, two)]
+            if all(mine) and mine[0] | mine[1] == set(range(4)) and not mine[0] & mine[1]:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the group never split the partitions: {mine}")
+
     async def main() -> None:
-        tasks = [asyncio.create_task(one.run())]
-        await asyncio.sleep(1.0)
-        tasks.append(asyncio.create_task(two.run()))
+        tasks = [asyncio.create_task(one.run()), asyncio.create_task(two.run())]
+        await both_members_hold_partitions()
         await asyncio.to_thread(publish)
         ok = await asyncio.to_thread(db.wait_for_ingested,
                                      [(v, d) for v, d, _ in groups], 150)

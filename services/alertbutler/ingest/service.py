@@ -166,6 +166,14 @@ class Ingester:
         #: operator's reset
         self._stopped_at: dict[tuple[str, int], int | None] = {}
 
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs this member reads now; empty until it joined."""
+        consumer = self._consumer
+        if consumer is None:
+            return frozenset()
+        return frozenset((tp.topic, tp.partition) for tp in consumer.assignment())
+
     def stop(self) -> None:
         """Finish the batch in flight, commit it, and return from :meth:`run`.
 
