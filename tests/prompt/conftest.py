@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from alertbutler.config import Config, load_config
-from alertbutler.kafka import create_topics
+from alertbutler.prompt.service_support import ensure_topics
 
 
 def read_all(bootstrap: str, topic: str, *, partitions: int, expect: int | None = None,
@@ -62,10 +62,7 @@ def prompt_config(tmp_path: Path, kafka_bootstrap: str) -> Callable[..., Config]
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)
         config = load_config(env={}, overrides=overrides)
-        k = config.kafka
-        create_topics(kafka_bootstrap, {k.next_visit_topic: 1, k.work_topic: k.partitions,
-                                        k.alert_topic: k.partitions, k.dead_letter_topic: 1,
-                                        config.prompt.status_topic: 1})
+        ensure_topics(config, kafka_bootstrap)  # the services' own set, control topic too
         return config
 
     return make
