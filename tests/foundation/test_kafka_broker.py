@@ -175,3 +175,17 @@ def test_the_embedded_engine_has_no_data_dir(tmp_path: Path) -> None:
     proc = subprocess.run([*CLI, "broker", "--data-dir", str(tmp_path)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "--data-dir needs --engine kafka" in proc.stderr
+
+
+def test_a_cluster_id_is_never_read_as_an_option(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base64 cluster id starts with "-" one time in 64: formatting must still work (the
+    storage tool's parser took "-t -abc..." for two options)."""
+    from alertbutler.broker import apache
+
+    assert not any(apache._cluster_id().startswith("-") for _ in range(2000))
+    monkeypatch.setattr(apache, "_cluster_id", lambda: "-" + "A" * 21)
+    with KafkaBroker(data_dir=tmp_path / "kafka") as broker:
+        assert broker.is_running()
+    assert json.loads((tmp_path / "kafka" / "broker.json").read_text())["cluster_id"] \
+        == "-" + "A" * 21

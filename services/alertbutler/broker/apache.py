@@ -211,7 +211,7 @@ class KafkaBroker:
         cmd = [java, "-Xmx256m",
                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-               "-t", cluster_id, "-c", str(self.data_dir / "server.properties")]
+               f"--cluster-id={cluster_id}", "-c", str(self.data_dir / "server.properties")]
         if self.security is not None:
             # the super user must exist before the first start: the admin client that
             # creates the other users and the ACLs logs in as it
@@ -341,10 +341,15 @@ class KafkaBroker:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting
+    with "-" (a command line would read it as an option: one id in 64 did, as Kafka's own
+    ``Uuid.randomUuid`` also avoids)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _write_private(path: Path, text: str) -> None:
