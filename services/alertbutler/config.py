@@ -181,7 +181,8 @@ class KafkaConfig(_Section):
     next_visit_topic: str = "next-visit"
     #: one work item per visit-detector, keyed by detector; workers share it as one group
     work_topic: str = "prompt-work"
-    #: malformed messages and work items that failed repeatedly, with a ``reason`` header
+    #: malformed messages and work items that failed repeatedly, with a ``dlt.reason`` header
+    #: (scheme in docs/ingest.md)
     dead_letter_topic: str = "dead-letter"
     #: partitions of the topics alertbutler creates (bounds the useful number of workers)
     partitions: Annotated[int, Range(1, 10_000)] = 8
