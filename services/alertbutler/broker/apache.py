@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -45,7 +44,7 @@ from alertbutler.broker.security import (
     broker_properties,
 )
 from alertbutler.jvm import JvmError, java_binary, resolve_classpath
-from alertbutler.procs import spawn_owned, stop_group
+from alertbutler.procs import port_free, port_open, spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +194,11 @@ class KafkaBroker:
 
     def _choose_port(self, wanted: int | None, avoid: int = 0) -> int:
         if self._requested_port and wanted == self._requested_port:
-            if not _port_free(self.host, wanted):
+            if not port_free(self.host, wanted):
                 raise BrokerError(f"port {wanted} on {self.host} is taken: choose another "
                                   "--port or stop what listens there")
             return wanted
-        if wanted and wanted != avoid and _port_free(self.host, wanted):
+        if wanted and wanted != avoid and port_free(self.host, wanted):
             return wanted  # the port of the last run: clients reconnect to it
         while True:
             port = free_port(self.host)
@@ -270,7 +269,7 @@ class KafkaBroker:
             if self._proc.poll() is not None:
                 raise BrokerError(f"Apache Kafka exited with code {self._proc.returncode} "
                                   f"during start: {self._log_tail()}")
-            if not _port_open(self.host, self.port):
+            if not port_open(self.host, self.port):
                 time.sleep(0.1)
                 continue
             admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0,
@@ -391,20 +390,6 @@ def _int(value: object) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
 
 
 def _log4j2(path: Path) -> str:

@@ -28,7 +28,7 @@ import weakref
 from pathlib import Path
 
 from alertbutler.errors import AlertbutlerError
-from alertbutler.procs import spawn_owned, stop_group
+from alertbutler.procs import port_open, spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class EmbeddedBroker:
                 raise _PortTakenError(
                     f"embedded broker exited with code {self._proc.returncode} during start "
                     f"(port {self.port} taken?)")
-            if not _port_open(self.host, self.port):
+            if not port_open(self.host, self.port):
                 time.sleep(0.02)
                 continue
             admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
@@ -194,11 +194,6 @@ class EmbeddedBroker:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
 
 
 @atexit.register

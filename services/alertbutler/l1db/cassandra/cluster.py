@@ -31,7 +31,7 @@ from pathlib import Path
 
 from alertbutler.jvm import JvmError, java_binary, resolve_classpath
 from alertbutler.l1db._errors import L1dbError
-from alertbutler.procs import spawn_owned, stop_group
+from alertbutler.procs import port_free, port_open, spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class CassandraCluster:
         record_path.write_text(json.dumps(record, indent=2) + "\n")
 
     def _choose_port(self, wanted: int | None, avoid: tuple[int, ...]) -> int:
-        if wanted and wanted not in avoid and all(_port_free(h, wanted) for h in self.hosts):
+        if wanted and wanted not in avoid and all(port_free(h, wanted) for h in self.hosts):
             return wanted
         if wanted and wanted in self._ports:
             raise CassandraError(f"port {wanted} is taken on one of {', '.join(self.hosts)}")
@@ -179,7 +179,7 @@ class CassandraCluster:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.bind(("127.0.0.1", 0))
                 port = int(sock.getsockname()[1])
-            if port not in avoid and all(_port_free(h, port) for h in self.hosts):
+            if port not in avoid and all(port_free(h, port) for h in self.hosts):
                 return port
 
     def _yaml(self, node: int, *, bootstrap: bool) -> str:
@@ -264,7 +264,7 @@ class CassandraCluster:
                     raise CassandraError(f"Cassandra node {node} exited with code "
                                          f"{proc.returncode} during start: "
                                          f"{self._log_tail(node)}")
-                if _port_open(f"127.0.0.{node}", self.native_port):
+                if port_open(f"127.0.0.{node}", self.native_port):
                     pending.discard(node)
             if pending and time.monotonic() > deadline:
                 raise CassandraError(f"Cassandra nodes {sorted(pending)} not answering in "
@@ -390,19 +390,6 @@ def _int(value: object) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
 
 
 def _logback(path: Path) -> str:
