@@ -1,6 +1,6 @@
 """Central-repo writes at Rubin's concurrency: ``--writers`` prompt workers (189: one per
 LSSTCam detector) each export one visit-detector's outputs (calexp, difference, diaSourceTable,
-preview, metrics: what ``prompt.preload.Repos.export_outputs`` exports) from their local repo
+preview, metrics: what ``prompt.outputs.OutputExporter`` exports) from their local repo
 into ONE central repo on PostgreSQL, all released at the same moment. Then every dataset is
 read back whole (size and checksum verified) and the central run is searched for files no
 dataset owns. The last line printed is one JSON object.

@@ -65,7 +65,7 @@ def test_waiting_for_a_raw_preloads_the_other_detector(
 
         # visit 2, detector 1, raw not there yet: the wait preloads visit 2 for detector 0
         later = _item(events[1], 0)
-        wanted = repos._template_refs(later)
+        wanted = pipeline.preloader.template_refs(later)
         assert wanted and any(repos.local.registry.get_dataset(r.id) is None for r in wanted)
 
         def camera() -> None:  # the raw lands once the prefetch is done (or a minute later)

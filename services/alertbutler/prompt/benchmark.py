@@ -63,7 +63,7 @@ def time_detector_visit(*, seed: int = 1, detector_size: int = 4096,
                     camera_angle=event["cameraAngle"], start_time=event["startTime"],
                     duration=event["duration"], nimages=1, survey=event["survey"],
                     event_sent_at=time.time())
-                pipeline.repos.preload(item)  # as after the nextVisit event
+                pipeline.preloader.preload(item)  # as after the nextVisit event
                 raw = sim.raw(visit, 0)
                 staged = root / "staging" / f"{visit.visit}.fits"
                 write_raw(staged, raw.data, raw.header)
@@ -75,7 +75,7 @@ def time_detector_visit(*, seed: int = 1, detector_size: int = 4096,
                     raise RuntimeError(f"bench visit failed: {status.reason}: {status.message}")
                 results.append((status, arrived, cpu))
                 if len(results) == 1:  # what the ingester would do with the first visit
-                    alerts = pipeline.repos.publisher.get(
+                    alerts = pipeline.repos.publishing.get(
                         "alerts", instrument=item.instrument, visit=visit.visit, detector=0)
                     l1db.store(rows_from_alerts(alerts),
                                complete=[(visit.visit, 0)])

@@ -3,6 +3,8 @@
 ``calexp`` and ``difference`` (Exposure), ``diaSourceTable`` (Catalog), ``preview`` (a PNG
 of the calibrated image with the alerts circled) and ``metrics`` (YAML: counts and stage
 timings), all {instrument, visit, detector}, in the RUN ``prompt/<instrument>/outputs``.
+They are put into the worker's local repo, then transferred into the central repo
+(:class:`OutputExporter`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table
 
-from alertbutler.butler import Butler, Exposure
+from alertbutler.butler import Butler, DatasetRef, Exposure, IdGenerationMode
 
 if TYPE_CHECKING:
     from alertbutler import imaging
@@ -26,6 +28,10 @@ _TABLE_COLUMNS = ("diaSourceId", "diaObjectId", "visit", "detector", "midpointMj
                   "dec", "x", "y", "psfFlux", "psfFluxErr", "snr", "scienceFlux",
                   "templateFlux", "isNegative", "isDipole", "pixelFlags_edge",
                   "pixelFlags_saturated", "pixelFlags_bad")
+
+
+#: one output to export: (object, dataset type, data ID)
+OutputItem = tuple[Any, str, dict[str, Any]]
 
 
 def output_run(instrument: str) -> str:
@@ -72,7 +78,7 @@ def preview(image: np.ndarray, xy: Sequence[tuple[float, float]], *,
 
 def output_items(*, instrument: str, visit: int, detector: int, result: Result,
                  alerts: Sequence[Mapping[str, Any]],
-                 metrics: Mapping[str, Any]) -> list[tuple[Any, str, dict[str, Any]]]:
+                 metrics: Mapping[str, Any]) -> list[OutputItem]:
     """(object, dataset type, data ID) of every output of one visit-detector."""
     data_id = {"instrument": instrument, "visit": visit, "detector": detector}
     sources = [a["diaSource"] for a in alerts]
@@ -86,3 +92,36 @@ def output_items(*, instrument: str, visit: int, detector: int, result: Result,
         (thumb, "preview", data_id),
         (dict(metrics), "metrics", data_id),
     ]
+
+
+class OutputExporter:
+    """Puts a visit-detector's outputs into the local repo and transfers them to the central.
+
+    ``transfer``: "hardlink" falls back to "copy" for good at the first cross-device link.
+    """
+
+    def __init__(self, *, local: Butler, central: Butler, transfer: str = "hardlink") -> None:
+        self.local = local
+        self.central = central
+        self.transfer = transfer
+        register_output_types(local)
+
+    def export_outputs(self, items: Sequence[OutputItem], run: str) -> list[DatasetRef]:
+        """Put outputs into the local repo (deterministic ids: a re-run finds them there),
+        then transfer them into the central repo."""
+        refs = []
+        todo = []
+        for obj, dataset_type, data_id in items:
+            ref = self.local.make_ref(dataset_type, data_id, run=run,
+                                      id_mode=IdGenerationMode.DETERMINISTIC)
+            refs.append(ref)
+            if self.local.registry.get_dataset(ref.id) is None:
+                todo.append((obj, ref))
+        if todo:
+            self.local.put_refs(todo)
+        try:
+            self.central.transfer_from(self.local, refs, transfer=self.transfer)
+        except OSError:  # a hard link across file systems: copy instead, from now on
+            self.transfer = "copy"
+            self.central.transfer_from(self.local, refs, transfer="copy")
+        return refs

@@ -53,11 +53,14 @@ from alertbutler.prompt.association import associate, summarize_object
 from alertbutler.prompt.clock import Clock, SystemClock, unix_to_mjd_tai
 from alertbutler.prompt.errors import VisitDetectorError
 from alertbutler.prompt.events import WorkItem, safe_name
+from alertbutler.prompt.geometry import CameraGeometry
 from alertbutler.prompt.ids import dia_forced_source_id, dia_source_id
-from alertbutler.prompt.outputs import output_items, output_run
+from alertbutler.prompt.outputs import OutputExporter, output_items, output_run
 from alertbutler.prompt.packaging import assemble_alert, forced_source_record
-from alertbutler.prompt.preload import Repos
-from alertbutler.prompt.raws import raw_path, wait_for_raw
+from alertbutler.prompt.preload import Preloader
+from alertbutler.prompt.publishing import AlertPublisher
+from alertbutler.prompt.raws import RawReader, raw_path, wait_for_raw
+from alertbutler.prompt.repos import WorkerRepos
 from alertbutler.prompt.status import VisitDetectorStatus
 
 if TYPE_CHECKING:
@@ -109,12 +112,21 @@ class Known:
 
 
 class PromptPipeline:
-    """Processes work items (see the module doc); one instance per worker process."""
+    """Processes work items (see the module doc); one instance per worker process.
 
-    def __init__(self, *, repos: Repos, l1db: PipelineL1db, landing: Path,
-                 settings: PipelineSettings | None = None, clock: Clock | None = None,
-                 name: str = "") -> None:
+    Each step that touches a repository has its own piece: ``preloader`` (central -> local),
+    ``raws`` (landed raw -> local), ``publisher`` (alerts -> Kafka), ``exporter`` (local ->
+    central); ``repos`` holds the butlers they share.
+    """
+
+    def __init__(self, *, repos: WorkerRepos, geometry: CameraGeometry, l1db: PipelineL1db,
+                 landing: Path, settings: PipelineSettings | None = None,
+                 clock: Clock | None = None, name: str = "") -> None:
         self.repos = repos
+        self.preloader = Preloader(central=repos.central, local=repos.local, geometry=geometry)
+        self.raws = RawReader(repos.local, shape=(geometry.camera.ny, geometry.camera.nx))
+        self.publisher = AlertPublisher(repos.publishing)
+        self.exporter = OutputExporter(local=repos.local, central=repos.central)
         self.l1db = l1db
         self.landing = landing
         self.settings = settings or PipelineSettings()
@@ -138,8 +150,8 @@ class PromptPipeline:
     def abandon(self, item: WorkItem) -> None:
         """An empty batch and its end markers: the visit-detector is over, with no alerts."""
         if item.visit is not None:
-            self.repos.publish([], instrument=item.instrument, visit=item.visit,
-                               detector=item.detector)
+            self.publisher.publish_alerts([], instrument=item.instrument, visit=item.visit,
+                                   detector=item.detector)
 
     def process(self, item: WorkItem) -> VisitDetectorStatus:
         stages = Stages()
@@ -147,7 +159,7 @@ class PromptPipeline:
         self._remember(item.detector)
         try:
             with stages("preload"):
-                inputs = self.repos.preload(item)
+                inputs = self.preloader.preload(item)
             path = raw_path(self.landing, item.instrument, item.group_id, item.detector)
             if not path.exists():
                 with stages("prefetch"):
@@ -156,7 +168,7 @@ class PromptPipeline:
                 arrived = wait_for_raw(path, timeout=self.settings.raw_timeout_s,
                                        label=item.label)
             with stages("read_raw"):
-                raw = self.repos.read_raw(path, item)
+                raw = self.raws.read_landed(path, item)
             visit = raw.visit
             result = science.run(raw, inputs, stages=stages,
                                  detection_threshold=self.settings.detection_threshold)
@@ -165,8 +177,8 @@ class PromptPipeline:
                             extra={"item": item.label, **result.psf_metrics()})
             alerts, n_forced, n_new = self._alerts(item, visit, result, stages)
             with stages("publish"):
-                self.repos.publish(alerts, instrument=item.instrument, visit=visit,
-                                   detector=item.detector)
+                self.publisher.publish_alerts(alerts, instrument=item.instrument, visit=visit,
+                                       detector=item.detector)
             acked = time.time()
             log.info("alerts acknowledged", extra={"item": item.label, "visit": visit,
                                                    "detector": item.detector,
@@ -178,7 +190,7 @@ class PromptPipeline:
                                "n_forced": n_forced, "n_new_objects": n_new,
                                "stage_seconds": dict(stages.seconds), "worker": self.name,
                                "psf": result.psf_metrics()}
-                    self.repos.export_outputs(
+                    self.exporter.export_outputs(
                         output_items(instrument=item.instrument, visit=visit,
                                      detector=item.detector, result=result, alerts=alerts,
                                      metrics=metrics),
@@ -211,8 +223,8 @@ class PromptPipeline:
         here is the other item's to meet, in its own preload)."""
         for detector in reversed([d for d in self._recent if d != item.detector]):
             try:
-                self.repos.preload(dataclasses.replace(item, detector=detector,
-                                                       depends_on=()))
+                self.preloader.preload(dataclasses.replace(item, detector=detector,
+                                                           depends_on=()))
             except Exception as exc:  # speculative work must not fail this item
                 log.debug("prefetch skipped", extra={"item": item.label, "detector": detector,
                                                      "error": str(exc)})
@@ -324,7 +336,6 @@ def build_pipeline(config: Config, bootstrap: str, *, camera: str = "simcam",
     """A pipeline wired to the configured repos, L1 database and alert topic."""
     from alertbutler.alerts.publish_datastore import PublishDatastore
     from alertbutler.l1db import L1db
-    from alertbutler.prompt.geometry import CameraGeometry
 
     name = name or f"worker-{os.getpid()}"
     local_root = Path(config.butler.local_repo_root or config.data_dir / "local")
@@ -332,13 +343,14 @@ def build_pipeline(config: Config, bootstrap: str, *, camera: str = "simcam",
     publish = PublishDatastore(bootstrap=bootstrap, topic_template=config.kafka.alert_topic,
                                settings=config.kafka.client,
                                compression=config.kafka.compression)
-    repos = Repos(central_root=config.central_repo,
-                  local_root=local_root / safe_name(name.replace(":", "-"), "worker name"),
-                  geometry=CameraGeometry.named(camera, n_detectors, size),
-                  publish_datastore=publish)
+    repos = WorkerRepos.open(
+        central_root=config.central_repo,
+        local_root=local_root / safe_name(name.replace(":", "-"), "worker name"),
+        publish_datastore=publish)
     settings = PipelineSettings(raw_timeout_s=config.prompt.raw_timeout_s,
                                 association_wait_s=config.prompt.association_wait_s,
                                 write_outputs=write_outputs, output_run=output_run,
                                 detection_threshold=detection_threshold)
-    return PromptPipeline(repos=repos, l1db=L1db(config.l1db_url), landing=landing,
-                          settings=settings, clock=clock, name=name)
+    return PromptPipeline(repos=repos, geometry=CameraGeometry.named(camera, n_detectors, size),
+                          l1db=L1db(config.l1db_url), landing=landing, settings=settings,
+                          clock=clock, name=name)

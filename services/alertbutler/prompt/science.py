@@ -27,7 +27,8 @@ from alertbutler.imaging import (
 )
 from alertbutler.l1db import Polygon
 from alertbutler.prompt.errors import CorruptRawError, ImagingFailedError
-from alertbutler.prompt.preload import Inputs, Raw
+from alertbutler.prompt.preload import Inputs
+from alertbutler.prompt.raws import Raw
 
 #: imaging mask plane -> bit of the alert cutouts' mask
 _CUTOUT_BITS = {Mask.BAD: "BAD", Mask.SAT: "SAT", Mask.INTRP: "INTRP", Mask.CR: "CR",

@@ -1,0 +1,47 @@
+"""Publishing a visit-detector's alerts: one ``AlertBatch`` put through the publish datastore.
+
+The publishing butler shares the worker's local repo (its registry) but writes through the
+publish datastore, whose ``put`` returns only once Kafka acknowledged every alert and the
+end-of-visit-detector markers (:mod:`alertbutler.alerts.publish_datastore`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from alertbutler.alerts.records import AlertRecord
+from alertbutler.butler import Butler, DatasetRef
+
+log = logging.getLogger(__name__)
+
+#: the publishing butler's RUN, and the dataset type of one visit-detector's alerts
+ALERT_RUN = "alerts/published"
+ALERT_DATASET = "alerts"
+
+
+class AlertPublisher:
+    """Puts alerts through the publishing butler, once per visit-detector on this worker."""
+
+    def __init__(self, publishing: Butler) -> None:
+        self.butler = publishing
+        publishing.register_dataset_type(ALERT_DATASET, ["instrument", "visit", "detector"],
+                                         "AlertBatch")
+
+    def publish_alerts(self, alerts: Sequence[AlertRecord], *, instrument: str, visit: int,
+                detector: int) -> DatasetRef:
+        """Put the visit-detector's alerts (maybe none) through the publish datastore: returns
+        after Kafka acknowledged them and the end-of-visit-detector markers.
+
+        Once per visit-detector on this worker: the registry row is committed only with the
+        acknowledgement, so an item processed again after its alerts went out (its status
+        could not be sent during a broker outage) finds them published and does not publish
+        the same alerts a second time (it used to fail on the existing row, three times)."""
+        done = self.butler.find_dataset(ALERT_DATASET, instrument=instrument, visit=visit,
+                                        detector=detector, collections=ALERT_RUN)
+        if done is not None:
+            log.info("alerts already published and acknowledged by an earlier attempt: not "
+                     "sent again", extra={"visit": visit, "detector": detector})
+            return done
+        return self.butler.put(alerts, ALERT_DATASET, instrument=instrument, visit=visit,
+                               detector=detector)
