@@ -4,9 +4,9 @@ Every catalog insert skips rows whose key is already there, so a batch written t
 consumer that crashed after the commit but before acknowledging) changes nothing the second
 time. Each backend takes its fastest path:
 
-- PostgreSQL: the rows go as CSV through ``COPY`` into a session temporary table, then one
-  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per table (sorted by key, so concurrent
-  writers lock rows in the same order and do not deadlock).
+- PostgreSQL: the rows go by binary ``COPY`` (:mod:`._copy`) into a session temporary
+  table, then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per table (sorted by
+  key, so concurrent writers lock rows in the same order and do not deadlock).
 - SQLite: ``executemany`` of ``INSERT OR IGNORE``.
 
 ``DiaObjectLast`` keeps the newest version of each object whatever order versions arrive in
@@ -16,19 +16,16 @@ version with a later ``validityStartMjdTai``.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
+from alertbutler.l1db._copy import copy_in
 from alertbutler.l1db._types import ConsumedOffsets, VisitDetector, VisitDetectorEnd
 from alertbutler.l1db.rows import RowBatch
 from alertbutler.l1db.schema import CATALOG
-
-_CSV = pacsv.WriteOptions(include_header=False)
 
 
 def _q(name: str) -> str:
@@ -53,7 +50,8 @@ def write_catalog(conn: sa.Connection, batch: RowBatch) -> dict[str, int]:
 # ---- PostgreSQL ------------------------------------------------------------------------
 
 def _pg_copy(conn: sa.Connection, table: str, rows: pa.Table) -> str:
-    """COPY the rows into this session's temporary twin of ``table``; return its name."""
+    """COPY the rows (binary) into this session's temporary twin of ``table``; return its
+    name."""
     tmp = f"tmp_{table}"
     raw = conn.connection.driver_connection
     if raw is None:
@@ -64,11 +62,7 @@ def _pg_copy(conn: sa.Connection, table: str, rows: pa.Table) -> str:
             cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_q(tmp)} "
                            f"(LIKE {_q(table)}) ON COMMIT DELETE ROWS")
             made.add(tmp)
-        buffer = io.BytesIO()
-        pacsv.write_csv(rows, buffer, _CSV)
-        columns = ", ".join(_q(c) for c in rows.column_names)
-        with cursor.copy(f"COPY {_q(tmp)} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(buffer.getbuffer())
+        copy_in(cursor, tmp, rows)
     return tmp
 
 
