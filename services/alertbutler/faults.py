@@ -47,6 +47,8 @@ POINTS: dict[str, str] = {
                             "nextVisit's offset not committed",
     "filter.after-produce-before-commit": "filter service: filtered alerts produced; the "
                                           "input offsets not committed",
+    "subscribe.backfill.at-seam": "subscribe: the history was read (and, with a group, "
+                                  "committed) up to the seam; the live part not opened",
 }
 
 #: the variable that arms a crash point (not ALERTBUTLER_*: those are configuration only)

@@ -102,25 +102,32 @@ def _output(spec: str, config: Config, bootstrap: str, writers: Any = None) -> A
 def _run(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
+    from alertbutler.subscribe.backfill import Backfill
     from alertbutler.subscribe.outputs import TopicOutput
     from alertbutler.subscribe.selection import Selector, writers_for
     from alertbutler.subscribe.stream import alert_bytes_decoder, open_stream
     from alertbutler.subscribe.undecodable import Undecodable, offsets_before
+    from alertbutler.subscribe.url import StreamURL
 
     writers = writers_for(config, Path(args.schema_file) if args.schema_file else None)
     selector = Selector(_filters(args), writers)
     selector.check()
     end = "end" if args.until_end else args.end
-    stream = open_stream(args.url, start=args.start, end=end, group=args.group,
-                         commit="after", decoder=alert_bytes_decoder(writers), config=config,
-                         idle_timeout=args.idle_timeout)
-    output = _output(args.output, config, stream.url.bootstrap, writers)
+    options: dict[str, Any] = dict(group=args.group, commit="after",
+                                   decoder=alert_bytes_decoder(writers), config=config)
+    # an endless subscription is a backfill: the history to the seam, then live from it
+    stream: Any = (open_stream(args.url, start=args.start, end=end,
+                               idle_timeout=args.idle_timeout, **options)
+                   if end is not None else
+                   Backfill(args.url, start=args.start, idle_timeout=args.idle_timeout,
+                            **options))
+    output = _output(args.output, config, StreamURL.parse(args.url).bootstrap, writers)
     status = _Status(enabled=not args.quiet and sys.stderr.isatty())
     undecodable = Undecodable(args.on_error, _report)
     kept_total = 0
     try:
         with stream, status:
-            for batch in stream.batches(max_alerts=1000):
+            for batch in _batches(stream):
                 selection = selector.select([a.value for a in batch])
                 stop = undecodable.handle(batch, selection.bad)
                 # kept by any filter, in reading order, before the message it stops at
@@ -141,8 +148,9 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                 status.update(stream.received, kept_total, stream.lag)
                 if stop is not None:
                     # what came before it was written: commit that, and nothing past it
-                    if stream.group and args.limit is None:
-                        stream.commit(offsets_before(batch, stop))
+                    part = stream.stream if isinstance(stream, Backfill) else stream
+                    if args.group and args.limit is None and part is not None:
+                        part.commit(offsets_before(batch, stop))
                     raise undecodable.error(batch, selection.bad)
                 if args.limit is not None and kept_total >= args.limit:
                     break  # this batch stays uncommitted: at-least-once on resume
@@ -154,6 +162,15 @@ def _run(args: argparse.Namespace, config: Config) -> int:
         print(f"alertbutler subscribe: read {stream.received:,}, kept {kept_total:,}, "
               f"undecodable {undecodable.count:,} ({done})", file=sys.stderr)
     return 0
+
+
+def _batches(stream: Any) -> Any:
+    """Batches of a bounded stream, or of a backfill's history and then its live part."""
+    from alertbutler.subscribe.backfill import Backfill
+
+    if isinstance(stream, Backfill):
+        return (batch for _, batch in stream.batches(max_alerts=1000) if batch)
+    return stream.batches(max_alerts=1000)
 
 
 def _report(alert: Any, reason: str, done: str) -> None:

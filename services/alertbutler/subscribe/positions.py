@@ -58,11 +58,26 @@ class AtTime:
 
 
 @dataclass(frozen=True)
+class AtOffsets:
+    """Exact offsets, per (topic, partition): where a backfill's history read stopped (its
+    seam). A partition not named starts at its beginning (it was created after the seam)."""
+
+    offsets: tuple[tuple[str, int, int], ...]
+
+    @classmethod
+    def of(cls, offsets: dict[tuple[str, int], int]) -> AtOffsets:
+        return cls(tuple(sorted((t, p, o) for (t, p), o in offsets.items())))
+
+    def as_dict(self) -> dict[tuple[str, int], int]:
+        return {(t, p): o for t, p, o in self.offsets}
+
+
+@dataclass(frozen=True)
 class EndOfPartitions:
     """Stop at each partition's high watermark as read when the stream opened."""
 
 
-StartPosition = Earliest | Latest | Committed | LastN | AtTime
+StartPosition = Earliest | Latest | Committed | LastN | AtTime | AtOffsets
 EndPosition = AtTime | EndOfPartitions
 
 
@@ -72,7 +87,7 @@ def parse_start(value: object) -> StartPosition:
     Strings: ``earliest``, ``latest``, ``committed``, ``last:N`` (or ``-N``), an ISO 8601
     time (UTC unless it says otherwise) or an MJD (``mjd:61000.25`` or ``61000.25``).
     """
-    if isinstance(value, Earliest | Latest | Committed | LastN | AtTime):
+    if isinstance(value, Earliest | Latest | Committed | LastN | AtTime | AtOffsets):
         return value
     if isinstance(value, str):
         text = value.strip()

@@ -35,6 +35,7 @@ from alertbutler.kafka import access_error, is_refusal
 from alertbutler.kafka.message import placed
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.positions import (
+    AtOffsets,
     AtTime,
     Committed,
     Earliest,
@@ -161,6 +162,8 @@ def resolve_start(consumer: Consumer, start: StartPosition,
         return {part: max(m.low, m.high - start.n) for part, m in marks.items()}
     if isinstance(start, AtTime):
         return offsets_for_time(consumer, marks, start.ms, timeout)
+    if isinstance(start, AtOffsets):
+        return _at_offsets(start, marks)
     if isinstance(start, Committed):
         committed = _committed(consumer, [TP(t, p) for t, p in marks], timeout)
         out: dict[Partition, int] = {}
@@ -175,6 +178,29 @@ def resolve_start(consumer: Consumer, start: StartPosition,
                 out[part] = min(max(tp.offset, m.low), m.high)
         return out
     raise SubscribeError(f"unknown start position {start!r}")
+
+
+def _at_offsets(start: AtOffsets, marks: Mapping[Partition, Watermarks]
+                ) -> dict[Partition, int]:
+    """Exact offsets, refused when the partition no longer holds them: starting elsewhere
+    would silently skip or repeat alerts at a seam."""
+    wanted = start.as_dict()
+    out: dict[Partition, int] = {}
+    for part, m in marks.items():
+        offset = wanted.get(part, m.low)  # a partition added after the seam: all of it
+        if offset < m.low:
+            raise SubscribeError(f"{part[0]}[{part[1]}]: offset {offset} was deleted by the "
+                                 f"broker (the partition starts at {m.low}): alerts "
+                                 "between them are lost")
+        if offset > m.high:
+            raise SubscribeError(f"{part[0]}[{part[1]}]: offset {offset} is beyond the end "
+                                 f"({m.high}): the topic lost messages (re-created, or a "
+                                 "memory-only broker restarted)")
+        out[part] = offset
+    missing = sorted(set(wanted) - set(marks))
+    if missing:
+        raise SubscribeError(f"partitions {missing} of the seam are not in the stream")
+    return out
 
 
 def _committed(consumer: Consumer, parts: list[TP], timeout: float) -> list[TP]:

@@ -240,6 +240,11 @@ class AlertStream:
     # -- reading ----------------------------------------------------------------------------
 
     @property
+    def ends(self) -> dict[tuple[str, int], int] | None:
+        """The exclusive end offset of each partition (None: an endless stream)."""
+        return None if self._ends is None else dict(self._ends)
+
+    @property
     def at_end(self) -> bool:
         """True once every partition reached its end offset (never without an end)."""
         if self._ends is None:
