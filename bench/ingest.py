@@ -17,7 +17,7 @@
    transaction storing the new visit's 10,000 DiaObject versions, DiaSources and
    DiaForcedSources. ``visit_query_s``: the objects in the field (1.75 deg cone) and their
    DiaSource and DiaForcedSource history over the last 12 months (~100,000 rows each), as
-   Arrow tables: the median of ``--query-repeats`` runs (``visit_query_first_s``: the first).
+   Arrow tables (``L1db.history``: the two history queries at once): the median of ``--query-repeats`` runs (``visit_query_first_s``: the first).
    ``*_cpu_s``: the CPU seconds of this process and the database's server backends for the
    same (what a quiet machine would take with the data cached; wall time on a busy machine is
    mostly the wait for a core). The same is measured on a database of ``--compare-visits``
@@ -327,8 +327,7 @@ def field_query(db: L1db, centre: np.ndarray) -> tuple[float, dict]:
     found = db.objects_in_region(region)
     since = MJD_NOW + 0.5 - 365.0
     object_ids = found.column("diaObjectId").to_numpy()
-    sources = db.source_history(object_ids, since_mjd=since)
-    forced = db.forced_source_history(object_ids, since_mjd=since)
+    sources, forced = db.history(object_ids, since_mjd=since)  # the two at once
     elapsed = time.perf_counter() - t0
     return elapsed, {"objects": found.num_rows, "sources": sources.num_rows,
                      "forced_sources": forced.num_rows}

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from alertbutler.errors import is_outage
 from alertbutler.l1db import (
     SCHEMA_VERSION,
     Cone,
@@ -22,8 +23,10 @@ from alertbutler.l1db import (
     SchemaVersionError,
     VisitDetector,
     VisitDetectorEnd,
+    arrow_schema,
 )
 from alertbutler.l1db.testing import fake_visit_rows, random_cap, random_sky
+from alertbutler.testing import pg_unreachable_reason, temporary_pg_database
 
 from .test_spatial import SPECIAL_CENTRES, _gnomonic_inside, _separation_deg, _square
 
@@ -227,9 +230,30 @@ def test_history_since_mjd(db_url: str) -> None:
     forced = db.forced_source_history(np.array([3, 4]), since_mjd=60050.0)
     assert sorted(forced.column("visit").to_pylist()) == [2, 2, 3, 3]
     assert db.source_history([]).num_rows == 0
+    both = db.history(ids[:10], since_mjd=60100.0, forced_columns=["diaObjectId", "visit"])
+    assert both.sources.sort_by("diaSourceId").equals(hist.sort_by("diaSourceId"))
+    assert both.forced_sources.column_names == ["diaObjectId", "visit"]
+    assert sorted(both.forced_sources.column("visit").to_pylist()) == [2] * 10 + [3] * 10
+    assert db.history([]).forced_sources.schema == arrow_schema("DiaForcedSource")
     assert db.is_ingested(2, 5) and not db.is_ingested(2, 6)
     db.store(RowBatch.build(), complete=[(9, 5)])  # plain tuples are fine
     assert db.is_ingested(9, 5)
+
+
+def test_a_postgresql_database_gone_is_an_outage_for_reads() -> None:
+    """Reads go through connectorx, whose errors are all RuntimeError: a database that
+    cannot be reached must still surface as the driver's connection error, which the
+    workers treat as an outage (retry later) rather than a failure of the work."""
+    reason = pg_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with temporary_pg_database() as url:
+        db = L1db.create(url)
+        assert db.objects(np.array([1, 2])).num_rows == 0
+    with pytest.raises(sa.exc.OperationalError) as caught:  # the database was dropped
+        db.objects(np.array([1, 2]))
+    assert is_outage(caught.value)
+    db.close()
 
 
 def test_markers_complete_a_visit_detector_only_when_every_partition_is_in(

@@ -5,6 +5,7 @@ idempotent bulk writes and the queries association needs.
     db.store_visit_detector(visit, detector, objects=..., sources=..., forced_sources=...)
     objects = db.objects_in_region(Polygon(vertices=corners))     # pyarrow.Table
     history = db.source_history(objects["diaObjectId"], since_mjd=mjd - 365)
+    sources, forced = db.history(objects["diaObjectId"], since_mjd=mjd - 365)  # both at once
     db.wait_for_ingested([(visit, detector)], timeout=30)
 """
 
@@ -17,6 +18,7 @@ from alertbutler.l1db._errors import (
 from alertbutler.l1db._types import (
     ConsumedOffsets,
     ConsumerProgress,
+    History,
     L1dbInfo,
     PartitionOffset,
     StoreResult,
@@ -35,6 +37,7 @@ __all__ = [
     "Cone",
     "ConsumedOffsets",
     "ConsumerProgress",
+    "History",
     "L1db",
     "L1dbError",
     "L1dbInfo",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import pyarrow as pa
+
 
 class VisitDetector(NamedTuple):
     """One visit of one detector: the unit prompt processing works on."""
@@ -41,6 +43,13 @@ class ConsumedOffsets:
     member: str
     next_offsets: dict[tuple[str, int], int]
     n_messages: int
+
+
+class History(NamedTuple):
+    """The DiaSources and DiaForcedSources of a set of objects (see ``L1db.history``)."""
+
+    sources: pa.Table
+    forced_sources: pa.Table
 
 
 @dataclass(frozen=True, kw_only=True)
