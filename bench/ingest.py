@@ -17,7 +17,8 @@
    transaction storing the new visit's 10,000 DiaObject versions, DiaSources and
    DiaForcedSources. ``visit_query_s``: the objects in the field (1.75 deg cone) and their
    DiaSource and DiaForcedSource history over the last 12 months (~100,000 rows each), as
-   Arrow tables (``L1db.history``: the two history queries at once): the median of ``--query-repeats`` runs (``visit_query_first_s``: the first).
+   Arrow tables (``L1db.history``: the two history queries at once): the median of
+   ``--query-repeats`` runs (``visit_query_first_s``: the first).
    ``*_cpu_s``: the CPU seconds of this process and the database's server backends for the
    same (what a quiet machine would take with the data cached; wall time on a busy machine is
    mostly the wait for a core). The same is measured on a database of ``--compare-visits``
