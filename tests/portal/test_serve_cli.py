@@ -24,3 +24,11 @@ def test_a_named_night_without_a_ledger_is_a_usage_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "8000", "--night", str(tmp_path)]) == 2
     assert "no night ledger" in capsys.readouterr().err
+
+
+def test_a_filters_file_that_is_not_one_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "filters.yaml"
+    bad.write_text("just: [a, list]\n")
+    assert main(["serve", "--port", "8000", "--filters", str(bad)]) == 2
+    assert "--filters:" in capsys.readouterr().err

@@ -48,6 +48,8 @@ VERBS: dict[str, tuple[str, bool, tuple[str, ...]]] = {
             ("alertbutler.cli.sim",)),
     "serve": ("the portal: object pages, cone search, night, live alerts and a REST API",
               False, ("alertbutler.portal.cli",)),
+    "token": ("API tokens for the portal's writes (filters, watchlists): create, revoke, list",
+              True, ("alertbutler.portal.token_cli",)),
     "up": ("run the whole topology as supervised local services", False,
            ("alertbutler.deploy.cli",)),
     # Each package adds its verbs here as it lands, e.g.

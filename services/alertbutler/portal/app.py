@@ -1,7 +1,9 @@
 """The portal's ASGI application: REST API (with its OpenAPI description) and HTML pages.
 
 Endpoints are plain functions over :class:`PortalData`; FastAPI runs them in its thread pool,
-so a slow database query never blocks the live feed's event loop. Nothing here writes.
+so a slow database query never blocks the live feed's event loop. The only writes are saved
+filters (into the filter service's file) and watchlists, and they need an API token
+(:mod:`alertbutler.portal.tokens`): 401 without one, 403 with one that is not known.
 """
 
 from __future__ import annotations
@@ -10,23 +12,60 @@ import html
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from alertbutler.portal import pages
 from alertbutler.portal.data import CUTOUTS, PortalData, PortalSettings
 
 MAX_OBJECTS = 10_000
 MAX_RADIUS_ARCSEC = 3600.0
+MAX_SUBSCRIBE = 100_000
+
+
+class FilterIn(BaseModel):
+    """A filter to save (activate) under a name."""
+
+    filter: str = Field(max_length=4000, description="a filter expression")
+    topic: str | None = Field(default=None, description="where the service forwards what "
+                              "it keeps (default: kept, or <source topic>-<name>)")
 
 
 def create_app(settings: PortalSettings) -> FastAPI:
     """The portal over ``settings``' L1 database, night and live topic."""
     data = PortalData(settings)
+    store = None
+    if settings.state_dir is not None:
+        from alertbutler.portal.tokens import TokenStore
+
+        store = TokenStore(settings.state_dir / "tokens.json")
+
+    def token(authorization: Annotated[str | None, Header()] = None) -> str:
+        """The name of the request's API token: 401 without one, 403 if not known."""
+        if store is None:
+            raise HTTPException(403, "this portal has no token store: writes are off")
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise HTTPException(401, "an API token is needed (Authorization: Bearer TOKEN; "
+                                "create one with `alertbutler token create NAME`)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        name = store.check(value.strip())
+        if name is None:
+            raise HTTPException(403, "this API token is not known (revoked or mistyped)")
+        return name
+
+    def read_access(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not settings.open_reads:
+            token(authorization)
+
     app = FastAPI(title="alertbutler portal", version="1",
-                  description="Read-only access to the L1 database, a night's alerts and "
-                  "reconciliation, and the live alert topic.")
+                  description="The L1 database, a night's alerts and reconciliation, the live "
+                  "alert topic, backfill-then-live subscriptions, filters and watchlists. "
+                  "Writes need an API token (Authorization: Bearer).",
+                  dependencies=[Depends(read_access)])
     app.state.data = data
+    write = [Depends(token)]
 
     @app.get("/api/health", tags=["api"])
     def health() -> dict[str, Any]:
@@ -84,6 +123,156 @@ def create_app(settings: PortalSettings) -> FastAPI:
         from alertbutler.portal.live import alert_events
 
         return StreamingResponse(alert_events(settings, data.add_alerts),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/subscribe", tags=["api"], response_class=StreamingResponse)
+    def subscribe(start: Annotated[str, Query(description="earliest, last:N, an ISO time or "
+                                              "mjd:...")],
+                  filter: Annotated[str, Query(max_length=4000)] = "",
+                  limit: Annotated[int | None, Query(ge=1, le=MAX_SUBSCRIBE)] = None,
+                  idle_timeout: Annotated[float, Query(gt=0, le=3600)] = 300.0
+                  ) -> StreamingResponse:
+        """Backfill, then live: server-sent ``alert`` events from ``start`` (phase
+        ``history``), one ``seam`` event with the offsets where the history ended, then
+        live alerts (phase ``live``) with no gap and no duplicate; ``end`` after ``limit``
+        alerts or ``idle_timeout`` seconds without one."""
+        from alertbutler.portal.filters import check
+        from alertbutler.portal.live import backfill_events
+        from alertbutler.subscribe import StartPositionError, parse_start
+        from alertbutler.subscribe.filters import compile_filter
+
+        if not settings.bootstrap:
+            raise HTTPException(503, "no live topic configured (kafka.bootstrap_servers)")
+        try:
+            position = parse_start(start)
+        except StartPositionError as exc:
+            raise HTTPException(422, str(exc)) from None
+        flt = None
+        if filter.strip():
+            checked = check(filter, None)
+            if not checked["ok"]:
+                raise HTTPException(422, checked["error"])
+            flt = compile_filter(filter)
+        return StreamingResponse(backfill_events(settings, position, flt, limit=limit,
+                                                 idle_timeout=idle_timeout),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/filters", tags=["filters"])
+    def list_filters() -> dict[str, Any]:
+        """The filter service's filters and, from its status file, what is active and each
+        filter's yield since it was activated."""
+        from alertbutler.portal.filters import saved_filters
+
+        return saved_filters(_filters_file())
+
+    @app.put("/api/filters/{name}", tags=["filters"], dependencies=write)
+    def put_filter(name: str, body: FilterIn) -> dict[str, Any]:
+        """Check and save a filter; the running filter service applies it to the next batch
+        it reads (no restart). 422 with the error's position if it does not compile."""
+        from alertbutler.portal.filters import FilterSaveError, save_filter
+
+        try:
+            return save_filter(_filters_file(), name, body.filter, body.topic)
+        except FilterSaveError as exc:
+            raise HTTPException(422, exc.detail) from None
+
+    @app.delete("/api/filters/{name}", tags=["filters"], dependencies=write)
+    def remove_filter(name: str) -> dict[str, Any]:
+        from alertbutler.portal.filters import delete_filter
+
+        if not delete_filter(_filters_file(), name):
+            raise HTTPException(404, f"no filter {name!r}")
+        return {"deleted": name}
+
+    def _filters_file() -> Any:
+        if settings.filters_file is None:
+            raise HTTPException(404, "no filter service file (alertbutler serve --filters "
+                                "FILE)")
+        return settings.filters_file
+
+    def _watchlists() -> Any:
+        from alertbutler.portal.watchlists import WatchlistStore
+
+        if settings.state_dir is None:
+            raise HTTPException(404, "this portal keeps no watchlists (no state directory)")
+        cached = getattr(app.state, "watchlists", None)
+        if cached is None:
+            cached = app.state.watchlists = WatchlistStore(settings.state_dir / "watchlists")
+        return cached
+
+    def _watchlist(name: str) -> Any:
+        from alertbutler.portal.watchlists import WatchlistError
+
+        try:
+            wl = _watchlists().load(name)
+        except WatchlistError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if wl is None:
+            raise HTTPException(404, f"no watchlist {name!r}")
+        return wl
+
+    @app.get("/api/watchlists", tags=["watchlists"])
+    def list_watchlists() -> list[dict[str, Any]]:
+        store_ = _watchlists()
+        out = []
+        for n in store_.names():
+            wl = store_.load(n)
+            if wl is not None:
+                out.append({"name": n, "positions": len(wl)})
+        return out
+
+    @app.put("/api/watchlists/{name}", tags=["watchlists"], dependencies=write,
+             openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {
+                 "schema": {"type": "string"}}}}})
+    async def put_watchlist(name: str, request: Request) -> JSONResponse:
+        """Upload a watchlist as CSV (header ``ra,dec,radius[,name]``: degrees, degrees,
+        arcsec; at most 100,000 rows). 422 names each bad line; nothing is kept then."""
+        import anyio
+
+        from alertbutler.portal.watchlists import MAX_BYTES, WatchlistError, parse_csv
+
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_BYTES:
+                raise HTTPException(413, f"a watchlist is at most {MAX_BYTES:,} bytes")
+        try:
+            wl = await anyio.to_thread.run_sync(parse_csv, name, bytes(body))
+        except WatchlistError as exc:
+            return JSONResponse({"detail": "the watchlist was not accepted", "problems": [
+                {"line": n, "message": m} for n, m in exc.problems]}, status_code=422)
+        await anyio.to_thread.run_sync(_watchlists().save, wl)
+        return JSONResponse({"name": name, "positions": len(wl)})
+
+    @app.delete("/api/watchlists/{name}", tags=["watchlists"], dependencies=write)
+    def delete_watchlist(name: str) -> dict[str, Any]:
+        _watchlist(name)
+        _watchlists().delete(name)
+        return {"deleted": name}
+
+    @app.get("/api/watchlists/{name}/matches", tags=["watchlists"])
+    def watchlist_matches(name: str) -> dict[str, Any]:
+        """Objects of the L1 database within a watchlist row's radius (through the
+        database's HEALPix index), one entry per (object, row)."""
+        wl = _watchlist(name)
+        found = wl.history(data.db)
+        return {"name": name, "positions": len(wl), "matches": [
+            {**_brief(o), "watch": o["watch"], "separation_arcsec": o["separation_arcsec"]}
+            for o in found]}
+
+    @app.get("/api/watchlists/{name}/live", tags=["watchlists"],
+             response_class=StreamingResponse)
+    def watchlist_live(name: str) -> StreamingResponse:
+        """Server-sent events: ``ready``, then a ``match`` for each arriving alert within a
+        watchlist row's radius (with the row and the separation)."""
+        if not settings.bootstrap:
+            raise HTTPException(503, "no live topic configured (kafka.bootstrap_servers)")
+        from alertbutler.portal.live import alert_events
+
+        wl = _watchlist(name)
+        return StreamingResponse(alert_events(settings, data.add_alerts, watchlist=wl),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
@@ -147,8 +336,28 @@ def create_app(settings: PortalSettings) -> FastAPI:
 
     @app.get("/filters", response_class=HTMLResponse, include_in_schema=False)
     def filters_page() -> str:
+        from alertbutler.portal import forms
+
         body, script = pages.filter_page()
-        return pages.page("Filter check", body, script=script)
+        more, active = forms.active_filters(settings.filters_file is not None)
+        return pages.page("Filters", body + more, script=script + active)
+
+    @app.get("/watchlists", response_class=HTMLResponse, include_in_schema=False)
+    def watchlists_page() -> str:
+        from alertbutler.portal import forms
+
+        lists = list_watchlists() if settings.state_dir is not None else []
+        body, script = forms.watchlists_page(lists, settings.state_dir is not None)
+        return pages.page("Watchlists", body, script=script)
+
+    @app.get("/watchlists/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def watchlist_page(name: str) -> str:
+        from alertbutler.portal import forms
+
+        found = watchlist_matches(name)
+        body, script = forms.watchlist_page(name, found["positions"], found["matches"],
+                                            bool(settings.bootstrap))
+        return pages.page(f"Watchlist {name}", body, script=script)
 
     @app.get("/live", response_class=HTMLResponse, include_in_schema=False)
     def live_page() -> str:

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a night directory (default: <data_dir>/mainjob)")
     parser.add_argument("--l1db", default=None, metavar="URL",
                         help="L1 database URL (default: the night's, else l1db.url)")
+    parser.add_argument("--filters", default=None, metavar="FILE",
+                        help="the filter service's file (`alertbutler filter serve FILE`): "
+                        "filters saved through the portal take effect in that service")
     parser.set_defaults(func=_serve)
 
 
@@ -57,15 +60,30 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         root = None
     if l1db_url is None:
         l1db_url = config.l1db_url
+    filters_file = None
+    if args.filters is not None:
+        from alertbutler.subscribe.errors import FilterConfigError
+        from alertbutler.subscribe.service import load_service_spec
+
+        filters_file = Path(args.filters).resolve()
+        try:
+            load_service_spec(filters_file)
+        except FilterConfigError as exc:
+            print(f"alertbutler serve: --filters: {exc}", file=sys.stderr)
+            return 2
+    loopback = ipaddress.ip_address(args.host).is_loopback
     bootstrap = config.kafka.bootstrap_servers
     settings = PortalSettings(
         l1db_url=l1db_url, night_root=root, bootstrap=bootstrap,
         alert_topic=config.kafka.alert_topic,
         aiokafka=aiokafka_settings(config) if bootstrap else {},
-        confluent=dict(config.kafka.client))
-    if not ipaddress.ip_address(args.host).is_loopback:
-        print(f"alertbutler serve: warning: listening on {args.host}, beyond this machine "
-              "(the portal is read-only and has no login)", file=sys.stderr)
+        confluent=dict(config.kafka.client),
+        state_dir=(config.data_dir / "portal").resolve(), filters_file=filters_file,
+        open_reads=loopback)
+    if not loopback:
+        print(f"alertbutler serve: warning: listening on {args.host}, beyond this machine: "
+              "every request needs an API token (`alertbutler token create NAME`), sent "
+              "in clear unless a TLS proxy stands in front", file=sys.stderr)
     print(f"portal: http://{args.host}:{args.port}/ (L1 database {l1db_url}; night "
           f"{root or 'none'}; live topic {config.kafka.alert_topic if bootstrap else 'none'})",
           flush=True)

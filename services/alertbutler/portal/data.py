@@ -34,6 +34,13 @@ class PortalSettings:
     #: aiokafka keyword arguments (bootstrap and security), from alertbutler.kafka
     aiokafka: dict[str, Any] = field(default_factory=dict)
     confluent: dict[str, Any] = field(default_factory=dict)  # client settings (security)
+    #: the portal's own state: tokens.json (hashed API tokens), watchlists/; None: no writes
+    state_dir: Path | None = None
+    #: the filter service's file (``alertbutler filter serve FILE``): filters saved here
+    #: take effect in the running service; None: filters can be checked, not activated
+    filters_file: Path | None = None
+    #: reads without a token (on loopback); off loopback every request needs one
+    open_reads: bool = True
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from alertbutler.portal.data import PortalSettings
@@ -39,8 +39,10 @@ def _event(name: str, data: Any) -> str:
 
 
 async def alert_events(settings: PortalSettings,
-                       on_alerts: Callable[[list[dict[str, Any]]], None]) -> AsyncIterator[str]:
-    """Server-sent events: ``ready``, then one ``alert`` per alert published from now on."""
+                       on_alerts: Callable[[list[dict[str, Any]]], None], *,
+                       watchlist: Any = None) -> AsyncIterator[str]:
+    """Server-sent events: ``ready``, then one ``alert`` per alert published from now on
+    (with a watchlist: one ``match`` per alert within a row's radius)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from alertbutler.alerts import decode_message
@@ -77,9 +79,50 @@ async def alert_events(settings: PortalSettings,
                         continue
                     if decoded.kind == "alert":
                         alerts.append(decoded.record)
-            if alerts:
+            if alerts and watchlist is not None:
+                from alertbutler.portal.watchlists import live_matches
+
+                on_alerts(alerts)
+                for alert, row, sep in await asyncio.to_thread(live_matches, watchlist,
+                                                               alerts):
+                    yield _event("match", {**summary(dict(alert)), "watch": row,
+                                           "separation_arcsec": sep})
+            elif alerts:
                 on_alerts(alerts)
                 for alert in alerts:
                     yield _event("alert", summary(alert))
     finally:
         await consumer.stop()
+
+
+def backfill_events(settings: PortalSettings, start: object, flt: Any, *,
+                    limit: int | None, idle_timeout: float | None) -> Iterator[str]:
+    """Server-sent events of a backfill-then-live subscription (see
+    :mod:`alertbutler.subscribe.backfill`): ``alert`` events (with ``phase`` history or live,
+    partition and offset) kept by ``flt`` (None: all), one ``seam`` event with the offsets
+    where the history ended, and ``end`` when ``limit`` alerts were sent or the live part was
+    idle for ``idle_timeout`` seconds. A sync generator: Starlette runs it in a thread."""
+    from alertbutler.subscribe.backfill import Backfill
+    from alertbutler.subscribe.stream import default_decoder
+
+    sent = 0
+    url = f"kafka://{settings.bootstrap}/{settings.alert_topic}"
+    with Backfill(url, start=start, decoder=default_decoder(), settings=settings.confluent,
+                  idle_timeout=idle_timeout) as sub:
+        yield _event("ready", {"topic": settings.alert_topic})
+        for phase, batch in sub.batches(max_alerts=500):
+            if phase == "seam":
+                assert sub.seam is not None
+                yield _event("seam", sub.seam.as_json())
+                continue
+            mask = flt.keep([a.record for a in batch]) if flt is not None else None
+            for i, alert in enumerate(batch):
+                if mask is not None and not mask[i]:
+                    continue
+                yield _event("alert", {**summary(alert.record), "phase": phase,
+                                       "partition": alert.partition, "offset": alert.offset})
+                sent += 1
+                if limit is not None and sent >= limit:
+                    yield _event("end", {"sent": sent, "reason": "limit"})
+                    return
+    yield _event("end", {"sent": sent, "reason": "idle"})

@@ -21,7 +21,7 @@ th,td{border:1px solid #8a8a8a;padding:0.2rem 0.5rem;text-align:right}
 th[scope=row],td.text{text-align:left} .bad{background:#fde2e1} .ok{background:#e3f5e1}
 .cutouts img{image-rendering:pixelated;width:150px;height:150px;border:1px solid #555}
 figure{display:inline-block;margin:0.3rem} figcaption{font-size:0.9rem}
-label{margin-right:0.3rem} input{margin-right:1rem}
+label{margin-right:0.3rem} input{margin-right:1rem} form.write{margin:0.5rem 0 1rem}
 """
 
 
@@ -44,11 +44,13 @@ def page(title: str, body: str, *, script: str = "") -> str:
 <title>{esc(title)} · alertbutler</title><style>{STYLE}</style></head>
 <body><a class="skip" href="#main">Skip to content</a>
 <header><nav aria-label="Main"><a href="/">Objects</a><a href="/night">Night</a>
-<a href="/live">Live alerts</a><a href="/filters">Filter check</a><a href="/docs">API</a>
+<a href="/live">Live alerts</a><a href="/filters">Filters</a>
+<a href="/watchlists">Watchlists</a><a href="/docs">API</a>
 </nav></header>
 <main id="main"><h1>{esc(title)}</h1>
 {body}</main>
-<footer><p>alertbutler portal · read-only · <a href="/openapi.json">OpenAPI description</a></p>
+<footer><p>alertbutler portal · writes need an API token ·
+<a href="/openapi.json">OpenAPI description</a></p>
 </footer>{script}</body></html>"""
 
 
@@ -258,7 +260,7 @@ box.addEventListener('input', () => { clearTimeout(pending); pending = setTimeou
 def filter_page() -> tuple[str, str]:
     body = ("<p>Type a filter (see docs/subscribe.md for the language): it is checked as you "
             "type and, if it compiles, its yield on this night's alerts is shown. Nothing is "
-            "activated here.</p>"
+            "activated until you save it below.</p>"
             '<label for="filter">Filter expression</label><br>'
             '<textarea id="filter" name="filter" rows="4" cols="80" spellcheck="false" '
             'aria-describedby="filter-result"></textarea>'

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="stop at the end of the stream as it was when the service started")
     serve.add_argument("--start", default=None,
                        help="override the start (default: the group's committed offsets)")
-    serve.add_argument("--reload-interval", type=float, default=2.0, metavar="SECONDS")
+    serve.add_argument("--reload-interval", type=float, default=0.25, metavar="SECONDS",
+                       help="how often the file is checked (a stat(); default 0.25)")
     serve.add_argument("--on-error", default=None, metavar="stop|skip|deadletter:FILE",
                        type=on_error_arg, help=ON_ERROR_HELP + "; overrides the file's on_error")
     serve.add_argument("--metrics-port", type=int, default=None,

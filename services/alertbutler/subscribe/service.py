@@ -34,6 +34,7 @@ with a logged error and its previous version keeps running; the others are unaff
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -159,6 +160,18 @@ class _Active:
     spec: FilterSpec
     outputs: list[Output]
     kept: int = 0
+    #: this version of the filter: since when, from which source offsets (None: from the
+    #: stream's start), and what it has seen and kept since
+    activated_at: float = field(default_factory=time.time)
+    active_from: dict[tuple[str, int], int] | None = None
+    seen: int = 0
+    kept_since: int = 0
+
+
+def status_path(filters_file: str | os.PathLike[str]) -> Path:
+    """Where the service says what runs: ``<filters file>.status.json`` beside the file."""
+    path = Path(filters_file)
+    return path.with_name(path.name + ".status.json")
 
 
 class _Acks:
@@ -190,7 +203,7 @@ class FilterService:
 
     def __init__(self, path: str | os.PathLike[str], *, config: Config,
                  until_end: bool = False, start: str | None = None,
-                 reload_interval: float = 2.0, max_in_flight: int = 2,
+                 reload_interval: float = 0.25, max_in_flight: int = 2,
                  on_error: OnError | None = None,
                  metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
         self.path = Path(path)
@@ -204,6 +217,9 @@ class FilterService:
         self.url = StreamURL.parse(self.spec.source)
         self.stats = ServiceStats()
         self._fingerprint = self._file_fingerprint()
+        self._stat = self._file_stat()
+        #: the stream's next offsets while it runs: where a filter changed now takes effect
+        self._positions: dict[tuple[str, int], int] | None = None
         self._active: dict[str, _Active] = {}
         self._producer: Any = None
         self._transactional = False
@@ -218,6 +234,13 @@ class FilterService:
         self.health = health
 
     # -- filters ---------------------------------------------------------------------------
+    def _file_stat(self) -> tuple[int, int, int]:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
     def _file_fingerprint(self) -> str:
         try:
             return hashlib.sha256(self.path.read_bytes()).hexdigest()
@@ -256,7 +279,8 @@ class FilterService:
                 if old is not None:
                     _close(old.outputs)
                 outputs = self._outputs(fspec)
-            new_active[name] = _Active(fspec, outputs, old.kept if old else 0)
+            new_active[name] = _Active(fspec, outputs, old.kept if old else 0,
+                                       active_from=self._positions)
             log.info("filter active", extra={"filter": name, "topic": fspec.topic})
         for name, old in self._active.items():
             if name not in new_active:
@@ -289,7 +313,14 @@ class FilterService:
         return settings
 
     def maybe_reload(self) -> bool:
-        """Re-read the file if its content changed; True when something was applied."""
+        """Re-read the file if its content changed; True when something was applied.
+
+        A stat() is all it costs while nothing changed, so it runs before every batch:
+        a filter saved (by the portal, an editor) applies to the next batch read."""
+        stat = self._file_stat()
+        if stat == self._stat:
+            return False
+        self._stat = stat
         fingerprint = self._file_fingerprint()
         if fingerprint == self._fingerprint or not fingerprint:
             return False
@@ -301,7 +332,33 @@ class FilterService:
             return False
         log.info("filters file changed: reloading", extra={"file": str(self.path)})
         self._apply(spec)
+        self.write_status()
         return True
+
+    def write_status(self) -> None:
+        """``<file>.status.json``: the file version applied and each filter's version, the
+        source offsets from which it applies, and its yield since (what the portal shows).
+        Written after each batch and each reload; a reader never sees half a file."""
+        now = time.time()
+        data = {"fingerprint": self._fingerprint, "updated_at": now,
+                "alerts": self.stats.alerts, "delivery": self.stats.delivery,
+                "refused": dict(self.stats.refused),
+                "filters": {n: {"filter": a.spec.text, "topic": a.spec.topic,
+                                "file": a.spec.file, "activated_at": a.activated_at,
+                                "active_from": None if a.active_from is None else
+                                {f"{t}[{p}]": o for (t, p), o in
+                                 sorted(a.active_from.items())},
+                                "seen": a.seen, "kept": a.kept_since,
+                                "kept_total": a.kept,
+                                "fraction": round(a.kept_since / a.seen, 6) if a.seen
+                                else None} for n, a in self._active.items()}}
+        path = status_path(self.path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("cannot write the status file: %s", exc)
 
     # -- the loop ----------------------------------------------------------------------------
     def _open_producer(self) -> Producer:
@@ -333,6 +390,7 @@ class FilterService:
     def run(self) -> ServiceStats:
         self._producer = self._open_producer()
         self._apply(self.spec)
+        self.write_status()
         fallback: Literal["earliest", "latest"] = (
             "latest" if self.spec.start == "latest" else "earliest")
         text = self.start_override
@@ -353,6 +411,7 @@ class FilterService:
                     self.health.beat()
                 if time.monotonic() - last_reload >= self.reload_interval:
                     last_reload = time.monotonic()
+                    self._positions = stream.positions  # the next batch starts here
                     self.maybe_reload()
                 batch = stream.read_batch(self.spec.batch_size, timeout=0.5)
                 # every turn, batch or not: a fetch of markers alone moves the position too
@@ -378,6 +437,8 @@ class FilterService:
                 if stopped is not None:  # what came before it is forwarded and committed
                     self._close_outputs()
                     raise stopped[1]
+                if batch:
+                    self.write_status()
                 if time.monotonic() - last_report >= 10:
                     last_report = time.monotonic()
                     log.info("progress", extra={"alerts": self.stats.alerts,
@@ -486,6 +547,8 @@ class FilterService:
             log.error("stopping at an undecodable message: %s", stopped[1])
         keys = selection.keys
         acks = _Acks()
+        for active in self._active.values():
+            active.seen += len(batch) if stop is None else stop
         files: list[Output] = []
         for active in self._active.values():
             idx = selection.kept.get(active.spec.name, np.zeros(0, dtype=np.int64))
@@ -503,6 +566,7 @@ class FilterService:
                     out.write(kept)
                     files.append(out)
             active.kept += len(kept)
+            active.kept_since += len(kept)
         for out in files:
             out.flush()
         return acks, stopped
