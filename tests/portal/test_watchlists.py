@@ -52,9 +52,11 @@ def test_bad_watchlists_name_their_lines() -> None:
                         7: "2 fields, the header has 3",
                         8: "ra \"__import__('os')\" is not a number",
                         9: "radius 0 is outside (0, 3600] arcsec"}
-    for bad, line, words in [("dec,radius\n1,1\n", 1, "lacks ra"), ("", 1, "empty"),
-                             ("ra,dec,radius\n", 2, "no positions"),
-                             (b"ra,dec,radius\n1,2,\xff\n", 2, "not UTF-8")]:
+    cases: list[tuple[str | bytes, int, str]] = [
+        ("dec,radius\n1,1\n", 1, "lacks ra"), ("", 1, "empty"),
+        ("ra,dec,radius\n", 2, "no positions"),
+        (b"ra,dec,radius\n1,2,\xff\n", 2, "not UTF-8")]
+    for bad, line, words in cases:
         try:
             parse_csv("w", bad)
         except WatchlistError as exc:

@@ -18,7 +18,7 @@ from alertbutler.alerts import encode_alerts
 from alertbutler.kafka import create_topics
 from alertbutler.subscribe import SubscribeError, open_stream, raw_decoder
 from alertbutler.subscribe.backfill import CRASH_AT_SEAM, Backfill, Seam
-from alertbutler.subscribe.filters import compile_filter
+from alertbutler.subscribe.filters import Filter, compile_filter
 from alertbutler.subscribe.positions import AtOffsets
 from alertbutler.subscribe.stream import default_decoder
 from alertbutler.subscribe.testing import varied_alerts
@@ -104,7 +104,7 @@ def test_history_then_live_has_no_gap_and_no_duplicate(kafka_bootstrap: str,
     assert sub.seam.as_json()["history_alerts"] == 140
 
 
-def _kept(alerts: list[dict], flt) -> set[int]:  # type: ignore[no-untyped-def]
+def _kept(alerts: list[dict], flt: Filter) -> set[int]:
     mask = flt.keep(alerts)
     return {a["diaSourceId"] for a, k in zip(alerts, mask, strict=True) if k}
 
