@@ -240,6 +240,37 @@ def test_history_since_mjd(db_url: str) -> None:
     assert db.is_ingested(9, 5)
 
 
+def test_a_failed_store_leaves_nothing_and_the_next_one_works() -> None:
+    """A PostgreSQL store whose transaction fails after its rows were written (here: a
+    consumer name too long for its column) commits nothing, and the next store on the same
+    pooled connection still works: the first store of a connection makes its temporary
+    tables inside that transaction, so its rollback takes them away too."""
+    reason = pg_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    rng = np.random.default_rng(11)
+    ids = np.arange(1, 21)
+    ra, dec = random_cap(rng, 20, 10.0, 10.0, 0.1)
+    rows = fake_visit_rows(rng, visit=1, detector=2, object_ids=ids, ra=ra, dec=dec,
+                           mjd=60000.5, source_id_start=1)
+    bad = ConsumedOffsets(consumer="c" * 300, member="m", next_offsets={("t", 0): 5},
+                          n_messages=20)
+    with temporary_pg_database() as url, L1db.create(url) as db:
+        with pytest.raises(sa.exc.DBAPIError, match="too long"):
+            db.store(RowBatch.build(**rows), consumed=bad)
+        assert db.row_counts()["DiaSource"] == 0
+        result = db.store(RowBatch.build(**rows), complete=[(1, 2)])
+        assert result.inserted == {"DiaObject": 20, "DiaSource": 20, "DiaForcedSource": 20}
+        again = db.store(RowBatch.build(**rows))  # a redelivery: every row already there
+        assert again.inserted == {"DiaObject": 0, "DiaSource": 0, "DiaForcedSource": 0}
+        half = db.store(RowBatch.build(**fake_visit_rows(  # some rows new, some there
+            rng, visit=1, detector=2, object_ids=np.arange(11, 31), ra=ra, dec=dec,
+            mjd=60000.5, source_id_start=11)))
+        assert half.inserted == {"DiaObject": 10, "DiaSource": 10, "DiaForcedSource": 10}
+        assert db.row_counts()["DiaSource"] == 30 and db.is_ingested(1, 2)
+        assert len(db.objects(np.arange(1, 31))) == 30
+
+
 def test_a_postgresql_database_gone_is_an_outage_for_reads() -> None:
     """Reads go through connectorx, whose errors are all RuntimeError: a database that
     cannot be reached must still surface as the driver's connection error, which the
