@@ -72,29 +72,54 @@ def test_incompatible_schema_version_is_refused(db_url: str) -> None:
         L1db(db_url)
 
 
-def test_schema_2_0_is_upgraded_with_the_wait_table(db_url: str) -> None:
-    """A 2.0 database (no visit_detector_wait) is refused with the upgrade command, and the
-    upgrade adds the table and nothing else (its sources stay where they are)."""
+@pytest.mark.parametrize("old", ["2.0", "2.1"])
+def test_schema_2_0_and_2_1_are_upgraded_with_the_wait_table_and_marker_totals(
+        db_url: str, old: str) -> None:
+    """A 2.0 database (no visit_detector_wait, no n_alerts_total) or 2.1 (no n_alerts_total)
+    is refused with the upgrade command, and the upgrade adds what is missing and nothing
+    else (its sources and markers stay where they are)."""
     if db_url.startswith("cassandra://"):
-        pytest.skip("SQL databases only: a Cassandra keyspace is made at 2.1")
+        pytest.skip("SQL databases only (a 2.1 keyspace: test_cassandra_2_1_keyspace_...)")
     db = L1db.create(db_url)
     db.store(RowBatch.build(), markers=[VisitDetectorEnd(
         visit=1, detector=2, partition=0, n_partitions=1, n_alerts=0)])
     db.close()
     engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE visit_detector_wait"))
-        conn.execute(sa.text("UPDATE metadata SET value = '2.0' WHERE name = 'schema_version'"))
+        if old == "2.0":
+            conn.execute(sa.text("DROP TABLE visit_detector_wait"))
+        conn.execute(sa.text("ALTER TABLE visit_detector_end DROP COLUMN n_alerts_total"))
+        conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = 'schema_version'"),
+                     {"v": old})
     engine.dispose()
-    with pytest.raises(SchemaVersionError, match=r"2\.0.*l1db upgrade"):
+    with pytest.raises(SchemaVersionError, match=rf"{old}.*l1db upgrade"):
         L1db(db_url)
-    assert L1db.upgrade(db_url) == "2.0"
+    assert L1db.upgrade(db_url) == old
     with L1db(db_url) as db:
-        assert db.schema_version == SCHEMA_VERSION == "2.1"
+        assert db.schema_version == SCHEMA_VERSION == "2.2"
         assert db.is_ingested(1, 2)
         waiting = [VisitDetectorEnd(visit=3, detector=2, partition=0, n_partitions=1,
-                                    n_alerts=1, topic="t", last_offset=5)]
+                                    n_alerts=1, topic="t", last_offset=5, n_alerts_total=1)]
         assert db.store(RowBatch.build(), markers=waiting).completed == ()
+        assert db.store(RowBatch.build(), consumed=ConsumedOffsets(
+            consumer="c", member="m", next_offsets={("t", 0): 6}, n_messages=1)
+            ).completed == (VisitDetector(3, 2),)
+
+
+def test_cassandra_2_1_keyspace_gets_marker_totals_when_opened(db_url: str) -> None:
+    if not db_url.startswith("cassandra://"):
+        pytest.skip("Cassandra only (SQL databases are upgraded by 'alertbutler l1db upgrade')")
+    db = L1db.create(db_url)
+    ks = db.keyspace  # type: ignore[attr-defined]
+    db._session.execute(f'ALTER TABLE "{ks}".visit_detector_end DROP n_alerts_total')  # type: ignore[attr-defined]
+    db._session.execute(f"UPDATE \"{ks}\".metadata SET value = '2.1' "  # type: ignore[attr-defined]
+                        "WHERE name = 'schema_version'")
+    db.close()
+    with L1db(db_url) as db:
+        assert db.schema_version == SCHEMA_VERSION == "2.2"
+        markers = [VisitDetectorEnd(visit=4, detector=1, partition=0, n_partitions=1,
+                                    n_alerts=0, n_alerts_total=0, topic="t")]
+        assert db.store(RowBatch.build(), markers=markers).completed == (VisitDetector(4, 1),)
 
 
 def test_missing_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]

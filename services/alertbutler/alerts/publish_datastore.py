@@ -268,6 +268,11 @@ class PublishDatastore(Datastore):
     def exists(self, ref: DatasetRef) -> bool:
         return bool(self.bridge.fetch([ref.id]).get(ref.id))
 
+    def n_messages(self, ref: DatasetRef) -> int:
+        """Alert messages the dataset was published as (0 for an empty batch: a close)."""
+        return sum(len(r.payload["offsets"]) if "offsets" in r.payload else 1
+                   for r in self.bridge.fetch([ref.id]).get(ref.id, []))
+
     # -- removing -------------------------------------------------------------------------
     def remove_many(self, refs: Sequence[DatasetRef]) -> None:
         self.bridge.delete([ref.id for ref in refs])

@@ -2,7 +2,10 @@
 
 Workers publish one status record per attempt at a visit-detector on ``prompt.status_topic``
 (the latest one wins); the ingester marks a visit-detector complete in the L1 database once
-its end markers arrived. A night is done when every expected visit-detector has both.
+its end markers arrived and its alerts are stored. A night is done when every expected
+visit-detector has both, and the L1 database counts the alerts its latest successful status
+reports: an earlier attempt may have closed it empty (a worker that gave up, then died
+before committing the item) before the attempt that published its alerts.
 The status topic is read by manual assignment from its start (no group join, and never a
 ListOffsets lookup, which the embedded broker gets wrong).
 """
@@ -32,6 +35,8 @@ class NightProgress:
         self.statuses: dict[tuple[int, int], Any] = {}
         self.attempts: dict[tuple[int, int], int] = {}
         self.ingested_at: dict[tuple[int, int], float] = {}
+        #: alerts the L1 database counts per completed visit-detector
+        self.ingested_alerts: dict[tuple[int, int], int] = {}
         self.l1db = L1db(config.l1db_url)
         self.consumer = Consumer(confluent_settings(config, config.kafka.bootstrap_servers, **{
             "group.id": "alertbutler-up-progress", "enable.auto.commit": False,
@@ -54,11 +59,12 @@ class NightProgress:
                     self.attempts[key] = self.attempts.get(key, 0) + 1
             if time.monotonic() - self._last_l1 > 0.5:
                 self._last_l1 = time.monotonic()
-                pending = [k for k in self.expected if k not in self.ingested_at]
+                pending = [k for k in self.expected if not self._settled(k)]
                 if pending:
                     now = time.time()
-                    for vd in self.l1db.ingested(pending):
-                        self.ingested_at[(vd.visit, vd.detector)] = now
+                    for vd, n in self.l1db.ingested_alerts(pending).items():
+                        self.ingested_at.setdefault((vd.visit, vd.detector), now)
+                        self.ingested_alerts[(vd.visit, vd.detector)] = n
 
     @property
     def n_done(self) -> int:
@@ -72,8 +78,15 @@ class NightProgress:
     def n_alerts(self) -> int:
         return sum(s.n_alerts for s in self.statuses.values() if s.ok)
 
+    def _settled(self, vd: tuple[int, int]) -> bool:
+        """Ingested, with the alerts of its latest successful status (if it has one)."""
+        status = self.statuses.get(vd)
+        return vd in self.ingested_at and (status is None or not status.ok or
+                                           self.ingested_alerts.get(vd) == status.n_alerts)
+
     def done(self) -> bool:
-        return set(self.statuses) >= self.expected and set(self.ingested_at) >= self.expected
+        return set(self.statuses) >= self.expected and all(
+            self._settled(vd) for vd in self.expected)
 
     def latencies(self) -> list[float]:
         """Raw arrival to alerts acknowledged by Kafka, seconds, per successful visit-detector."""

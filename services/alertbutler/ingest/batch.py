@@ -120,7 +120,8 @@ def _marker(msg: Message, record: dict[str, Any]) -> tuple[VisitDetectorEnd | No
                           "partition")
         return VisitDetectorEnd(visit=record["visit"], detector=record["detector"],
                                 partition=msg.partition, n_partitions=record["n_partitions"],
-                                n_alerts=record["n_alerts"]), ""
+                                n_alerts=record["n_alerts"],
+                                n_alerts_total=record.get("n_alerts_total")), ""
     if msg.topic != control_topic(topic):
         return None, (f"end marker for alert topic {topic} read from {msg.topic}: it belongs "
                       f"on {control_topic(topic)}")
@@ -131,4 +132,5 @@ def _marker(msg: Message, record: dict[str, Any]) -> tuple[VisitDetectorEnd | No
     return VisitDetectorEnd(visit=record["visit"], detector=record["detector"],
                             partition=record["partition"], n_partitions=record["n_partitions"],
                             n_alerts=record["n_alerts"], topic=topic,
-                            last_offset=last if record["n_alerts"] > 0 else None), ""
+                            last_offset=last if record["n_alerts"] > 0 else None,
+                            n_alerts_total=record.get("n_alerts_total")), ""

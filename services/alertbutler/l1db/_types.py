@@ -24,6 +24,8 @@ class VisitDetectorEnd:
     once the markers of all ``n_partitions`` partitions are committed and the stored offset of
     each partition is past its ``last_offset``. Inline (old protocol, read from the alert
     partition itself after its alerts) ``topic`` is None: its partition's order is enough.
+    ``n_alerts_total`` (the attempt's alerts on all partitions) tells apart attempts that
+    closed the same visit-detector differently (:mod:`alertbutler.l1db._markers`).
     """
 
     visit: int
@@ -33,6 +35,7 @@ class VisitDetectorEnd:
     n_alerts: int
     topic: str | None = None
     last_offset: int | None = None
+    n_alerts_total: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,7 +2,8 @@
 upgrade URL``).
 
 1.0 -> 1.1 added ``work_attempt``; 1.x -> 2.0 partitions ``DiaSource`` and
-``DiaForcedSource`` by time on PostgreSQL; 2.0 -> 2.1 adds ``visit_detector_wait``.
+``DiaForcedSource`` by time on PostgreSQL; 2.0 -> 2.1 adds ``visit_detector_wait``; 2.1 -> 2.2
+adds ``visit_detector_end.n_alerts_total`` (markers recorded before it have none).
 The upgrade runs in ONE transaction: each old
 table is renamed aside (its key and indexes dropped, so their names are free), the
 partitioned table is created with the partitions the old rows need, the rows are moved with
@@ -22,7 +23,7 @@ from alertbutler.l1db._errors import L1dbNotFoundError, SchemaVersionError
 from alertbutler.l1db.schema import PARTITIONED, SCHEMA_VERSION, build_metadata
 
 #: Versions this code upgrades from.
-UPGRADABLE = ("1.0", "1.1", "2.0")
+UPGRADABLE = ("1.0", "1.1", "2.0", "2.1")
 
 
 def upgrade(engine: sa.Engine) -> str:
@@ -49,9 +50,23 @@ def upgrade(engine: sa.Engine) -> str:
             for table in PARTITIONED:
                 _partition_table(conn, md.tables[table])
         md.create_all(conn, checkfirst=True)  # tables added by later versions
+        _add_columns(conn, md)
         conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = 'schema_version'"),
                      {"v": SCHEMA_VERSION})
     return str(found)
+
+
+def _add_columns(conn: sa.Connection, md: sa.MetaData) -> None:
+    """Nullable columns added by later versions to tables that existed before."""
+    inspector = sa.inspect(conn)
+    for table in md.tables.values():
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                assert column.nullable, f"{table.name}.{column.name} added NOT NULL"
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
 
 
 def _partition_table(conn: sa.Connection, table: sa.Table) -> None:

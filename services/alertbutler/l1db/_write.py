@@ -26,6 +26,7 @@ import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 
+from alertbutler.l1db import _markers
 from alertbutler.l1db._copy import copy_in
 from alertbutler.l1db._types import ConsumedOffsets, VisitDetector, VisitDetectorEnd
 from alertbutler.l1db.rows import RowBatch
@@ -148,25 +149,33 @@ def _sqlite_upsert_last(conn: sa.Connection, rows: pa.Table) -> None:
 
 def write_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
                   now: float) -> None:
-    """Record end markers (idempotently), and for out-of-band ones the offsets they wait for.
+    """Record end markers, a partition's recorded one replaced only by a marker of an
+    attempt that published more alerts (:func:`._markers.prevails`: idempotent, and an empty
+    close never overrides alerts), and for out-of-band ones the offsets they wait for.
     Whether this completes a visit-detector is :func:`settle_markers`' business."""
     if not markers:
         return
     pg = conn.dialect.name == "postgresql"
-    ignore = "" if pg else "OR IGNORE "
-    conflict = " ON CONFLICT DO NOTHING" if pg else ""
     conn.execute(sa.text(
-        f"INSERT {ignore}INTO visit_detector_end (visit, detector, partition, n_partitions, "
-        f"n_alerts, recorded_at) VALUES (:v, :d, :p, :np, :n, :now){conflict}"),
+        "INSERT INTO visit_detector_end (visit, detector, partition, n_partitions, "
+        "n_alerts, n_alerts_total, recorded_at) VALUES (:v, :d, :p, :np, :n, :t, :now) "
+        "ON CONFLICT (visit, detector, partition) DO UPDATE SET "
+        "n_partitions = excluded.n_partitions, n_alerts = excluded.n_alerts, "
+        "n_alerts_total = excluded.n_alerts_total, recorded_at = excluded.recorded_at "
+        f"WHERE {_markers.PREVAILS_SQL}"),
         [{"v": m.visit, "d": m.detector, "p": m.partition, "np": m.n_partitions,
-          "n": m.n_alerts, "now": now} for m in markers])
+          "n": m.n_alerts, "t": m.n_alerts_total, "now": now} for m in markers])
     waits = [{"v": m.visit, "d": m.detector, "t": m.topic, "p": m.partition,
               "o": m.last_offset} for m in markers
              if m.topic is not None and m.last_offset is not None]
     if waits:
+        # two attempts' alerts on one partition: wait for the later (both get stored)
+        greatest = "GREATEST" if pg else "MAX"
         conn.execute(sa.text(
-            f"INSERT {ignore}INTO visit_detector_wait (visit, detector, topic, partition, "
-            f"last_offset) VALUES (:v, :d, :t, :p, :o){conflict}"), waits)
+            "INSERT INTO visit_detector_wait (visit, detector, topic, partition, last_offset) "
+            "VALUES (:v, :d, :t, :p, :o) ON CONFLICT (visit, detector, topic, partition) "
+            f"DO UPDATE SET last_offset = {greatest}(visit_detector_wait.last_offset, "
+            "excluded.last_offset)"), waits)
 
 
 #: PostgreSQL advisory lock key serializing :func:`settle_markers` between ingesters.
@@ -175,8 +184,9 @@ _SETTLE_LOCK = 0x616C6572745F656E  # "alert_en"
 
 def settle_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
                    now: float) -> list[VisitDetector]:
-    """Complete the visit-detectors whose every marker is recorded and whose every alert
-    offset is stored; return them.
+    """Complete the visit-detectors whose recorded markers settle them and whose every
+    alert offset is stored (or raise the count of one completed on fewer alerts); return
+    them.
 
     Runs after this transaction's markers and offsets are written. The waits are the alert
     offsets out-of-band markers name; one is lifted when a stored offset of that partition
@@ -195,37 +205,50 @@ def settle_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
         "AND c.next_offset > visit_detector_wait.last_offset) "
         "RETURNING visit, detector")).fetchall()
     candidates.update(VisitDetector(int(v), int(d)) for v, d in lifted)
-    return mark_complete(conn, sorted(candidates), now, only_if_all_markers=True, lock=False)
+    done = []
+    for vd in sorted(candidates):
+        params = {"v": vd.visit, "d": vd.detector}
+        if conn.execute(sa.text("SELECT 1 FROM visit_detector_wait WHERE visit = :v AND "
+                                "detector = :d LIMIT 1"), params).first() is not None:
+            continue  # alerts a marker names are not all stored yet
+        count = _markers.settled_count(conn.execute(sa.text(
+            "SELECT n_partitions, n_alerts, n_alerts_total FROM visit_detector_end "
+            "WHERE visit = :v AND detector = :d"), params).all())
+        if count is not None and _complete(conn, vd, count, now, raise_count=True):
+            done.append(vd)
+    return done
+
+
+def _complete(conn: sa.Connection, vd: VisitDetector, n_alerts: int, now: float, *,
+              raise_count: bool) -> bool:
+    """Record ``vd`` complete with ``n_alerts``; ``raise_count``: also over a completion of
+    fewer alerts (:func:`._markers.raises`). True when a row was written."""
+    pg = conn.dialect.name == "postgresql"
+    params = {"v": int(vd.visit), "d": int(vd.detector), "n": int(n_alerts), "now": now}
+    if raise_count:
+        sql = ("INSERT INTO ingested_visit_detector (visit, detector, n_alerts, completed_at) "
+               "VALUES (:v, :d, :n, :now) ON CONFLICT (visit, detector) DO UPDATE SET "
+               "n_alerts = excluded.n_alerts, completed_at = excluded.completed_at "
+               "WHERE excluded.n_alerts > ingested_visit_detector.n_alerts")
+    else:
+        prefix = "INSERT" if pg else "INSERT OR IGNORE"
+        suffix = " ON CONFLICT DO NOTHING" if pg else ""
+        sql = (f"{prefix} INTO ingested_visit_detector (visit, detector, n_alerts, "
+               f"completed_at) VALUES (:v, :d, :n, :now){suffix}")
+    return conn.execute(sa.text(sql), params).rowcount > 0
 
 
 def mark_complete(conn: sa.Connection, visit_detectors: Iterable[VisitDetector], now: float,
-                  *, only_if_all_markers: bool = False,
-                  n_alerts: int | None = None, lock: bool = True) -> list[VisitDetector]:
-    """Insert ``ingested_visit_detector`` rows; with ``only_if_all_markers``, only for
-    visit-detectors whose end markers of every partition are recorded and that wait for no
-    alert offset. ``lock``: take a PostgreSQL advisory lock per visit-detector (callers
-    holding :func:`settle_markers`' lock need none)."""
+                  *, n_alerts: int | None = None) -> list[VisitDetector]:
+    """Insert ``ingested_visit_detector`` rows outright (a writer that stores whole
+    visit-detectors needs no markers), each under a PostgreSQL advisory lock of its own."""
     pg = conn.dialect.name == "postgresql"
     done = []
     for vd in visit_detectors:
-        params = {"v": int(vd.visit), "d": int(vd.detector), "now": now}
-        if pg and lock:
+        if pg:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                          {"key": (int(vd.visit) * 4099 + int(vd.detector)) % (1 << 62)})
-        prefix = "INSERT" if pg else "INSERT OR IGNORE"
-        suffix = " ON CONFLICT DO NOTHING" if pg else ""
-        if only_if_all_markers:
-            sql = (f"{prefix} INTO ingested_visit_detector (visit, detector, n_alerts, "
-                   "completed_at) SELECT visit, detector, SUM(n_alerts), :now "
-                   "FROM visit_detector_end WHERE visit = :v AND detector = :d "
-                   "AND NOT EXISTS (SELECT 1 FROM visit_detector_wait w "
-                   "WHERE w.visit = :v AND w.detector = :d) "
-                   f"GROUP BY visit, detector HAVING COUNT(*) >= MAX(n_partitions){suffix}")
-        else:
-            params["n"] = int(n_alerts or 0)
-            sql = (f"{prefix} INTO ingested_visit_detector (visit, detector, n_alerts, "
-                   f"completed_at) VALUES (:v, :d, :n, :now){suffix}")
-        if conn.execute(sa.text(sql), params).rowcount > 0:
+        if _complete(conn, vd, int(n_alerts or 0), now, raise_count=False):
             done.append(VisitDetector(int(vd.visit), int(vd.detector)))
     return done
 

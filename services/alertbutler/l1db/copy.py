@@ -42,13 +42,13 @@ def copy_l1db(source: L1db, dest: L1db, *,
         done = conn.exec_driver_sql(
             "SELECT visit, detector, n_alerts FROM ingested_visit_detector").all()
         ends = conn.exec_driver_sql(
-            "SELECT visit, detector, partition, n_partitions, n_alerts "
+            "SELECT visit, detector, partition, n_partitions, n_alerts, n_alerts_total "
             "FROM visit_detector_end").all()
         offsets = conn.exec_driver_sql(
             "SELECT consumer, topic, partition, next_offset FROM consumer_offset").all()
     markers = [VisitDetectorEnd(visit=int(v), detector=int(d), partition=int(p),
-                                n_partitions=int(n), n_alerts=int(a))
-               for v, d, p, n, a in ends]
+                                n_partitions=int(n), n_alerts=int(a), n_alerts_total=t)
+               for v, d, p, n, a, t in ends]
     empty = RowBatch.build()
     if markers:
         dest.store(empty, markers=markers)

@@ -341,6 +341,21 @@ class L1db:
                 + _read.in_ids(self.backend, "visit", visits))
             return {VisitDetector(int(v), int(d)) for v, d in rows} & wanted
 
+    def ingested_alerts(self, visit_detectors: Iterable[tuple[int, int]]
+                        ) -> dict[VisitDetector, int]:
+        """Alerts of each completely ingested one of ``visit_detectors``, as its end markers
+        count them (a later attempt that published more raises the count)."""
+        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        if not wanted:
+            return {}
+        visits = sorted({vd.visit for vd in wanted})
+        with self._engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT visit, detector, n_alerts FROM ingested_visit_detector WHERE "
+                + _read.in_ids(self.backend, "visit", visits))
+            found = {VisitDetector(int(v), int(d)): int(n) for v, d, n in rows}
+        return {vd: n for vd, n in found.items() if vd in wanted}
+
     def is_ingested(self, visit: int, detector: int) -> bool:
         return bool(self.ingested([(visit, detector)]))
 

@@ -35,8 +35,9 @@ import sqlalchemy as sa
 
 #: Version of the table layout. A different major version cannot be read or written;
 #: a higher minor version of the same major only adds nullable columns or tables.
-SCHEMA_VERSION = "2.1"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL);
-#                          2.1 added visit_detector_wait (out-of-band end markers)
+SCHEMA_VERSION = "2.2"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL);
+#                          2.1 added visit_detector_wait (out-of-band end markers);
+#                          2.2 added visit_detector_end.n_alerts_total (attempts told apart)
 
 #: Catalog tables partitioned by ``midpointMjdTai`` on PostgreSQL.
 PARTITIONED = ("DiaSource", "DiaForcedSource")
@@ -156,7 +157,9 @@ def build_metadata(*, partitioned: bool = False) -> sa.MetaData:
              sa.Column("partition", sa.Integer, primary_key=True),
              sa.Column("n_partitions", sa.Integer, nullable=False),
              sa.Column("n_alerts", sa.Integer, nullable=False),
-             sa.Column("recorded_at", sa.Double, nullable=False))
+             sa.Column("recorded_at", sa.Double, nullable=False),
+             # the alerts of the attempt that sent the marker, on all partitions (2.2)
+             sa.Column("n_alerts_total", sa.Integer, nullable=True))
     sa.Table("visit_detector_wait", md,
              sa.Column("visit", sa.BigInteger, primary_key=True),
              sa.Column("detector", sa.Integer, primary_key=True),

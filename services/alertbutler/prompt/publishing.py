@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from alertbutler.alerts.publish_datastore import PublishDatastore
 from alertbutler.alerts.records import AlertRecord
 from alertbutler.butler import Butler, DatasetRef
 
@@ -36,12 +37,25 @@ class AlertPublisher:
         Once per visit-detector on this worker: the registry row is committed only with the
         acknowledgement, so an item processed again after its alerts went out (its status
         could not be sent during a broker outage) finds them published and does not publish
-        the same alerts a second time (it used to fail on the existing row, three times)."""
+        the same alerts a second time (it used to fail on the existing row, three times).
+        An empty batch found there was an earlier attempt's close (it gave up, or the raw
+        came too late): alerts are then published after all, not dropped behind it."""
         done = self.butler.find_dataset(ALERT_DATASET, instrument=instrument, visit=visit,
                                         detector=detector, collections=ALERT_RUN)
-        if done is not None:
+        if done is not None and alerts and self._closed_empty(done):
+            # an earlier attempt closed it empty (gave up, or a raw too late) and its item
+            # came back uncommitted: these alerts are news, their markers supersede the close
+            log.warning("visit-detector closed empty by an earlier attempt: publishing its "
+                        "alerts now", extra={"visit": visit, "detector": detector,
+                                             "n_alerts": len(alerts)})
+            self.butler.prune_datasets([done])
+        elif done is not None:
             log.info("alerts already published and acknowledged by an earlier attempt: not "
                      "sent again", extra={"visit": visit, "detector": detector})
             return done
         return self.butler.put(alerts, ALERT_DATASET, instrument=instrument, visit=visit,
                                detector=detector)
+
+    def _closed_empty(self, ref: DatasetRef) -> bool:
+        datastore = self.butler.datastore
+        return isinstance(datastore, PublishDatastore) and datastore.n_messages(ref) == 0

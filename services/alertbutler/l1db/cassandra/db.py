@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from alertbutler.l1db import _markers
 from alertbutler.l1db._errors import L1dbError, L1dbNotFoundError, RowError, SchemaVersionError
 from alertbutler.l1db._partitions import PARTITION_DAYS
 from alertbutler.l1db._read import int_list
@@ -34,7 +35,14 @@ from alertbutler.l1db._types import (
     VisitDetector,
     VisitDetectorEnd,
 )
-from alertbutler.l1db.cassandra.schema import EXTRA, LAYOUT, PART_ORDER, q, statements
+from alertbutler.l1db.cassandra.schema import (
+    ADDED_COLUMNS,
+    EXTRA,
+    LAYOUT,
+    PART_ORDER,
+    q,
+    statements,
+)
 from alertbutler.l1db.db import _topic_key
 from alertbutler.l1db.rows import RowBatch, Rows
 from alertbutler.l1db.schema import CATALOG, SCHEMA_VERSION, arrow_schema
@@ -204,7 +212,27 @@ class CassandraL1db:
             raise SchemaVersionError(
                 f"{self.url} has L1 schema version {found}; this alertbutler reads and writes "
                 f"version {SCHEMA_VERSION}", found=found, expected=SCHEMA_VERSION)
+        if _minor(found) < _minor(SCHEMA_VERSION):
+            found = self._add_columns(found)
         return found
+
+    def _add_columns(self, found: str) -> str:
+        """Add the nullable columns of later minor versions (a keyspace made by an older
+        alertbutler) and record the version: Cassandra adds a column without rewriting."""
+        from cassandra import InvalidRequest
+
+        for version, table, column, kind in ADDED_COLUMNS:
+            if _minor(version) > _minor(found):
+                try:
+                    self._session.execute(f"ALTER TABLE {self._t(table)} ADD {column} {kind}",
+                                          timeout=120)
+                except InvalidRequest as exc:  # another process added it first
+                    if "conflicts with an existing column" not in str(exc) \
+                            and "already exist" not in str(exc):
+                        raise
+        self._session.execute(f"UPDATE {self._t('metadata')} SET value = %s WHERE name = "
+                              "'schema_version'", (SCHEMA_VERSION,))
+        return SCHEMA_VERSION
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -350,25 +378,41 @@ class CassandraL1db:
                   "apdb_part = ? AND \"diaObjectId\" = ?", [(s - 1, p, o) for s, p, o in moved])
 
     def _write_markers(self, markers: Sequence[VisitDetectorEnd], now: float) -> None:
-        """Markers, and for out-of-band ones the wait on their alert partition."""
+        """Markers that prevail over the recorded ones (:func:`._markers.prevails`: read,
+        then written; one ingester reads a control partition, so no two write the same
+        cell at once), and for out-of-band ones the wait on their alert partition."""
         if not markers:
             return
+        recorded: dict[tuple[int, int, int], int | None] = {}
+        for vd in sorted({(m.visit, m.detector) for m in markers}):
+            for p, total in self._session.execute(self._prep(
+                    f"SELECT partition, n_alerts_total FROM {self._t('visit_detector_end')} "
+                    "WHERE visit = ? AND detector = ?"), vd):
+                recorded[(*vd, int(p))] = total
+        kept = []
+        for m in markers:
+            key = (m.visit, m.detector, m.partition)
+            if key not in recorded or _markers.prevails(m.n_alerts_total, recorded[key]):
+                recorded[key] = m.n_alerts_total
+                kept.append(m)
         self._run(f"INSERT INTO {self._t('visit_detector_end')} (visit, detector, partition, "
-                  "n_partitions, n_alerts, recorded_at, topic, last_offset) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts, now,
-                    m.topic, m.last_offset) for m in markers])
+                  "n_partitions, n_alerts, n_alerts_total, recorded_at, topic, last_offset) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts,
+                    m.n_alerts_total, now, m.topic, m.last_offset) for m in kept])
+        # a prevailing attempt published later: its offset is the higher one
         self._run(f"INSERT INTO {self._t('visit_detector_wait')} (topic, partition, visit, "
                   "detector, last_offset) VALUES (?, ?, ?, ?, ?)",
-                  [(m.topic, m.partition, m.visit, m.detector, m.last_offset) for m in markers
+                  [(m.topic, m.partition, m.visit, m.detector, m.last_offset) for m in kept
                    if m.topic is not None and m.last_offset is not None])
 
     def _settle(self, markers: Sequence[VisitDetectorEnd], consumed: ConsumedOffsets | None,
                 now: float) -> list[VisitDetector]:
         """Complete the visit-detectors of ``markers``, and those waiting on the partitions
-        ``consumed`` moves past their offsets, whose every marker is in and every alert
-        offset stored. A wait is deleted only after its visit-detector's completeness row
-        is written, so a writer dying in between leaves it to be settled again."""
+        ``consumed`` moves past their offsets, whose recorded markers settle them
+        (:func:`._markers.settled_count`) and whose every alert offset is stored. A wait is
+        deleted only after its visit-detector's completeness row is written, so a writer
+        dying in between leaves it to be settled again."""
         offsets: dict[tuple[str, int], int] = {}
         if consumed is not None:
             offsets.update(self._stored_offsets(consumed.consumer))
@@ -384,15 +428,16 @@ class CassandraL1db:
         done = []
         for vd in sorted(candidates):
             got = list(self._session.execute(self._prep(
-                f"SELECT n_partitions, n_alerts, topic, partition, last_offset FROM "
-                f"{self._t('visit_detector_end')} WHERE visit = ? AND detector = ?"),
+                f"SELECT n_partitions, n_alerts, n_alerts_total, topic, partition, last_offset "
+                f"FROM {self._t('visit_detector_end')} WHERE visit = ? AND detector = ?"),
                 (vd.visit, vd.detector)))
-            if not got or len(got) < max(n for n, *_ in got):
+            count = _markers.settled_count((n, a, t) for n, a, t, *_ in got)
+            if count is None:
                 continue
-            waits = [(t, p, last) for _, _, t, p, last in got if t is not None and last is not None]
+            waits = [(t, p, last) for *_, t, p, last in got if t is not None and last is not None]
             if any(offsets.get((t, p), 0) <= last for t, p, last in waits):
                 continue
-            if self._mark_complete(vd, sum(a for _, a, *_ in got), now):
+            if self._mark_complete(vd, count, now, raise_count=True):
                 done.append(vd)
             self._run(f"DELETE FROM {self._t('visit_detector_wait')} WHERE topic = ? AND "
                       "partition = ? AND visit = ? AND detector = ?",
@@ -402,13 +447,23 @@ class CassandraL1db:
     def _stored_offsets(self, consumer: str) -> dict[tuple[str, int], int]:
         return {key: o.next_offset for key, o in self.consumer_offsets(consumer).items()}
 
-    def _mark_complete(self, vd: VisitDetector, n_alerts: int, now: float) -> bool:
+    def _mark_complete(self, vd: VisitDetector, n_alerts: int, now: float, *,
+                       raise_count: bool = False) -> bool:
         """Insert the completeness row once: a lightweight transaction, so of concurrent
-        writers exactly one is told it completed the visit-detector."""
+        writers exactly one is told it completed the visit-detector. ``raise_count``: a row
+        of fewer alerts is raised to ``n_alerts`` (:func:`._markers.raises`) by a
+        conditional update."""
         result = self._session.execute(self._prep(
             f"INSERT INTO {self._t('ingested_visit_detector')} (visit, detector, n_alerts, "
             "completed_at) VALUES (?, ?, ?, ?) IF NOT EXISTS"),
             (vd.visit, vd.detector, int(n_alerts), now))
+        if result.was_applied or not raise_count:
+            return bool(result.was_applied)
+        # the condition is _markers.raises on the recorded row
+        result = self._session.execute(self._prep(
+            f"UPDATE {self._t('ingested_visit_detector')} SET n_alerts = ?, completed_at = ? "
+            "WHERE visit = ? AND detector = ? IF n_alerts < ?"),
+            (int(n_alerts), now, vd.visit, vd.detector, int(n_alerts)))
         return bool(result.was_applied)
 
     def _generation(self, consumer: str, topic: str, partition: int) -> int:
@@ -620,6 +675,20 @@ class CassandraL1db:
                          "WHERE visit IN ?", [(c,) for c in _chunks(visits)])
         return {VisitDetector(int(v), int(d)) for v, d in rows} & wanted
 
+    def ingested_alerts(self, visit_detectors: Iterable[tuple[int, int]]
+                        ) -> dict[VisitDetector, int]:
+        """Alerts of each completely ingested one of ``visit_detectors``, as its end markers
+        count them (a later attempt that published more raises the count)."""
+        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        if not wanted:
+            return {}
+        visits = sorted({vd.visit for vd in wanted})
+        rows = self._run(f"SELECT visit, detector, n_alerts FROM "
+                         f"{self._t('ingested_visit_detector')} WHERE visit IN ?",
+                         [(c,) for c in _chunks(visits)])
+        found = {VisitDetector(int(v), int(d)): int(n) for v, d, n in rows}
+        return {vd: n for vd, n in found.items() if vd in wanted}
+
     def is_ingested(self, visit: int, detector: int) -> bool:
         return bool(self.ingested([(visit, detector)]))
 
@@ -731,6 +800,10 @@ def _with_partitions(table: str, rows: pa.Table) -> pa.Table:
         rows = rows.append_column("apdb_part", pa.array(
             rows.column("pixelId").to_numpy() >> _SHIFT, type=pa.int64()))
     return rows
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
 
 
 def _count_of(batch: RowBatch, vd: VisitDetector) -> int:

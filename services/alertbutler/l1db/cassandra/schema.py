@@ -49,6 +49,10 @@ def q(name: str) -> str:
     return f'"{name}"'
 
 
+#: columns added to existing tables by later minor versions: (version, table, column, type)
+ADDED_COLUMNS = (("2.2", "visit_detector_end", "n_alerts_total", "int"),)
+
+
 def statements(keyspace: str, replication: int) -> list[str]:
     """CREATE statements of every table (existing ones are kept)."""
     ks = q(keyspace)
@@ -87,7 +91,7 @@ def statements(keyspace: str, replication: int) -> list[str]:
         "updated_at double, PRIMARY KEY ((consumer), member))",
         f"CREATE TABLE IF NOT EXISTS {ks}.visit_detector_end (visit bigint, detector int, "
         "partition int, n_partitions int, n_alerts int, recorded_at double, topic text, "
-        "last_offset bigint, PRIMARY KEY ((visit, detector), partition))",
+        "last_offset bigint, n_alerts_total int, PRIMARY KEY ((visit, detector), partition))",
         f"CREATE TABLE IF NOT EXISTS {ks}.visit_detector_wait (topic text, partition int, "
         "visit bigint, detector int, last_offset bigint, "
         "PRIMARY KEY ((topic, partition), visit, detector))",
