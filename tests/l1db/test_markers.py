@@ -67,15 +67,18 @@ def test_partitions_of_two_attempts_never_add_up_to_a_completion(db_url: str) ->
 
 def test_the_rules_shared_by_every_backend() -> None:
     # a marker replaces the recorded one of its partition only for an attempt of more alerts
-    assert prevails(5, 0) and not prevails(0, 5) and not prevails(5, 5)
-    assert prevails(0, None) and not prevails(None, None)  # old markers: no total
-    # settled: every partition in, one attempt's total, counts adding up to it
+    # (or as many, more of them here): (n_alerts_total, n_alerts)
+    assert prevails((5, 0), (0, 0)) and not prevails((0, 0), (5, 3))
+    assert not prevails((5, 3), (5, 3)) and prevails((5, 4), (5, 3))
+    assert prevails((0, 0), (None, 0)) and not prevails((None, 0), (None, 0))
+    # settled: every partition in, counts adding up to the largest total named
     assert settled_count([(2, 3, 5), (2, 2, 5)]) == 5
     assert settled_count([(2, 0, 0), (2, 0, 0)]) == 0
     assert settled_count([(2, 3, 5)]) is None  # a partition missing
-    assert settled_count([(2, 3, 5), (2, 0, 0)]) is None  # two attempts mixed
-    assert settled_count([(2, 3, 5), (2, 1, 5)]) is None  # 4 of 5: not all recorded
-    assert settled_count([(2, 1, None), (2, 2, None)]) == 3  # old markers: counted
+    assert settled_count([(2, 3, 5), (2, 0, 0)]) is None  # the rest of the 5 to come
+    assert settled_count([(2, 4, 5), (2, 2, 5)]) == 6  # two re-runs, partitions apart
+    assert settled_count([(2, 1, None), (2, 2, None)]) == 3  # 2.1 markers: counted
+    assert settled_count([(2, 1, 1), (2, 2, 2)]) == 3  # hand made: per-partition totals
     assert settled_count([]) is None
     # a completion's count only grows
     assert raises(5, 0) and raises(0, None) and not raises(0, 5) and not raises(5, 5)

@@ -13,17 +13,22 @@ Every marker carries ``n_alerts_total``, the alerts its attempt published in all
 markers of one attempt agree on it. The rules:
 
 1. Per partition, a marker replaces the recorded one only when its attempt published more
-   alerts (:func:`prevails`): an empty close never overrides published alerts, and alerts
-   published after an empty close override it. Attempts that published the same number are
-   re-runs of deterministic code (same ids, same keys, same partitions): the first stays.
-2. A visit-detector is complete when a marker of every partition is recorded, all from
-   attempts of the same total whose counts add up to it (:func:`settled_count`), and every
-   alert offset they name is stored. Its count is their sum.
+   alerts in all, or as many and more of them on this partition (:func:`prevails`): an
+   empty close never overrides published alerts, alerts published after an empty close
+   override it, and re-runs of deterministic code (same ids, keys, partitions) change
+   nothing. The second key keeps two re-runs whose alerts went to different partitions
+   (association saw a different history) from never adding up: each partition keeps the
+   larger count, so their sum can only reach the total.
+2. A visit-detector is settled when a marker of every partition is recorded and their counts
+   add up to at least the largest total any of them names (:func:`settled_count`): partitions
+   of an empty close beside some of a later attempt's wait for the rest of that attempt. Its
+   alert offsets must also be stored (the caller checks).
 3. A visit-detector completed already is completed again when a later attempt's markers
    settle with more alerts: its recorded count only grows (:func:`raises`).
 
-Markers of the old protocol (inline, or recorded by schema 2.1) may lack the total; they
-are ranked below any marker that has one and are only counted, as before.
+Markers of the old protocol (inline, or recorded by schema 2.1) may lack the total, or (hand
+made) give each partition's count as the total; they rank below any marker with a total and
+settle as they always did, once every partition is in.
 """
 
 from __future__ import annotations
@@ -31,19 +36,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def rank(n_alerts_total: int | None) -> int:
-    """Order of attempts: by the alerts they published; an unknown total ranks lowest."""
-    return -1 if n_alerts_total is None else int(n_alerts_total)
+def rank(n_alerts_total: int | None, n_alerts: int) -> tuple[int, int]:
+    """Order of markers of one partition: by their attempt's alerts, then their own; an
+    unknown total ranks lowest."""
+    return (-1 if n_alerts_total is None else int(n_alerts_total), int(n_alerts))
 
 
-def prevails(new_total: int | None, recorded_total: int | None) -> bool:
-    """Whether a marker replaces the one recorded for its partition (rule 1)."""
-    return rank(new_total) > rank(recorded_total)
+def prevails(new: tuple[int | None, int], recorded: tuple[int | None, int]) -> bool:
+    """Whether a marker ``(n_alerts_total, n_alerts)`` replaces the one recorded for its
+    partition (rule 1)."""
+    return rank(*new) > rank(*recorded)
 
 
 #: :func:`prevails` as a SQL condition of an upsert into ``visit_detector_end``
-PREVAILS_SQL = ("COALESCE(excluded.n_alerts_total, -1) > "
-                "COALESCE(visit_detector_end.n_alerts_total, -1)")
+PREVAILS_SQL = ("(COALESCE(excluded.n_alerts_total, -1), excluded.n_alerts) > "
+                "(COALESCE(visit_detector_end.n_alerts_total, -1), visit_detector_end.n_alerts)")
 
 
 def settled_count(recorded: Iterable[tuple[int, int, int | None]]) -> int | None:
@@ -56,9 +63,8 @@ def settled_count(recorded: Iterable[tuple[int, int, int | None]]) -> int | None
     if not rows or len(rows) < max(n for n, _, _ in rows):
         return None
     count = sum(n for _, n, _ in rows)
-    totals = {t for _, _, t in rows if t is not None}
-    if len(totals) > 1 or (totals and count != totals.pop()):
-        return None  # partitions of different attempts: the rest of the later one is coming
+    if count < max((t for _, _, t in rows if t is not None), default=0):
+        return None  # partitions of a later attempt are still to come
     return count
 
 

@@ -383,17 +383,17 @@ class CassandraL1db:
         cell at once), and for out-of-band ones the wait on their alert partition."""
         if not markers:
             return
-        recorded: dict[tuple[int, int, int], int | None] = {}
+        recorded: dict[tuple[int, int, int], tuple[int | None, int]] = {}
         for vd in sorted({(m.visit, m.detector) for m in markers}):
-            for p, total in self._session.execute(self._prep(
-                    f"SELECT partition, n_alerts_total FROM {self._t('visit_detector_end')} "
-                    "WHERE visit = ? AND detector = ?"), vd):
-                recorded[(*vd, int(p))] = total
+            for p, total, n in self._session.execute(self._prep(
+                    f"SELECT partition, n_alerts_total, n_alerts FROM "
+                    f"{self._t('visit_detector_end')} WHERE visit = ? AND detector = ?"), vd):
+                recorded[(*vd, int(p))] = (total, int(n))
         kept = []
         for m in markers:
-            key = (m.visit, m.detector, m.partition)
-            if key not in recorded or _markers.prevails(m.n_alerts_total, recorded[key]):
-                recorded[key] = m.n_alerts_total
+            key, this = (m.visit, m.detector, m.partition), (m.n_alerts_total, m.n_alerts)
+            if key not in recorded or _markers.prevails(this, recorded[key]):
+                recorded[key] = this
                 kept.append(m)
         self._run(f"INSERT INTO {self._t('visit_detector_end')} (visit, detector, partition, "
                   "n_partitions, n_alerts, n_alerts_total, recorded_at, topic, last_offset) "
