@@ -15,20 +15,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "services" / "alertbutler"
 
 LIBRARIES = {"alerts", "butler", "l1db", "imaging", "kafka", "broker", "sim", "config", "jvm",
              "logs", "metrics", "procs", "faults", "testing", "errors", "__init__"}
-SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "portal", "__main__"}
+SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "portal", "night",
+            "__main__"}
 
 #: service -> service imports allowed, and why. Anything else is a layering error.
 ALLOWED_SERVICE_EDGES = {
     ("__main__", "cli"): "the module entry point runs the CLI",
-    ("cli", "prompt"): "the run verb calls the main job",
+    ("cli", "night"): "the run verb calls the main job",
+    ("cli", "prompt"): "the sim verb fills a central repo for the prompt service",
     ("deploy", "cli"): "up registers its verb",
+    ("deploy", "night"): "up hands its services the night's configuration and watches its night",
     ("deploy", "prompt"): "up runs the fan-out and worker services and fills the central repo",
+    ("night", "ingest"): "a night run in the foreground runs the ingester in-process",
+    ("night", "prompt"): "a night runs the fan-out, the workers and the night driver",
     ("portal", "prompt"): "the portal shows the main job's night ledger and reconciliation",
     ("portal", "subscribe"): "the portal's filter editor compiles filters",
-    ("prompt", "ingest"): "the main job runs the ingester in-process",
     ("replay", "cli"): "replay verbs register themselves",
     ("replay", "deploy"): "night replay --into plays into a running up; the scheduler and feed",
-    ("replay", "ingest"): "a replayed night runs the ingester",
+    ("replay", "night"): "a replayed night is run by the night runner",
     ("replay", "prompt"): "a replayed night runs the prompt workers",
 }
 

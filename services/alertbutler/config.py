@@ -326,6 +326,14 @@ def load_config(
     return _build(Config, raw, where="")
 
 
+def without_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (this process's) without its ``ALERTBUTLER_*`` settings: the environment
+    to hand a child process along with a configuration file, so that variables the parent
+    already read into that file (or derived away from) cannot override it."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if not k.startswith(ENV_PREFIX)}
+
+
 def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file's TOML, or a :class:`ConfigError` saying why it cannot be used."""
     try:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from alertbutler.config import load_config
-from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
+from alertbutler.night.main_job import MainJobOptions, MainJobResult, run_main_job
 
 SMALL = dict(n_visits=3, n_detectors=2, detector_size=2048, workers=2, cadence_s=10.0,
              lead_s=2.0, progress=False, timeout_s=600.0)

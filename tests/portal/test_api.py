@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alertbutler.prompt.main_job import MainJobResult
+from alertbutler.night.main_job import MainJobResult
 from tests.portal.conftest import Server
 
 pytestmark = pytest.mark.slow

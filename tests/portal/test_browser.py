@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from alertbutler.prompt.main_job import MainJobResult
+from alertbutler.night.main_job import MainJobResult
 from tests.portal.conftest import Server, night_dir
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alertbutler.cli import main
-from alertbutler.prompt.main_job import MainJobResult
+from alertbutler.night.main_job import MainJobResult
 from tests.portal.conftest import night_dir
 
 pytestmark = pytest.mark.slow

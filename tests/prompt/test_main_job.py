@@ -17,8 +17,8 @@ import pytest
 
 from alertbutler.config import Config, load_config
 from alertbutler.l1db import L1db
+from alertbutler.night.main_job import MainJobOptions, MainJobResult, run_main_job
 from alertbutler.prompt.driver import UNKNOWN_DETECTOR, Faults
-from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
 from alertbutler.prompt.packaging import without_processing_times
 
 SMALL = dict(n_visits=3, n_detectors=2, detector_size=2048, workers=2, cadence_s=10.0,

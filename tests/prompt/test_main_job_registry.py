@@ -29,7 +29,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from alertbutler.alerts import control_topic, known_schemas, split_header
 from alertbutler.config import Config, load_config
 from alertbutler.l1db import L1db
-from alertbutler.prompt.main_job import MainJobOptions, MainJobResult, run_main_job
+from alertbutler.night.main_job import MainJobOptions, MainJobResult, run_main_job
 
 pytestmark = pytest.mark.slow
 

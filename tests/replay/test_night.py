@@ -138,7 +138,7 @@ def test_record_a_live_run(replayed: ReplayOutcome, tmp_path: Path) -> None:
     from alertbutler.replay.night import record_live_night
 
     outcome = replayed
-    live = load_config(outcome.run.root / "config.toml", env={})
+    live = load_config(outcome.run.root / "effective-config.toml", env={})
     live = dataclasses.replace(live, butler=dataclasses.replace(
         live.butler, central_repo=str(outcome.run.root / "central")))
     path = record_live_night(live, tmp_path / "live", timeout_s=20)

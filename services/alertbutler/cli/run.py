@@ -1,6 +1,6 @@
-"""``alertbutler run``: the main job on the embedded defaults (see alertbutler.prompt.main_job).
+"""``alertbutler run``: the main job on the embedded defaults (see alertbutler.night.main_job).
 
-A thin entry point: it parses, then calls :func:`alertbutler.prompt.main_job.run_main_job`.
+A thin entry point: it parses, then calls :func:`alertbutler.night.main_job.run_main_job`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, config: Config) -> int:
     import logging
 
-    from alertbutler.prompt.main_job import MainJobOptions, print_summary, run_main_job
+    from alertbutler.night.main_job import MainJobOptions, print_summary, run_main_job
 
     if args.log_level is None:  # progress bars and the summary say it; workers log to files
         logging.getLogger().setLevel(logging.WARNING)

@@ -52,7 +52,7 @@ class NightPlan:
     @classmethod
     def default(cls, **changes: Any) -> NightPlan:
         """The prompt main job's default night (``alertbutler run``), with ``changes``."""
-        from alertbutler.prompt.main_job import MainJobOptions
+        from alertbutler.night.main_job import MainJobOptions
 
         o = MainJobOptions()
         base = dict(seed=o.seed, n_visits=o.n_visits, n_detectors=o.n_detectors,

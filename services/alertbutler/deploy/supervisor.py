@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alertbutler.config import REPLICA_ENV
+from alertbutler.config import REPLICA_ENV, without_settings
 from alertbutler.procs import spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,11 @@ class Replica:
 
 
 class Supervisor:
-    """Runs every replica of every service until :meth:`stop`."""
+    """Runs every replica of every service until :meth:`stop`.
+
+    Each replica's environment is ``env`` over this process's, less its ``ALERTBUTLER_*``
+    settings: ``env`` says the configuration (``ALERTBUTLER_CONFIG``, or settings one by one).
+    """
 
     def __init__(self, specs: Sequence[ServiceSpec], *, env: Mapping[str, str],
                  log_dir: Path, base_port: int | None = None, max_backoff: float = 10.0,
@@ -111,7 +115,7 @@ class Supervisor:
     def _start(self, replica: Replica) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_dir / f"{replica.label}.log", "ab")  # noqa: SIM115 - child owns it
-        env = {**os.environ, **self.env, REPLICA_ENV: replica.label}
+        env = {**without_settings(), **self.env, REPLICA_ENV: replica.label}
         replica.proc = spawn_owned(self.command(replica), stdin=subprocess.DEVNULL,
                                    stdout=out, stderr=out, env=env)
         out.close()

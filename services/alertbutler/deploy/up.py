@@ -11,7 +11,9 @@ What it does, in order:
    the simulated night's calibrations and templates; otherwise an existing one, or an empty
    one with the dataset types registered (something else fills it: a recording, a real repo);
 3. the services of :mod:`alertbutler.deploy.topology` under the :class:`Supervisor`, each with
-   its ``--metrics-port`` and the configuration handed down as ``ALERTBUTLER_*`` variables;
+   its ``--metrics-port`` and the whole effective configuration handed down as
+   ``<root>/effective-config.toml`` (:mod:`alertbutler.night.config`, as ``run`` and
+   ``night replay`` hand theirs to their workers);
 4. with ``--night``, the observatory (:class:`alertbutler.deploy.feed.NightFeed`) plays the
    night into the deployment once every service is ready.
 
@@ -28,7 +30,6 @@ With ``--night`` every run uses a fresh ``<data_dir>/up`` directory (repos, L1 D
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -40,10 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alertbutler.config import CONFIG_ENV, Config, dump_toml
+from alertbutler.config import Config
 from alertbutler.deploy.broker import SupervisedBroker
 from alertbutler.deploy.feed import NightFeed, NightPlan
-from alertbutler.deploy.progress import NightProgress
 from alertbutler.deploy.state import (
     DeploymentNotFoundError,
     DeploymentState,
@@ -54,7 +54,8 @@ from alertbutler.deploy.state import (
 from alertbutler.deploy.supervisor import Replica, Supervisor
 from alertbutler.deploy.topology import topology
 from alertbutler.errors import AlertbutlerError
-from alertbutler.procs import COMPUTE_ENV
+from alertbutler.night.config import hand_off, night_config
+from alertbutler.night.progress import NightProgress
 
 log = logging.getLogger(__name__)
 
@@ -181,25 +182,12 @@ class Deployment:
         return self
 
     def _effective(self, bootstrap: str) -> Config:
-        c, root = self.base_config, self.root
-
-        def section(name: str, **changes: Any) -> Any:
-            return dataclasses.replace(getattr(c, name), **changes)
-
+        """The night runner's configuration (:func:`alertbutler.night.config.night_config`):
+        with ``--night`` a fresh one under ``<data_dir>/up``, else the configured repos."""
         fresh = self.options.night is not None
-        l1db_url = self.options.l1db_url or (
-            f"sqlite:///{root / 'l1db.sqlite3'}" if fresh else c.l1db_url)
-        central = root / "central" if fresh else c.central_repo.resolve()
-        local = root / "local" if fresh else Path(
-            c.butler.local_repo_root or root / "local").resolve()
-        landing = root / "landing" if fresh else Path(
-            c.prompt.landing_dir or root / "landing").resolve()
-        return dataclasses.replace(
-            c, general=section("general", data_dir=str(root)),
-            kafka=section("kafka", bootstrap_servers=bootstrap),
-            l1db=section("l1db", url=l1db_url),
-            butler=section("butler", central_repo=str(central), local_repo_root=str(local)),
-            prompt=section("prompt", landing_dir=str(landing)))
+        return night_config(self.base_config, self.root, bootstrap, fresh=fresh,
+                            l1db_url=self.options.l1db_url
+                            or (None if fresh else self.base_config.l1db_url))
 
     def _central_repo(self) -> None:
         from alertbutler.butler import Butler
@@ -218,29 +206,10 @@ class Deployment:
             log.info("created an empty central repo", extra={"repo": str(central)})
 
     def child_env(self) -> dict[str, str]:
-        """What every service gets: the effective configuration as a file (``ALERTBUTLER_CONFIG``)
-        and its locations as ``ALERTBUTLER_*`` overrides."""
-        c = self.config
-        env = {
-            "ALERTBUTLER_GENERAL__DATA_DIR": c.general.data_dir,
-            "ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS": c.kafka.bootstrap_servers,
-            "ALERTBUTLER_L1DB__URL": c.l1db_url,
-            "ALERTBUTLER_BUTLER__CENTRAL_REPO": c.butler.central_repo,
-            "ALERTBUTLER_BUTLER__LOCAL_REPO_ROOT": c.butler.local_repo_root,
-            "ALERTBUTLER_PROMPT__LANDING_DIR": c.prompt.landing_dir,
-        }
-        # The whole effective configuration, not only the locations: settings given in code
-        # (a benchmark's or a test's timeouts) must reach the services as well. Private: it
-        # may hold credentials.
-        effective = self.root / "effective-config.toml"
-        fd = os.open(effective, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dump_toml(c, redact=False))
-        env[CONFIG_ENV] = str(effective.resolve())
-        # one compute thread per worker, the same arithmetic as a replay (bit for bit), and
-        # freed memory reused rather than handed back to the kernel (procs.REUSE_FREED_MEMORY)
-        env.update(COMPUTE_ENV)
-        return env
+        """What every service gets: the whole effective configuration, settings given in
+        code included (a benchmark's or a test's timeouts), as ``effective-config.toml``
+        (:func:`alertbutler.night.config.hand_off`)."""
+        return hand_off(self.config, self.root)
 
     def start(self) -> Deployment:
         """Start every service (after :meth:`prepare`)."""
@@ -253,7 +222,7 @@ class Deployment:
                                      base_port=base).start()
         if self.sim is not None:
             expected = {(v.visit, d) for v in self.sim.visits for d in self.sim.camera.detectors}
-            self.progress = NightProgress(self.config, expected)
+            self.progress = NightProgress(self.config, expected, l1_every_s=0.5)
         self.write_state()
         return self
 

@@ -1,13 +1,13 @@
-"""Prompt processing: nextVisit fan-out, workers that turn raws into alerts, the main job.
+"""Prompt processing: nextVisit fan-out, workers that turn raws into alerts, the night driver.
 
 A service package: it uses the libraries (butler, alerts, l1db, imaging, sim) and nothing
-uses it but the CLI (and the replay and deploy services). Importing this package stays light;
+uses it but the CLI (and the night, replay and deploy services; the main job, ``alertbutler
+run``, is :mod:`alertbutler.night.main_job`). Importing this package stays light;
 the heavier public entry points live in their modules:
 
 * ``alertbutler.prompt.pipeline``: ``PromptPipeline``, ``PipelineSettings``,
   ``build_pipeline(config, bootstrap, *, camera, n_detectors, size, name, clock,
   write_outputs, output_run, detection_threshold)``;
-* ``alertbutler.prompt.main_job``: ``MainJobOptions``, ``run_main_job(config, options)``;
 * ``alertbutler.prompt.central``: ``build_central_repo(root, sim)``, ``template_location``;
 * ``alertbutler.prompt.driver``: ``NightDriver``, ``Faults``;
 * ``alertbutler.prompt.clock``: ``Clock``, ``SystemClock``, ``FixedClock``;

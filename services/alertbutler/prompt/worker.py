@@ -139,7 +139,9 @@ class Worker:
         watchdog = threading.Thread(target=self._watchdog, args=(stop, deadline_s),
                                     name="item-deadline", daemon=True)
         watchdog.start()
-        log.info("worker started", extra={"worker": self.name, "group": self.group})
+        log.info("worker started", extra={  # with the policy it runs by: whose config it got
+            "worker": self.name, "group": self.group, "max_attempts": self.max_attempts,
+            "item_deadline_s": deadline_s, "compression": self.config.kafka.compression})
         try:
             for msg in serve(consumer, stop, assigned=self.assigned, idle_exit_s=idle_exit_s,
                              health=self.health, metrics=self.metrics,

@@ -93,6 +93,8 @@ def replay_into(config: Config, source: Path, where: Path, *, speed: float = 1.0
     """Play the recording ``source`` into the deployment at ``where`` (see the module doc)."""
     from alertbutler.alerts import decode_alert
     from alertbutler.l1db import L1db
+    from alertbutler.night.progress import NightProgress
+    from alertbutler.night.watch import ProgressBars, watch
     from alertbutler.prompt.kafka_io import make_producer
     from alertbutler.replay.compare import compare_alerts
     from alertbutler.replay.night import (
@@ -102,7 +104,7 @@ def replay_into(config: Config, source: Path, where: Path, *, speed: float = 1.0
         recorded_alerts,
         write_replay_report,
     )
-    from alertbutler.replay.night_run import _Monitor, _Progress, collect_alerts, window_gate
+    from alertbutler.replay.night_run import by_group, collect_alerts, window_gate
     from alertbutler.replay.recording import Recording
 
     if speed < 0:
@@ -126,44 +128,37 @@ def replay_into(config: Config, source: Path, where: Path, *, speed: float = 1.0
         log.info("calibrations imported into the deployment's central repo",
                  extra={"repo": state.central_repo, "added": added})
         stop = threading.Event()
-        monitor = _Monitor(cfg, spec)
-        bar = _Progress(progress, spec, "into deployment")
+        night_progress = NightProgress(cfg, spec.visit_detectors, visits=spec.visits)
+        bars = ProgressBars.for_night(progress, ("into deployment: events + raws",
+                                                 len(spec.schedule)),
+                                      len(spec.expected), width=30)
         producer = make_producer(cfg, state.bootstrap)
         feed = RecordingFeed(spec, speed=speed, producer=producer,
                              topic=state.next_visit_topic, landing=Path(state.landing_dir),
-                             gate=window_gate(spec, monitor, window, stop) if speed == 0
+                             gate=window_gate(spec, night_progress, window, stop) if speed == 0
                              else None, stop=stop)
+
+        def check() -> None:
+            if feed.error is not None:
+                raise ReplayError(f"the feed failed: {feed.error}")
+            if not state.alive:
+                raise ReplayError(f"the deployment (pid {state.pid}) stopped")
+
         setup_s = time.monotonic() - started
         run_start = time.monotonic()
         try:
-            with bar.running():
+            with bars.running():
                 feed.start()
-                deadline = time.monotonic() + timeout_s
-                while True:
-                    monitor.poll()
-                    bar.update("emitted", len(feed.emitted))
-                    bar.update("vd", len(monitor.statuses),
-                               f"{sum(not s.ok for s in monitor.statuses.values())} errors")
-                    bar.update("l1", len(monitor.ingested))
-                    if feed.error is not None:
-                        raise ReplayError(f"the feed failed: {feed.error}")
-                    if not state.alive:
-                        raise ReplayError(f"the deployment (pid {state.pid}) stopped")
-                    if feed.finished.is_set() and monitor.done():
-                        break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"not done within {timeout_s:.0f} s: {len(monitor.statuses)} of "
-                            f"{len(spec.expected)} visit-detectors processed, "
-                            f"{len(monitor.ingested)} ingested")
-                    time.sleep(0.2)
+                watch(night_progress, bars=bars, fed=lambda: len(feed.emitted), check=check,
+                      finished=feed.finished.is_set, timeout_s=timeout_s,
+                      what="the replay into the deployment")
             run_s = time.monotonic() - run_start
         finally:
             stop.set()
             feed.join(timeout=30)
             producer.flush(5)
-            monitor.close()
-        statuses = {k: v for k, v in monitor.statuses.items() if k in spec.expected}
+            night_progress.close()
+        statuses = {k: v for k, v in by_group(night_progress).items() if k in spec.expected}
         visits = set(spec.visits.values())
         expected_alerts = sum(s.n_alerts for s in statuses.values() if s.ok)
         alerts, _, differing = collect_alerts(cfg, expected_alerts, visits=visits,

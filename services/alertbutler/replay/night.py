@@ -68,7 +68,7 @@ class SimNight:
     @classmethod
     def default(cls) -> SimNight:
         try:
-            from alertbutler.prompt.main_job import MainJobOptions
+            from alertbutler.night.main_job import MainJobOptions
         except ImportError:  # pragma: no cover - the prompt service is part of the package
             return cls()
         o = MainJobOptions()

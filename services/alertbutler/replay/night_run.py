@@ -6,36 +6,38 @@ PostgreSQL URL given for the purpose), its own Kafka topics and consumer groups 
 the run id), its own landing area, and its own output run name (checked against the recorded
 night's runs). Nothing it does can write into the recorded night.
 
-The parts are the production services, wired as the main job wires them: the fan-out and the
-L1 ingester as threads, the workers as child processes (:mod:`alertbutler.replay.worker`, the
-prompt Worker with the replayed clock). The :class:`~alertbutler.replay.scheduler.Scheduler`
-plays the recorded nextVisit events and raw arrivals; at ``--speed 0`` it lets the next visit
-in only when the pipeline has caught up to ``window`` visits back, so the run goes as fast as
-the workers take the visits, in the recorded order.
+The parts are the production services, run by :mod:`alertbutler.night` as for the main job:
+the fan-out and the L1 ingester as threads, the workers as child processes
+(:mod:`alertbutler.replay.worker`, the prompt Worker with the replayed clock) given the run's
+whole configuration (``<root>/effective-config.toml``). The
+:class:`~alertbutler.replay.scheduler.Scheduler` plays the recorded nextVisit events and raw
+arrivals; at ``--speed 0`` it lets the next visit in only when the pipeline has caught up to
+``window`` visits back, so the run goes as fast as the workers take the visits, in the
+recorded order.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alertbutler.config import Config, dump_toml
+from alertbutler.config import Config
 from alertbutler.kafka.message import placed, value_of
-from alertbutler.procs import COMPUTE_ENV
+from alertbutler.night.config import hand_off, night_config
+from alertbutler.night.ingester import IngesterThread
+from alertbutler.night.progress import NightProgress
+from alertbutler.night.watch import ProgressBars, watch
+from alertbutler.night.workers import WorkerPool
 from alertbutler.replay.errors import ReplayError
 from alertbutler.replay.feed import RecordingFeed
 from alertbutler.replay.recording import ScheduledEvent
@@ -61,6 +63,11 @@ class NightSpec:
     def expected(self) -> set[tuple[str, int]]:
         return {(e.group_id, e.detector) for e in self.schedule
                 if e.kind == "raw" and e.detector is not None}
+
+    @property
+    def visit_detectors(self) -> set[tuple[int, int]]:
+        """:attr:`expected` as (visit, detector)."""
+        return {(self.visits[g], d) for g, d in self.expected if g in self.visits}
 
     @property
     def duration_s(self) -> float:
@@ -105,219 +112,7 @@ class NightRunResult:
     duplicates_differing: list[int] = field(default_factory=list)
 
 
-def run_config(config: Config, root: Path, bootstrap: str, run_id: str,
-               l1db_url: str | None) -> Config:
-    """The configuration of one run: files under ``root``, topics suffixed with the id."""
-    def section(name: str, **changes: Any) -> Any:
-        return dataclasses.replace(getattr(config, name), **changes)
-
-    k, p = config.kafka, config.prompt
-    sfx = f"-{run_id}"
-    return dataclasses.replace(
-        config,
-        general=section("general", data_dir=str(root)),
-        kafka=section("kafka", bootstrap_servers=bootstrap,
-                      alert_topic=k.alert_topic + sfx, next_visit_topic=k.next_visit_topic + sfx,
-                      work_topic=k.work_topic + sfx, dead_letter_topic=k.dead_letter_topic + sfx),
-        butler=section("butler", central_repo=str(root / "central"),
-                       local_repo_root=str(root / "local"), registry_url=""),
-        l1db=section("l1db", url=l1db_url or f"sqlite:///{root / 'l1db.sqlite3'}"),
-        prompt=section("prompt", landing_dir=str(root / "landing"),
-                       status_topic=p.status_topic + sfx),
-        ingest=section("ingest", group=f"{config.ingest.group}{sfx}"),
-    )
-
-
-class _Ingester:
-    """The L1 ingester as an asyncio task on a thread of its own."""
-
-    def __init__(self, config: Config) -> None:
-        from alertbutler.ingest import Ingester, IngestSettings
-        from alertbutler.kafka import aiokafka_settings, confluent_settings, group_id
-
-        bootstrap = config.kafka.bootstrap_servers
-        self.ingester = Ingester(IngestSettings(
-            topics=(config.kafka.alert_topic,), db_url=config.l1db_url,
-            group=group_id(config, config.ingest.group),
-            dead_letter_topic=config.kafka.dead_letter_topic,
-            aiokafka=aiokafka_settings(config, bootstrap),
-            confluent=confluent_settings(config, bootstrap),
-            max_batch_messages=config.ingest.max_batch_messages,
-            max_batch_ms=config.ingest.max_batch_ms, assign_all=True))
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="replay-ingester", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            self.loop.run_until_complete(self.ingester.run())
-        except BaseException as exc:
-            self.error = exc
-            log.exception("ingester failed")
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.ingester.stop)
-            self.thread.join(timeout=30)
-
-
-class _Workers:
-    """Replay worker processes (the prompt Worker with the replayed clock)."""
-
-    def __init__(self, config_file: Path, spec: NightSpec, schedule_file: Path,
-                 options: RunOptions, run_id: str, log_dir: Path) -> None:
-        from alertbutler.procs import spawn_owned
-
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.logs = [log_dir / f"worker-{i}.log" for i in range(options.workers)]
-        self.procs: list[subprocess.Popen[Any]] = []
-        for i in range(options.workers):
-            argv = [sys.executable, "-m", "alertbutler.replay.worker",
-                    "--config", str(config_file), "--schedule", str(schedule_file),
-                    "--group", f"alertbutler-prompt-workers-{run_id}",
-                    "--camera", spec.camera, "--detectors", str(spec.n_detectors),
-                    "--name", f"replay-{run_id}-worker-{i}", "--output-run",
-                    options.output_run]
-            if spec.detector_size:
-                argv += ["--detector-size", str(spec.detector_size)]
-            if options.detection_threshold is not None:
-                argv += ["--detection-threshold", str(options.detection_threshold)]
-            if not options.write_outputs:
-                argv.append("--no-outputs")
-            out = open(self.logs[i], "ab")  # noqa: SIM115 - closed with the process
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTBUTLER_")}
-            env.update(COMPUTE_ENV)
-            self.procs.append(spawn_owned(argv, env=env, stdout=out, stderr=out,
-                                          stdin=subprocess.DEVNULL))
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds the live workers have used (from /proc)."""
-        total = 0.0
-        for proc in self.procs:
-            try:
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-    def dead(self) -> list[int]:
-        return [i for i, p in enumerate(self.procs) if p.poll() is not None]
-
-    def tail(self, index: int, lines: int = 5) -> str:
-        try:
-            return "\n".join(self.logs[index].read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        from alertbutler.procs import stop_group
-
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, 15)
-        for proc in self.procs:
-            stop_group(proc, grace=10)
-
-
-class _Monitor:
-    """Statuses from the run's status topic, ingestion from its L1 database."""
-
-    def __init__(self, config: Config, spec: NightSpec) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        from alertbutler.l1db import L1db
-
-        self.spec = spec
-        self.expected = spec.expected
-        self.statuses: dict[tuple[str, int], Any] = {}
-        self.ingested: set[tuple[str, int]] = set()
-        self.l1db = L1db(config.l1db_url)
-        self.consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
-                                  "group.id": f"alertbutler-replay-monitor-{os.getpid()}",
-                                  "enable.auto.commit": False, "log_level": 3,
-                                  **config.kafka.client})
-        self.consumer.assign([TopicPartition(config.prompt.status_topic, 0,
-                                             OFFSET_BEGINNING)])
-        self._lock = threading.Lock()
-        self._last_l1 = 0.0
-
-    def poll(self) -> None:
-        from alertbutler.prompt.status import VisitDetectorStatus
-
-        with self._lock:
-            for msg in self.consumer.consume(500, timeout=0.1):
-                if msg.error():
-                    continue
-                status = VisitDetectorStatus.from_json(value_of(msg))
-                self.statuses[(status.group_id, status.detector)] = status
-            if time.monotonic() - self._last_l1 > 0.2:
-                self._last_l1 = time.monotonic()
-                pending = [(self.spec.visits[g], d) for g, d in self.expected - self.ingested
-                           if g in self.spec.visits]
-                by_visit = {v: g for g, v in self.spec.visits.items()}
-                if pending:
-                    for vd in self.l1db.ingested(pending):
-                        self.ingested.add((by_visit[vd.visit], vd.detector))
-
-    def visit_done(self, group_id: str) -> bool:
-        with self._lock:
-            keys = {k for k in self.expected if k[0] == group_id}
-            return keys <= set(self.statuses)
-
-    def done(self) -> bool:
-        with self._lock:
-            return self.expected <= set(self.statuses) and self.expected <= self.ingested
-
-    def close(self) -> None:
-        self.consumer.close()
-        self.l1db.close()
-
-
-class _Progress:
-    """Rich progress bars for a run, or nothing."""
-
-    def __init__(self, enabled: bool, spec: NightSpec, label: str) -> None:
-        self.bar: Any = None
-        if not enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        n_vd = len(spec.expected)
-        self.bar = Progress(TextColumn("{task.description:<30}"), BarColumn(),
-                            MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                            TimeElapsedColumn())
-        self.tasks = {
-            "emitted": self.bar.add_task(f"{label}: events + raws", total=len(spec.schedule),
-                                         note=""),
-            "vd": self.bar.add_task("visit-detectors processed", total=n_vd, note=""),
-            "l1": self.bar.add_task("visit-detectors in L1 DB", total=n_vd, note=""),
-        }
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        if self.bar is None:
-            yield
-            return
-        with self.bar:
-            yield
-
-    def update(self, name: str, completed: float, note: str = "") -> None:
-        if self.bar is not None:
-            self.bar.update(self.tasks[name], completed=completed, note=note)
-
-
-def window_gate(spec: NightSpec, monitor: _Monitor, window: int,
+def window_gate(spec: NightSpec, progress: NightProgress, window: int,
                 stop: threading.Event) -> Callable[[ScheduledEvent], None]:
     """The ``--speed 0`` gate: a visit's nextVisit waits until the visit ``window`` before it
     has a status for every detector, so association finds every earlier overlapping
@@ -331,8 +126,8 @@ def window_gate(spec: NightSpec, monitor: _Monitor, window: int,
         k = visit_order.index(event.group_id)
         if k < window:
             return
-        wait_for = visit_order[k - window]
-        while not stop.is_set() and not monitor.visit_done(wait_for):
+        wait_for = spec.visits[visit_order[k - window]]
+        while not stop.is_set() and not progress.visit_done(wait_for):
             time.sleep(0.05)
 
     return gate
@@ -360,8 +155,27 @@ def run_night(config: Config, spec: NightSpec, options: RunOptions, root: Path, 
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=False)
     with kafka_session(config) as bootstrap:
-        return _run(run_config(config, root, bootstrap, run_id, options.l1db_url), spec,
-                    options, root, run_id, label)
+        return _run(night_config(config, root, bootstrap, run_id=run_id,
+                                 l1db_url=options.l1db_url), spec, options, root, run_id, label)
+
+
+def _worker_argv(spec: NightSpec, schedule_file: Path, options: RunOptions,
+                 run_id: str) -> Callable[[int], list[str]]:
+    def argv(i: int) -> list[str]:
+        command = [sys.executable, "-m", "alertbutler.replay.worker",
+                   "--schedule", str(schedule_file),
+                   "--group", f"alertbutler-prompt-workers-{run_id}",
+                   "--camera", spec.camera, "--detectors", str(spec.n_detectors),
+                   "--name", f"replay-{run_id}-worker-{i}", "--output-run",
+                   options.output_run]
+        if spec.detector_size:
+            command += ["--detector-size", str(spec.detector_size)]
+        if options.detection_threshold is not None:
+            command += ["--detection-threshold", str(options.detection_threshold)]
+        if not options.write_outputs:
+            command.append("--no-outputs")
+        return command
+    return argv
 
 
 def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: str,
@@ -384,17 +198,17 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
     ensure_topics(cfg, bootstrap)
     Butler.create(cfg.central_repo).close()
     import_calibrations(Path(cfg.central_repo), spec.root / "calibs")
-    config_file = root / "config.toml"
-    config_file.touch(mode=0o600)
-    config_file.write_text(dump_toml(cfg, redact=False))
     schedule_file = root / "schedule.json"
     schedule_file.write_text(json.dumps([e.as_dict() for e in spec.schedule]))
     geometry = CameraGeometry.named(spec.camera, spec.n_detectors, spec.detector_size)
     stop = threading.Event()
-    progress = _Progress(options.progress, spec, label)
-    workers = _Workers(config_file, spec, schedule_file, options, run_id, root / "logs")
-    ingester = _Ingester(cfg)
-    monitor = _Monitor(cfg, spec)
+    bars = ProgressBars.for_night(options.progress, (f"{label}: events + raws",
+                                                     len(spec.schedule)),
+                                  len(spec.expected), width=30)
+    workers = WorkerPool(_worker_argv(spec, schedule_file, options, run_id), options.workers,
+                         env=hand_off(cfg, root), log_dir=root / "logs")
+    ingester = IngesterThread(cfg)
+    progress = NightProgress(cfg, spec.visit_detectors, visits=spec.visits)
     fanout = FanoutService(cfg, bootstrap, known_detectors=geometry.detectors,
                            history=geometry.history(), group=f"alertbutler-fanout-{run_id}")
     fanout_thread = threading.Thread(target=fanout.run, args=(stop,), name="replay-fanout",
@@ -402,10 +216,19 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
     producer = make_producer(cfg, bootstrap)
     feed = RecordingFeed(spec, speed=options.speed, producer=producer,
                          topic=cfg.kafka.next_visit_topic, landing=Path(cfg.prompt.landing_dir),
-                         gate=window_gate(spec, monitor, options.window, stop)
+                         gate=window_gate(spec, progress, options.window, stop)
                          if options.speed == 0 else None, stop=stop)
-    errors: list[str] = []
-    with progress.running():
+
+    def check() -> None:
+        if feed.error is not None:
+            raise RuntimeError(f"the feed failed: {feed.error}")
+        if ingester.error is not None:
+            raise RuntimeError(f"the L1 ingester failed: {ingester.error}")
+        dead = workers.dead()
+        if dead:
+            raise RuntimeError(f"replay worker {dead[0]} exited: {workers.tail(dead[0])}")
+
+    with bars.running():
         ingester.start()
         fanout_thread.start()
         setup_s = time.monotonic() - started
@@ -413,29 +236,9 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
         cpu_start = time.process_time()
         feed.start()
         try:
-            deadline = time.monotonic() + options.timeout_s
-            while True:
-                monitor.poll()
-                n_bad = sum(1 for s in monitor.statuses.values() if not s.ok)
-                progress.update("emitted", len(feed.emitted))
-                progress.update("vd", len(monitor.statuses), f"{n_bad} errors")
-                progress.update("l1", len(monitor.ingested))
-                if feed.error is not None:
-                    raise RuntimeError(f"the feed failed: {feed.error}")
-                if ingester.error is not None:
-                    raise RuntimeError(f"the L1 ingester failed: {ingester.error}")
-                dead = workers.dead()
-                if dead:
-                    raise RuntimeError(f"replay worker {dead[0]} exited: "
-                                       f"{workers.tail(dead[0])}")
-                if feed.finished.is_set() and monitor.done():
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"the {label} did not finish within {options.timeout_s:.0f} s: "
-                        f"{len(monitor.statuses)} of {len(spec.expected)} visit-detectors "
-                        f"processed, {len(monitor.ingested)} ingested")
-                time.sleep(0.2)
+            watch(progress, bars=bars, fed=lambda: len(feed.emitted), check=check,
+                  finished=feed.finished.is_set, timeout_s=options.timeout_s,
+                  what=f"the {label}")
             run_s = time.monotonic() - run_start
             cpu_s = time.process_time() - cpu_start + workers.cpu_seconds()
         finally:
@@ -445,23 +248,26 @@ def _run(cfg: Config, spec: NightSpec, options: RunOptions, root: Path, run_id: 
             fanout_thread.join(timeout=30)
             ingester.stop()
             producer.flush(5)
-            monitor.close()
+            progress.close()
     # the workers' local repos are scratch (copies of calibrations, templates, outputs):
     # ~2.3 GB for the default night
     shutil.rmtree(root / "local", ignore_errors=True)
-    for status in monitor.statuses.values():
-        if not status.ok:
-            errors.append(f"{status.group_id}/{status.detector}: {status.reason}: "
-                          f"{status.message}")
-    expected_alerts = sum(s.n_alerts for s in monitor.statuses.values() if s.ok)
+    statuses = by_group(progress)
+    errors = [f"{s.group_id}/{s.detector}: {s.reason}: {s.message}"
+              for s in statuses.values() if not s.ok]
+    expected_alerts = sum(s.n_alerts for s in statuses.values() if s.ok)
     alerts, ids, differing = collect_alerts(cfg, expected_alerts)
     return NightRunResult(
         run_id=run_id, root=root, l1db_url=cfg.l1db_url, alert_topic=cfg.kafka.alert_topic,
-        alerts=alerts, alert_ids=ids, statuses=dict(monitor.statuses),
-        schedule=feed.report,
+        alerts=alerts, alert_ids=ids, statuses=statuses, schedule=feed.report,
         setup_s=setup_s, run_s=run_s, total_s=time.monotonic() - started, cpu_s=cpu_s,
-        errors=errors,
-        duplicates_differing=differing)
+        errors=errors, duplicates_differing=differing)
+
+
+def by_group(progress: NightProgress) -> dict[tuple[str, int], Any]:
+    """The night's status records keyed as a recording names them: (groupId, detector)."""
+    return {(s.group_id, s.detector): s
+            for s in [*progress.refused, *progress.statuses.values()]}
 
 
 def collect_alerts(config: Config, expected: int, *, timeout_s: float = 120.0,

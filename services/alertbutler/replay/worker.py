@@ -4,7 +4,9 @@ It is ``alertbutler worker`` (the prompt service's Worker and pipeline, unchange
 difference: the pipeline's clock reads the recorded time of the work item's raw arrival, so
 the processing timestamps it writes into alerts and L1 rows are the same in every replay of a
 recording, whatever the replay's speed or the machine's load. Replays start it as a child
-process per worker, with the replay's configuration in a TOML file.
+process per worker (:class:`alertbutler.night.workers.WorkerPool`), with the replay's whole
+configuration in a TOML file named by ``ALERTBUTLER_CONFIG``
+(:func:`alertbutler.night.config.hand_off`) or ``--config``.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from alertbutler.prompt.worker import Worker
 
     parser = argparse.ArgumentParser(prog="python -m alertbutler.replay.worker")
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", default=None,
+                        help="configuration file (default: $ALERTBUTLER_CONFIG)")
     parser.add_argument("--schedule", required=True, type=Path)
     parser.add_argument("--group", required=True, help="consumer group of this replay")
     parser.add_argument("--camera", default="simcam")
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detection-threshold", type=float, default=None)
     parser.add_argument("--no-outputs", action="store_true")
     args = parser.parse_args(argv)
-    config = load_config(args.config, env={})
+    config = load_config(args.config)
     setup_logging(config.general.log_level)
     bootstrap = config.kafka.bootstrap_servers
     arrivals = recorded_arrivals(args.schedule)

@@ -14,8 +14,8 @@ from alertbutler.prompt.report import ReportData, percentile, write_report
 from alertbutler.prompt.status import VisitDetectorStatus
 
 if TYPE_CHECKING:
+    from alertbutler.night.main_job import MainJobOptions, MainJobResult
     from alertbutler.prompt.driver import NightDriver
-    from alertbutler.prompt.main_job import MainJobOptions, MainJobResult
     from alertbutler.sim import Simulator
 
 
@@ -44,7 +44,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 class NightStatuses(Protocol):
-    """What the summary reads of a night's status monitor (the main job's ``_Monitor``)."""
+    """What the summary reads of a night's monitor (:class:`.progress.NightProgress`)."""
 
     @property
     def statuses(self) -> Mapping[tuple[int, int], VisitDetectorStatus]: ...
@@ -60,7 +60,7 @@ def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatu
               driver: NightDriver, started: float, killed: dict[str, Any] | None,
               options: MainJobOptions) -> MainJobResult:
     from alertbutler.l1db import L1db
-    from alertbutler.prompt.main_job import MainJobResult
+    from alertbutler.night.main_job import MainJobResult
 
     statuses = dict(monitor.statuses)
     ok = {k: s for k, s in statuses.items() if s.ok}

@@ -1,0 +1,202 @@
+"""The main job (``alertbutler run``): a simulated night through the whole chain.
+
+Embedded defaults: an embedded Kafka-protocol broker, a SQLite L1 database and repositories
+under ``<data_dir>/mainjob``. The parts run as they would in production, only closer
+together, and are the ones every night runner uses (:mod:`alertbutler.night`): the ingester
+an asyncio task in a thread of this process, the fan-out a thread, the workers ``alertbutler
+worker`` processes (one consumer group) given the whole effective configuration
+(``<data_dir>/mainjob/effective-config.toml``), and a driver thread plays the observatory
+(nextVisit events, then raws landing). Progress comes from the status topic and the L1
+database; the job ends when every visit-detector has a status and is completely ingested,
+then writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alertbutler.config import Config
+from alertbutler.night.config import hand_off, night_config
+from alertbutler.night.ingester import IngesterThread
+from alertbutler.night.progress import NightProgress
+from alertbutler.night.watch import ProgressBars, watch
+from alertbutler.night.workers import WorkerPool
+from alertbutler.prompt.driver import Faults, NightDriver
+from alertbutler.prompt.status import VisitDetectorStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MainJobOptions:
+    """What night to simulate and how to run it."""
+
+    seed: int = 1
+    n_visits: int = 6
+    n_detectors: int = 4
+    detector_size: int = 2048
+    #: multiplies the density of static stars (small test detectors need more PSF stars)
+    star_density_scale: float = 1.0
+    workers: int = 2
+    #: seconds between visits (a real night: ~37 s at Rubin, 15 min per field here) and
+    #: between a nextVisit event and its raws (Rubin: >= 20 s), compressed to fit 5 minutes
+    cadence_s: float = 20.0
+    lead_s: float = 4.0
+    progress: bool = True
+    faults: Faults = field(default_factory=Faults)
+    #: a crash point (``POINT[:N]``, :mod:`alertbutler.faults`) armed in every worker: the
+    #: first worker to get there is SIGKILLed, once (e.g. ``prompt.alerts-acked``: its alerts
+    #: are acknowledged and its item not committed, so another worker publishes them again)
+    crash_at: str | None = None
+    timeout_s: float = 600.0
+    write_outputs: bool = True
+
+
+@dataclass
+class MainJobResult:
+    summary: dict[str, Any]
+    report: Path
+    statuses: dict[tuple[int, int], VisitDetectorStatus]
+    alerts: list[dict[str, Any]]
+    #: the crash point struck (``crash_at``): the mark it left, with the killed worker's pid
+    killed_worker: dict[str, Any] | None = None
+
+
+def run_main_job(config: Config, options: MainJobOptions | None = None) -> MainJobResult:
+    """Simulate a night, run it through every service, report; see the module doc."""
+    from alertbutler.alerts.registry import registry_in_use
+    from alertbutler.kafka import kafka_session
+
+    options = options or MainJobOptions()
+    root = Path(config.data_dir).resolve() / "mainjob"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    registry = config.schema_registry
+    with kafka_session(config) as bootstrap, registry_in_use(registry.url, registry.client):
+        return _run(night_config(config, root, bootstrap, l1db_url=config.l1db.url or None),
+                    options, root)
+
+
+def _worker_argv(options: MainJobOptions) -> Callable[[int], list[str]]:
+    def argv(i: int) -> list[str]:
+        command = [sys.executable, "-m", "alertbutler", "--log-level", "INFO", "worker",
+                   "--name", f"worker-{i}", "--detectors", str(options.n_detectors),
+                   "--detector-size", str(options.detector_size)]
+        return command if options.write_outputs else [*command, "--no-outputs"]
+    return argv
+
+
+def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
+    from alertbutler.faults import CRASH_ENV
+    from alertbutler.l1db import L1db
+    from alertbutler.prompt.central import build_central_repo
+    from alertbutler.prompt.fanout import FanoutService
+    from alertbutler.prompt.geometry import CameraGeometry
+    from alertbutler.prompt.kafka_io import make_producer
+    from alertbutler.prompt.service_support import ensure_topics
+    from alertbutler.sim import Camera, NightConfig, SimConfig, Simulator, SkyDensity
+
+    started = time.time()
+    camera = Camera(n_detectors=options.n_detectors, nx=options.detector_size,
+                    ny=options.detector_size)
+    density = SkyDensity(stars=SkyDensity().stars * options.star_density_scale)
+    sim = Simulator(SimConfig(seed=options.seed, camera=camera, density=density,
+                              night=NightConfig(n_visits=options.n_visits)))
+    geometry = CameraGeometry(camera)
+    expected = {(v.visit, d) for v in sim.visits for d in camera.detectors}
+    bars = ProgressBars.for_night(options.progress, ("visits announced", len(sim.visits)),
+                                  len(expected),
+                                  first={"setup": ("central repo + services", 1)})
+    bootstrap = config.kafka.bootstrap_servers
+    stop = threading.Event()
+    with bars.running():
+        ensure_topics(config, bootstrap)
+        L1db.create(config.l1db_url).close()
+        progress = NightProgress(config, expected)
+        mark = root / "crash-mark.json"
+        env = hand_off(config, root)
+        env.pop(CRASH_ENV, None)
+        if options.crash_at:
+            env[CRASH_ENV] = f"{options.crash_at}@{mark}"
+        workers = WorkerPool(_worker_argv(options), options.workers, env=env,
+                             log_dir=root / "logs")
+        build_central_repo(Path(config.butler.central_repo), sim)
+        ingester = IngesterThread(config, group=f"{config.ingest.group}-"
+                                                f"{config.kafka.alert_topic}")
+        ingester.start()
+        fanout = FanoutService(config, bootstrap, known_detectors=geometry.detectors,
+                               history=geometry.history())
+        fanout_thread = threading.Thread(target=fanout.run, args=(stop,), name="fanout",
+                                         daemon=True)
+        fanout_thread.start()
+        bars.update("setup", 1, f"{time.time() - started:.0f} s")
+        producer = make_producer(config, bootstrap)
+        driver = NightDriver(sim=sim, producer=producer, topic=config.kafka.next_visit_topic,
+                             landing=Path(config.prompt.landing_dir),
+                             cadence_s=options.cadence_s, lead_s=options.lead_s,
+                             faults=options.faults, stop=stop)
+        driver.start()
+
+        def check() -> None:
+            if driver.error is not None:
+                raise RuntimeError(f"the night driver failed: {driver.error}")
+            if ingester.error is not None:
+                raise RuntimeError(f"the ingester failed: {ingester.error}")
+
+        try:
+            watch(progress, bars=bars, fed=lambda: len(driver.log.announced), check=check,
+                  finished=lambda: True, timeout_s=options.timeout_s, what="the night",
+                  interval_s=0.25)
+        finally:
+            stop.set()
+            workers.stop()
+            fanout_thread.join(timeout=30)
+            ingester.stop()
+            producer.flush(5)
+            progress.close()
+    killed = workers.crashed(mark)
+    from alertbutler.night.summary import summarize
+
+    return summarize(config=config, sim=sim, root=root, monitor=progress, driver=driver,
+                     started=started, killed=killed, options=options)
+
+
+def _degraded_note(s: dict[str, Any]) -> str:
+    n = s.get("visit_detectors_degraded_psf", 0)
+    if not n:
+        return ""
+    return (f" ({n} ok with a fallback PSF model or kernel: completeness "
+            f"{s['degraded_psf_completeness']}, purity {s['degraded_psf_purity']} there)")
+
+
+def print_summary(result: MainJobResult) -> None:
+    s = result.summary
+    lines = [
+        f"visits {s['visits']}, visit-detectors {s['visit_detectors_ok']} ok / "
+        f"{s['visit_detectors_failed']} failed" + _degraded_note(s),
+        f"alerts published {s['alerts_published']}, in the L1 database {s['alerts_in_l1db']}",
+        f"latency raw -> Kafka ack p50 {s['latency_p50_s']} s, p98 {s['latency_p98_s']} s; "
+        f"raw -> L1 DB p50 {s['latency_l1db_p50_s']} s, p98 {s['latency_l1db_p98_s']} s",
+        f"completeness {s['completeness']} ({s['n_truth_bright_found']}/{s['n_truth_bright']} "
+        f"injected variables+transients with difference S/N >= 10), purity {s['purity']}",
+        f"astrometry rms {s['astrometry_rms_arcsec']} arcsec, photometry bias "
+        f"{s['photometry_bias']}",
+        f"wall time {s['wall_time_s']} s",
+    ]
+    for error in s.get("errors", [])[:10]:
+        lines.append(f"error: {error}")
+    print("\n".join(lines))
+    print(json.dumps({k: s[k] for k in ("visits", "alerts_published", "alerts_in_l1db",
+                                        "completeness", "purity", "latency_p50_s",
+                                        "latency_p98_s")}))
+    print(f"report: {result.report}")
