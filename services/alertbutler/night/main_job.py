@@ -13,7 +13,6 @@ then writes the report.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -22,16 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from alertbutler.config import Config
 from alertbutler.night.config import hand_off, night_config
 from alertbutler.night.ingester import IngesterThread
 from alertbutler.night.progress import NightProgress
+from alertbutler.night.summary import MainJobResult, print_summary, summarize
 from alertbutler.night.watch import ProgressBars, watch
 from alertbutler.night.workers import WorkerPool
 from alertbutler.prompt.driver import Faults, NightDriver
-from alertbutler.prompt.status import VisitDetectorStatus
+
+__all__ = ["MainJobOptions", "MainJobResult", "print_summary", "run_main_job"]
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +59,6 @@ class MainJobOptions:
     crash_at: str | None = None
     timeout_s: float = 600.0
     write_outputs: bool = True
-
-
-@dataclass
-class MainJobResult:
-    summary: dict[str, Any]
-    report: Path
-    statuses: dict[tuple[int, int], VisitDetectorStatus]
-    alerts: list[dict[str, Any]]
-    #: the crash point struck (``crash_at``): the mark it left, with the killed worker's pid
-    killed_worker: dict[str, Any] | None = None
 
 
 def run_main_job(config: Config, options: MainJobOptions | None = None) -> MainJobResult:
@@ -165,38 +155,8 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
             producer.flush(5)
             progress.close()
     killed = workers.crashed(mark)
-    from alertbutler.night.summary import summarize
-
     return summarize(config=config, sim=sim, root=root, monitor=progress, driver=driver,
-                     started=started, killed=killed, options=options)
-
-
-def _degraded_note(s: dict[str, Any]) -> str:
-    n = s.get("visit_detectors_degraded_psf", 0)
-    if not n:
-        return ""
-    return (f" ({n} ok with a fallback PSF model or kernel: completeness "
-            f"{s['degraded_psf_completeness']}, purity {s['degraded_psf_purity']} there)")
-
-
-def print_summary(result: MainJobResult) -> None:
-    s = result.summary
-    lines = [
-        f"visits {s['visits']}, visit-detectors {s['visit_detectors_ok']} ok / "
-        f"{s['visit_detectors_failed']} failed" + _degraded_note(s),
-        f"alerts published {s['alerts_published']}, in the L1 database {s['alerts_in_l1db']}",
-        f"latency raw -> Kafka ack p50 {s['latency_p50_s']} s, p98 {s['latency_p98_s']} s; "
-        f"raw -> L1 DB p50 {s['latency_l1db_p50_s']} s, p98 {s['latency_l1db_p98_s']} s",
-        f"completeness {s['completeness']} ({s['n_truth_bright_found']}/{s['n_truth_bright']} "
-        f"injected variables+transients with difference S/N >= 10), purity {s['purity']}",
-        f"astrometry rms {s['astrometry_rms_arcsec']} arcsec, photometry bias "
-        f"{s['photometry_bias']}",
-        f"wall time {s['wall_time_s']} s",
-    ]
-    for error in s.get("errors", [])[:10]:
-        lines.append(f"error: {error}")
-    print("\n".join(lines))
-    print(json.dumps({k: s[k] for k in ("visits", "alerts_published", "alerts_in_l1db",
-                                        "completeness", "purity", "latency_p50_s",
-                                        "latency_p98_s")}))
-    print(f"report: {result.report}")
+                     started=started, killed=killed,
+                     facts={"seed": options.seed, "detectors": options.n_detectors,
+                            "detector_size": options.detector_size,
+                            "workers": options.workers})

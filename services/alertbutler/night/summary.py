@@ -1,10 +1,13 @@
-"""The main job's closing numbers: alerts read back, L1 contents, latency, science quality."""
+"""The main job's closing numbers: alerts read back, L1 contents, latency, science quality,
+the report, and the lines ``alertbutler run`` prints."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,9 +17,20 @@ from alertbutler.prompt.report import ReportData, percentile, write_report
 from alertbutler.prompt.status import VisitDetectorStatus
 
 if TYPE_CHECKING:
-    from alertbutler.night.main_job import MainJobOptions, MainJobResult
     from alertbutler.prompt.driver import NightDriver
     from alertbutler.sim import Simulator
+
+
+@dataclass
+class MainJobResult:
+    """What ``alertbutler run`` did: its summary, report and each visit-detector's status."""
+
+    summary: dict[str, Any]
+    report: Path
+    statuses: dict[tuple[int, int], VisitDetectorStatus]
+    alerts: list[dict[str, Any]]
+    #: the crash point struck (``crash_at``): the mark it left, with the killed worker's pid
+    killed_worker: dict[str, Any] | None = None
 
 
 def read_alerts(config: Config, *, timeout: float = 60.0
@@ -58,9 +72,10 @@ class NightStatuses(Protocol):
 
 def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatuses,
               driver: NightDriver, started: float, killed: dict[str, Any] | None,
-              options: MainJobOptions) -> MainJobResult:
+              facts: Mapping[str, Any]) -> MainJobResult:
+    """Read the night's alerts and L1 rows back, measure latency and science quality,
+    write the report and the night's ledger; ``facts``: how the night was run."""
     from alertbutler.l1db import L1db
-    from alertbutler.night.main_job import MainJobResult
 
     statuses = dict(monitor.statuses)
     ok = {k: s for k, s in statuses.items() if s.ok}
@@ -120,10 +135,7 @@ def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatu
         "latency_l1db_p50_s": _round(percentile(lat_l1, 50)),
         "latency_l1db_p98_s": _round(percentile(lat_l1, 98)),
         "killed_worker": killed,
-        "seed": options.seed,
-        "detectors": options.n_detectors,
-        "detector_size": options.detector_size,
-        "workers": options.workers,
+        **facts,
         "wall_time_s": round(time.time() - started, 1),
         "errors": errors,
     }
@@ -146,3 +158,34 @@ def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatu
     report = write_report(root / "report", data)
     return MainJobResult(summary=summary, report=report, statuses=statuses, alerts=alerts,
                          killed_worker=killed)
+
+
+def _degraded_note(s: dict[str, Any]) -> str:
+    n = s.get("visit_detectors_degraded_psf", 0)
+    if not n:
+        return ""
+    return (f" ({n} ok with a fallback PSF model or kernel: completeness "
+            f"{s['degraded_psf_completeness']}, purity {s['degraded_psf_purity']} there)")
+
+
+def print_summary(result: MainJobResult) -> None:
+    s = result.summary
+    lines = [
+        f"visits {s['visits']}, visit-detectors {s['visit_detectors_ok']} ok / "
+        f"{s['visit_detectors_failed']} failed" + _degraded_note(s),
+        f"alerts published {s['alerts_published']}, in the L1 database {s['alerts_in_l1db']}",
+        f"latency raw -> Kafka ack p50 {s['latency_p50_s']} s, p98 {s['latency_p98_s']} s; "
+        f"raw -> L1 DB p50 {s['latency_l1db_p50_s']} s, p98 {s['latency_l1db_p98_s']} s",
+        f"completeness {s['completeness']} ({s['n_truth_bright_found']}/{s['n_truth_bright']} "
+        f"injected variables+transients with difference S/N >= 10), purity {s['purity']}",
+        f"astrometry rms {s['astrometry_rms_arcsec']} arcsec, photometry bias "
+        f"{s['photometry_bias']}",
+        f"wall time {s['wall_time_s']} s",
+    ]
+    for error in s.get("errors", [])[:10]:
+        lines.append(f"error: {error}")
+    print("\n".join(lines))
+    print(json.dumps({k: s[k] for k in ("visits", "alerts_published", "alerts_in_l1db",
+                                        "completeness", "purity", "latency_p50_s",
+                                        "latency_p98_s")}))
+    print(f"report: {result.report}")
