@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from alertbutler.night.main_job import MainJobResult
 from alertbutler.portal import PortalSettings
 from alertbutler.portal.tokens import TokenStore
 from alertbutler.prompt.ledger import read_ledger
-from alertbutler.prompt.main_job import MainJobResult
 from tests.portal.conftest import night_dir
 from tests.portal.served import Served
 from tests.portal.test_browser import _accessible, _screenshot, browser, page  # noqa: F401
