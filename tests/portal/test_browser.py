@@ -224,3 +224,44 @@ def test_live_page_shows_alerts_as_they_arrive(
         _screenshot(page, tmp_path_factory, "live")
     finally:
         server.stop()
+
+
+def test_live_page_serves_the_past_then_live(
+        page: Any, portal_night: MainJobResult, kafka_bootstrap: str, tmp_path: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``/live?start=earliest``: the alerts already on the topic (history), the seam, then
+    alerts published after it (live), each once."""
+    from confluent_kafka import Producer
+
+    from alertbutler.alerts import encode_alert
+    from alertbutler.alerts.fake import fake_alerts
+    from alertbutler.kafka import create_topics
+
+    topic = f"portal-backfill-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, {topic: 2})
+    alerts = fake_alerts(5, seed=8, cutout_size=32)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for a in alerts[:3]:
+        producer.produce(topic, encode_alert(a))
+    assert producer.flush(60) == 0
+    server = Server(night_dir(portal_night).parent, tmp_path / "serve.log", env={
+        "ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ALERTBUTLER_KAFKA__ALERT_TOPIC": topic})
+    try:
+        page.goto(server.url + "/live")
+        page.get_by_role("textbox", name="Start from", exact=False).fill("earliest")
+        page.get_by_role("button", name="Watch").click()
+        page.wait_for_selector("body[data-seam=yes]")
+        for a in alerts[3:]:
+            producer.produce(topic, encode_alert(a))
+        assert producer.flush(60) == 0
+        page.wait_for_function("document.querySelectorAll('#live tbody tr').length >= 5")
+        rows = [r.split("\t") for r in page.locator("#live tbody tr").all_inner_texts()]
+        got = {(cells[1], cells[-1]) for cells in rows}
+        assert len(rows) == 5 and got == (
+            {(str(a["diaSourceId"]), "history") for a in alerts[:3]}
+            | {(str(a["diaSourceId"]), "live") for a in alerts[3:]})
+        _accessible(page)
+        _screenshot(page, tmp_path_factory, "live-backfill")
+    finally:
+        server.stop()

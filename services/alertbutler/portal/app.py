@@ -360,8 +360,9 @@ def create_app(settings: PortalSettings) -> FastAPI:
         return pages.page(f"Watchlist {name}", body, script=script)
 
     @app.get("/live", response_class=HTMLResponse, include_in_schema=False)
-    def live_page() -> str:
-        body, script = pages.live_page(settings.alert_topic if settings.bootstrap else None)
+    def live_page(start: str = "") -> str:
+        body, script = pages.live_page(settings.alert_topic if settings.bootstrap else None,
+                                       start[:100])
         return pages.page("Live alerts", body, script=script)
 
     return app

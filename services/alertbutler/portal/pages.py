@@ -183,15 +183,24 @@ def _seconds(value: float | None) -> str:
 LIVE_SCRIPT = """<script>
 const body = document.querySelector('#live tbody');
 const state = document.querySelector('#live-state');
-const source = new EventSource('/api/live');
+const start = document.querySelector('#start').value.trim();
+const source = new EventSource(start ? '/api/subscribe?start=' + encodeURIComponent(start)
+                                     : '/api/live');
 source.addEventListener('ready', (e) => {
   state.textContent = 'Connected to ' + JSON.parse(e.data).topic + '; waiting for alerts.';
   document.body.dataset.live = 'ready';
 });
+source.addEventListener('seam', (e) => {
+  const s = JSON.parse(e.data);
+  state.textContent = 'History served (' + s.history_alerts + ' alerts); live from here.';
+  document.body.dataset.seam = 'yes';
+});
+source.addEventListener('end', () => { source.close(); });
 source.addEventListener('alert', (e) => {
   const a = JSON.parse(e.data);
   const row = document.createElement('tr');
-  const cells = [a.diaSourceId, a.visit, a.detector, a.band, a.ra, a.dec, a.psfFlux, a.snr];
+  const cells = [a.diaSourceId, a.visit, a.detector, a.band, a.ra, a.dec, a.psfFlux, a.snr,
+                 a.phase || 'live'];
   const link = document.createElement('td');
   if (a.diaObjectId) {
     const anchor = document.createElement('a');
@@ -203,7 +212,7 @@ source.addEventListener('alert', (e) => {
     td.textContent = (c === null || c === undefined) ? '—' : String(c); row.appendChild(td); }
   body.prepend(row);
   while (body.rows.length > 200) body.deleteRow(-1);
-  state.textContent = 'Latest alert: ' + a.diaSourceId;
+  if (document.body.dataset.seam || !start) state.textContent = 'Latest alert: ' + a.diaSourceId;
 });
 source.addEventListener('problem', (e) => {
   state.textContent = 'Live stream problem: ' + JSON.parse(e.data).message;
@@ -212,16 +221,20 @@ source.onerror = () => { state.textContent = 'Disconnected from the alert stream
 </script>"""
 
 
-def live_page(topic: str | None) -> tuple[str, str]:
+def live_page(topic: str | None, start: str = "") -> tuple[str, str]:
     if not topic:
         return ("<p>No live topic: set <code>kafka.bootstrap_servers</code> (and "
                 "<code>kafka.alert_topic</code>) to the deployment's to watch its alerts.</p>",
                 "")
-    body = (f'<p id="live-state" role="status" aria-live="polite">Connecting to '
+    body = ('<form action="/live" method="get" aria-label="Start from the past">'
+            '<label for="start">Start from (empty: only new alerts; earliest, last:N, an ISO '
+            f'time or mjd:…)</label><input id="start" name="start" value="{esc(start)}" '
+            'size="28"><button type="submit">Watch</button></form>'
+            f'<p id="live-state" role="status" aria-live="polite">Connecting to '
             f"{esc(topic)}…</p>"
             + table("Latest alerts (newest first)", [
                 "diaObjectId", "diaSourceId", "visit", "detector", "band", "RA (deg)",
-                "Dec (deg)", "PSF flux (nJy)", "S/N"], [], table_id="live"))
+                "Dec (deg)", "PSF flux (nJy)", "S/N", "from"], [], table_id="live"))
     return body, LIVE_SCRIPT
 
 
