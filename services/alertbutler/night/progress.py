@@ -3,8 +3,8 @@
 Workers publish one status record per attempt at a visit-detector on ``prompt.status_topic``
 (the latest one wins); the ingester marks a visit-detector complete in the L1 database once
 its end markers arrived and its alerts are stored. A night is done when every expected
-visit-detector has both, and the L1 database counts the alerts its latest successful status
-reports: an earlier attempt may have closed it empty (a worker that gave up, then died
+visit-detector has both, and the L1 database counts (at least) the alerts its latest
+successful status reports: an earlier attempt may have closed it empty (a worker that gave up, then died
 before committing the item) before the attempt that published its alerts.
 The status topic is read by manual assignment from its start (no group join, and never a
 ListOffsets lookup, which the embedded broker gets wrong). One monitor for every verb that
@@ -107,7 +107,7 @@ class NightProgress:
         """Ingested, with the alerts of its latest successful status (if it has one)."""
         status = self.statuses.get(vd)
         return vd in self.ingested_at and (status is None or not status.ok or
-                                           self.ingested_alerts.get(vd) == status.n_alerts)
+                                           self.ingested_alerts.get(vd, -1) >= status.n_alerts)
 
     def visit_done(self, visit: int) -> bool:
         """Every expected detector of ``visit`` has a status."""
