@@ -4,8 +4,8 @@ Workers publish one status record per attempt at a visit-detector on ``prompt.st
 (the latest one wins); the ingester marks a visit-detector complete in the L1 database once
 its end markers arrived and its alerts are stored. A night is done when every expected
 visit-detector has both, and the L1 database counts (at least) the alerts its latest
-successful status reports: an earlier attempt may have closed it empty (a worker that gave up, then died
-before committing the item) before the attempt that published its alerts.
+successful status reports: an earlier attempt may have closed it empty (a worker that gave
+up, then died before committing the item) before the attempt that published its alerts.
 The status topic is read by manual assignment from its start (no group join, and never a
 ListOffsets lookup, which the embedded broker gets wrong). One monitor for every verb that
 runs a night (``run``, ``night replay`` with or without ``--into``, ``up --night``).
