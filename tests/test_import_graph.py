@@ -2,7 +2,9 @@
 
 Libraries (butler, alerts, l1db, imaging, kafka, broker, sim and the foundation modules) never
 import a service or the CLI, in any of their modules (their ``cli.py`` included); services import
-each other only along the edges listed here, each with its reason. Relative imports count as much
+each other only along the edges listed here, each with its reason; a service imports the
+simulator (``sim``) only in the modules that simulate, listed here too, so production paths
+(fan-out, worker, pipeline, ingest, subscribers) never depend on it. Relative imports count as much
 as absolute ones. Every top-level module must be classified, so a new package takes a side.
 """
 
@@ -14,7 +16,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "services" / "alertbutler"
 
 LIBRARIES = {"alerts", "butler", "l1db", "imaging", "kafka", "broker", "sim", "config", "jvm",
-             "logs", "metrics", "procs", "faults", "testing", "errors", "__init__"}
+             "logs", "metrics", "procs", "faults", "testing", "errors", "visit_detector",
+             "__init__"}
 SERVICES = {"prompt", "ingest", "replay", "subscribe", "deploy", "cli", "portal", "night",
             "__main__"}
 
@@ -34,6 +37,19 @@ ALLOWED_SERVICE_EDGES = {
     ("replay", "deploy"): "night replay --into plays into a running up; the scheduler and feed",
     ("replay", "night"): "a replayed night is run by the night runner",
     ("replay", "prompt"): "a replayed night runs the prompt workers",
+}
+
+
+#: service modules that may import the simulator, and why: each one simulates.
+SIM_USERS = {
+    "cli/sim.py": "alertbutler sim night writes a simulated night",
+    "deploy/feed.py": "up's simulated observatory feed",
+    "night/main_job.py": "alertbutler run simulates the night it processes",
+    "night/summary.py": "the main job scores its alerts against the simulator's truth",
+    "prompt/benchmark.py": "the one-detector benchmark renders its visits",
+    "prompt/central.py": "fills a central repo from a simulator (a type-only import)",
+    "prompt/driver.py": "the main job's simulated camera lands raws",
+    "replay/night.py": "night record renders the night it records",
 }
 
 
@@ -80,6 +96,9 @@ def violations(root: Path) -> list[str]:
                     and (top, target) not in ALLOWED_SERVICE_EDGES:
                 out.append(f"{rel} (service {top}) imports {module}: service edge "
                            f"{top} -> {target} is not in ALLOWED_SERVICE_EDGES")
+            elif top in SERVICES and target == "sim" and rel.as_posix() not in SIM_USERS:
+                out.append(f"{rel} (service {top}) imports the simulator ({module}): only the "
+                           "modules in SIM_USERS simulate")
     return out
 
 
@@ -97,6 +116,12 @@ def test_every_allowed_edge_is_used() -> None:
             parts = module.split(".")
             used.add((top, parts[1] if len(parts) > 1 else "__init__"))
     assert not set(ALLOWED_SERVICE_EDGES) - used
+
+
+def test_every_listed_sim_user_imports_the_simulator() -> None:
+    users = {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
+             if any(m.split(".")[1:2] == ["sim"] for m in imported_modules(path, PACKAGE))}
+    assert not set(SIM_USERS) - users
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -123,3 +148,14 @@ def test_a_planted_service_edge_is_caught(tmp_path: Path) -> None:
     assert violations(root) == [
         "ingest/service.py (service ingest) imports alertbutler.subscribe: service edge "
         "ingest -> subscribe is not in ALLOWED_SERVICE_EDGES"]
+
+
+def test_a_planted_simulator_import_in_a_production_path_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"__init__.py": "", "sim/__init__.py": "", "sim/camera.py": "",
+                            "prompt/__init__.py": "",
+                            "prompt/fanout.py": "from ..sim.camera import Camera\n",
+                            "night/__init__.py": "",
+                            "night/main_job.py": "from alertbutler.sim import camera\n"})
+    assert violations(root) == [
+        "prompt/fanout.py (service prompt) imports the simulator (alertbutler.sim.camera): "
+        "only the modules in SIM_USERS simulate"]

@@ -12,6 +12,7 @@ import pytest
 from alertbutler.l1db import L1db, L1dbError
 from alertbutler.l1db.cassandra import CassandraCluster, CassandraError, parse_url
 from alertbutler.l1db.testing import fake_visit_rows, random_cap
+from alertbutler.visit_detector import VisitDetector
 
 
 def test_url_names_contact_points_and_keyspace() -> None:
@@ -82,19 +83,22 @@ def test_work_attempt_ledger_counts_starts(cassandra_url: str) -> None:
 
     with L1db.create(cassandra_url) as db:
         ledger = WorkAttempts(db)
-        first = ledger.begin("v1-d1", "w1")
+        item = VisitDetector(instrument="SimCam", visit=1, detector=1)
+        first = ledger.begin(item, "w1")
         assert first.number == 1 and first.previous_worker is None
         ledger.failed(first, "boom")
-        second = ledger.begin("v1-d1", "w2")  # w1 died or failed: a retry
+        second = ledger.begin(item, "w2")  # w1 died or failed: a retry
         assert (second.number, second.previous_worker, second.last_error) == (2, "w1", "boom")
         ledger.finished(first)  # w1 lost the item: cannot finish w2's attempt
-        assert ledger.get("v1-d1")["finished_at"] is None  # type: ignore[index]
+        assert ledger.get(item)["finished_at"] is None  # type: ignore[index]
         ledger.finished(second)
-        assert ledger.begin("v1-d1", "w3").number == 1  # delivered again: new work
-        released = ledger.begin("v2-d1", "w3")
+        assert ledger.begin(item, "w3").number == 1  # delivered again: new work
+        other = VisitDetector(instrument="SimCam", visit=2, detector=1)
+        released = ledger.begin(other, "w3")
         ledger.release(released)
-        assert ledger.begin("v2-d1", "w3").number == 1
-        assert {r["item"] for r in ledger.rows(unfinished=True)} == {"v1-d1", "v2-d1"}
+        assert ledger.begin(other, "w3").number == 1
+        assert {(r["visit"], r["detector"]) for r in ledger.rows(unfinished=True)} == {
+            (1, 1), (2, 1)}
 
 
 @pytest.mark.cassandra

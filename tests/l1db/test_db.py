@@ -31,6 +31,11 @@ from alertbutler.testing import pg_unreachable_reason, temporary_pg_database
 from .test_spatial import SPECIAL_CENTRES, _gnomonic_inside, _separation_deg, _square
 
 
+def _l1(visit: int, detector: int) -> VisitDetector:
+    """An L1 database's visit-detector: its rows carry no instrument."""
+    return VisitDetector(instrument="", visit=visit, detector=detector)
+
+
 def _source(i: int, **extra) -> dict:  # type: ignore[no-untyped-def]
     row = {"diaSourceId": i, "visit": 7, "detector": 3, "diaObjectId": 100 + i,
            "midpointMjdTai": 60000.5 + i, "ra": 10.0 + i * 1e-3, "dec": -5.0, "x": 1.5,
@@ -51,7 +56,7 @@ def test_create_reopen_and_info(db_url: str) -> None:
     with L1db(db_url) as reopened:
         info = reopened.info()
         assert info.row_counts["DiaSource"] == 1
-        assert info.last_ingested == VisitDetector(7, 3)
+        assert info.last_ingested == _l1(7, 3)
         assert info.last_visit == 7
 
 
@@ -96,14 +101,14 @@ def test_schema_2_0_and_2_1_are_upgraded_with_the_wait_table_and_marker_totals(
         L1db(db_url)
     assert L1db.upgrade(db_url) == old
     with L1db(db_url) as db:
-        assert db.schema_version == SCHEMA_VERSION == "2.2"
+        assert db.schema_version == SCHEMA_VERSION == "2.3"
         assert db.is_ingested(1, 2)
         waiting = [VisitDetectorEnd(visit=3, detector=2, partition=0, n_partitions=1,
                                     n_alerts=1, topic="t", last_offset=5, n_alerts_total=1)]
         assert db.store(RowBatch.build(), markers=waiting).completed == ()
         assert db.store(RowBatch.build(), consumed=ConsumedOffsets(
             consumer="c", member="m", next_offsets={("t", 0): 6}, n_messages=1)
-            ).completed == (VisitDetector(3, 2),)
+            ).completed == (_l1(3, 2),)
 
 
 def test_cassandra_2_1_keyspace_gets_marker_totals_when_opened(db_url: str) -> None:
@@ -116,10 +121,45 @@ def test_cassandra_2_1_keyspace_gets_marker_totals_when_opened(db_url: str) -> N
                         "WHERE name = 'schema_version'")
     db.close()
     with L1db(db_url) as db:
-        assert db.schema_version == SCHEMA_VERSION == "2.2"
+        assert db.schema_version == SCHEMA_VERSION == "2.3"
         markers = [VisitDetectorEnd(visit=4, detector=1, partition=0, n_partitions=1,
                                     n_alerts=0, n_alerts_total=0, topic="t")]
-        assert db.store(RowBatch.build(), markers=markers).completed == (VisitDetector(4, 1),)
+        assert db.store(RowBatch.build(), markers=markers).completed == (_l1(4, 1),)
+
+
+def test_schema_2_2_ledger_moves_to_visit_detector_keys(db_url: str) -> None:
+    """A 2.2 database's work_attempt rows, keyed by display text, are keyed by (instrument,
+    visit, detector) after the upgrade; a key that does not read as one is dropped."""
+    if db_url.startswith("cassandra://"):
+        pytest.skip("SQL databases only: a Cassandra keyspace gets the new table as it opens")
+    from alertbutler.l1db.attempts import WorkAttempts
+
+    L1db.create(db_url).close()
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE visit_detector_attempt"))
+        conn.execute(sa.text(
+            "CREATE TABLE work_attempt (item TEXT PRIMARY KEY, attempts INTEGER NOT NULL, "
+            "worker VARCHAR(255) NOT NULL, previous_worker VARCHAR(255), "
+            "started_at DOUBLE PRECISION NOT NULL, last_error TEXT, "
+            "finished_at DOUBLE PRECISION)"))
+        conn.execute(sa.text(
+            "INSERT INTO work_attempt VALUES ('work:SimCam visit 7 detector 3', 2, 'w2', 'w1', "
+            "100.0, 'boom', NULL), ('work:SimCam group g-9 detector 1', 1, 'w1', NULL, 50.0, "
+            "NULL, NULL)"))
+        conn.execute(sa.text("UPDATE metadata SET value = '2.2' WHERE name = 'schema_version'"))
+    with pytest.raises(SchemaVersionError, match=r"2\.2.*l1db upgrade"):
+        L1db(db_url)
+    assert L1db.upgrade(db_url) == "2.2"
+    assert not sa.inspect(engine).has_table("work_attempt")
+    engine.dispose()
+    with L1db(db_url) as db:
+        ledger = WorkAttempts(db, create=False)
+        item = VisitDetector(instrument="SimCam", visit=7, detector=3)
+        assert [(r["instrument"], r["visit"], r["detector"]) for r in ledger.rows()] == [
+            ("SimCam", 7, 3)]
+        again = ledger.begin(item, "w3")  # the count carried over
+        assert (again.number, again.previous_worker, again.last_error) == (3, "w2", "boom")
 
 
 def test_missing_database_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -327,11 +367,11 @@ def test_markers_complete_a_visit_detector_only_when_every_partition_is_in(
     assert not db.is_ingested(11, 4)
     assert not db.wait_for_ingested([(11, 4)], timeout=0.2)
     time.sleep(0.2)
-    assert db.store(empty, markers=[marker(1)]).completed == (VisitDetector(11, 4),)
+    assert db.store(empty, markers=[marker(1)]).completed == (_l1(11, 4),)
     waiter.join(30)
     assert result == [True]
     assert db.store(empty, markers=[marker(1)]).completed == ()  # replay: no change
-    assert db.info().last_ingested == VisitDetector(11, 4)
+    assert db.info().last_ingested == _l1(11, 4)
 
 
 def test_out_of_band_markers_wait_for_the_stored_alert_offsets(db_url: str) -> None:
@@ -354,15 +394,15 @@ def test_out_of_band_markers_wait_for_the_stored_alert_offsets(db_url: str) -> N
     assert not db.is_ingested(12, 5)
     assert db.store(empty, consumed=consumed({("a", 1): 7})).completed == ()  # 7 not stored
     assert db.store(empty, consumed=consumed({("a", 1): 8})).completed == (
-        VisitDetector(12, 5),)
-    assert db.ingested([(12, 5)]) == {VisitDetector(12, 5)}
+        _l1(12, 5),)
+    assert db.ingested([(12, 5)]) == {_l1(12, 5)}
     # the markers read again (a crash before the control offset was stored): no change
     assert db.store(empty, markers=both, consumed=consumed({("a.control", 0): 2})
                     ).completed == ()
     # a partition without alerts of it waits for nothing
     lone = [VisitDetectorEnd(visit=13, detector=5, partition=p, n_partitions=2, n_alerts=0,
                              topic="a") for p in (0, 1)]
-    assert db.store(empty, markers=lone).completed == (VisitDetector(13, 5),)
+    assert db.store(empty, markers=lone).completed == (_l1(13, 5),)
 
 
 def test_concurrent_marker_and_offset_stores_never_strand_a_visit_detector(

@@ -26,7 +26,7 @@ def _offsets(**by_partition: int) -> ConsumedOffsets:
 def test_alerts_published_after_an_empty_close_complete_the_visit_detector(
         db_url: str) -> None:
     db = L1db.create(db_url)
-    vd = VisitDetector(21, 3)
+    vd = VisitDetector(instrument="", visit=21, detector=3)
     empty = [_marker(vd, p, 0, 0) for p in (0, 1)]
     alerts = [_marker(vd, 0, 3, 5, last=10), _marker(vd, 1, 2, 5, last=4)]
     # the gave-up attempt's close: complete with nothing, as that attempt said
@@ -45,7 +45,7 @@ def test_alerts_published_after_an_empty_close_complete_the_visit_detector(
 
 def test_an_empty_close_after_the_alerts_never_overrides_them(db_url: str) -> None:
     db = L1db.create(db_url)
-    vd = VisitDetector(22, 3)
+    vd = VisitDetector(instrument="", visit=22, detector=3)
     alerts = [_marker(vd, 0, 3, 3, last=7), _marker(vd, 1, 0, 3)]
     assert db.store(EMPTY, markers=alerts, consumed=_offsets(p0=8)).completed == (vd,)
     assert db.store(EMPTY, markers=[_marker(vd, p, 0, 0) for p in (0, 1)]).completed == ()
@@ -56,7 +56,7 @@ def test_partitions_of_two_attempts_never_add_up_to_a_completion(db_url: str) ->
     """The empty close of partition 1 and the alerts' marker of partition 0 recorded, the
     alerts' marker of partition 1 not yet read: not complete (it would count 3 of 5)."""
     db = L1db.create(db_url)
-    vd = VisitDetector(23, 3)
+    vd = VisitDetector(instrument="", visit=23, detector=3)
     assert db.store(EMPTY, markers=[_marker(vd, 1, 0, 0), _marker(vd, 0, 3, 5, last=2)],
                     consumed=_offsets(p0=3, p1=9)).completed == ()
     assert db.ingested_alerts([vd]) == {}

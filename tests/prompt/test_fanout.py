@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -18,14 +19,19 @@ from alertbutler.faults import CRASH_ENV, crash_mark
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.prompt.events import (
     NextVisit,
-    VisitDetector,
     decode_work_item,
     encode_next_visit,
     encode_work_item,
 )
 from alertbutler.prompt.fanout import FanoutService, FootprintHistory, fan_out
 from alertbutler.prompt.status import VisitDetectorStatus
+from alertbutler.visit_detector import VisitDetector
 from tests.prompt.conftest import read_all
+
+
+def _vd(visit: int, detector: int) -> VisitDetector:
+    """A visit-detector of the test camera."""
+    return VisitDetector(instrument="SIMCAM", visit=visit, detector=detector)
 
 
 def _event(visit: int, *, ra: float = 150.0, start: float = 61000.0,
@@ -50,10 +56,10 @@ def test_dependencies_are_earlier_overlapping_visits_only() -> None:
     fan_out(_event(1, start=61000.0), known_detectors=range(2), history=history)
     fan_out(_event(2, ra=170.0, start=61000.01), known_detectors=range(2), history=history)
     third = fan_out(_event(3, start=61000.02), known_detectors=range(2), history=history)
-    assert third.items[0].depends_on == (VisitDetector(1, 0), VisitDetector(1, 1))
+    assert third.items[0].depends_on == (_vd(1, 0), _vd(1, 1))
     far = fan_out(_event(4, ra=170.0, start=61000.03), known_detectors=range(2),
                   history=history)
-    assert far.items[1].depends_on == (VisitDetector(2, 0), VisitDetector(2, 1))
+    assert far.items[1].depends_on == (_vd(2, 0), _vd(2, 1))
 
 
 def test_work_item_round_trip_and_bad_bytes() -> None:
@@ -62,6 +68,20 @@ def test_work_item_round_trip_and_bad_bytes() -> None:
     for bad in (b"", b"\x01\x00\x00\x00\x00abc", encode_work_item(item)[:9]):
         with pytest.raises(BadEventError):
             decode_work_item(bad)
+
+
+def test_an_event_without_a_visit_id_is_refused() -> None:
+    """Work is identified, and its attempts counted, by (instrument, visit, detector)."""
+    event = dataclasses.replace(_event(6), visit=None)
+    with pytest.raises(BadEventError, match="no visit id"):
+        fan_out(event, known_detectors=range(2))
+
+
+def test_work_item_identity_is_one_type() -> None:
+    item = fan_out(_event(5, detectors=(1,)), known_detectors=range(2)).items[0]
+    assert item.visit_detector == _vd(5, 1)
+    assert item.visit_detector.data_id == {"instrument": "SIMCAM", "visit": 5, "detector": 1}
+    assert item.label == "SIMCAM visit 5 detector 1"
 
 
 @pytest.mark.parametrize("group", ["../../etc", "a/b", ""])
@@ -87,7 +107,7 @@ def test_service_fans_out_and_records_errors(prompt_config: Callable[..., Config
     items = sorted((decode_work_item(v) for _, _, v in work), key=lambda i: (i.visit, i.detector))
     assert [(i.visit, i.detector) for i in items] == [(11, 0), (11, 1), (11, 2), (11, 3), (12, 1)]
     assert all(p == int(key) % k.partitions for p, key, _ in work)
-    assert items[-1].depends_on == tuple(VisitDetector(11, d) for d in range(4))
+    assert items[-1].depends_on == tuple(_vd(11, d) for d in range(4))
     (status,) = [VisitDetectorStatus.from_json(v) for _, _, v in
                  read_all(kafka_bootstrap, config.prompt.status_topic, partitions=1, expect=1)]
     assert (status.visit, status.detector, status.ok, status.reason) == \

@@ -22,7 +22,7 @@ from alertbutler.kafka import Outgoing, produce_acknowledged
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import WorkAttempts
 from alertbutler.metrics import ServiceMetrics
-from alertbutler.prompt.events import NextVisit, VisitDetector, WorkItem, encode_work_item
+from alertbutler.prompt.events import NextVisit, WorkItem, encode_work_item
 from alertbutler.prompt.kafka_io import (
     commit_past,
     make_consumer,
@@ -31,6 +31,7 @@ from alertbutler.prompt.kafka_io import (
 )
 from alertbutler.prompt.status import VisitDetectorStatus
 from alertbutler.prompt.worker import Worker
+from alertbutler.visit_detector import VisitDetector
 
 from .conftest import read_all
 from .poison_worker import PoisonProcessor
@@ -120,8 +121,7 @@ def test_item_that_kills_its_worker_is_dead_lettered_after_bounded_attempts(
     assert len(letters) == 1
     assert letters[0]["dlt.reason"].startswith("gave up after 2 attempts")
     assert reason in letters[0]["dlt.reason"]
-    row = WorkAttempts(L1db(worker_config.l1db_url)).get(
-        f"{worker_config.kafka.work_topic}:{items[POISON].label}")
+    row = WorkAttempts(L1db(worker_config.l1db_url)).get(items[POISON].visit_detector)
     assert row is not None and row["finished_at"] is not None and row["attempts"] == 3
 
 
@@ -144,33 +144,36 @@ def test_item_that_raises_is_retried_then_dead_lettered_with_its_error(
 def test_attempts_are_shared_and_finished_items_start_again(
         db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     ledger = WorkAttempts(L1db.create(db_url))
-    first = ledger.begin("work:item", "w1")
+    item = VisitDetector(instrument="SimCam", visit=7, detector=3)
+    first = ledger.begin(item, "w1")
     assert (first.number, first.previous_worker, first.last_error) == (1, None, None)
     ledger.failed(first, "RuntimeError: boom")
-    again = WorkAttempts(L1db(db_url)).begin("work:item", "w2")  # another worker, same db
+    again = WorkAttempts(L1db(db_url)).begin(item, "w2")  # another worker, same db
     assert (again.number, again.previous_worker, again.last_error) == (
         2, "w1", "RuntimeError: boom")
     assert "last error: RuntimeError: boom" in again.give_up_reason()
     ledger.finished(first)  # w1 lost the item to w2 (a rebalance): w2's attempt stands
     ledger.failed(first, "late news from w1")
-    assert ledger.get("work:item")["finished_at"] is None  # type: ignore[index]
-    assert ledger.get("work:item")["last_error"] == "RuntimeError: boom"  # type: ignore[index]
+    assert ledger.get(item)["finished_at"] is None  # type: ignore[index]
+    assert ledger.get(item)["last_error"] == "RuntimeError: boom"  # type: ignore[index]
     ledger.finished(again)
-    redelivered = ledger.begin("work:item", "w3")  # e.g. a fan-out that re-sent its event
+    redelivered = ledger.begin(item, "w3")  # e.g. a fan-out that re-sent its event
     assert (redelivered.number, redelivered.previous_worker, redelivered.last_error) == (
         1, None, None)
-    other = ledger.begin("other", "w3")
+    other_item = VisitDetector(instrument="SimCam", visit=7, detector=4)
+    other = ledger.begin(other_item, "w3")
     ledger.release(other)  # handed back unprocessed: the start does not count
-    other = ledger.begin("other", "w4")
+    other = ledger.begin(other_item, "w4")
     assert other.number == 1
     ledger.failed(other, "RuntimeError: still failing")
     assert main(["l1db", "attempts", "--url", db_url, "--unfinished", "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["item"], r["attempts"], r["last_error"]) for r in listed] == [
-        ("other", 1, "RuntimeError: still failing"), ("work:item", 1, None)]
+    assert [(r["instrument"], r["visit"], r["detector"], r["attempts"], r["last_error"])
+            for r in listed] == [("SimCam", 7, 4, 1, "RuntimeError: still failing"),
+                                 ("SimCam", 7, 3, 1, None)]
     ledger.finished(other)
     assert main(["l1db", "attempts", "--url", db_url, "--unfinished"]) == 0
-    assert "work:item  attempts 1" in capsys.readouterr().out
+    assert "SimCam visit 7 detector 3  attempts 1" in capsys.readouterr().out
 
 
 def test_an_outage_is_retried_without_counting_attempts(worker_config: Config,
@@ -187,7 +190,7 @@ def test_an_outage_is_retried_without_counting_attempts(worker_config: Config,
     assert worker.items_done == len(items)
     assert all(s.ok for s in _statuses(worker_config))
     assert _dead_letters(worker_config) == []
-    row = worker.ledger.get(f"{worker_config.kafka.work_topic}:{items[POISON].label}")
+    row = worker.ledger.get(items[POISON].visit_detector)
     assert row is not None and row["attempts"] == 1 and row["finished_at"] is not None
 
 
@@ -204,7 +207,7 @@ def test_a_worker_stopped_mid_item_hands_it_back_uncounted(worker_config: Config
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(config_file), str(journal),
                              str(POISON), "hang"])
     ledger = WorkAttempts(L1db(config.l1db_url))
-    key = f"{config.kafka.work_topic}:{items[POISON].label}"
+    key = items[POISON].visit_detector
     try:
         deadline = time.monotonic() + 90
         while not (journal.exists() and f"start {POISON}" in journal.read_text()):
@@ -300,7 +303,8 @@ def test_an_item_whose_dependency_is_queued_behind_it_waits_its_turn(
     event = NextVisit(instrument="SimCam", group_id="g-8", visit=8, ra=10.0, dec=-5.0,
                       camera_angle=0.0, band="r", start_time=60000.2, duration=30.0,
                       nimages=1, survey="test", sent_at=0.0)
-    later = WorkItem.for_detector(event, 0, (VisitDetector(7, 1),))
+    later = WorkItem.for_detector(
+        event, 0, (VisitDetector(instrument="SimCam", visit=7, detector=1),))
     earlier = WorkItem.for_detector(dataclasses.replace(event, group_id="g-7", visit=7,
                                                         start_time=60000.1), 1)
     producer = make_producer(config, config.kafka.bootstrap_servers)

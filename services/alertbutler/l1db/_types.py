@@ -7,12 +7,23 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from alertbutler.visit_detector import VisitDetector
 
-class VisitDetector(NamedTuple):
-    """One visit of one detector: the unit prompt processing works on."""
+#: A visit-detector as the L1 API takes it: the one type, or a (visit, detector) pair (the
+#: database holds one instrument's visits, so the pair names it too).
+VisitDetectorLike = VisitDetector | tuple[int, int]
 
-    visit: int
-    detector: int
+
+def of_l1(visit: int, detector: int) -> VisitDetector:
+    """A visit-detector built from the L1 database's own rows: they carry no instrument."""
+    return VisitDetector(instrument="", visit=int(visit), detector=int(detector))
+
+
+def as_visit_detector(vd: VisitDetectorLike) -> VisitDetector:
+    if isinstance(vd, VisitDetector):
+        return vd
+    visit, detector = vd
+    return of_l1(visit, detector)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,10 @@ upgrade URL``).
 
 1.0 -> 1.1 added ``work_attempt``; 1.x -> 2.0 partitions ``DiaSource`` and
 ``DiaForcedSource`` by time on PostgreSQL; 2.0 -> 2.1 adds ``visit_detector_wait``; 2.1 -> 2.2
-adds ``visit_detector_end.n_alerts_total`` (markers recorded before it have none).
+adds ``visit_detector_end.n_alerts_total`` (markers recorded before it have none); 2.x -> 2.3
+keys the attempt ledger by (instrument, visit, detector): ``work_attempt``'s rows, keyed by
+the text ``<work topic>:<instrument> visit V detector D``, move to ``visit_detector_attempt``
+(a key that does not read so is dropped with its row: it counted nothing a worker can find).
 The upgrade runs in ONE transaction: each old
 table is renamed aside (its key and indexes dropped, so their names are free), the
 partitioned table is created with the partitions the old rows need, the rows are moved with
@@ -15,6 +18,8 @@ table layout does not change: only missing tables and the version number.
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 from alertbutler.l1db import _partitions
@@ -23,7 +28,11 @@ from alertbutler.l1db._errors import L1dbNotFoundError, SchemaVersionError
 from alertbutler.l1db.schema import PARTITIONED, SCHEMA_VERSION, build_metadata
 
 #: Versions this code upgrades from.
-UPGRADABLE = ("1.0", "1.1", "2.0", "2.1")
+UPGRADABLE = ("1.0", "1.1", "2.0", "2.1", "2.2")
+
+#: the old ledger's text key
+_OLD_KEY = re.compile(r"^.*:(?P<instrument>\S+) visit (?P<visit>\d+) "
+                      r"detector (?P<detector>\d+)$")
 
 
 def upgrade(engine: sa.Engine) -> str:
@@ -51,6 +60,8 @@ def upgrade(engine: sa.Engine) -> str:
                 _partition_table(conn, md.tables[table])
         md.create_all(conn, checkfirst=True)  # tables added by later versions
         _add_columns(conn, md)
+        if sa.inspect(conn).has_table("work_attempt"):
+            _move_attempts(conn, md.tables["visit_detector_attempt"])
         conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = 'schema_version'"),
                      {"v": SCHEMA_VERSION})
     return str(found)
@@ -88,3 +99,21 @@ def _partition_table(conn: sa.Connection, table: sa.Table) -> None:
     columns = ", ".join(f'"{c.name}"' for c in table.columns)
     conn.exec_driver_sql(f'INSERT INTO "{name}" ({columns}) SELECT {columns} FROM "{old}"')
     conn.exec_driver_sql(f'DROP TABLE "{old}"')
+
+
+def _move_attempts(conn: sa.Connection, table: sa.Table) -> None:
+    """The text-keyed ledger's rows into the (instrument, visit, detector)-keyed one; of two
+    rows naming one visit-detector (two work topics), the later start is kept."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql('LOCK TABLE "work_attempt" IN ACCESS EXCLUSIVE MODE')
+    rows: dict[tuple[str, int, int], dict[str, object]] = {}
+    for row in conn.execute(sa.text("SELECT * FROM work_attempt ORDER BY started_at")).mappings():
+        match = _OLD_KEY.match(str(row["item"]))
+        if match is None:
+            continue
+        key = (match["instrument"], int(match["visit"]), int(match["detector"]))
+        rows[key] = {**{k: v for k, v in row.items() if k != "item"},
+                     "instrument": key[0], "visit": key[1], "detector": key[2]}
+    if rows:
+        conn.execute(table.insert(), list(rows.values()))
+    conn.exec_driver_sql('DROP TABLE "work_attempt"')

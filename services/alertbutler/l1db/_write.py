@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from alertbutler.l1db import _markers
 from alertbutler.l1db._copy import copy_in
-from alertbutler.l1db._types import ConsumedOffsets, VisitDetector, VisitDetectorEnd
+from alertbutler.l1db._types import ConsumedOffsets, VisitDetector, VisitDetectorEnd, of_l1
 from alertbutler.l1db.rows import RowBatch
 from alertbutler.l1db.schema import CATALOG
 
@@ -197,14 +197,14 @@ def settle_markers(conn: sa.Connection, markers: Sequence[VisitDetectorEnd],
     (READ COMMITTED reads afresh per statement), so neither strands a visit-detector."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SETTLE_LOCK})
-    candidates = {VisitDetector(m.visit, m.detector) for m in markers}
+    candidates = {of_l1(m.visit, m.detector) for m in markers}
     lifted = conn.execute(sa.text(
         "DELETE FROM visit_detector_wait WHERE EXISTS (SELECT 1 FROM consumer_offset c "
         "WHERE c.topic = visit_detector_wait.topic "
         "AND c.partition = visit_detector_wait.partition "
         "AND c.next_offset > visit_detector_wait.last_offset) "
         "RETURNING visit, detector")).fetchall()
-    candidates.update(VisitDetector(int(v), int(d)) for v, d in lifted)
+    candidates.update(of_l1(v, d) for v, d in lifted)
     done = []
     for vd in sorted(candidates):
         params = {"v": vd.visit, "d": vd.detector}
@@ -249,7 +249,7 @@ def mark_complete(conn: sa.Connection, visit_detectors: Iterable[VisitDetector],
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                          {"key": (int(vd.visit) * 4099 + int(vd.detector)) % (1 << 62)})
         if _complete(conn, vd, int(n_alerts or 0), now, raise_count=False):
-            done.append(VisitDetector(int(vd.visit), int(vd.detector)))
+            done.append(of_l1(vd.visit, vd.detector))
     return done
 
 

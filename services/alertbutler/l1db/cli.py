@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.set_defaults(func=_info)
     attempts = sub.add_parser(
         "attempts", help="prompt work items started, how often, and their last error",
-        description="List the work_attempt ledger the prompt workers keep: each work item, "
-        "how many times it was started, by which worker, its last error, and whether it "
+        description="List the visit_detector_attempt ledger the prompt workers keep: each "
+        "work item (instrument, visit, detector), how many times it was started, by which "
+        "worker, its last error, and whether it "
         "finished (processed, recorded as bad input, or dead-lettered).")
     attempts.add_argument("--url", default=None, help="database URL (default: l1db.url)")
     attempts.add_argument("--unfinished", action="store_true",
@@ -123,7 +124,8 @@ def _attempts(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps(row))
             continue
         state = f"finished {row['finished_at']}" if row["finished_at"] else "UNFINISHED"
-        print(f"{row['item']}  attempts {row['attempts']}  last on {row['worker']} at "
+        item = f"{row['instrument']} visit {row['visit']} detector {row['detector']}"
+        print(f"{item}  attempts {row['attempts']}  last on {row['worker']} at "
               f"{row['started_at']}  {state}")
         if row["last_error"]:
             print(f"    last error: {row['last_error']}")

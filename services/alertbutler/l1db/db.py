@@ -32,6 +32,9 @@ from alertbutler.l1db._types import (
     StoreResult,
     VisitDetector,
     VisitDetectorEnd,
+    VisitDetectorLike,
+    as_visit_detector,
+    of_l1,
 )
 from alertbutler.l1db.rows import RowBatch, Rows
 from alertbutler.l1db.schema import CATALOG, PARTITIONED, SCHEMA_VERSION, build_metadata
@@ -164,7 +167,7 @@ class L1db:
 
     def store(self, batch: RowBatch, *, markers: Iterable[VisitDetectorEnd] = (),
               consumed: ConsumedOffsets | None = None,
-              complete: Iterable[tuple[int, int]] = ()) -> StoreResult:
+              complete: Iterable[VisitDetectorLike] = ()) -> StoreResult:
         """Write rows, end markers and the consumer's offsets in ONE transaction.
 
         ``complete`` marks (visit, detector) pairs completely ingested outright (a writer that
@@ -173,7 +176,7 @@ class L1db:
         nothing is.
         """
         markers = list(markers)
-        finished = [VisitDetector(int(v), int(d)) for v, d in complete]
+        finished = [as_visit_detector(vd) for vd in complete]
         needed = {"DiaSource": _partitions.partition_numbers(
                       batch.sources.column("midpointMjdTai")),
                   "DiaForcedSource": _partitions.partition_numbers(
@@ -231,7 +234,7 @@ class L1db:
                     raise RowError(f"{name} rows belong to visits {sorted(visits)} and "
                                    f"detectors {sorted(detectors)}, not to visit {visit} "
                                    f"detector {detector}", column="visit")
-        complete = [VisitDetector(int(visit), int(detector))] if mark_ingested else []
+        complete = [of_l1(visit, detector)] if mark_ingested else []
         return self.store(batch, complete=complete)
 
     # ---- reads ---------------------------------------------------------------------------
@@ -329,9 +332,10 @@ class L1db:
 
     # ---- ingestion state ------------------------------------------------------------------
 
-    def ingested(self, visit_detectors: Iterable[tuple[int, int]]) -> set[VisitDetector]:
-        """Those of ``visit_detectors`` that are completely ingested."""
-        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+    def ingested(self, visit_detectors: Iterable[VisitDetectorLike]) -> set[VisitDetector]:
+        """Those of ``visit_detectors`` that are completely ingested (as they were given:
+        the database matches visit and detector)."""
+        wanted = {as_visit_detector(vd) for vd in visit_detectors}
         if not wanted:
             return set()
         visits = sorted({vd.visit for vd in wanted})
@@ -339,13 +343,14 @@ class L1db:
             rows = conn.exec_driver_sql(
                 "SELECT visit, detector FROM ingested_visit_detector WHERE "
                 + _read.in_ids(self.backend, "visit", visits))
-            return {VisitDetector(int(v), int(d)) for v, d in rows} & wanted
+            found = {(int(v), int(d)) for v, d in rows}
+        return {vd for vd in wanted if (vd.visit, vd.detector) in found}
 
-    def ingested_alerts(self, visit_detectors: Iterable[tuple[int, int]]
+    def ingested_alerts(self, visit_detectors: Iterable[VisitDetectorLike]
                         ) -> dict[VisitDetector, int]:
         """Alerts of each completely ingested one of ``visit_detectors``, as its end markers
         count them (a later attempt that published more raises the count)."""
-        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        wanted = {as_visit_detector(vd) for vd in visit_detectors}
         if not wanted:
             return {}
         visits = sorted({vd.visit for vd in wanted})
@@ -353,16 +358,17 @@ class L1db:
             rows = conn.exec_driver_sql(
                 "SELECT visit, detector, n_alerts FROM ingested_visit_detector WHERE "
                 + _read.in_ids(self.backend, "visit", visits))
-            found = {VisitDetector(int(v), int(d)): int(n) for v, d, n in rows}
-        return {vd: n for vd, n in found.items() if vd in wanted}
+            found = {(int(v), int(d)): int(n) for v, d, n in rows}
+        return {vd: found[(vd.visit, vd.detector)] for vd in wanted
+                if (vd.visit, vd.detector) in found}
 
     def is_ingested(self, visit: int, detector: int) -> bool:
         return bool(self.ingested([(visit, detector)]))
 
-    def wait_for_ingested(self, visit_detectors: Iterable[tuple[int, int]], timeout: float,
+    def wait_for_ingested(self, visit_detectors: Iterable[VisitDetectorLike], timeout: float,
                           *, poll_interval: float = 0.1) -> bool:
         """Wait until every visit-detector is completely ingested; False on timeout."""
-        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        wanted = {as_visit_detector(vd) for vd in visit_detectors}
         deadline = time.monotonic() + timeout
         while True:
             wanted -= self.ingested(wanted)
@@ -461,7 +467,7 @@ class L1db:
         return L1dbInfo(
             url=self.url, backend=self.backend, schema_version=self.schema_version,
             row_counts=counts, n_ingested_visit_detectors=n_done,
-            last_ingested=None if last is None else VisitDetector(int(last[0]), int(last[1])),
+            last_ingested=None if last is None else of_l1(last[0], last[1]),
             last_ingested_at=None if last is None else float(last[2]),
             last_visit=None if last_visit is None else int(last_visit))
 

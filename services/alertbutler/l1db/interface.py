@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
-from alertbutler.l1db._types import StoreResult, VisitDetector
+from alertbutler.l1db._types import StoreResult, VisitDetector, VisitDetectorLike
 from alertbutler.l1db.rows import Rows
 from alertbutler.l1db.spatial import Region
 
@@ -22,9 +22,9 @@ class PipelineL1db(Protocol):
 
     def close(self) -> None: ...
 
-    def ingested(self, visit_detectors: Iterable[tuple[int, int]]) -> set[VisitDetector]: ...
+    def ingested(self, visit_detectors: Iterable[VisitDetectorLike]) -> set[VisitDetector]: ...
 
-    def wait_for_ingested(self, visit_detectors: Iterable[tuple[int, int]], timeout: float,
+    def wait_for_ingested(self, visit_detectors: Iterable[VisitDetectorLike], timeout: float,
                           *, poll_interval: float = 0.1) -> bool: ...
 
     def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,

@@ -21,8 +21,8 @@ rows), ``ingest_progress`` (message and row totals per ingester process, for rat
 ``visit_detector_end`` (end markers seen, one per partition), ``visit_detector_wait`` (the
 alert offsets an out-of-band marker still waits for the ingester to store),
 ``ingested_visit_detector`` (visit-detectors whose every marker has been committed) and
-``work_attempt`` (how often each prompt work item was started, so that retries stay bounded
-across worker crashes).
+``visit_detector_attempt`` (how often each visit-detector's work item was started, so that
+retries stay bounded across worker crashes).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ import sqlalchemy as sa
 
 #: Version of the table layout. A different major version cannot be read or written;
 #: a higher minor version of the same major only adds nullable columns or tables.
-SCHEMA_VERSION = "2.2"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL);
+SCHEMA_VERSION = "2.3"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL);
 #                          2.1 added visit_detector_wait (out-of-band end markers);
-#                          2.2 added visit_detector_end.n_alerts_total (attempts told apart)
+#                          2.2 added visit_detector_end.n_alerts_total (attempts told apart);
+#                          2.3 keys the attempt ledger by (instrument, visit, detector):
+#                          visit_detector_attempt replaces work_attempt
 
 #: Catalog tables partitioned by ``midpointMjdTai`` on PostgreSQL.
 PARTITIONED = ("DiaSource", "DiaForcedSource")
@@ -171,8 +173,10 @@ def build_metadata(*, partitioned: bool = False) -> sa.MetaData:
              sa.Column("detector", sa.Integer, primary_key=True),
              sa.Column("n_alerts", sa.Integer, nullable=False),
              sa.Column("completed_at", sa.Double, nullable=False, index=True))
-    sa.Table("work_attempt", md,
-             sa.Column("item", sa.Text, primary_key=True),
+    sa.Table("visit_detector_attempt", md,
+             sa.Column("instrument", sa.String(64), primary_key=True),
+             sa.Column("visit", sa.BigInteger, primary_key=True),
+             sa.Column("detector", sa.Integer, primary_key=True),
              sa.Column("attempts", sa.Integer, nullable=False),
              sa.Column("worker", sa.String(255), nullable=False),
              sa.Column("previous_worker", sa.String(255), nullable=True),

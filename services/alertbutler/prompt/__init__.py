@@ -26,7 +26,6 @@ from alertbutler.prompt.errors import (
 )
 from alertbutler.prompt.events import (
     NextVisit,
-    VisitDetector,
     WorkItem,
     decode_next_visit,
     decode_work_item,
@@ -37,6 +36,7 @@ from alertbutler.prompt.fanout import FanoutService, FootprintHistory, fan_out
 from alertbutler.prompt.ids import dia_forced_source_id, dia_source_id, unpack_id
 from alertbutler.prompt.status import VisitDetectorStatus
 from alertbutler.prompt.worker import Processor, Worker
+from alertbutler.visit_detector import VisitDetector
 
 __all__ = [
     "Association",

@@ -98,13 +98,7 @@ def build_central_repo(root: Path, sim: Simulator, *, detectors: list[int] | Non
                                 detector=d, physical_filter=band)
                      for band, flat in cal.flats.items()]
             butler.certify(collection, refs, span)
-        tracts = []
-        for field in sim.fields:
-            t = sim.tract(field)
-            tracts.append({"tract": int(field), "ra": float(t.ra), "dec": float(t.dec),
-                           "pixel_scale": float(t.pixel_scale),
-                           "patch_size": int(t.patch_size), "margin": int(t.margin),
-                           "n_side": int(t.n_side)})
+        tracts = [sim.tract(field).to_record() for field in sim.fields]
         butler.put({"tracts": tracts}, "skyMap", {}, run=SKYMAP_RUN)
         for field, band, patch in sim.needed_templates():
             p = sim.template(field, band, patch)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from alertbutler.prompt.errors import BadEventError
+from alertbutler.visit_detector import VisitDetector
 
 #: What a group id may look like: it names a directory where the raw lands, so nothing else.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
@@ -23,13 +24,6 @@ def safe_name(value: str, what: str) -> str:
         raise BadEventError(f"{what} {value!r} is not a safe name "
                             "(letters, digits, '_', '.', ':', '+', '-'; at most 128)")
     return value
-
-
-class VisitDetector(NamedTuple):
-    """A (visit, detector) pair: the unit of work, of errors and of L1 ingest bookkeeping."""
-
-    visit: int
-    detector: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,9 +112,19 @@ class WorkItem:
         return str(self.detector).encode()
 
     @property
+    def visit_detector(self) -> VisitDetector | None:
+        """The item's identity; None while the scheduler has not given the visit an id."""
+        if self.visit is None:
+            return None
+        return VisitDetector(instrument=self.instrument, visit=self.visit,
+                             detector=self.detector)
+
+    @property
     def label(self) -> str:
-        visit = self.visit if self.visit is not None else self.group_id
-        return f"{self.instrument} visit {visit} detector {self.detector}"
+        """For logs and errors (the group stands in for a visit without an id)."""
+        vd = self.visit_detector
+        return vd.label if vd is not None else \
+            f"{self.instrument} group {self.group_id} detector {self.detector}"
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -129,7 +133,8 @@ class WorkItem:
             "cameraAngle": self.camera_angle, "startTime": self.start_time,
             "duration": self.duration, "nimages": self.nimages, "survey": self.survey,
             "eventSentAt": self.event_sent_at,
-            "dependsOn": [{"visit": v, "detector": d} for v, d in self.depends_on],
+            "dependsOn": [{"visit": vd.visit, "detector": vd.detector}
+                          for vd in self.depends_on],
         }
 
     @classmethod
@@ -141,7 +146,8 @@ class WorkItem:
             start_time=record["startTime"], duration=record["duration"],
             nimages=record["nimages"], survey=record["survey"],
             event_sent_at=record["eventSentAt"],
-            depends_on=tuple(VisitDetector(d["visit"], d["detector"])
+            depends_on=tuple(VisitDetector(instrument=record["instrument"], visit=d["visit"],
+                                           detector=d["detector"])
                              for d in record["dependsOn"]),
         )
 

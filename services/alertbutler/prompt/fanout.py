@@ -41,7 +41,6 @@ from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.prompt.errors import BadEventError, UnknownDetectorError
 from alertbutler.prompt.events import (
     NextVisit,
-    VisitDetector,
     WorkItem,
     decode_next_visit,
     encode_work_item,
@@ -55,6 +54,7 @@ from alertbutler.prompt.kafka_io import (
     serve,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
+from alertbutler.visit_detector import VisitDetector
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class FootprintHistory:
                 continue
             for det, dra, ddec in centres:
                 if angular_separation(ra, dec, dra, ddec) <= limit:
-                    found.append(VisitDetector(visit, det))
+                    found.append(VisitDetector(instrument=event.instrument, visit=visit,
+                                               detector=det))
         return tuple(found)
 
     def add(self, event: NextVisit, detectors: Collection[int]) -> None:
@@ -128,6 +129,9 @@ def fan_out(event: NextVisit, *, known_detectors: Collection[int],
     """Work items for every detector of ``event`` the instrument has; unknown ones refused."""
     safe_name(event.group_id, "groupId")
     safe_name(event.instrument, "instrument")
+    if event.visit is None:
+        raise BadEventError(f"nextVisit {event.group_id} has no visit id: work is identified "
+                            "(and its attempts counted) by instrument, visit and detector")
     wanted = sorted(set(event.detectors) if event.detectors is not None else known_detectors)
     known = set(known_detectors)
     good = [d for d in wanted if d in known]

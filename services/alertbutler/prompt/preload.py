@@ -18,6 +18,7 @@ import numpy as np
 from astropy.time import Time
 
 from alertbutler.butler import Butler, DatasetRef, Exposure, MissingCollectionError
+from alertbutler.imaging.geometry import TractGeometry
 from alertbutler.prompt.central import SKYMAP_RUN, calib_collection, template_location
 from alertbutler.prompt.errors import MissingInputError
 from alertbutler.prompt.events import WorkItem
@@ -51,7 +52,7 @@ class Preloader:
         self.transfer = transfer
         self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._cache_size = cache_size
-        self._skymap: list[dict[str, Any]] | None = None
+        self._skymap: list[TractGeometry] | None = None
 
     def preload(self, item: WorkItem) -> Inputs:
         """Calibrations valid at mid-exposure and templates of the predicted footprint."""
@@ -99,23 +100,17 @@ class Preloader:
 
     def template_refs(self, item: WorkItem) -> list[DatasetRef]:
         """The central repo's template patches that overlap the item's predicted footprint."""
-        from alertbutler.sim import TractGeometry
-
         if self._skymap is None:
-            self._skymap = self.central.get("skyMap", {}, collections=SKYMAP_RUN)["tracts"]
+            self._skymap = [TractGeometry.from_record(t) for t in self.central.get(
+                "skyMap", {}, collections=SKYMAP_RUN)["tracts"]]
         corners = self.geometry.camera.detector_corners(item.detector, item.ra, item.dec,
                                                         item.camera_angle, margin=64.0)
         found: list[DatasetRef] = []
-        for t in self._skymap:
-            tract = TractGeometry(field=t["tract"], ra=t["ra"], dec=t["dec"],
-                                  pixel_scale=t["pixel_scale"], patch_size=t["patch_size"],
-                                  margin=t["margin"], n_side=t["n_side"])
-            x, y = tract.tract_wcs().all_world2pix(corners[:, 0], corners[:, 1], 0)
-            size = tract.n_side * tract.patch_size
-            if x.max() < 0 or y.max() < 0 or x.min() > size or y.min() > size:
+        for tract in self._skymap:
+            if not tract.overlaps(corners[:, 0], corners[:, 1]):
                 continue
             for patch in tract.patches_covering(corners[:, 0], corners[:, 1]):
-                data_id, run = template_location(item.band, t["tract"], patch)
+                data_id, run = template_location(item.band, tract.field, patch)
                 try:
                     ref = self.central.find_dataset("template", data_id, collections=run)
                 except MissingCollectionError:

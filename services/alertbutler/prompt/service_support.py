@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 from alertbutler.alerts import control_topic
 from alertbutler.config import Config, ConfigError
+from alertbutler.imaging.geometry import FOCAL_PLANES
 from alertbutler.kafka import create_topics
 from alertbutler.metrics import Health, MetricsServer, ServiceMetrics
-from alertbutler.prompt.geometry import CAMERAS
 
 
 def require_bootstrap(config: Config, verb: str) -> str:
@@ -27,7 +27,7 @@ def add_service_options(parser: argparse.ArgumentParser, *, camera_help: str,
                         unit: str) -> None:
     """The options every prompt service verb has: its camera, metrics port and idle exit
     (``unit``: what it waits for, e.g. "work item")."""
-    parser.add_argument("--camera", default="simcam", choices=sorted(CAMERAS),
+    parser.add_argument("--camera", default="simcam", choices=sorted(FOCAL_PLANES),
                         help=f"{camera_help} (default: simcam)")
     parser.add_argument("--detectors", type=int, default=None,
                         help="number of detectors of the camera (default: the camera's)")

@@ -177,7 +177,8 @@ class Worker:
                 _bounded(self.ledger.release, attempt)
             if time.monotonic() - started > deadline_s:
                 log.critical("work item past its deadline: exiting so that another worker "
-                             "takes it", extra={"item": attempt.item, "deadline_s": deadline_s})
+                             "takes it", extra={"item": attempt.item.label,
+                                                "deadline_s": deadline_s})
                 _bounded(self.ledger.failed, attempt,
                          f"passed its deadline of {deadline_s:g} s on {self.name}")
                 logging.shutdown()
@@ -237,6 +238,10 @@ class Worker:
             return  # fetched before its partition was put back: it comes again on resume
         try:
             item = decode_work_item(msg.value())
+            key = item.visit_detector
+            if key is None:
+                raise BadEventError(f"work item {item.label} has no visit id: its attempts "
+                                    "are counted by instrument, visit and detector")
         except BadEventError as exc:
             log.error("undecodable work item", extra={"offset": msg.offset(), "error": str(exc)})
             produce_acknowledged(producer, [dead_letter_of(
@@ -247,7 +252,6 @@ class Worker:
             return
         if self._defer(consumer, msg, item):
             return
-        key = f"{kafka.work_topic}:{item.label}"
         try:
             attempt = self.ledger.begin(key, self.name)
         except sa.exc.DBAPIError as exc:
@@ -336,7 +340,7 @@ class Worker:
             try:
                 self.ledger.release(attempt)
             except sa.exc.DBAPIError:  # the database may be what failed
-                log.warning("could not take the attempt back", extra={"item": attempt.item})
+                log.warning("could not take the attempt back", extra={"item": attempt.item.label})
         self._rewind(consumer, msg, delay)
 
     def _give_up(self, item: WorkItem, msg: Message, producer: Producer, reason: str,

@@ -34,6 +34,9 @@ from alertbutler.l1db._types import (
     StoreResult,
     VisitDetector,
     VisitDetectorEnd,
+    VisitDetectorLike,
+    as_visit_detector,
+    of_l1,
 )
 from alertbutler.l1db.cassandra.schema import (
     ADDED_COLUMNS,
@@ -238,7 +241,7 @@ class CassandraL1db:
 
     def store(self, batch: RowBatch, *, markers: Iterable[VisitDetectorEnd] = (),
               consumed: ConsumedOffsets | None = None,
-              complete: Iterable[tuple[int, int]] = ()) -> StoreResult:
+              complete: Iterable[VisitDetectorLike] = ()) -> StoreResult:
         """Write rows, then end markers and completeness, then the consumer's offsets.
 
         Not one transaction: each step is idempotent and later steps only follow earlier
@@ -247,7 +250,7 @@ class CassandraL1db:
         from alertbutler.faults import crash_point
 
         markers = list(markers)
-        finished = [VisitDetector(int(v), int(d)) for v, d in complete]
+        finished = [as_visit_detector(vd) for vd in complete]
         now = time.time()
         inserted = self._write_catalog(batch)
         crash_point("l1db.store.mid-transaction")
@@ -418,13 +421,13 @@ class CassandraL1db:
             offsets.update(self._stored_offsets(consumed.consumer))
             for key, o in consumed.next_offsets.items():
                 offsets[key] = max(offsets.get(key, 0), o)
-        candidates = {VisitDetector(m.visit, m.detector) for m in markers}
+        candidates = {of_l1(m.visit, m.detector) for m in markers}
         for (topic, partition) in sorted(consumed.next_offsets if consumed else ()):
             for v, d, last in self._session.execute(self._prep(
                     f"SELECT visit, detector, last_offset FROM {self._t('visit_detector_wait')} "
                     "WHERE topic = ? AND partition = ?"), (topic, partition)):
                 if offsets[(topic, partition)] > last:
-                    candidates.add(VisitDetector(int(v), int(d)))
+                    candidates.add(of_l1(v, d))
         done = []
         for vd in sorted(candidates):
             got = list(self._session.execute(self._prep(
@@ -510,7 +513,7 @@ class CassandraL1db:
                     raise RowError(f"{name} rows belong to visits {sorted(visits)} and "
                                    f"detectors {sorted(detectors)}, not to visit {visit} "
                                    f"detector {detector}", column="visit")
-        complete = [VisitDetector(int(visit), int(detector))] if mark_ingested else []
+        complete = [of_l1(visit, detector)] if mark_ingested else []
         return self.store(batch, complete=complete)
 
     # ---- reads ---------------------------------------------------------------------------
@@ -665,37 +668,40 @@ class CassandraL1db:
 
     # ---- ingestion state ------------------------------------------------------------------
 
-    def ingested(self, visit_detectors: Iterable[tuple[int, int]]) -> set[VisitDetector]:
-        """Those of ``visit_detectors`` that are completely ingested."""
-        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+    def ingested(self, visit_detectors: Iterable[VisitDetectorLike]) -> set[VisitDetector]:
+        """Those of ``visit_detectors`` that are completely ingested (as they were given:
+        the database matches visit and detector)."""
+        wanted = {as_visit_detector(vd) for vd in visit_detectors}
         if not wanted:
             return set()
         visits = sorted({vd.visit for vd in wanted})
         rows = self._run(f"SELECT visit, detector FROM {self._t('ingested_visit_detector')} "
                          "WHERE visit IN ?", [(c,) for c in _chunks(visits)])
-        return {VisitDetector(int(v), int(d)) for v, d in rows} & wanted
+        found = {(int(v), int(d)) for v, d in rows}
+        return {vd for vd in wanted if (vd.visit, vd.detector) in found}
 
-    def ingested_alerts(self, visit_detectors: Iterable[tuple[int, int]]
+    def ingested_alerts(self, visit_detectors: Iterable[VisitDetectorLike]
                         ) -> dict[VisitDetector, int]:
         """Alerts of each completely ingested one of ``visit_detectors``, as its end markers
         count them (a later attempt that published more raises the count)."""
-        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        wanted = {as_visit_detector(vd) for vd in visit_detectors}
         if not wanted:
             return {}
         visits = sorted({vd.visit for vd in wanted})
         rows = self._run(f"SELECT visit, detector, n_alerts FROM "
                          f"{self._t('ingested_visit_detector')} WHERE visit IN ?",
                          [(c,) for c in _chunks(visits)])
-        found = {VisitDetector(int(v), int(d)): int(n) for v, d, n in rows}
-        return {vd: n for vd, n in found.items() if vd in wanted}
+        found = {(int(v), int(d)): int(n) for v, d, n in rows}
+        return {vd: found[(vd.visit, vd.detector)] for vd in wanted
+                if (vd.visit, vd.detector) in found}
 
     def is_ingested(self, visit: int, detector: int) -> bool:
         return bool(self.ingested([(visit, detector)]))
 
-    def wait_for_ingested(self, visit_detectors: Iterable[tuple[int, int]], timeout: float,
+    def wait_for_ingested(self, visit_detectors: Iterable[VisitDetectorLike], timeout: float,
                           *, poll_interval: float = 0.1) -> bool:
         """Wait until every visit-detector is completely ingested; False on timeout."""
-        wanted = {VisitDetector(int(v), int(d)) for v, d in visit_detectors}
+        wanted = {as_visit_detector(vd) for vd in visit_detectors}
         deadline = time.monotonic() + timeout
         while True:
             wanted -= self.ingested(wanted)
@@ -778,7 +784,7 @@ class CassandraL1db:
         return L1dbInfo(
             url=self.url, backend=self.backend, schema_version=self.schema_version,
             row_counts=counts, n_ingested_visit_detectors=len(done),
-            last_ingested=None if last is None else VisitDetector(int(last[0]), int(last[1])),
+            last_ingested=None if last is None else of_l1(last[0], last[1]),
             last_ingested_at=None if last is None else float(last[2]),
             last_visit=max(visits) if visits else None)
 

@@ -52,6 +52,12 @@ def q(name: str) -> str:
 #: columns added to existing tables by later minor versions: (version, table, column, type)
 ADDED_COLUMNS = (("2.2", "visit_detector_end", "n_alerts_total", "int"),)
 
+#: the work-attempt ledger (also made by the ledger itself in a keyspace older than it)
+ATTEMPT_TABLE = ("CREATE TABLE IF NOT EXISTS {ks}.visit_detector_attempt (instrument text, "
+                 "visit bigint, detector int, attempts int, worker text, previous_worker text, "
+                 "started_at double, last_error text, finished_at double, "
+                 "PRIMARY KEY ((instrument, visit, detector)))")
+
 
 def statements(keyspace: str, replication: int) -> list[str]:
     """CREATE statements of every table (existing ones are kept)."""
@@ -97,8 +103,6 @@ def statements(keyspace: str, replication: int) -> list[str]:
         "PRIMARY KEY ((topic, partition), visit, detector))",
         f"CREATE TABLE IF NOT EXISTS {ks}.ingested_visit_detector (visit bigint, detector int, "
         "n_alerts int, completed_at double, PRIMARY KEY ((visit), detector))",
-        f"CREATE TABLE IF NOT EXISTS {ks}.work_attempt (item text PRIMARY KEY, attempts int, "
-        "worker text, previous_worker text, started_at double, last_error text, "
-        "finished_at double)",
+        ATTEMPT_TABLE.format(ks=ks),
     ]
     return out
