@@ -79,9 +79,11 @@ def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 
 def read_topic(bootstrap: str, topic: str, *, quiet_s: float = 5.0) -> list[Any]:
-    """Every message of ``topic``, reading until nothing arrived for ``quiet_s`` seconds."""
+    """Every message of ``topic`` in committed transactions (or none), reading until
+    nothing arrived for ``quiet_s`` seconds."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "deploy-test-reader",
-                         "enable.auto.commit": False, "log_level": 3})
+                         "enable.auto.commit": False, "log_level": 3,
+                         "isolation.level": "read_committed"})
     meta = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
     out: list[Any] = []

@@ -109,7 +109,7 @@ def test_clean_night_alerts_in_l1db_exactly_once_and_science_quality(
 
 def test_killed_worker_loses_nothing_and_the_rerun_gives_identical_alerts(
         clean_night: MainJobResult, prompt_config: Callable[..., Config],
-        tmp_path: Path) -> None:
+        tmp_path: Path, broker_engine: str) -> None:
     # A worker is SIGKILLed at the crash point right after its alerts were acknowledged,
     # before its item was committed (outputs, status and commit still to come): another
     # worker re-processes the item and publishes the same alerts again; the L1 database
@@ -119,7 +119,12 @@ def test_killed_worker_loses_nothing_and_the_rerun_gives_identical_alerts(
                   write_outputs=True)
     assert killed.killed_worker is not None
     assert killed.killed_worker["point"] == "prompt.alerts-acked"
-    assert killed.summary["alert_messages"] > killed.summary["alerts_published"]
+    if broker_engine == "kafka":
+        # the dead worker's transaction (alerts, markers) was aborted when its partition's
+        # next owner took it over: a read_committed reader sees each alert exactly once
+        assert killed.summary["alert_messages"] == killed.summary["alerts_published"]
+    else:  # no transactions: the first attempt's alerts stay on the topic, a second copy
+        assert killed.summary["alert_messages"] > killed.summary["alerts_published"]
     _exactly_once(killed)
     # Determinism: the same night gives the same alerts, processing timestamps aside, even
     # when a worker died mid-visit and another re-processed its item.

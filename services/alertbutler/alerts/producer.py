@@ -15,8 +15,9 @@ order they were published.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -80,6 +81,8 @@ class AlertPublisher:
         self._producer: Producer | None = None
         self._fatal: KafkaError | None = None
         self._partitions: dict[str, int] = {}
+        #: a producer lent by a caller for a block (:meth:`using`): its open transaction
+        self._lent: Producer | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -87,10 +90,24 @@ class AlertPublisher:
         with exactly this publisher's batching and compression."""
         return dict(self._settings)
 
+    @contextlib.contextmanager
+    def using(self, producer: Producer) -> Iterator[None]:
+        """Publish through ``producer`` inside the block: a caller's transactional producer
+        whose open transaction must hold the alerts with everything else of its unit of
+        work (a prompt worker's item). The caller owns it: a failure here is raised, never
+        answered with a new producer (that would leave the transaction)."""
+        self._lent = producer
+        try:
+            yield
+        finally:
+            self._lent = None
+
     @property
     def producer(self) -> Producer:
         """The producer; replaced when the previous one hit a fatal error (an idempotent
         producer fenced after a broker outage cannot produce again)."""
+        if self._lent is not None:
+            return self._lent
         if self._fatal is not None and self._producer is not None:
             log.warning("replacing a producer that hit a fatal error: %s", self._fatal)
             self._producer = None
@@ -135,7 +152,7 @@ class AlertPublisher:
         except DeliveryError as exc:
             # A producer that was already fenced refuses everything and writes nothing:
             # publishing the whole batch again with a fresh producer keeps per-key order.
-            if exc.delivered == 0 and self._fatal is not None:
+            if exc.delivered == 0 and self._fatal is not None and self._lent is None:
                 log.warning("retrying %d messages with a new producer after: %s",
                             len(messages), self._fatal)
                 return self._publish_named(topic, messages, timeout)
@@ -170,6 +187,8 @@ class AlertPublisher:
             raise
 
     def _reset_if_fatal(self, err: KafkaError) -> None:
+        if self._lent is not None:  # the lender's to replace
+            return
         if err.fatal() or err.code() == KafkaError.PRODUCER_FENCED:
             self._fatal = err
 

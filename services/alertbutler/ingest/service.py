@@ -28,6 +28,12 @@ line, ``alertbutler_offset_beyond_end``, ``/readyz``) and waits for an operator'
 the high watermark of a fetch response (the embedded broker answers a fetch beyond the end
 with no records and its true high watermark) or the broker's OFFSET_OUT_OF_RANGE (Apache
 Kafka). Broker outages are reported once each by :class:`alertbutler.kafka.outage.BrokerWatch`.
+
+On a broker with transactions (probed, :func:`alertbutler.kafka.transaction_support`) the
+prompt workers publish each work item in one transaction, and the ingester reads
+``read_committed``: never the alerts of an aborted attempt (a killed worker, a broker outage),
+whose item is processed again. Transaction markers then take offsets of their own, so offsets
+skipped between records are expected there, not reported as gaps.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from alertbutler.faults import crash_point
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
 from alertbutler.kafka.outage import BrokerWatch, quiet_aiokafka, quiet_confluent
+from alertbutler.kafka.transactions import transaction_support
 from alertbutler.l1db import ConsumedOffsets, L1db, StoreResult
 from alertbutler.metrics import Health, ServiceMetrics
 
@@ -82,6 +89,8 @@ class IngestSettings:
     assign_all: bool = False
     #: probe the broker and report outages (one line each, readiness, metrics)
     watch_broker: bool = True
+    #: read only committed transactions (None: where the broker's probe shows them)
+    read_committed: bool | None = None
     member: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
@@ -165,6 +174,8 @@ class Ingester:
         #: a stopped partition's offset in the database when it was stopped: a change is an
         #: operator's reset
         self._stopped_at: dict[tuple[str, int], int | None] = {}
+        #: reading read_committed (decided at the start of :meth:`run`)
+        self.read_committed = False
 
     @property
     def assignment(self) -> frozenset[tuple[str, int]]:
@@ -197,6 +208,7 @@ class Ingester:
         if self._db is None:
             self._db = await asyncio.to_thread(L1db, s.db_url)
         quiet_aiokafka()
+        self.read_committed = await self._committed_only()
         watch = BrokerWatch(s.confluent, service="ingest", metrics=self.metrics,
                             health=self.health)
         if s.watch_broker:
@@ -210,7 +222,8 @@ class Ingester:
             client_id=f"alertbutler-ingest-{s.member}", enable_auto_commit=False,
             auto_offset_reset="none", session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(s.session_timeout_ms // 3, 100),
-            max_poll_interval_ms=300_000, max_partition_fetch_bytes=4 * 1024 * 1024)
+            max_poll_interval_ms=300_000, max_partition_fetch_bytes=4 * 1024 * 1024,
+            isolation_level="read_committed" if self.read_committed else "read_uncommitted")
         self._consumer = consumer
         try:
             await consumer.start()
@@ -318,13 +331,24 @@ class Ingester:
                 await self._queue.put(None)
             await writer  # re-raises the writer's error, if any
 
+    async def _committed_only(self) -> bool:
+        """Whether to read ``read_committed``: as configured, else as the broker's probe says
+        (once per process)."""
+        if self.settings.read_committed is not None:
+            return self.settings.read_committed
+        settings = dict(self.settings.confluent)
+        bootstrap = str(settings.pop("bootstrap.servers"))
+        support = await asyncio.to_thread(transaction_support, bootstrap, settings=settings)
+        return support.available
+
     def _note_gap(self, tp_key: tuple[str, int], offset: int) -> None:
-        """Say so when a partition's records jump past offsets never received: the
-        publishers here write no transactions (whose markers take offsets), so a gap means
-        records the broker did not deliver, and their alerts would be missing from the L1
-        database while their end markers complete the visit-detector."""
+        """Say so when a partition's records jump past offsets never received: without
+        transactions (whose markers and aborted records take offsets, hence not when reading
+        ``read_committed``) a gap means records the broker did not deliver, and their alerts
+        would be missing from the L1 database while their end markers complete the
+        visit-detector."""
         expected = self._collected.get(tp_key)
-        if expected is not None and offset > expected:
+        if expected is not None and offset > expected and not self.read_committed:
             self.totals.gaps += offset - expected
             log.warning("offsets never received: the consumer was handed later records",
                         extra={"topic": tp_key[0], "partition": tp_key[1],

@@ -147,6 +147,11 @@ class PromptPipeline:
             return True
         return not set(item.depends_on) - self.l1db.ingested(item.depends_on)
 
+    def publishing_through(self, producer: Any) -> contextlib.AbstractContextManager[None]:
+        """Alerts and end markers go out with ``producer``, inside its open transaction (the
+        worker's, on a broker with transactions), for the block."""
+        return self.publisher.publishing_through(producer)
+
     def abandon(self, item: WorkItem) -> None:
         """An empty batch and its end markers: the visit-detector is over, with no alerts."""
         if item.visit is not None:

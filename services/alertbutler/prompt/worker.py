@@ -17,6 +17,12 @@ its visit-detector is closed, and the partition moves on. A bug cannot stall a n
 A commit refused because the partition moved to another member during a rebalance is not
 an error (:func:`~alertbutler.prompt.kafka_io.commit_past`): the item's effects are
 idempotent and the new owner processes it again.
+
+Delivery of the alerts to the topic, probed from the broker at start: where it has real
+transactions (Apache Kafka), each item is one transaction holding its alerts, markers, status
+and offset (:mod:`alertbutler.prompt.transactions`), so a ``read_committed`` reader sees every
+alert exactly once whatever crashes or outages happen; elsewhere (the embedded broker) an item
+processed again publishes its alerts again, identical copies (at least once).
 """
 
 from __future__ import annotations
@@ -43,7 +49,12 @@ from confluent_kafka import (
 from alertbutler import errors
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
-from alertbutler.kafka import Outgoing, dead_letter_of, produce_acknowledged
+from alertbutler.kafka import (
+    Outgoing,
+    dead_letter_of,
+    produce_acknowledged,
+    transaction_support,
+)
 from alertbutler.kafka.message import placed
 from alertbutler.l1db import L1db
 from alertbutler.l1db.attempts import Attempt, WorkAttempts
@@ -58,6 +69,8 @@ from alertbutler.prompt.kafka_io import (
     serve,
 )
 from alertbutler.prompt.status import VisitDetectorStatus
+from alertbutler.prompt.transactions import WorkTransactions
+from alertbutler.visit_detector import VisitDetector
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +85,9 @@ class Processor(Protocol):
     It may also have ``ready(item) -> bool``: False while the earlier overlapping
     visit-detectors the item depends on are not in the L1 database (the worker then takes
     other items first; see ``Worker._defer``).
+
+    It may also have ``publishing_through(producer)``, a context manager inside which it
+    publishes with ``producer`` (the worker's transactional producer, transaction open).
     """
 
     def process(self, item: WorkItem) -> VisitDetectorStatus: ...
@@ -105,8 +121,13 @@ class Worker:
     def __init__(self, config: Config, bootstrap: str, processor: Processor, *,
                  group: str | None = None, max_attempts: int | None = None,
                  attempts: WorkAttempts | None = None,
-                 metrics: ServiceMetrics | None = None, health: Health | None = None) -> None:
+                 metrics: ServiceMetrics | None = None, health: Health | None = None,
+                 transactions: bool | None = None) -> None:
         self.config = config
+        #: one Kafka transaction per item (None: as the broker's probe says)
+        self.use_transactions = transactions
+        #: the transactional producers, while running with transactions
+        self.transactions: WorkTransactions | None = None
         self.bootstrap = bootstrap
         self.processor = processor
         self.group = group or worker_group(config)
@@ -133,9 +154,20 @@ class Worker:
         consumer = make_consumer(self.config, self.bootstrap, self.group, **{
             "max.poll.interval.ms": int(max(deadline_s, 10.0) * 1000)})
         producer = make_producer(self.config, self.bootstrap)
+        if self.use_transactions is None:
+            support = transaction_support(self.bootstrap, settings=self.config.kafka.client)
+            self.use_transactions = support.available
+            if not support.available:
+                log.warning("alerts reach the topic at least once (an item processed again "
+                            "publishes identical copies): %s", support.reason)
+        if self.use_transactions:
+            self.transactions = WorkTransactions(self.config, self.bootstrap, self.group,
+                                                 transaction_timeout_s=deadline_s)
+            log.info("alerts reach the topic exactly once: one Kafka transaction per item")
         watch = broker_watch(self.config, self.bootstrap, "worker", self.metrics,
                              self.health).start()
-        consumer.subscribe([self.config.kafka.work_topic], on_assign=self._on_assign)
+        consumer.subscribe([self.config.kafka.work_topic], on_assign=self._on_assign,
+                           on_revoke=self._on_revoke, on_lost=self._on_revoke)
         watchdog = threading.Thread(target=self._watchdog, args=(stop, deadline_s),
                                     name="item-deadline", daemon=True)
         watchdog.start()
@@ -150,6 +182,8 @@ class Worker:
                              each_turn=lambda: self._resume_due(consumer)):
                 self._handle(msg, consumer, producer)
         finally:
+            if self.transactions is not None:
+                self.transactions.close()
             consumer.close()
             producer.flush(10 if watch.up else 0)
             watch.stop()
@@ -190,6 +224,10 @@ class Worker:
         self.assigned.set()
         if self.health is not None:
             self.health.set_ready(True, f"{len(partitions)} work partitions assigned")
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.transactions is not None:
+            self.transactions.revoke(partitions)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -244,14 +282,59 @@ class Worker:
                                     "are counted by instrument, visit and detector")
         except BadEventError as exc:
             log.error("undecodable work item", extra={"offset": msg.offset(), "error": str(exc)})
-            produce_acknowledged(producer, [dead_letter_of(
+            out = self._begin(consumer, msg, producer)
+            if out is None:
+                return
+            produce_acknowledged(out, [dead_letter_of(
                 msg, kafka.dead_letter_topic, reason=str(exc), error=type(exc).__name__,
                 service="alertbutler-worker")])
-            commit_past(consumer, msg)
-            self._count("undecodable")
+            if self._commit(consumer, msg):
+                self._count("undecodable")
             return
         if self._defer(consumer, msg, item):
             return
+        out = self._begin(consumer, msg, producer)
+        if out is None:
+            return
+        with self._publishing(out):
+            self._process(item, key, msg, consumer, out)
+
+    def _begin(self, consumer: Consumer, msg: Message, producer: Producer) -> Producer | None:
+        """The producer for the item at ``msg``: the plain one, or, with transactions, the
+        partition's transactional one with the item's transaction open. None when there is
+        nothing to do now (the broker is away: handed back; or a transaction in doubt had
+        committed the item)."""
+        if self.transactions is None:
+            return producer
+        try:
+            return self.transactions.begin(consumer, msg)
+        except KafkaException as exc:
+            self._outage(consumer, msg, None, exc)
+            return None
+
+    def _publishing(self, producer: Producer) -> contextlib.AbstractContextManager[object]:
+        """With transactions, the processor publishes inside the item's transaction."""
+        through = getattr(self.processor, "publishing_through", None)
+        if self.transactions is None or through is None:
+            return contextlib.nullcontext()
+        return through(producer)  # type: ignore[no-any-return]
+
+    def _commit(self, consumer: Consumer, msg: Message) -> bool:
+        """Commit past the item: the offset alone, or the item's transaction with it. False
+        when the transaction failed (the item was handed back to be processed again)."""
+        crash_point("prompt.before-commit")
+        if self.transactions is None:
+            commit_past(consumer, msg)
+            return True
+        try:
+            self.transactions.commit(consumer, msg)
+        except KafkaException as exc:
+            self._outage(consumer, msg, None, exc)
+            return False
+        return True
+
+    def _process(self, item: WorkItem, key: VisitDetector, msg: Message, consumer: Consumer,
+                 producer: Producer) -> None:
         try:
             attempt = self.ledger.begin(key, self.name)
         except sa.exc.DBAPIError as exc:
@@ -300,9 +383,9 @@ class Worker:
                 raise
             self._outage(consumer, msg, attempt, exc)
             return
+        if not self._commit(consumer, msg):
+            return
         self._outages = 0
-        crash_point("prompt.before-commit")
-        commit_past(consumer, msg)
         self.items_done += 1
         self._count("ok" if status.ok else status.reason)
         if self.metrics is not None and status.ok:
@@ -314,7 +397,10 @@ class Worker:
                     status.alerts_acked_at - status.raw_arrived_at)
 
     def _rewind(self, consumer: Consumer, msg: Message, delay_s: float) -> None:
-        """Process the item again from its offset, after ``delay_s``."""
+        """Process the item again from its offset, after ``delay_s`` (its transaction, if
+        one is open, aborted: nothing it sent becomes visible)."""
+        if self.transactions is not None:
+            self.transactions.abort()
         try:
             consumer.seek(TopicPartition(*placed(msg)))
         except KafkaException as exc:  # revoked meanwhile: its new owner retries it
