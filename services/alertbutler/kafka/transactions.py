@@ -29,14 +29,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as TP
 
 from alertbutler.kafka.message import placed, value_of
 from alertbutler.kafka.topics import TopicError, create_topics, delete_topics
 
 if TYPE_CHECKING:
-    from confluent_kafka import KafkaError, Message
+    from collections.abc import Callable
+
+    from confluent_kafka import Message
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +147,36 @@ def transaction_support(bootstrap: str, *, settings: Mapping[str, Any] | None = 
                 "bootstrap": bootstrap, "available": _cache[key].available,
                 "reason": _cache[key].reason})
         return _cache[key]
+
+
+class CallStuck(KafkaException):
+    """A transactional call did not return within its bound (see :func:`bounded_call`); the
+    producer is still inside it and must be kept alive, never used again."""
+
+
+def bounded_call(call: Callable[..., object], *args: object, timeout: float) -> None:
+    """``call(*args)`` in a helper thread, waited for at most ``timeout`` seconds.
+
+    librdkafka's ``send_offsets_to_transaction`` can block far past its own timeout when its
+    cached group coordinator went away (a broker restarted: librdkafka issues 5456 and 5511),
+    which would freeze the caller's loop and its liveness. Raises :class:`CallStuck` (a
+    ``_TIMED_OUT`` KafkaException) when the call is still running; the caller then abandons
+    the producer and fences it with a new one under the same transactional id.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(*args)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="kafka-txn-call", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise CallStuck(KafkaError(KafkaError._TIMED_OUT,
+                                   f"transactional call did not return within {timeout:g} s"))
+    if outcome[0] is not None:
+        raise outcome[0]

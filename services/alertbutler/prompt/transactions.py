@@ -12,12 +12,17 @@ item sends (alerts, end-of-visit-detector markers, status, dead letter) and the 
 ``read_committed`` reader if and only if the offset moved past the item. A failed or killed
 attempt's transaction is aborted, and the item is processed again from its offset.
 
-The transactional id is one per *work partition* (``<group>-<partition>``), not per process:
+The transactional id is one per *work partition* (``<worker group>-<partition>``), not per process:
 when a worker dies, whichever member the group gives its partition to starts transactions
 under the same id, which fences the dead one and aborts its open transaction at once (rather
 than after ``transaction.timeout.ms``, during which every ``read_committed`` reader of the
 alert partitions it wrote would be held back). A producer is made for a partition when the
 worker first handles one of its items there, and dropped when the partition is revoked.
+
+librdkafka's ``send_offsets_to_transaction`` may block past its timeout after a broker
+restart (a stale group coordinator; librdkafka issues 5456, 5511): it runs bounded
+(:func:`alertbutler.kafka.transactions.bounded_call`), and a producer stuck in it is set
+aside (kept alive, never used again) and fenced by the partition's next producer.
 
 A commit whose answer was lost (the broker went away mid-commit) leaves the outcome in doubt.
 The partition's producer is dropped; the next producer under the same id completes or aborts
@@ -36,6 +41,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from alertbutler.config import Config
 from alertbutler.kafka import group_id
 from alertbutler.kafka.message import placed
+from alertbutler.kafka.transactions import CallStuck, bounded_call
 from alertbutler.prompt.kafka_io import make_producer
 
 log = logging.getLogger(__name__)
@@ -67,10 +73,13 @@ class WorkTransactions:
         self._producers: dict[tuple[str, int], Producer] = {}
         self._open: tuple[str, int] | None = None
         self._doubt: set[tuple[str, int]] = set()
+        #: producers left inside a call that never returned: kept so they are not destroyed
+        #: under it (see :func:`bounded_call`)
+        self._stuck: list[Producer] = []
 
     def transactional_id(self, topic: str, partition: int) -> str:
         """Stable for the partition, so its next owner fences the last one."""
-        return group_id(self.config, f"{self.group}-{topic}-{partition}")
+        return group_id(self.config, f"{self.group}-{partition}")
 
     def _producer(self, tp: tuple[str, int]) -> Producer:
         producer = self._producers.get(tp)
@@ -114,9 +123,10 @@ class WorkTransactions:
         tp = (topic, partition)
         producer = self._producers[tp]
         try:
-            producer.send_offsets_to_transaction(
-                [TopicPartition(topic, partition, offset + 1)],
-                consumer.consumer_group_metadata(), CALL_TIMEOUT_S)
+            bounded_call(producer.send_offsets_to_transaction,
+                         [TopicPartition(topic, partition, offset + 1)],
+                         consumer.consumer_group_metadata(), CALL_TIMEOUT_S,
+                         timeout=CALL_TIMEOUT_S + 5.0)
             for attempt in range(1, COMMIT_TRIES + 1):
                 try:
                     producer.commit_transaction(CALL_TIMEOUT_S)
@@ -128,7 +138,14 @@ class WorkTransactions:
             self._open = None
         except KafkaException as exc:
             err = exc.args[0]
-            if err.txn_requires_abort():
+            if isinstance(exc, CallStuck):  # never committed; the next producer aborts it
+                log.warning("transactional producer stuck in send_offsets_to_transaction: "
+                            "set aside, its transaction aborted by the next one",
+                            extra={"partition": partition, "offset": offset})
+                self._stuck.append(self._producers.pop(tp))
+                self._open = None
+                self._doubt.add(tp)
+            elif err.txn_requires_abort():
                 self.abort()
             else:  # committed or not: the partition's next producer will settle it
                 log.warning("transaction outcome in doubt: settled before the partition's "
