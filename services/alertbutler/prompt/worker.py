@@ -322,7 +322,6 @@ class Worker:
     def _commit(self, consumer: Consumer, msg: Message) -> bool:
         """Commit past the item: the offset alone, or the item's transaction with it. False
         when the transaction failed (the item was handed back to be processed again)."""
-        crash_point("prompt.before-commit")
         if self.transactions is None:
             commit_past(consumer, msg)
             return True
@@ -383,6 +382,7 @@ class Worker:
                 raise
             self._outage(consumer, msg, attempt, exc)
             return
+        crash_point("prompt.before-commit")
         if not self._commit(consumer, msg):
             return
         self._outages = 0
