@@ -10,19 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from alertbutler.faults import crash_point
 from alertbutler.l1db import _partitions, _read, _upgrade, _write
+from alertbutler.l1db._common import VisitDetectorStore, count_of, topic_key
 from alertbutler.l1db._engine import WRITE_OPTION, make_engine, normalize_url
-from alertbutler.l1db._errors import (
-    L1dbError,
-    L1dbNotFoundError,
-    RowError,
-    SchemaVersionError,
-)
+from alertbutler.l1db._errors import L1dbError, L1dbNotFoundError, SchemaVersionError
 from alertbutler.l1db._types import (
     ConsumedOffsets,
     ConsumerProgress,
@@ -36,7 +31,7 @@ from alertbutler.l1db._types import (
     as_visit_detector,
     of_l1,
 )
-from alertbutler.l1db.rows import RowBatch, Rows
+from alertbutler.l1db.rows import RowBatch
 from alertbutler.l1db.schema import CATALOG, PARTITIONED, SCHEMA_VERSION, build_metadata
 from alertbutler.l1db.spatial import Region
 
@@ -50,7 +45,7 @@ def is_cassandra_url(url: str) -> bool:
     return str(url).startswith("cassandra://")
 
 
-class L1db:
+class L1db(VisitDetectorStore):
     """An L1 (alert production) database on SQLite or PostgreSQL.
 
     ``L1db(url)`` opens an existing database (its schema version must be compatible);
@@ -193,7 +188,7 @@ class L1db:
                     _write.write_markers(conn, markers, now)
                     done: list[VisitDetector] = []
                     for vd in finished:  # its sources in this batch count as its alerts
-                        n_alerts = _count_of(batch, vd)
+                        n_alerts = count_of(batch, vd)
                         done += _write.mark_complete(conn, [vd], now, n_alerts=n_alerts)
                     if consumed is not None:
                         _write.write_offsets(conn, consumed, sum(inserted.values()), now)
@@ -216,26 +211,6 @@ class L1db:
         numbers = _partitions.partition_numbers(np.array([float(start_mjd), float(end_mjd)]))
         wanted = set(range(min(numbers), max(numbers) + 1))
         self._partitions.ensure(self._engine, {t: wanted for t in PARTITIONED})
-
-    def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,
-                             sources: Rows | None = None, forced_sources: Rows | None = None,
-                             ss_sources: Rows | None = None,
-                             mark_ingested: bool = True) -> StoreResult:
-        """Store one visit-detector's new object versions, sources and forced sources in one
-        transaction, and (by default) mark it completely ingested."""
-        batch = RowBatch.build(objects=objects, sources=sources,
-                               forced_sources=forced_sources, ss_sources=ss_sources)
-        for name, rows in (("DiaSource", batch.sources),
-                           ("DiaForcedSource", batch.forced_sources)):
-            if rows.num_rows:
-                visits = set(rows.column("visit").unique().to_pylist())
-                detectors = set(rows.column("detector").unique().to_pylist())
-                if visits != {visit} or detectors != {detector}:
-                    raise RowError(f"{name} rows belong to visits {sorted(visits)} and "
-                                   f"detectors {sorted(detectors)}, not to visit {visit} "
-                                   f"detector {detector}", column="visit")
-        complete = [of_l1(visit, detector)] if mark_ingested else []
-        return self.store(batch, complete=complete)
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -362,23 +337,6 @@ class L1db:
         return {vd: found[(vd.visit, vd.detector)] for vd in wanted
                 if (vd.visit, vd.detector) in found}
 
-    def is_ingested(self, visit: int, detector: int) -> bool:
-        return bool(self.ingested([(visit, detector)]))
-
-    def wait_for_ingested(self, visit_detectors: Iterable[VisitDetectorLike], timeout: float,
-                          *, poll_interval: float = 0.1) -> bool:
-        """Wait until every visit-detector is completely ingested; False on timeout."""
-        wanted = {as_visit_detector(vd) for vd in visit_detectors}
-        deadline = time.monotonic() + timeout
-        while True:
-            wanted -= self.ingested(wanted)
-            if not wanted:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(poll_interval, left))
-
     def consumer_offsets(self, consumer: str) -> dict[tuple[str, int], PartitionOffset]:
         """The offsets an ingester committed here, with its rows: where it resumes."""
         with self._engine.connect() as conn:
@@ -418,7 +376,7 @@ class L1db:
             # the topic the offsets belonged to is forgotten too: the ingester records the
             # current one when it reads on
             conn.execute(sa.text("DELETE FROM metadata WHERE name = :n"),
-                         {"n": _topic_key(consumer, topic)})
+                         {"n": topic_key(consumer, topic)})
         return {p: before[p] for p in targets}
 
     def topic_id(self, consumer: str, topic: str) -> str | None:
@@ -426,7 +384,7 @@ class L1db:
         not recorded). Kept in the ``metadata`` table: no schema change."""
         with self._engine.connect() as conn:
             found = conn.execute(sa.text("SELECT value FROM metadata WHERE name = :n"),
-                                 {"n": _topic_key(consumer, topic)}).scalar()
+                                 {"n": topic_key(consumer, topic)}).scalar()
         return None if found is None else str(found)
 
     def set_topic_id(self, consumer: str, topic: str, topic_id: str | None) -> None:
@@ -434,10 +392,10 @@ class L1db:
         with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
               conn.begin()):
             conn.execute(sa.text("DELETE FROM metadata WHERE name = :n"),
-                         {"n": _topic_key(consumer, topic)})
+                         {"n": topic_key(consumer, topic)})
             if topic_id is not None:
                 conn.execute(sa.text("INSERT INTO metadata (name, value) VALUES (:n, :v)"),
-                             {"n": _topic_key(consumer, topic), "v": topic_id})
+                             {"n": topic_key(consumer, topic), "v": topic_id})
 
     def consumer_progress(self, consumer: str) -> ConsumerProgress:
         with self._engine.connect() as conn:
@@ -471,18 +429,3 @@ class L1db:
             last_ingested_at=None if last is None else float(last[2]),
             last_visit=None if last_visit is None else int(last_visit))
 
-
-def _topic_key(consumer: str, topic: str) -> str:
-    """The metadata row of a consumer's topic id (hashed: names are up to 64 characters)."""
-    import hashlib
-
-    return "topic-id:" + hashlib.sha256(f"{consumer}\0{topic}".encode()).hexdigest()[:48]
-
-
-def _count_of(batch: RowBatch, vd: VisitDetector) -> int:
-    sources = batch.sources
-    if not sources.num_rows:
-        return 0
-    mask = pc.and_(pc.equal(sources.column("visit"), vd.visit),
-                   pc.equal(sources.column("detector"), vd.detector))
-    return int(pc.sum(mask.cast("int64")).as_py() or 0)

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alertbutler.l1db import _markers
-from alertbutler.l1db._errors import L1dbError, L1dbNotFoundError, RowError, SchemaVersionError
+from alertbutler.l1db._common import VisitDetectorStore, count_of, topic_key
+from alertbutler.l1db._errors import L1dbError, L1dbNotFoundError, SchemaVersionError
 from alertbutler.l1db._partitions import PARTITION_DAYS
 from alertbutler.l1db._read import int_list
 from alertbutler.l1db._types import (
@@ -46,15 +47,16 @@ from alertbutler.l1db.cassandra.schema import (
     q,
     statements,
 )
-from alertbutler.l1db.db import _topic_key
-from alertbutler.l1db.rows import RowBatch, Rows
+from alertbutler.l1db.rows import RowBatch
 from alertbutler.l1db.schema import CATALOG, SCHEMA_VERSION, arrow_schema
 from alertbutler.l1db.spatial import PIXEL_ORDER, Region
 
 _SHIFT = 2 * (PIXEL_ORDER - PART_ORDER)
 _CHUNK = 100  # ids per IN list
 _CONCURRENCY = 32
-_BATCH_ROWS = 50  # rows per single-partition batch
+_CROSS = 2_000  # pixels x objects in one read of many spatial partitions
+_BATCH_BYTES = 40_000  # values per batch (Cassandra refuses over 50 KiB by default)
+_BATCH_CONCURRENCY = 8  # batches in flight
 _GEN_SHIFT = 40  # offset timestamps: generation << 40 | offset
 _US_PER_DAY = 86_400_000_000
 DEFAULT_PORT = 9042
@@ -89,7 +91,7 @@ def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
         yield list(values[i:i + size])
 
 
-class CassandraL1db:
+class CassandraL1db(VisitDetectorStore):
     """An L1 database in one Cassandra keyspace. Thread-safe (one driver session)."""
 
     backend = "cassandra"
@@ -97,7 +99,7 @@ class CassandraL1db:
     def __init__(self, url: str, *, _create: bool = False) -> None:
         from cassandra import ConsistencyLevel
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import RoundRobinPolicy
+        from cassandra.policies import RoundRobinPolicy, TokenAwarePolicy
         from cassandra.query import tuple_factory
 
         hosts, self.keyspace, options = parse_url(url)
@@ -106,7 +108,7 @@ class CassandraL1db:
         if len(ports) != 1:
             raise L1dbError(f"{url!r}: every contact point must use the same port")
         profile = ExecutionProfile(
-            load_balancing_policy=RoundRobinPolicy(),
+            load_balancing_policy=TokenAwarePolicy(RoundRobinPolicy()),
             consistency_level=ConsistencyLevel.QUORUM,
             serial_consistency_level=ConsistencyLevel.SERIAL,
             request_timeout=float(options.get("timeout", 60)), row_factory=tuple_factory)
@@ -163,33 +165,11 @@ class CassandraL1db:
             stmt = self._prepared[cql] = self._session.prepare(cql)
         return stmt
 
-    def _run(self, cql: str, params: Sequence[Sequence[Any]],
-             partition: Sequence[int] = ()) -> list[Any]:
-        """Run one prepared statement for every parameter tuple, concurrently; the rows.
-
-        ``partition``: positions of the partition key in a parameter tuple; writes to one
-        partition then go as unlogged batches, each applied by the replicas as one mutation
-        (far less work than one request per row)."""
-        from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
-        from cassandra.query import BatchStatement, BatchType
+    def _run(self, cql: str, params: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run one prepared read for every parameter tuple, concurrently; the rows."""
+        from cassandra.concurrent import execute_concurrent_with_args
 
         if not params:
-            return []
-        if partition:
-            stmt = self._prep(cql)
-            groups: dict[tuple[Any, ...], list[Sequence[Any]]] = defaultdict(list)
-            for p in params:
-                groups[tuple(p[i] for i in partition)].append(p)
-            batches = []
-            for group in groups.values():
-                for chunk in _chunks(group, _BATCH_ROWS):
-                    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                    for p in chunk:
-                        batch.add(stmt, p)
-                    batches.append((batch, ()))
-            for result in execute_concurrent(self._session, batches, concurrency=_CONCURRENCY):
-                if not result.success:
-                    raise result.result_or_exc
             return []
         results = execute_concurrent_with_args(self._session, self._prep(cql), list(params),
                                                concurrency=_CONCURRENCY)
@@ -197,6 +177,51 @@ class CassandraL1db:
         for result in results:
             rows.extend(result.result_or_exc)
         return rows
+
+    def _write(self, cql: str, params: Sequence[Sequence[Any]]) -> None:
+        """Run one prepared write for every parameter tuple, as unlogged batches of the rows
+        whose partitions have the same replicas, each sent to one of those replicas.
+
+        A request costs the driver and the coordinator far more than a row costs a replica
+        (one alert's rows fall in many partitions, each a request of its own before); a
+        batch of one replica set is applied by its replicas without a second hop. Rows of one
+        partition sit together in a batch, so Cassandra merges them into one mutation. Each
+        batch stays under :data:`_BATCH_BYTES`, below Cassandra's default size limit."""
+        from cassandra.concurrent import execute_concurrent
+        from cassandra.query import BatchStatement, BatchType
+
+        if not params:
+            return
+        stmt = self._prep(cql)
+        metadata = self._cluster.metadata
+        # the token map hands out one stored list per token range: its identity finds the
+        # replica set (the hosts' identities) without sorting hosts for every row
+        sets: dict[int, tuple[list[Any], tuple[int, ...]]] = {}
+        groups: dict[tuple[int, ...], list[tuple[bytes, Any]]] = defaultdict(list)
+        for p in params:
+            bound = stmt.bind(p)
+            key = bound.routing_key
+            replicas = metadata.get_replicas(self.keyspace, key)
+            known = sets.get(id(replicas))
+            if known is None:
+                known = sets[id(replicas)] = (replicas, tuple(sorted(map(id, replicas))))
+            groups[known[1]].append((key, bound))
+        sample = [stmt.bind(p) for p in params[:: max(1, len(params) // 20)]]
+        row_bytes = 32 + max(sum(len(v) for v in b.values if isinstance(v, bytes))
+                             for b in sample)
+        per_batch = max(1, _BATCH_BYTES // (row_bytes * 2))  # twice the largest sampled row
+        batches = []
+        for group in groups.values():
+            group.sort(key=lambda item: item[0])
+            for i in range(0, len(group), per_batch):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for _, bound in group[i:i + per_batch]:
+                    batch.add(bound)
+                batches.append((batch, ()))
+        for result in execute_concurrent(self._session, batches,
+                                         concurrency=_BATCH_CONCURRENCY):
+            if not result.success:
+                raise result.result_or_exc
 
     def _check_version(self) -> str:
         from cassandra import InvalidRequest
@@ -257,7 +282,7 @@ class CassandraL1db:
         self._write_markers(markers, now)
         done: list[VisitDetector] = []
         for vd in finished:
-            n = _count_of(batch, vd)
+            n = count_of(batch, vd)
             if self._mark_complete(vd, n, now):
                 done.append(vd)
         # Completeness before the offsets (the rows are written: the batch's offsets count
@@ -293,17 +318,16 @@ class CassandraL1db:
         tpart = rows.column("apdb_time_part").to_numpy()
         keys = {(int(o), int(t), int(p)) for o, t, p in zip(obj, tpart, part, strict=True)
                 if o >= 0}
-        self._run(f"INSERT INTO {self._t('object_history_part')} (\"diaObjectId\", tab, "
+        self._write(f"INSERT INTO {self._t('object_history_part')} (\"diaObjectId\", tab, "
                   "apdb_time_part, apdb_part) VALUES (?, ?, ?, ?)",
                   [(o, table, t, p) for o, t, p in sorted(keys)])
         if table == "DiaSource":
             cols = [rows.column(c).to_pylist() for c in
                     ("visit", "detector", "diaSourceId", "apdb_part", "apdb_time_part",
                      "diaObjectId")]
-            self._run(f"INSERT INTO {self._t('visit_source')} (visit, detector, "
-                      '"diaSourceId", apdb_part, apdb_time_part, "diaObjectId") '
-                      "VALUES (?, ?, ?, ?, ?, ?)", list(zip(*cols, strict=True)),
-                      partition=(0, 1))
+            self._write(f"INSERT INTO {self._t('visit_source')} (visit, detector, "
+                        '"diaSourceId", apdb_part, apdb_time_part, "diaObjectId") '
+                        "VALUES (?, ?, ?, ?, ?, ?)", list(zip(*cols, strict=True)))
 
     def _existing(self, table: str, rows: pa.Table) -> np.ndarray:
         """Which rows' keys are already stored (read at QUORUM)."""
@@ -317,17 +341,13 @@ class CassandraL1db:
             ids = sorted({int(v) for v in rows.column(part[0]).to_pylist()})
             got = self._run(f"SELECT {select} FROM {self._t(table)} WHERE {q(part[0])} IN ?",
                             [(chunk,) for chunk in _chunks(ids)])
-        else:  # spatial x time partitions: IN over the first clustering column
-            groups: dict[tuple[int, int], set[int]] = defaultdict(set)
-            for p, t, o in zip(rows.column("apdb_part").to_pylist(),
-                               rows.column("apdb_time_part").to_pylist(),
-                               rows.column(cluster[0]).to_pylist(), strict=True):
-                groups[(p, t)].add(o)
+        else:  # spatial x time partitions: IN over pixels and the first clustering column
             got = self._run(
-                f"SELECT {select} FROM {self._t(table)} WHERE apdb_part = ? AND "
+                f"SELECT {select} FROM {self._t(table)} WHERE apdb_part IN ? AND "
                 f"apdb_time_part = ? AND {q(cluster[0])} IN ?",
-                [(p, t, chunk) for (p, t), objs in groups.items()
-                 for chunk in _chunks(sorted(objs))])
+                _pixel_object_chunks(rows.column("apdb_part").to_pylist(),
+                                     rows.column("apdb_time_part").to_pylist(),
+                                     rows.column(cluster[0]).to_pylist()))
         found = {tuple(r) for r in got}
         return np.array([w in found for w in wanted], dtype=bool)
 
@@ -345,9 +365,7 @@ class CassandraL1db:
         for i, row in enumerate(zip(*columns, strict=True)):
             values = [UNSET_VALUE if v is None and unset_nulls else v for v in row]
             params.append((*values, *([extra[i]] if extra else [])))
-        part = LAYOUT[table][0]
-        self._run(cql, params, partition=[names.index(c) for c in part]
-                  if len(part) > 1 or table == "DiaObjectLast" else ())
+        self._write(cql, params)
 
     def _write_last(self, rows: pa.Table) -> None:
         """Newest version of each object, by write timestamp = its validity time."""
@@ -374,10 +392,10 @@ class CassandraL1db:
             self._insert("DiaObjectLast", chosen, using=" USING TIMESTAMP ?",
                          unset_nulls=unset,
                          extra=[int(s) for s in stamps[np.asarray(mask, dtype=bool)]])
-        self._run(f"INSERT INTO {self._t('object_last_part')} (\"diaObjectId\", apdb_part) "
+        self._write(f"INSERT INTO {self._t('object_last_part')} (\"diaObjectId\", apdb_part) "
                   "VALUES (?, ?) USING TIMESTAMP ?",
                   [(o, p, int(s)) for o, p, s in zip(ids, parts, stamps, strict=True)])
-        self._run(f"DELETE FROM {self._t('DiaObjectLast')} USING TIMESTAMP ? WHERE "
+        self._write(f"DELETE FROM {self._t('DiaObjectLast')} USING TIMESTAMP ? WHERE "
                   "apdb_part = ? AND \"diaObjectId\" = ?", [(s - 1, p, o) for s, p, o in moved])
 
     def _write_markers(self, markers: Sequence[VisitDetectorEnd], now: float) -> None:
@@ -398,13 +416,13 @@ class CassandraL1db:
             if key not in recorded or _markers.prevails(this, recorded[key]):
                 recorded[key] = this
                 kept.append(m)
-        self._run(f"INSERT INTO {self._t('visit_detector_end')} (visit, detector, partition, "
-                  "n_partitions, n_alerts, n_alerts_total, recorded_at, topic, last_offset) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts,
-                    m.n_alerts_total, now, m.topic, m.last_offset) for m in kept])
+        self._write(f"INSERT INTO {self._t('visit_detector_end')} (visit, detector, partition, "
+                    "n_partitions, n_alerts, n_alerts_total, recorded_at, topic, last_offset) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(m.visit, m.detector, m.partition, m.n_partitions, m.n_alerts,
+                      m.n_alerts_total, now, m.topic, m.last_offset) for m in kept])
         # a prevailing attempt published later: its offset is the higher one
-        self._run(f"INSERT INTO {self._t('visit_detector_wait')} (topic, partition, visit, "
+        self._write(f"INSERT INTO {self._t('visit_detector_wait')} (topic, partition, visit, "
                   "detector, last_offset) VALUES (?, ?, ?, ?, ?)",
                   [(m.topic, m.partition, m.visit, m.detector, m.last_offset) for m in kept
                    if m.topic is not None and m.last_offset is not None])
@@ -442,7 +460,7 @@ class CassandraL1db:
                 continue
             if self._mark_complete(vd, count, now, raise_count=True):
                 done.append(vd)
-            self._run(f"DELETE FROM {self._t('visit_detector_wait')} WHERE topic = ? AND "
+            self._write(f"DELETE FROM {self._t('visit_detector_wait')} WHERE topic = ? AND "
                       "partition = ? AND visit = ? AND detector = ?",
                       [(t, p, vd.visit, vd.detector) for t, p, _ in waits])
         return done
@@ -481,7 +499,7 @@ class CassandraL1db:
     def _write_offsets(self, consumed: ConsumedOffsets, n_rows: int, now: float) -> None:
         """Offsets carry their own value as write timestamp (within the reset generation),
         so the highest offset wins whatever order concurrent or replayed writes land in."""
-        self._run(f"INSERT INTO {self._t('consumer_offset')} (consumer, topic, partition, "
+        self._write(f"INSERT INTO {self._t('consumer_offset')} (consumer, topic, partition, "
                   "next_offset, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?",
                   [(consumed.consumer, t, p, o, now,
                     (self._generation(consumed.consumer, t, p) << _GEN_SHIFT) | int(o))
@@ -496,25 +514,6 @@ class CassandraL1db:
 
     def prepare_time_partitions(self, start_mjd: float, end_mjd: float) -> None:
         """Nothing to do: Cassandra partitions exist as soon as a row is written."""
-
-    def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,
-                             sources: Rows | None = None, forced_sources: Rows | None = None,
-                             ss_sources: Rows | None = None,
-                             mark_ingested: bool = True) -> StoreResult:
-        """Store one visit-detector's rows and (by default) mark it completely ingested."""
-        batch = RowBatch.build(objects=objects, sources=sources,
-                               forced_sources=forced_sources, ss_sources=ss_sources)
-        for name, rows in (("DiaSource", batch.sources),
-                           ("DiaForcedSource", batch.forced_sources)):
-            if rows.num_rows:
-                visits = set(rows.column("visit").unique().to_pylist())
-                detectors = set(rows.column("detector").unique().to_pylist())
-                if visits != {visit} or detectors != {detector}:
-                    raise RowError(f"{name} rows belong to visits {sorted(visits)} and "
-                                   f"detectors {sorted(detectors)}, not to visit {visit} "
-                                   f"detector {detector}", column="visit")
-        complete = [of_l1(visit, detector)] if mark_ingested else []
-        return self.store(batch, complete=complete)
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -632,12 +631,12 @@ class CassandraL1db:
         """The Kafka topic id the consumer's stored offsets of ``topic`` belong to."""
         row = self._session.execute(self._prep(
             f"SELECT value FROM {self._t('metadata')} WHERE name = ?"),
-            (_topic_key(consumer, topic),)).one()
+            (topic_key(consumer, topic),)).one()
         return None if row is None or row[0] is None else str(row[0])
 
     def set_topic_id(self, consumer: str, topic: str, topic_id: str | None) -> None:
         """Record (or, with None, forget) the topic id of the consumer's offsets."""
-        key = _topic_key(consumer, topic)
+        key = topic_key(consumer, topic)
         if topic_id is None:
             self._session.execute(self._prep(
                 f"DELETE FROM {self._t('metadata')} WHERE name = ?"), (key,))
@@ -694,23 +693,6 @@ class CassandraL1db:
         found = {(int(v), int(d)): int(n) for v, d, n in rows}
         return {vd: found[(vd.visit, vd.detector)] for vd in wanted
                 if (vd.visit, vd.detector) in found}
-
-    def is_ingested(self, visit: int, detector: int) -> bool:
-        return bool(self.ingested([(visit, detector)]))
-
-    def wait_for_ingested(self, visit_detectors: Iterable[VisitDetectorLike], timeout: float,
-                          *, poll_interval: float = 0.1) -> bool:
-        """Wait until every visit-detector is completely ingested; False on timeout."""
-        wanted = {as_visit_detector(vd) for vd in visit_detectors}
-        deadline = time.monotonic() + timeout
-        while True:
-            wanted -= self.ingested(wanted)
-            if not wanted:
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(poll_interval, left))
 
     def consumer_offsets(self, consumer: str) -> dict[tuple[str, int], PartitionOffset]:
         """The offsets an ingester stored here after its rows: where it resumes."""
@@ -789,6 +771,29 @@ class CassandraL1db:
             last_visit=max(visits) if visits else None)
 
 
+def _pixel_object_chunks(parts: list[int], tparts: list[int],
+                         objects: list[int]) -> list[tuple[list[int], int, list[int]]]:
+    """(pixels, time partition, objects) for reads of many spatial partitions at once: a
+    request reads every object of its list in every pixel of its list, so pixels and objects
+    are gathered until their product reaches :data:`_CROSS` (all-sky rows, one object per
+    pixel, and a detector's rows, hundreds of objects in a few pixels, both fit)."""
+    groups: dict[int, dict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for p, t, o in zip(parts, tparts, objects, strict=True):
+        groups[t][p].add(o)
+    out: list[tuple[list[int], int, list[int]]] = []
+    for t, pixels in sorted(groups.items()):
+        chosen: list[int] = []
+        objs: set[int] = set()
+        for p, mine in sorted(pixels.items()):
+            if chosen and (len(chosen) + 1) * len(objs | mine) > _CROSS:
+                out.extend((chosen, t, chunk) for chunk in _chunks(sorted(objs)))
+                chosen, objs = [], set()
+            chosen.append(p)
+            objs |= mine
+        out.extend((chosen, t, chunk) for chunk in _chunks(sorted(objs)))
+    return out
+
+
 def _with_partitions(table: str, rows: pa.Table) -> pa.Table:
     """Add the spatial and time partition columns Cassandra's tables key on."""
     if table == "DiaSource":  # a clustering column is never null: -1 stands for none
@@ -811,11 +816,3 @@ def _with_partitions(table: str, rows: pa.Table) -> pa.Table:
 def _minor(version: str) -> int:
     return int(version.split(".")[1])
 
-
-def _count_of(batch: RowBatch, vd: VisitDetector) -> int:
-    sources = batch.sources
-    if not sources.num_rows:
-        return 0
-    mask = (sources.column("visit").to_numpy() == vd.visit) & \
-           (sources.column("detector").to_numpy() == vd.detector)
-    return int(mask.sum())
