@@ -275,30 +275,42 @@ class CassandraCluster:
     def _wait_all_up(self, deadline: float) -> None:
         """Every running node sees every running node NORMAL and ready for clients (its
         gossip view: what QUORUM writes rely on)."""
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra import DriverException
+        from cassandra.cluster import (
+            EXEC_PROFILE_DEFAULT,
+            Cluster,
+            ExecutionProfile,
+            NoHostAvailable,
+        )
         from cassandra.policies import WhiteListRoundRobinPolicy
 
         wanted = {f"127.0.0.{n}" for n in self._procs}
         for host in sorted(wanted):
             profile = ExecutionProfile(
-                load_balancing_policy=WhiteListRoundRobinPolicy([host]))
-            cluster = Cluster([host], port=self.native_port, protocol_version=5,
-                              execution_profiles={EXEC_PROFILE_DEFAULT: profile})
-            try:
-                session = cluster.connect()
-                while True:
+                load_balancing_policy=WhiteListRoundRobinPolicy([host]), request_timeout=60)
+            while True:
+                # a node that has just opened its port may not answer in time on a busy
+                # machine: ask again until the deadline, not only once
+                cluster = Cluster([host], port=self.native_port, protocol_version=5,
+                                  execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                                  connect_timeout=60, control_connection_timeout=60)
+                try:
+                    session = cluster.connect()
                     ready = {str(r.address) for r in session.execute(
                         "SELECT address, status_with_port, rpc_ready FROM "
                         "system_views.gossip_info")
                         if str(r.status_with_port or "").startswith("NORMAL")
                         and r.rpc_ready == "true"}
+                    problem = f"node {host} sees only {sorted(ready)} ready"
                     if wanted <= ready:
                         break
-                    if time.monotonic() > deadline:
-                        raise CassandraError(f"node {host} sees only {sorted(ready)} ready")
-                    time.sleep(0.5)
-            finally:
-                cluster.shutdown()
+                except (NoHostAvailable, DriverException) as exc:  # timed out, too
+                    problem = f"node {host} does not answer CQL: {exc}"
+                finally:
+                    cluster.shutdown()
+                if time.monotonic() > deadline:
+                    raise CassandraError(problem)
+                time.sleep(0.5)
 
     def _log_tail(self, node: int) -> str:
         assert self.data_dir is not None
