@@ -25,6 +25,10 @@
    (100) earlier visits (``visit_query_s_at_100``...; ``--grow age``: the same fields and
    cadence over one year against ten years) and ``query_ratio`` is the 1,000-visit time over the
    100-visit one: flat history queries keep it near 1. ``--only visit`` runs this part alone.
+3. With ``--l1db cassandra://HOSTS/KEYSPACE``: the same on Apache Cassandra, side by side
+   (``cassandra_alerts_per_s`` beside each engine's PostgreSQL figure; ``cassandra_visit_*``
+   on a database of its field's ``--cassandra-visits`` earlier visits, stored through the L1
+   API: see ``bench/_cassandra.py``). Each figure gets a keyspace of its own.
 
 Prints progress, then one JSON object as the last line. The machine may be shared: figures
 are what this run saw.
@@ -49,6 +53,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from confluent_kafka import Producer
 
+import _cassandra
 import _ceiling
 from alertbutler.alerts import encode_alerts, encode_visit_detector_end
 from alertbutler.alerts.fake import fake_alerts
@@ -164,7 +169,7 @@ def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, in
 
 
 def end_to_end(engine: str, messages: list[_ceiling.Raw], groups: list[tuple[int, int]],
-               n_alerts: int) -> dict[str, object]:
+               n_alerts: int, cassandra: str | None = None) -> dict[str, object]:
     """Produce the stream to a broker of ``engine``, ingest it into SQLite and into
     PostgreSQL, and measure the broker's ceiling for the same messages."""
     import tempfile
@@ -188,12 +193,17 @@ def end_to_end(engine: str, messages: list[_ceiling.Raw], groups: list[tuple[int
         with temporary_pg_database("alertbutler_bench") as url:
             out["postgres_alerts_per_s"] = round(ingest_rate(
                 broker.bootstrap, topic, url, groups, n_alerts))
+        if cassandra:
+            log(f"[{engine}] Cassandra:")
+            out["cassandra_alerts_per_s"] = round(ingest_rate(
+                broker.bootstrap, topic, _cassandra.fresh_keyspace(cassandra), groups,
+                n_alerts))
         ceiling = _ceiling.Ceiling.best(before, _ceiling.measure(
             broker.bootstrap, messages, settings=PRODUCER_SETTINGS, partitions=PARTITIONS,
             label=f"[{engine}] after: "))
     out["produce_fraction_of_ceiling"] = _ceiling.fraction(float(out["produce_per_s"]),
                                                            ceiling.produce_per_s)
-    for key in ("sqlite", "postgres"):
+    for key in ("sqlite", "postgres", *(("cassandra",) if cassandra else ())):
         out[f"{key}_fraction_of_ceiling"] = _ceiling.fraction(
             float(out[f"{key}_alerts_per_s"]), ceiling.consume_per_s)
     out["ceiling"] = ceiling.as_dict()
@@ -457,8 +467,16 @@ def main() -> int:
                         "(default), or the same fields over more years")
     parser.add_argument("--only", choices=["stream", "visit"], default=None,
                         help="run one part only (default: both)")
+    parser.add_argument("--l1db", default=None, metavar="cassandra://HOSTS/KEYSPACE",
+                        help="also measure a Cassandra L1 database (a new keyspace per "
+                        "figure), beside PostgreSQL")
+    parser.add_argument("--cassandra-visits", type=int, default=10,
+                        help="earlier visits stored on Cassandra (its field's history)")
     _ceiling.add_engine_option(parser)
     args = parser.parse_args()
+    if args.l1db and not args.l1db.startswith("cassandra://"):
+        parser.error(f"--l1db {args.l1db!r}: want a cassandra:// URL (PostgreSQL and SQLite "
+                     "are always measured)")
     rng = np.random.default_rng(2026)
     figures: dict[str, object] = {}
 
@@ -467,7 +485,7 @@ def main() -> int:
         log(f"end to end: encoding {args.alerts:,} alerts")
         messages, groups = build_stream(args.alerts, 1000)
         for engine in _ceiling.engines(args.engine):
-            figures[engine] = end_to_end(engine, messages, groups, args.alerts)
+            figures[engine] = end_to_end(engine, messages, groups, args.alerts, args.l1db)
 
     if args.only != "stream":
         big = visit_on_database(args, args.visits, rng)
@@ -485,6 +503,14 @@ def main() -> int:
                             f"load_average_1m_at_{n}": small["load_average_1m"],
                             "query_ratio": round(float(big["visit_query_s"])
                                                  / float(small["visit_query_s"]), 2)})
+        if args.l1db:
+            log(f"visit on Cassandra ({args.l1db}), its field's {args.cassandra_visits} "
+                "earlier visits")
+            figures.update(_cassandra.visit_on_cassandra(
+                args.l1db, visits=args.cassandra_visits, per_visit=args.per_visit,
+                centre=field_centres(max(1, args.visits // args.visits_per_field))[0],
+                radius=FIELD_RADIUS, mjd_now=MJD_NOW, repeats=args.query_repeats, rng=rng,
+                log=log))
     print(json.dumps(figures))
     return 0
 

@@ -226,6 +226,7 @@ class CassandraCluster:
             "request_timeout: 30000ms",
             "batch_size_warn_threshold: 512KiB",
             "batch_size_fail_threshold: 4MiB",
+            "unlogged_batch_across_partitions_warn_threshold: 10000",
             "disk_failure_policy: stop",
             "commit_failure_policy: stop",
             "authenticator: AllowAllAuthenticator",
