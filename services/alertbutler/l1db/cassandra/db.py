@@ -303,9 +303,11 @@ class CassandraL1db(VisitDetectorStore):
             if not rows.num_rows:
                 continue
             rows = _with_partitions(table, rows)
-            if table in ("DiaSource", "DiaForcedSource"):
-                self._write_index(table, rows)
             new = rows.filter(pa.array(~self._existing(table, rows)))
+            if table in ("DiaSource", "DiaForcedSource"):
+                # index rows before the rows they point to; a stored row's are stored already
+                # (an alert's history sources mostly are)
+                self._write_index(table, new)
             self._insert(table, new.drop(["apdb_part"]) if table == "DiaObject" else new)
             inserted[table] = new.num_rows
             if table == "DiaObject":
@@ -319,8 +321,8 @@ class CassandraL1db(VisitDetectorStore):
         keys = {(int(o), int(t), int(p)) for o, t, p in zip(obj, tpart, part, strict=True)
                 if o >= 0}
         self._write(f"INSERT INTO {self._t('object_history_part')} (\"diaObjectId\", tab, "
-                  "apdb_time_part, apdb_part) VALUES (?, ?, ?, ?)",
-                  [(o, table, t, p) for o, t, p in sorted(keys)])
+                    "apdb_time_part, apdb_part) VALUES (?, ?, ?, ?)",
+                    [(o, table, t, p) for o, t, p in sorted(keys)])
         if table == "DiaSource":
             cols = [rows.column(c).to_pylist() for c in
                     ("visit", "detector", "diaSourceId", "apdb_part", "apdb_time_part",
@@ -393,10 +395,10 @@ class CassandraL1db(VisitDetectorStore):
                          unset_nulls=unset,
                          extra=[int(s) for s in stamps[np.asarray(mask, dtype=bool)]])
         self._write(f"INSERT INTO {self._t('object_last_part')} (\"diaObjectId\", apdb_part) "
-                  "VALUES (?, ?) USING TIMESTAMP ?",
-                  [(o, p, int(s)) for o, p, s in zip(ids, parts, stamps, strict=True)])
+                    "VALUES (?, ?) USING TIMESTAMP ?",
+                    [(o, p, int(s)) for o, p, s in zip(ids, parts, stamps, strict=True)])
         self._write(f"DELETE FROM {self._t('DiaObjectLast')} USING TIMESTAMP ? WHERE "
-                  "apdb_part = ? AND \"diaObjectId\" = ?", [(s - 1, p, o) for s, p, o in moved])
+                    "apdb_part = ? AND \"diaObjectId\" = ?", [(s - 1, p, o) for s, p, o in moved])
 
     def _write_markers(self, markers: Sequence[VisitDetectorEnd], now: float) -> None:
         """Markers that prevail over the recorded ones (:func:`._markers.prevails`: read,
@@ -423,9 +425,9 @@ class CassandraL1db(VisitDetectorStore):
                       m.n_alerts_total, now, m.topic, m.last_offset) for m in kept])
         # a prevailing attempt published later: its offset is the higher one
         self._write(f"INSERT INTO {self._t('visit_detector_wait')} (topic, partition, visit, "
-                  "detector, last_offset) VALUES (?, ?, ?, ?, ?)",
-                  [(m.topic, m.partition, m.visit, m.detector, m.last_offset) for m in kept
-                   if m.topic is not None and m.last_offset is not None])
+                    "detector, last_offset) VALUES (?, ?, ?, ?, ?)",
+                    [(m.topic, m.partition, m.visit, m.detector, m.last_offset) for m in kept
+                     if m.topic is not None and m.last_offset is not None])
 
     def _settle(self, markers: Sequence[VisitDetectorEnd], consumed: ConsumedOffsets | None,
                 now: float) -> list[VisitDetector]:
@@ -461,8 +463,8 @@ class CassandraL1db(VisitDetectorStore):
             if self._mark_complete(vd, count, now, raise_count=True):
                 done.append(vd)
             self._write(f"DELETE FROM {self._t('visit_detector_wait')} WHERE topic = ? AND "
-                      "partition = ? AND visit = ? AND detector = ?",
-                      [(t, p, vd.visit, vd.detector) for t, p, _ in waits])
+                        "partition = ? AND visit = ? AND detector = ?",
+                        [(t, p, vd.visit, vd.detector) for t, p, _ in waits])
         return done
 
     def _stored_offsets(self, consumer: str) -> dict[tuple[str, int], int]:
@@ -500,10 +502,10 @@ class CassandraL1db(VisitDetectorStore):
         """Offsets carry their own value as write timestamp (within the reset generation),
         so the highest offset wins whatever order concurrent or replayed writes land in."""
         self._write(f"INSERT INTO {self._t('consumer_offset')} (consumer, topic, partition, "
-                  "next_offset, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?",
-                  [(consumed.consumer, t, p, o, now,
-                    (self._generation(consumed.consumer, t, p) << _GEN_SHIFT) | int(o))
-                   for (t, p), o in sorted(consumed.next_offsets.items())])
+                    "next_offset, updated_at) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?",
+                    [(consumed.consumer, t, p, o, now,
+                      (self._generation(consumed.consumer, t, p) << _GEN_SHIFT) | int(o))
+                     for (t, p), o in sorted(consumed.next_offsets.items())])
         self._session.execute(self._prep(
             f"UPDATE {self._t('ingest_progress')} SET n_messages = n_messages + ?, "
             "n_rows = n_rows + ? WHERE consumer = ? AND member = ?"),
