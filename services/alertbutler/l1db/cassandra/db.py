@@ -12,6 +12,7 @@ read sees every acknowledged write.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,18 @@ _GEN_SHIFT = 40  # offset timestamps: generation << 40 | offset
 _US_PER_DAY = 86_400_000_000
 DEFAULT_PORT = 9042
 _NO_OBJECT = -1  # diaObjectId of a DiaSource without one (a clustering column is not null)
+
+
+class _MultiPartitionBatchWarning(logging.Filter):
+    """Drop the server's warning on every unlogged batch over several partitions: they are
+    batched by replica set on purpose (see ``CassandraL1db._write``), and a cluster with the
+    default threshold (10) would say so for almost every batch."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Unlogged batch covering" not in record.getMessage()
+
+
+logging.getLogger("cassandra.protocol").addFilter(_MultiPartitionBatchWarning())
 
 
 def parse_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, str]]:
