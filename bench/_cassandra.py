@@ -68,8 +68,7 @@ def visit_on_cassandra(url: str, *, visits: int, per_visit: int, centre: np.ndar
                                               radius=radius))
             object_ids = found.column("diaObjectId").to_numpy()
             since = mjd_now + 0.5 - 365.0
-            sources = db.source_history(object_ids, since_mjd=since)
-            forced = db.forced_source_history(object_ids, since_mjd=since)
+            sources, forced = db.history(object_ids, since_mjd=since)
             times.append(time.perf_counter() - t0)
             cpus.append(time.process_time() - c0)
         sizes = {"objects": found.num_rows, "sources": sources.num_rows,

@@ -1,5 +1,6 @@
-"""What the SQL and the Cassandra L1 databases do alike on top of their own ``store`` and
-``ingested``: one visit-detector's store, waiting for completeness, the keys they share.
+"""What the SQL and the Cassandra L1 databases do alike on top of their own ``store``,
+``ingested`` and history reads: one visit-detector's store, waiting for completeness, both
+histories of a set of objects, the keys they share.
 
 A mixin rather than a base class with a constructor: the two backends share no state, only
 these few rules, and each must keep them identical (a pipeline switches backend by URL)."""
@@ -10,11 +11,14 @@ import hashlib
 import time
 from collections.abc import Iterable
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from alertbutler.l1db._errors import RowError
+from alertbutler.l1db._read import int_list
 from alertbutler.l1db._types import (
     ConsumedOffsets,
+    History,
     StoreResult,
     VisitDetector,
     VisitDetectorEnd,
@@ -26,7 +30,8 @@ from alertbutler.l1db.rows import RowBatch, Rows
 
 
 class VisitDetectorStore:
-    """``store_visit_detector``, ``is_ingested`` and ``wait_for_ingested`` for a backend."""
+    """``store_visit_detector``, ``is_ingested``, ``wait_for_ingested`` and ``history`` for a
+    backend."""
 
     def store(self, batch: RowBatch, *, markers: Iterable[VisitDetectorEnd] = (),
               consumed: ConsumedOffsets | None = None,
@@ -35,6 +40,25 @@ class VisitDetectorStore:
 
     def ingested(self, visit_detectors: Iterable[VisitDetectorLike]) -> set[VisitDetector]:
         raise NotImplementedError
+
+    def source_history(self, object_ids: Iterable[int], *, since_mjd: float | None = None,
+                       columns: Iterable[str] | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def forced_source_history(self, object_ids: Iterable[int], *,
+                              since_mjd: float | None = None,
+                              columns: Iterable[str] | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def history(self, object_ids: Iterable[int], *, since_mjd: float | None = None,
+                source_columns: Iterable[str] | None = None,
+                forced_columns: Iterable[str] | None = None) -> History:
+        """:meth:`source_history` and :meth:`forced_source_history` of the same objects, one
+        after the other (Cassandra's each run their reads concurrently already)."""
+        ids = int_list(object_ids)
+        return History(self.source_history(ids, since_mjd=since_mjd, columns=source_columns),
+                       self.forced_source_history(ids, since_mjd=since_mjd,
+                                                  columns=forced_columns))
 
     def store_visit_detector(self, visit: int, detector: int, *, objects: Rows | None = None,
                              sources: Rows | None = None, forced_sources: Rows | None = None,

@@ -274,10 +274,8 @@ class L1db(VisitDetectorStore):
         after the other for a field's 12-month history (measured at a load of 37)."""
         ids = _read.int_list(object_ids)
         if self.backend != "postgresql":
-            return History(self.source_history(ids, since_mjd=since_mjd,
-                                               columns=source_columns),
-                           self.forced_source_history(ids, since_mjd=since_mjd,
-                                                      columns=forced_columns))
+            return super().history(ids, since_mjd=since_mjd, source_columns=source_columns,
+                                   forced_columns=forced_columns)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="l1db-history") as pool:
             forced = pool.submit(self.forced_source_history, ids, since_mjd=since_mjd,
                                  columns=forced_columns)
