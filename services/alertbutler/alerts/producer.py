@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from alertbutler.kafka.factory import make_producer
 from alertbutler.kafka.outage import librdkafka_logger
 from alertbutler.kafka.produce import Delivery, DeliveryError, Outgoing, produce_acknowledged
 
@@ -113,7 +114,7 @@ class AlertPublisher:
             self._producer = None
         if self._producer is None:
             self._fatal = None
-            self._producer = Producer({**self._settings, "error_cb": self._on_error})
+            self._producer = make_producer(self._settings, error_cb=self._on_error)
         return self._producer
 
     def _on_error(self, err: KafkaError) -> None:

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Producer
-
 from alertbutler.ingest.batch import DeadLetter
 from alertbutler.kafka import DeadLetterInfo, DeliveryError, dead_letter, produce_acknowledged
+from alertbutler.kafka.factory import make_producer
 
 #: A dead letter was not acknowledged: the batch must not be committed (the one error of an
 #: acknowledged produce).
@@ -31,8 +30,7 @@ class DeadLetterProducer:
 
     def __init__(self, settings: dict[str, Any], topic: str) -> None:
         self.topic = topic
-        self._producer = Producer({**settings, "acks": "all", "enable.idempotence": True,
-                                   "linger.ms": 5, "message.max.bytes": 16 * 1024 * 1024})
+        self._producer = make_producer(settings, **{"message.max.bytes": 16 * 1024 * 1024})
 
     def send(self, letters: Sequence[DeadLetter], *, timeout: float = 30.0) -> None:
         """Produce ``letters``; raise :class:`DeliveryError` unless all were acknowledged."""

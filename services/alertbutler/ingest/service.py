@@ -63,6 +63,7 @@ from alertbutler.alerts import CONTROL_SUFFIX, control_topic
 from alertbutler.faults import crash_point
 from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
 from alertbutler.ingest.deadletter import DeadLetterProducer
+from alertbutler.kafka.factory import make_admin, make_aio_consumer
 from alertbutler.kafka.outage import BrokerWatch, quiet_aiokafka, quiet_confluent
 from alertbutler.kafka.transactions import transaction_support
 from alertbutler.l1db import ConsumedOffsets, L1db, StoreResult
@@ -217,9 +218,11 @@ class Ingester:
                                  s.dead_letter_topic)
         # "none": an offset out of range is an error to look at (retention, or a broker that
         # lost its data), never a silent jump (see _out_of_range)
-        consumer = AIOKafkaConsumer(
-            **s.aiokafka, group_id=s.group,
-            client_id=f"alertbutler-ingest-{s.member}", enable_auto_commit=False,
+        # a configured client id wins; otherwise each member names itself
+        own_id = {} if "client_id" in s.aiokafka else {
+            "client_id": f"alertbutler-ingest-{s.member}"}
+        consumer = make_aio_consumer(
+            s.aiokafka, group_id=s.group, **own_id, enable_auto_commit=False,
             auto_offset_reset="none", session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=max(s.session_timeout_ms // 3, 100),
             max_poll_interval_ms=300_000, max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -647,9 +650,8 @@ class Ingester:
 def _topic_ids(confluent: dict[str, Any], topics: list[str]) -> dict[str, str]:
     """Each topic's Kafka topic id (left out where the broker gives none)."""
     from confluent_kafka import TopicCollection
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({**confluent, "log_level": 0})
+    admin = make_admin(confluent)
     out = {}
     for name, future in admin.describe_topics(TopicCollection(topics),
                                               request_timeout=15).items():

@@ -13,12 +13,12 @@ are shown beside them. Rows/s is the difference of the database's totals over ``
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from alertbutler.kafka.factory import make_admin, make_consumer, make_reader
 from alertbutler.l1db import L1db
 
 
@@ -63,10 +63,8 @@ def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], 
     """High watermark of each partition from fetch responses, and the group's committed
     offsets (``committed`` is read with the group id in ``confluent``, if any)."""
     group = confluent.get("group.id")
-    consumer = Consumer({**{k: v for k, v in confluent.items() if k != "group.id"},
-                         "group.id": f"alertbutler-status-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "max.partition.fetch.bytes": 65536})
+    consumer = make_reader(confluent, **{"enable.partition.eof": True,
+                                         "max.partition.fetch.bytes": 65536})
     committed: dict[tuple[str, int], int | None] = {}
     try:
         tps = [TopicPartition(t, p, OFFSET_BEGINNING) for (t, p) in positions]
@@ -85,7 +83,7 @@ def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], 
             if high >= 0 and (tp.topic, tp.partition) in seen:
                 marks[(tp.topic, tp.partition)] = high
         if group:
-            reader = Consumer({**confluent, "enable.auto.commit": False})
+            reader = make_consumer(confluent, None, str(group))
             try:
                 for tp in reader.committed([TopicPartition(t, p) for t, p in positions],
                                            timeout=timeout):
@@ -135,10 +133,7 @@ def ingest_status(*, db_url: str, group: str, topics: tuple[str, ...],
 
 
 def _partitions(confluent: dict[str, Any], topics: tuple[str, ...]) -> list[tuple[str, int]]:
-    from confluent_kafka.admin import AdminClient
-
-    metadata = AdminClient({k: v for k, v in confluent.items() if k != "group.id"}
-                           ).list_topics(timeout=10)
+    metadata = make_admin(confluent).list_topics(timeout=10)
     found = []
     for topic in topics:
         meta = metadata.topics.get(topic)

@@ -43,10 +43,11 @@ async def alert_events(settings: PortalSettings,
                        watchlist: Any = None) -> AsyncIterator[str]:
     """Server-sent events: ``ready``, then one ``alert`` per alert published from now on
     (with a watchlist: one ``match`` per alert within a row's radius)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     from alertbutler.alerts import decode_message
     from alertbutler.kafka import list_topics
+    from alertbutler.kafka.factory import make_aio_consumer
 
     topics = await asyncio.to_thread(list_topics, settings.bootstrap,
                                      settings=settings.confluent)
@@ -55,8 +56,8 @@ async def alert_events(settings: PortalSettings,
         yield _event("problem", {"message": f"no topic {settings.alert_topic!r} on "
                                  f"{settings.bootstrap}"})
         return
-    kwargs = {**settings.aiokafka, "bootstrap_servers": settings.bootstrap}
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kwargs)
+    consumer = make_aio_consumer(settings.aiokafka, settings.bootstrap,
+                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(settings.alert_topic, p) for p in range(n)]

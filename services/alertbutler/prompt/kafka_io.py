@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from alertbutler.config import Config
-from alertbutler.kafka import confluent_settings, group_id
+from alertbutler.kafka import confluent_settings, factory
 from alertbutler.kafka.outage import BrokerWatch, quiet_confluent
 from alertbutler.metrics import Health, ServiceMetrics
 
@@ -34,23 +34,14 @@ def broker_watch(config: Config, bootstrap: str, service: str,
 
 
 def make_producer(config: Config, bootstrap: str, **extra: Any) -> Producer:
-    return Producer(confluent_settings(config, bootstrap, **{
-        "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-        "compression.type": config.kafka.compression, **quiet_confluent("producer"),
-        **extra}))
+    """The configuration's producer (:mod:`alertbutler.kafka.factory`), quiet on outages."""
+    return factory.make_producer(config, bootstrap, **{**quiet_confluent("producer"), **extra})
 
 
 def make_consumer(config: Config, bootstrap: str, name: str, **extra: Any) -> Consumer:
-    return Consumer(confluent_settings(config, bootstrap, **{
-        "group.id": group_id(config, name), "enable.auto.commit": False,
-        "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
-        "session.timeout.ms": config.kafka.session_timeout_ms,
-        # Work items are keyed (and partitioned) by detector: round-robin spreads a visit's
-        # detectors over the members, where the default range assignor would give the first
-        # partitions, hence the first detectors, all to one member.
-        "partition.assignment.strategy": "roundrobin",
-        "heartbeat.interval.ms": max(500, config.kafka.session_timeout_ms // 3),
-        **quiet_confluent(f"consumer {name}"), **extra}))
+    """The configuration's manual-commit group member, quiet on outages."""
+    return factory.make_consumer(config, bootstrap, name,
+                                 **{**quiet_confluent(f"consumer {name}"), **extra})
 
 
 def commit_past(consumer: Consumer, msg: Message) -> bool:

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
+from alertbutler.kafka import factory
 from alertbutler.replay.clock import Pacer, RatePacer
 from alertbutler.replay.errors import StreamError
 from alertbutler.replay.sources import ArchivedAlert
@@ -135,7 +136,7 @@ def stream_alerts(messages: Iterable[ArchivedAlert], *, topic: str,
             if len(summary.errors) < 10:
                 summary.errors.append(f"{err.name()}: {err.str()}")
 
-    producer = Producer({**settings, "on_delivery": on_delivery})
+    producer = factory.make_producer(settings, on_delivery=on_delivery)
     first_ts: int | None = None
     start = time.monotonic()  # the pacer starts with the first message read
     last_report = 0

@@ -157,11 +157,12 @@ def consume_all(bootstrap: str, topic: str, expected: int, *, timeout_s: float =
     join), partition by partition; returns confluent-kafka messages in partition order."""
     import time
 
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "alertbutler-replay-read",
-                         "enable.auto.commit": False, "enable.partition.eof": False,
-                         "log_level": 3})
+    from alertbutler.kafka.factory import make_reader
+
+    consumer = make_reader({"bootstrap.servers": bootstrap},
+                           **{"enable.partition.eof": False, "log_level": 3})
     try:
         if partitions is None:
             meta = consumer.list_topics(topic, timeout=10)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from alertbutler.kafka import access_error, is_refusal
+from alertbutler.kafka import access_error, factory, is_refusal
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.stream import StreamAlert
 
@@ -114,9 +114,7 @@ def make_producer(settings: Mapping[str, Any], transactional_id: str | None = No
     """An idempotent, acks=all producer (the settings carry bootstrap and security keys);
     transactional under ``transactional_id`` (the caller then calls ``init_transactions``)."""
     txn = {"transactional.id": transactional_id} if transactional_id else {}
-    return Producer({"acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                     "compression.type": "zstd", "queue.buffering.max.messages": 200_000,
-                     **settings, **txn})
+    return factory.make_producer(settings, **{"queue.buffering.max.messages": 200_000, **txn})
 
 
 def _full_records(alerts: Sequence[StreamAlert], writers: Any = None,

@@ -30,6 +30,7 @@ from alertbutler.config import Config, load_config
 from alertbutler.kafka import (
     access_error,
     confluent_settings,
+    factory,
     group_id,
     is_refusal,
     probe_access,
@@ -197,7 +198,7 @@ class AlertStream:
                          group=settings["group.id"] if self.group else None,
                          timeout=self.open_timeout)
         settings["error_cb"] = _log_client_error
-        consumer = Consumer(settings)
+        consumer = factory.make_reader(settings, **{"group.id": settings["group.id"]})
         try:
             parts = seek.partitions_of(consumer, self.url.topics, self.open_timeout,
                                        settings=self._settings_for_messages())
