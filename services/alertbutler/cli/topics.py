@@ -22,13 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     delete.set_defaults(func=_delete)
 
 
-def _target(config: Config) -> tuple[str, dict]:
+def _target(config: Config) -> tuple[str, dict[str, object]]:
     if not config.kafka.bootstrap_servers:
         raise ConfigError("kafka.bootstrap_servers is empty: topics need a running broker "
                           "(start one with 'alertbutler broker' and set "
                           "ALERTBUTLER_KAFKA__BOOTSTRAP_SERVERS)")
     settings = confluent_settings(config)
-    return settings.pop("bootstrap.servers"), settings
+    return str(settings.pop("bootstrap.servers")), settings
 
 
 def _create(args: argparse.Namespace, config: Config) -> int:

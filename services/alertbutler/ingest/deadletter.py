@@ -11,8 +11,7 @@ least once), which the source coordinates in the headers let a reader de-duplica
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from alertbutler.ingest.batch import DeadLetter
 from alertbutler.kafka import DeadLetterInfo, DeliveryError, dead_letter, produce_acknowledged
@@ -28,7 +27,7 @@ SERVICE = "alertbutler-ingest"
 class DeadLetterProducer:
     """Sends dead letters to one topic and waits for every acknowledgement."""
 
-    def __init__(self, settings: dict[str, Any], topic: str) -> None:
+    def __init__(self, settings: Mapping[str, object], topic: str) -> None:
         self.topic = topic
         self._producer = make_producer(settings, **{"message.max.bytes": 16 * 1024 * 1024})
 

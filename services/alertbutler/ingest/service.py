@@ -45,7 +45,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,8 +80,8 @@ class IngestSettings:
     db_url: str
     group: str
     dead_letter_topic: str
-    aiokafka: dict[str, Any]  # bootstrap_servers and security keywords
-    confluent: dict[str, Any]  # the same for the dead-letter producer
+    aiokafka: dict[str, object]  # bootstrap_servers and security keywords
+    confluent: dict[str, object]  # the same for the dead-letter producer
     max_batch_messages: int = 2000
     max_batch_ms: int = 200
     session_timeout_ms: int = 6000
@@ -266,7 +266,7 @@ class Ingester:
         s = self.settings
         deadline = time.monotonic() + 30.0
         while True:
-            found = await asyncio.to_thread(list_topics, s.confluent["bootstrap.servers"],
+            found = await asyncio.to_thread(list_topics, str(s.confluent["bootstrap.servers"]),
                                             settings=s.confluent)
             if all(found.get(t) for t in s.topics) or time.monotonic() > deadline \
                     or self._stop.is_set():
@@ -647,7 +647,7 @@ class Ingester:
         return result
 
 
-def _topic_ids(confluent: dict[str, Any], topics: list[str]) -> dict[str, str]:
+def _topic_ids(confluent: Mapping[str, object], topics: list[str]) -> dict[str, str]:
     """Each topic's Kafka topic id (left out where the broker gives none)."""
     from confluent_kafka import TopicCollection
 

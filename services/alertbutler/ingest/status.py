@@ -13,6 +13,7 @@ are shown beside them. Rows/s is the difference of the database's totals over ``
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ class IngestStatus:
                                                for p in self.beyond_end]}
 
 
-def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], int],
+def high_watermarks(confluent: Mapping[str, object], positions: dict[tuple[str, int], int],
                     *, timeout: float = 10.0) -> tuple[dict[tuple[str, int], int],
                                                        dict[tuple[str, int], int | None]]:
     """High watermark of each partition from fetch responses, and the group's committed
@@ -96,7 +97,7 @@ def high_watermarks(confluent: dict[str, Any], positions: dict[tuple[str, int], 
 
 
 def ingest_status(*, db_url: str, group: str, topics: tuple[str, ...],
-                  confluent: dict[str, Any], interval: float = 2.0) -> IngestStatus:
+                  confluent: Mapping[str, object], interval: float = 2.0) -> IngestStatus:
     """Sample the ingester's state (two database samples ``interval`` apart for rates)."""
     with L1db(db_url) as db:
         before = db.consumer_progress(group)
@@ -132,7 +133,7 @@ def ingest_status(*, db_url: str, group: str, topics: tuple[str, ...],
         last_ingested=last)
 
 
-def _partitions(confluent: dict[str, Any], topics: tuple[str, ...]) -> list[tuple[str, int]]:
+def _partitions(confluent: Mapping[str, object], topics: tuple[str, ...]) -> list[tuple[str, int]]:
     metadata = make_admin(confluent).list_topics(timeout=10)
     found = []
     for topic in topics:

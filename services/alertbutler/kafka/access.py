@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -38,7 +37,7 @@ def is_refusal(err: KafkaError | KafkaException | BaseException) -> bool:
     return code in REFUSALS
 
 
-def access_error(err: KafkaError | KafkaException, *, settings: Mapping[str, Any],
+def access_error(err: KafkaError | KafkaException, *, settings: Mapping[str, object],
                  doing: str) -> KafkaAccessError:
     """A :class:`KafkaAccessError` saying what was refused, to whom, doing what."""
     code = _code(err)
@@ -59,7 +58,7 @@ def access_error(err: KafkaError | KafkaException, *, settings: Mapping[str, Any
     return KafkaAccessError(f"{doing}: {cause} for user {user!r}: {hint} ({text})")
 
 
-def probe_access(settings: Mapping[str, Any], *, topics: Iterable[str] = (),
+def probe_access(settings: Mapping[str, object], *, topics: Iterable[str] = (),
                  group: str | None = None, timeout: float = 30.0) -> None:
     """Log in with ``settings`` and check that ``topics`` may be described and ``group``
     used; raise :class:`KafkaAccessError` naming the cause, else return. Errors that are

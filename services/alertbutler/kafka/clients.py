@@ -27,27 +27,28 @@ _SSL_KEYS = ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location",
 
 
 def confluent_settings(config: Config, bootstrap: str | None = None,
-                       **extra: Any) -> dict[str, Any]:
+                       **extra: Any) -> dict[str, object]:
     """Settings for a confluent-kafka Producer, Consumer or AdminClient."""
-    settings: dict[str, Any] = {"bootstrap.servers": bootstrap or config.kafka.bootstrap_servers}
+    settings: dict[str, object] = {"bootstrap.servers": bootstrap or config.kafka.bootstrap_servers}
     settings.update(config.kafka.client)
     settings.update(extra)
     return settings
 
 
-def aiokafka_settings(config: Config, bootstrap: str | None = None) -> dict[str, Any]:
+def aiokafka_settings(config: Config, bootstrap: str | None = None) -> dict[str, object]:
     """Keyword arguments for an aiokafka consumer or producer."""
     client = config.kafka.client
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, object] = {
         "bootstrap_servers": bootstrap or config.kafka.bootstrap_servers,
     }
     for key, value in client.items():
         if key in _AIOKAFKA_KEYS:
             kwargs[_AIOKAFKA_KEYS[key]] = value
-    if kwargs.get("security_protocol", "PLAINTEXT").upper() in {"SSL", "SASL_SSL"}:
+    protocol = str(kwargs.get("security_protocol", "PLAINTEXT")).upper()
+    if protocol in {"SSL", "SASL_SSL"}:
         kwargs["ssl_context"] = _ssl_context(client)
     if "security_protocol" in kwargs:
-        kwargs["security_protocol"] = kwargs["security_protocol"].upper()
+        kwargs["security_protocol"] = protocol
     return kwargs
 
 

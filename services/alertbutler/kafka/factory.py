@@ -88,7 +88,7 @@ def reader_settings(source: Source, bootstrap: str | None = None, /,
 def admin_settings(source: Source, bootstrap: str | None = None, /,
                    **extra: object) -> dict[str, object]:
     settings = {k: v for k, v in _base(source, bootstrap).items() if k != "group.id"}
-    return {**settings, "log_level": 0, **extra}
+    return {"log_level": 0, **settings, **extra}
 
 
 def aiokafka_kwargs(source: Config | Mapping[str, object], bootstrap: str | None = None, /,

@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
 
+from alertbutler.kafka.factory import make_admin
 from alertbutler.metrics import Health, ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ class BrokerWatch:
     Use as a context manager, or :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, settings: dict[str, Any], *, service: str,
+    def __init__(self, settings: dict[str, object], *, service: str,
                  metrics: ServiceMetrics | None = None, health: Health | None = None,
                  interval: float = 1.0, timeout: float = 2.0) -> None:
         self.service = service
@@ -87,7 +86,7 @@ class BrokerWatch:
         self.stop()
 
     def _run(self) -> None:
-        admin = AdminClient(self._admin_settings)
+        admin = make_admin(self._admin_settings)
         failed = 0
         while not self._stop.is_set():
             try:
@@ -156,7 +155,7 @@ class _Once:
                                                "fatal": err.fatal()})
 
 
-def quiet_confluent(client: str) -> dict[str, Any]:
+def quiet_confluent(client: str) -> dict[str, object]:
     """confluent-kafka settings that replace librdkafka's per-attempt connection-error lines
     by :class:`BrokerWatch`'s one line (other errors: logged once each)."""
     return {"log_level": 2, "error_cb": _Once(client)}

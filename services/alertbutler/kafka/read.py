@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -32,7 +32,7 @@ class Fetched(NamedTuple):
     timestamp_ms: int
 
 
-def _consumer(bootstrap: str, settings: Mapping[str, Any] | None) -> Consumer:
+def _consumer(bootstrap: str, settings: Mapping[str, object] | None) -> Consumer:
     return Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": f"alertbutler-read-{uuid.uuid4().hex[:12]}",
@@ -45,7 +45,7 @@ def _consumer(bootstrap: str, settings: Mapping[str, Any] | None) -> Consumer:
 
 
 def fetch_messages(bootstrap: str, wanted: Iterable[tuple[str, int, int]], *,
-                   settings: Mapping[str, Any] | None = None,
+                   settings: Mapping[str, object] | None = None,
                    timeout: float = 30.0) -> dict[tuple[str, int, int], Fetched]:
     """The messages at the given (topic, partition, offset) positions.
 
@@ -87,7 +87,7 @@ def fetch_messages(bootstrap: str, wanted: Iterable[tuple[str, int, int]], *,
 
 def iter_topic(bootstrap: str, topic: str, *, start: int | None = None,
                partitions: Iterable[int] | None = None, limit: int | None = None,
-               settings: Mapping[str, Any] | None = None,
+               settings: Mapping[str, object] | None = None,
                idle_timeout: float | None = 5.0,
                timeout: float | None = None) -> Iterator[Fetched]:
     """Messages of ``topic`` from offset ``start`` (default: the beginning) of each partition,

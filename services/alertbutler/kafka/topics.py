@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -17,12 +16,14 @@ class TopicError(AlertbutlerError, RuntimeError):
     """A topic operation the broker refused."""
 
 
-def _admin(bootstrap: str, settings: Mapping[str, Any] | None) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **(settings or {})})
+def _admin(bootstrap: str, settings: Mapping[str, object] | None) -> AdminClient:
+    from alertbutler.kafka.factory import make_admin
+
+    return make_admin({"bootstrap.servers": bootstrap, **(settings or {})})
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], *,
-                  settings: Mapping[str, Any] | None = None,
+                  settings: Mapping[str, object] | None = None,
                   topic_config: Mapping[str, str] | None = None,
                   timeout: float = 30.0) -> dict[str, int]:
     """Create each topic with its number of partitions; existing topics are left alone.
@@ -69,7 +70,7 @@ class BrokerUnreachable(AlertbutlerError, ConnectionError):
     outage = True
 
 
-def probe_broker(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+def probe_broker(bootstrap: str, *, settings: Mapping[str, object] | None = None,
                  timeout: float = 10.0) -> None:
     """One metadata request: return if a broker answers within ``timeout``, else raise
     :class:`BrokerUnreachable` naming ``bootstrap``.
@@ -86,7 +87,7 @@ def probe_broker(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
                                 f"{timeout:g} s ({reason})") from None
 
 
-def list_topics(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+def list_topics(bootstrap: str, *, settings: Mapping[str, object] | None = None,
                 timeout: float = 10.0) -> dict[str, int]:
     """Every topic (internal ones excluded) with its partition count."""
     metadata = _admin(bootstrap, settings).list_topics(timeout=timeout)
@@ -95,7 +96,7 @@ def list_topics(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
 
 
 def delete_topics(bootstrap: str, names: Iterable[str], *,
-                  settings: Mapping[str, Any] | None = None, timeout: float = 30.0) -> None:
+                  settings: Mapping[str, object] | None = None, timeout: float = 30.0) -> None:
     """Delete the named topics; a topic that does not exist is not an error."""
     names = list(names)
     if not names:

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as TP
@@ -53,7 +53,7 @@ class TransactionSupport:
     reason: str
 
 
-def probe_transactions(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None = None,
                        timeout: float = 60.0) -> TransactionSupport:
     """Probe the broker now (see the module doc); any refusal on the way means "no".
 
@@ -79,7 +79,7 @@ def probe_transactions(bootstrap: str, *, settings: Mapping[str, Any] | None = N
             log.warning("probe topic not deleted: %s", exc, extra={"topic": topic})
 
 
-def _probe(common: Mapping[str, Any], topic: str, nonce: str,
+def _probe(common: Mapping[str, object], topic: str, nonce: str,
            timeout: float) -> TransactionSupport:
     user = common.get("sasl.username")
     txn_id = f"{user}-" if user else ""
@@ -135,7 +135,7 @@ _cache: dict[tuple[str, tuple[tuple[str, str], ...]], TransactionSupport] = {}
 _lock = threading.Lock()
 
 
-def transaction_support(bootstrap: str, *, settings: Mapping[str, Any] | None = None,
+def transaction_support(bootstrap: str, *, settings: Mapping[str, object] | None = None,
                         timeout: float = 60.0) -> TransactionSupport:
     """:func:`probe_transactions`, once per broker and settings in this process."""
     key = (bootstrap, tuple(sorted((k, str(v)) for k, v in (settings or {}).items()

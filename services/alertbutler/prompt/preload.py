@@ -10,6 +10,7 @@ visit's new flat and templates.
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ class Preloader:
         self.local = local
         self.geometry = geometry
         self.transfer = transfer
-        self._cache: OrderedDict[Any, Any] = OrderedDict()
+        self._cache: OrderedDict[uuid.UUID, Any] = OrderedDict()
         self._cache_size = cache_size
         self._skymap: list[TractGeometry] | None = None
 
@@ -60,10 +61,12 @@ class Preloader:
         collection = calib_collection(item.instrument)
         refs: dict[str, DatasetRef] = {}
         for name in (*CALIBS, "flat"):
-            extra: dict[str, Any] = {"physical_filter": item.band} if name == "flat" else {}
-            ref = self.central.find_dataset(name, instrument=item.instrument,
-                                            detector=item.detector, collections=collection,
-                                            timespan=when, **extra)
+            data_id: dict[str, str | int] = {"instrument": item.instrument,
+                                             "detector": item.detector}
+            if name == "flat":
+                data_id["physical_filter"] = item.band
+            ref = self.central.find_dataset(name, data_id, collections=collection,
+                                            timespan=when)
             if ref is None:
                 raise MissingInputError(f"{item.label}: no {name} certified in {collection} "
                                         f"at MJD {when.mjd:.5f}", visit=item.visit,

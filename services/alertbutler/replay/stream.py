@@ -104,7 +104,7 @@ def producer_settings(bootstrap: str, *, client: Mapping[str, Any] | None = None
 
 
 def stream_alerts(messages: Iterable[ArchivedAlert], *, topic: str,
-                  settings: Mapping[str, Any], rate: float | None = None,
+                  settings: Mapping[str, object], rate: float | None = None,
                   speed: float | None = None, keep_timestamps: bool = False,
                   progress: Callable[[int], None] | None = None,
                   flush_timeout_s: float = 120.0,

@@ -109,7 +109,7 @@ class TopicOutput:
         self.flush()
 
 
-def make_producer(settings: Mapping[str, Any], transactional_id: str | None = None
+def make_producer(settings: Mapping[str, object], transactional_id: str | None = None
                   ) -> Producer:
     """An idempotent, acks=all producer (the settings carry bootstrap and security keys);
     transactional under ``transactional_id`` (the caller then calls ``init_transactions``)."""
