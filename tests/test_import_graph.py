@@ -31,6 +31,7 @@ ALLOWED_SERVICE_EDGES = {
     ("deploy", "prompt"): "up runs the fan-out and worker services and fills the central repo",
     ("night", "ingest"): "a night run in the foreground runs the ingester in-process",
     ("night", "prompt"): "a night runs the fan-out, the workers and the night driver",
+    ("prompt", "subscribe"): "night reconcile --filters counts each filter service's yield",
     ("portal", "prompt"): "the portal shows the main job's night ledger and reconciliation",
     ("portal", "subscribe"): "the portal's filter editor compiles filters",
     ("replay", "cli"): "replay verbs register themselves",

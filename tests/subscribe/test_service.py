@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as TP
 
 from alertbutler.alerts import encode_alerts, encode_visit_detector_end
@@ -46,13 +46,25 @@ def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) ->
     assert producer.flush(60) == 0
 
 
+_COORDINATOR_BUSY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}
+
+
 def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.committed([TP(topic, p) for p in range(PARTITIONS)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in parts}
+    """The group's committed offsets; a busy broker's group coordinator may still be loading
+    (or moving), a retriable error that is asked again, as a client would."""
+    deadline = time.monotonic() + 120
+    while True:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            parts = consumer.committed([TP(topic, p) for p in range(PARTITIONS)], timeout=10)
+            return {tp.partition: tp.offset for tp in parts}
+        except KafkaException as exc:
+            if exc.args[0].code() not in _COORDINATOR_BUSY or time.monotonic() > deadline:
+                raise
+        finally:
+            consumer.close()
+        time.sleep(0.5)
 
 
 def _read_all(bootstrap: str, topics: list[str]) -> dict[str, list[tuple[bytes, bytes]]]:

@@ -8,6 +8,7 @@ where one went missing; broker users cannot account for losses otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from alertbutler.l1db import L1db
@@ -27,6 +28,7 @@ class Reconciliation:
     on_topic: int
     in_l1db: int
     unexpected_in_l1db: int = 0  # L1 rows of this visit-detector that no status announced
+    #: per active filter of a filter service: its alerts of this visit-detector on its topic
     forwarded: dict[str, int] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
@@ -39,8 +41,13 @@ class Reconciliation:
         return not self.problems
 
 
-def reconcile(ledger: NightLedger, db: L1db) -> list[Reconciliation]:
-    """Compare the ledger's counts with the L1 database, one row per visit-detector."""
+def reconcile(ledger: NightLedger, db: L1db,
+              forwarded: Mapping[str, Mapping[str, int]] | None = None) -> list[Reconciliation]:
+    """Compare the ledger's counts with the L1 database, one row per visit-detector.
+
+    ``forwarded``: per filter, its forwarded alerts per ``"visit/detector"`` (as
+    :func:`alertbutler.subscribe.night_yield.night_filter_yield` counts them), shown per row;
+    a filter's own mismatches are that function's to name."""
     rows = []
     for e in ledger.entries:
         ids = set(db.sources_of_visit_detector(e.visit, e.detector)
@@ -64,5 +71,8 @@ def reconcile(ledger: NightLedger, db: L1db) -> list[Reconciliation]:
         rows.append(Reconciliation(
             visit=e.visit, detector=e.detector, ok=e.ok, reason=e.reason, produced=e.produced,
             acknowledged=e.acknowledged, on_topic=e.on_topic, in_l1db=in_l1,
-            unexpected_in_l1db=unexpected, problems=tuple(problems)))
+            unexpected_in_l1db=unexpected,
+            forwarded={n: int(by_vd.get(f"{e.visit}/{e.detector}", 0))
+                       for n, by_vd in (forwarded or {}).items()},
+            problems=tuple(problems)))
     return rows

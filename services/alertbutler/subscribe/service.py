@@ -220,7 +220,12 @@ class FilterService:
         self._stat = self._file_stat()
         #: the stream's next offsets while it runs: where a filter changed now takes effect
         self._positions: dict[tuple[str, int], int] | None = None
+        #: the stream's next offsets after the last batch evaluated: how far the filters saw
+        self._read_to: dict[tuple[str, int], int] = {}
         self._active: dict[str, _Active] = {}
+        #: what the status file of a previous run says each filter version applied from: a
+        #: restart (after a crash, too) keeps the versions that did not change
+        self._previous = _previous_versions(status_path(self.path))
         self._producer: Any = None
         self._transactional = False
         #: writer schemas by wire id: ours, Rubin's, replayed archives', the registry's
@@ -279,8 +284,14 @@ class FilterService:
                 if old is not None:
                     _close(old.outputs)
                 outputs = self._outputs(fspec)
-            new_active[name] = _Active(fspec, outputs, old.kept if old else 0,
-                                       active_from=self._positions)
+            since = (self._previous.get(name, {}).get(_version(fspec))
+                     if old is None and self._positions is None else None)
+            if since is not None:
+                new_active[name] = _Active(fspec, outputs, activated_at=since[0],
+                                           active_from=since[1])
+            else:
+                new_active[name] = _Active(fspec, outputs, old.kept if old else 0,
+                                           active_from=self._positions)
             log.info("filter active", extra={"filter": name, "topic": fspec.topic})
         for name, old in self._active.items():
             if name not in new_active:
@@ -338,10 +349,15 @@ class FilterService:
     def write_status(self) -> None:
         """``<file>.status.json``: the file version applied and each filter's version, the
         source offsets from which it applies, and its yield since (what the portal shows).
-        Written after each batch and each reload; a reader never sees half a file."""
+        Written after each batch and each reload; a reader never sees half a file.
+        ``read_to`` is the source position after the last batch evaluated: with
+        ``active_from`` it bounds what each filter version saw (``alertbutler night
+        reconcile --filters`` counts a night's alerts between the two)."""
         now = time.time()
         data = {"fingerprint": self._fingerprint, "updated_at": now,
                 "alerts": self.stats.alerts, "delivery": self.stats.delivery,
+                "source": self.spec.source,
+                "read_to": {f"{t}[{p}]": o for (t, p), o in sorted(self._read_to.items())},
                 "refused": dict(self.stats.refused),
                 "filters": {n: {"filter": a.spec.text, "topic": a.spec.topic,
                                 "file": a.spec.file, "activated_at": a.activated_at,
@@ -438,6 +454,7 @@ class FilterService:
                     self._close_outputs()
                     raise stopped[1]
                 if batch:
+                    self._read_to = stream.positions
                     self.write_status()
                 if time.monotonic() - last_report >= 10:
                     last_report = time.monotonic()
@@ -579,6 +596,29 @@ class FilterService:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+
+def _version(spec: FilterSpec) -> str:
+    return json.dumps([spec.text, spec.topic, spec.file])
+
+
+def _previous_versions(path: Path) -> dict[str, dict[str, tuple[float, dict | None]]]:
+    """name -> {version: (activated_at, active_from)} from a previous run's status file
+    (nothing if there is none, or it cannot be read: every filter then applies from the
+    stream's start, as on a first run)."""
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        out: dict[str, dict[str, tuple[float, dict | None]]] = {}
+        for name, f in data.get("filters", {}).items():
+            raw = f.get("active_from")
+            since = None if raw is None else {
+                (k.rpartition("[")[0], int(k.rpartition("[")[2].rstrip("]"))): int(o)
+                for k, o in raw.items()}
+            spec = FilterSpec(name, f["filter"], f.get("topic"), f.get("file"))
+            out[name] = {_version(spec): (float(f["activated_at"]), since)}
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _close(outputs: list[Output]) -> None:
