@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from alertbutler.cli import main
 from alertbutler.config import load_config
 from alertbutler.kafka import create_topics
 from alertbutler.l1db import L1db
+from alertbutler.portal import PortalSettings
 from alertbutler.prompt.ledger import VisitDetectorEntry, write_ledger
 from alertbutler.subscribe.service import FilterService
 from alertbutler.subscribe.testing import varied_alerts
+from tests.portal.served import Served
 
 VISIT = 7
 
@@ -134,6 +137,16 @@ def test_each_filter_accounts_for_the_night(kafka_bootstrap: str, tmp_path: Path
         assert sum(r["forwarded"][name] for r in rows) == got[name]["forwarded"]
     assert rows[1]["forwarded"]["g"] == sum(
         1 for i in night if vd[i][1] == 1 and alerts[i]["diaSource"]["band"] == "g")
+
+    # the portal's night page and API show the same counts
+    with Served(PortalSettings(l1db_url=url, night_root=root, filters_file=filters)) as portal:
+        status, api = portal.request("GET", "/api/night")
+        assert status == 200 and api["matches"] is True
+        assert [(f["name"], f["forwarded"]) for f in api["filters"]] == \
+            [(f["name"], f["forwarded"]) for f in out["filters"]]
+        with urllib.request.urlopen(portal.url + "/night", timeout=300) as response:
+            html = response.read().decode()
+        assert 'id="filter-yields"' in html and f"{prefix}-red" in html
 
     # someone else writes an alert of the night that 'bright' does not keep to its topic
     stray = next(i for i in night if not _bright(alerts[i]))

@@ -99,11 +99,14 @@ def create_app(settings: PortalSettings) -> FastAPI:
     @app.get("/api/night", tags=["api"])
     def night() -> dict[str, Any]:
         """The night's reconciliation: per visit-detector, alerts at each hand-over."""
-        rows = data.reconciliation()
         if settings.night_root is None or data.ledger() is None:
             raise HTTPException(404, "this portal serves no night (no ledger)")
-        return {"night": str(settings.night_root), "matches": all(r.matches for r in rows),
-                "visit_detectors": [asdict(r) for r in rows]}
+        yields = data.filter_yields()
+        rows = data.reconciliation(yields)
+        return {"night": str(settings.night_root),
+                "matches": all(r.matches for r in rows) and all(y.matches for y in yields),
+                "visit_detectors": [asdict(r) for r in rows],
+                "filters": [{**asdict(y), "matches": y.matches} for y in yields]}
 
     @app.get("/api/filters/check", tags=["api"])
     def check_filter(text: Annotated[str, Query(description="a filter expression")]
@@ -332,7 +335,9 @@ def create_app(settings: PortalSettings) -> FastAPI:
         stages = {} if ledger is None else {(e.visit, e.detector): e.stages
                                             for e in ledger.entries}
         root = None if ledger is None else str(ledger.root)
-        return pages.page("Night", pages.night_page(root, data.reconciliation(), stages))
+        yields = data.filter_yields()
+        return pages.page("Night", pages.night_page(root, data.reconciliation(yields), stages,
+                                                    yields))
 
     @app.get("/filters", response_class=HTMLResponse, include_in_schema=False)
     def filters_page() -> str:

@@ -79,6 +79,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         aiokafka=aiokafka_settings(config) if bootstrap else {},
         confluent=dict(config.kafka.client),
         state_dir=(config.data_dir / "portal").resolve(), filters_file=filters_file,
+        config=config,
         open_reads=loopback)
     if not loopback:
         print(f"alertbutler serve: warning: listening on {args.host}, beyond this machine: "

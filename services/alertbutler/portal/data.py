@@ -41,6 +41,9 @@ class PortalSettings:
     filters_file: Path | None = None
     #: reads without a token (on loopback); off loopback every request needs one
     open_reads: bool = True
+    #: the deployment's configuration (alertbutler.config.Config): schemas and client
+    #: settings to read the filter service's topics back for the night's per-filter counts
+    config: Any = None
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -96,11 +99,32 @@ class PortalData:
         except LedgerError:
             return None
 
-    def reconciliation(self) -> list[Any]:
+    def reconciliation(self, yields: list[Any] | None = None) -> list[Any]:
+        """Per visit-detector counts; ``yields``: the filter counts if already made."""
         from alertbutler.prompt.reconcile import reconcile
 
         ledger = self.ledger()
-        return [] if ledger is None else reconcile(ledger, self.db)
+        if ledger is None:
+            return []
+        yields = self.filter_yields() if yields is None else yields
+        return reconcile(ledger, self.db,
+                         {y.name: y.forwarded_by_visit_detector for y in yields})
+
+    def filter_yields(self) -> list[Any]:
+        """The filter service's active filters, each accounting for the night's alerts (as
+        ``night reconcile --filters``); none without a night, a filters file or its status
+        (a service that never ran)."""
+        from alertbutler.subscribe.night_yield import night_filter_yield
+        from alertbutler.subscribe.service import status_path
+
+        ledger = self.ledger()
+        f = self.settings.filters_file
+        if ledger is None or f is None or not status_path(f).is_file():
+            return []
+        from alertbutler.config import load_config
+
+        ids = {(e.visit, e.detector): e.alert_ids for e in ledger.entries}
+        return night_filter_yield(f, ids, config=self.settings.config or load_config(env={}))
 
     def cutouts(self) -> dict[int, dict[str, bytes]]:
         """diaSourceId -> the three cutouts, from the night's archive and the live topic."""

@@ -152,7 +152,8 @@ def object_page(obj: Mapping[str, Any]) -> str:
 
 
 def night_page(root: str | None, reconciliation: Sequence[Any],
-               stages: Mapping[tuple[int, int], Mapping[str, float]]) -> str:
+               stages: Mapping[tuple[int, int], Mapping[str, float]],
+               yields: Sequence[Any] = ()) -> str:
     if root is None:
         return "<p>No night: this portal was started without a night directory.</p>"
     bad = [r for r in reconciliation if not r.matches]
@@ -173,7 +174,23 @@ def night_page(root: str | None, reconciliation: Sequence[Any],
                     ["visit", "detector", "status", "produced", "acknowledged", "on topic",
                      "in L1 DB", "check", *[f"{n} (s)" for n in names]], body,
                     row_classes=["" if r.matches else "bad" for r in reconciliation],
-                    table_id="reconciliation"))
+                    table_id="reconciliation")
+            + _filter_yields(yields))
+
+
+def _filter_yields(yields: Sequence[Any]) -> str:
+    """Each active filter of the filter service: the night's alerts it saw, kept, forwarded."""
+    if not yields:
+        return ""
+    body = [[esc(y.name), esc(y.topic or "—"), fmt(y.before_activation), fmt(y.seen),
+             fmt(y.kept), fmt(y.forwarded), fmt(y.not_read_yet),
+             "ok" if y.matches else esc("MISMATCH: " + "; ".join(y.problems))]
+            for y in yields]
+    return table("Filters: the night's alerts each active filter saw, kept and forwarded",
+                 ["filter", "topic", "before activation", "seen", "kept", "forwarded",
+                  "not read yet", "check"], body,
+                 row_classes=["" if y.matches else "bad" for y in yields],
+                 table_id="filter-yields")
 
 
 def _seconds(value: float | None) -> str:
