@@ -46,6 +46,8 @@ import threading
 import time
 import uuid
 import zlib
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -55,7 +57,7 @@ from confluent_kafka import Producer
 
 import _cassandra
 import _ceiling
-from alertbutler.alerts import encode_alerts, encode_visit_detector_end
+from alertbutler.alerts import control_topic, encode_alerts, encode_visit_detector_end
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.broker import make_broker
 from alertbutler.ingest import Ingester, IngestSettings
@@ -77,14 +79,24 @@ def log(text: str) -> None:
 
 PRODUCER_SETTINGS = {"acks": "all", "enable.idempotence": True, "linger.ms": 20,
                      "compression.type": "zstd"}
+#: Rubin-size alerts: three cutouts (32 x 32, ~76 KB an alert in all) and 25 history sources
+RUBIN = {"n_history": 25, "cutout_size": 32}
+SMALL = {"n_history": 2, "cutout_size": None}
 
 
-def build_stream(n_alerts: int, per_group: int
-                 ) -> tuple[list[_ceiling.Raw], list[tuple[int, int]]]:
-    """The encoded messages (alerts, then each visit-detector's end markers) and the
-    visit-detectors they make."""
-    template = fake_alerts(per_group, seed=1, n_history=2, cutout_size=None, visit=0,
-                           detector=0)
+@dataclass
+class Stream:
+    """Encoded alerts (partition chosen) of ``groups`` visit-detectors, and their counts."""
+
+    alerts: list[_ceiling.Raw]
+    groups: list[tuple[int, int]]
+    rows_per_alert: int
+
+
+def build_stream(n_alerts: int, per_group: int, shape: dict[str, Any]) -> Stream:
+    """The encoded alerts of ``n_alerts // per_group`` visit-detectors, each alert's history
+    and object made unique by its visit-detector."""
+    template = fake_alerts(per_group, seed=1, visit=0, detector=0, **shape)
     messages: list[_ceiling.Raw] = []
     groups = []
     for g in range(n_alerts // per_group):
@@ -103,52 +115,95 @@ def build_stream(n_alerts: int, per_group: int
                                {**f, "diaObjectId": oid, "visit": f["visit"] + visit,
                                 "detector": detector} for f in a["prvDiaForcedSources"]],
                            "diaObject": {**a["diaObject"], "diaObjectId": oid}})
-        counts = [0] * PARTITIONS
         for record, data in zip(alerts, encode_alerts(alerts), strict=True):
             p = zlib.crc32(str(record["diaObject"]["diaObjectId"]).encode()) % PARTITIONS
-            counts[p] += 1
             messages.append(_ceiling.Raw(None, data, p))
-        for p in range(PARTITIONS):
-            messages.append(_ceiling.Raw(None, encode_visit_detector_end(
-                visit=visit, detector=detector, partition=p, n_partitions=PARTITIONS,
-                n_alerts=counts[p]), p))
         groups.append((visit, detector))
-    return messages, groups
+    return Stream(messages, groups, 1 + shape["n_history"])
 
 
-def produce_stream(bootstrap: str, topic: str, messages: list[_ceiling.Raw]) -> float:
-    """Produce the stream in order; returns the seconds until every message is acked."""
+def produce_stream(bootstrap: str, topic: str, stream: Stream) -> float:
+    """Produce the alerts, then each visit-detector's end markers to the control topic with
+    the offsets its alerts got (as the publish datastore does); returns the seconds until
+    every message is acknowledged."""
     prod = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS})
     prod.list_topics(topic, timeout=30)  # connect first, as the ceiling does
-    start = time.perf_counter()
-    for m in messages:
+    per_group = len(stream.alerts) // len(stream.groups)
+    spans: dict[tuple[int, int], tuple[int, int]] = {}  # (group, partition) -> (n, last)
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any, group: int) -> None:
+        if err is not None:
+            failed.append(str(err))
+            return
+        key = (group, msg.partition())
+        n, last = spans.get(key, (0, -1))
+        spans[key] = (n + 1, max(last, msg.offset()))
+
+    def produce(target: str, value: bytes, partition: int, callback: Any = None) -> None:
         while True:
             try:
-                prod.produce(topic, m.value, partition=m.partition)
-                break
+                prod.produce(target, value, partition=partition, on_delivery=callback)
+                return
             except BufferError:
                 prod.poll(0.05)
+
+    start = time.perf_counter()
+    for i, m in enumerate(stream.alerts):
+        produce(topic, m.value, m.partition or 0,
+                lambda err, msg, g=i // per_group: delivered(err, msg, g))
+    assert prod.flush(300) == 0 and not failed, failed
+    for g, (visit, detector) in enumerate(stream.groups):
+        total = sum(spans.get((g, p), (0, -1))[0] for p in range(PARTITIONS))
+        for p in range(PARTITIONS):
+            n, last = spans.get((g, p), (0, -1))
+            produce(control_topic(topic), encode_visit_detector_end(
+                visit=visit, detector=detector, partition=p, n_partitions=PARTITIONS,
+                n_alerts=n, n_alerts_total=total, topic=topic,
+                last_offset=last if n else None), 0)
     assert prod.flush(120) == 0
     return time.perf_counter() - start
 
 
-def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, int]],
-                n_alerts: int) -> float:
+def make_topics(bootstrap: str) -> str:
+    topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
+    create_topics(bootstrap, {topic: PARTITIONS, control_topic(topic): 1, f"{topic}-dead": 1})
+    return topic
+
+
+def _settings(bootstrap: str, topic: str, url: str, group: str, *,
+              assign_all: bool) -> IngestSettings:
+    return IngestSettings(
+        topics=(topic,), db_url=url, group=group, dead_letter_topic=f"{topic}-dead",
+        aiokafka={"bootstrap_servers": bootstrap}, confluent={"bootstrap.servers": bootstrap},
+        assign_all=assign_all, watch_broker=False)
+
+
+def ingest_rate(bootstrap: str, topic: str, url: str, stream: Stream,
+                clock: DbClock | None = None) -> dict[str, float]:
+    """One ingester process (this one, every partition assigned) from the start of the
+    ingester to every visit-detector committed: alerts/s, and the CPU seconds per 10,000
+    alerts of this process (and of the database server, on PostgreSQL)."""
+    n_alerts = len(stream.alerts)
     db = L1db.create(url)
-    settings = IngestSettings(
-        topics=(topic,), db_url=url, group=f"bench-{uuid.uuid4().hex[:6]}",
-        dead_letter_topic=f"{topic}-dead", aiokafka={"bootstrap_servers": bootstrap},
-        confluent={"bootstrap.servers": bootstrap}, assign_all=True)
-    ingester = Ingester(settings, db=db)
+    ingester = Ingester(_settings(bootstrap, topic, url, f"bench-{uuid.uuid4().hex[:6]}",
+                                  assign_all=True), db=db)
+    marks: dict[str, Any] = {}
 
     async def main() -> float:
         start = time.perf_counter()
+        marks["cpu"] = time.process_time() - (clock.sampler_cpu if clock else 0.0)
+        marks["db"] = clock.read() if clock else None
         task = asyncio.create_task(ingester.run())
-        ok, deadline = False, time.monotonic() + 600
+        ok, deadline = False, time.monotonic() + 900
         while not ok and not task.done() and time.monotonic() < deadline:
-            ok = await asyncio.to_thread(db.wait_for_ingested, groups, 1.0,
+            ok = await asyncio.to_thread(db.wait_for_ingested, stream.groups, 1.0,
                                          poll_interval=0.05)
         elapsed = time.perf_counter() - start
+        marks["cpu"] = time.process_time() - (clock.sampler_cpu if clock else 0.0) \
+            - marks["cpu"]
+        if clock:
+            marks["db"] = clock.since(marks["db"])
         if not ok and task.done():  # the ingester stopped before ingesting everything
             await task  # raises its error, if it had one
             raise RuntimeError("the ingester stopped before every visit-detector was ingested")
@@ -159,55 +214,165 @@ def ingest_rate(bootstrap: str, topic: str, url: str, groups: list[tuple[int, in
 
     elapsed = asyncio.run(main())
     counts = db.row_counts()
-    assert counts["DiaSource"] == 3 * n_alerts, counts
+    assert counts["DiaSource"] == stream.rows_per_alert * n_alerts, counts
     db.close()
     t = ingester.totals
+    out = {"alerts_per_s": n_alerts / elapsed, "cpu_s_per_10k": marks["cpu"] / n_alerts * 1e4}
+    if clock:
+        out["db_cpu_s_per_10k"] = marks["db"] / n_alerts * 1e4
     log(f"  {n_alerts} alerts in {elapsed:.2f} s: {n_alerts / elapsed:,.0f} alerts/s; "
-        f"{t.batches} batches; decode+rows {t.sort_s:.2f} s, store {t.store_s:.2f} s; "
-        f"rows {counts}")
-    return n_alerts / elapsed
+        f"{t.batches} batches; decode+rows {t.sort_s:.2f} s, store {t.store_s:.2f} s; CPU s "
+        f"per 10k alerts: {', '.join(f'{k} {v:.3f}' for k, v in out.items() if 'cpu' in k)}")
+    return out
 
 
-def end_to_end(engine: str, messages: list[_ceiling.Raw], groups: list[tuple[int, int]],
-               n_alerts: int, cassandra: str | None = None) -> dict[str, object]:
-    """Produce the stream to a broker of ``engine``, ingest it into SQLite and into
-    PostgreSQL, and measure the broker's ceiling for the same messages."""
+def _member(bootstrap: str, topic: str, url: str, group: str, report: Any, stop: Any) -> None:
+    """One group member in its own process: reports its assignment as it changes, runs until
+    ``stop`` is set, then reports its CPU seconds."""
+    ingester = Ingester(_settings(bootstrap, topic, url, group, assign_all=False))
+
+    async def main() -> None:
+        cpu = time.process_time()
+        task = asyncio.create_task(ingester.run())
+        seen: frozenset = frozenset()
+        while not stop.is_set() and not task.done():
+            if ingester.assignment != seen:
+                seen = ingester.assignment
+                report.put(("assignment", os.getpid(), sorted(seen)))
+            await asyncio.sleep(0.05)
+        ingester.stop()
+        await task
+        report.put(("cpu", os.getpid(), time.process_time() - cpu))
+
+    asyncio.run(main())
+
+
+def group_rate(bootstrap: str, topic: str, url: str, stream: Stream, members: int
+               ) -> dict[str, float]:
+    """``members`` ingester processes in one consumer group: once the group has split the
+    alert partitions between them, the stream is produced; alerts/s from the start of the
+    produce to every visit-detector committed (the group join is left out: it is the
+    broker's session timeout, not ingest)."""
+    import multiprocessing as mp
+
+    n_alerts = len(stream.alerts)
+    L1db.create(url).close()
+    ctx = mp.get_context("spawn")
+    report, stop = ctx.Queue(), ctx.Event()
+    group = f"bench-group-{uuid.uuid4().hex[:6]}"
+    procs = [ctx.Process(target=_member, args=(bootstrap, topic, url, group, report, stop))
+             for _ in range(members)]
+    for proc in procs:
+        proc.start()
+    try:
+        assigned: dict[int, list] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            kind, pid, value = report.get(timeout=120)
+            assigned[pid] = value
+            alert_parts = [sorted(p for t, p in v if t == topic) for v in assigned.values()]
+            if len(assigned) == members and all(alert_parts) \
+                    and sum(map(len, alert_parts)) == PARTITIONS:
+                break
+        else:
+            raise RuntimeError(f"the group never split the partitions: {assigned}")
+        start = time.perf_counter()
+        produce_stream(bootstrap, topic, stream)
+        with L1db(url) as db:
+            ok = db.wait_for_ingested(stream.groups, 900, poll_interval=0.05)
+            counts = db.row_counts()
+        elapsed = time.perf_counter() - start
+        assert ok, "not every visit-detector was ingested"
+        assert counts["DiaSource"] == stream.rows_per_alert * n_alerts, counts
+        stop.set()
+        cpu = 0.0
+        for _ in procs:
+            kind, pid, value = report.get(timeout=120)
+            while kind != "cpu":
+                kind, pid, value = report.get(timeout=120)
+            cpu += value
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(60)
+    log(f"  {members} member(s): {n_alerts} alerts in {elapsed:.2f} s: "
+        f"{n_alerts / elapsed:,.0f} alerts/s, {cpu / n_alerts * 1e4:.3f} CPU s per 10k")
+    return {"alerts_per_s": n_alerts / elapsed, "cpu_s_per_10k": cpu / n_alerts * 1e4}
+
+
+def end_to_end(engine: str, small: Stream, rubin: Stream | None, members: int,
+               cassandra: str | None = None) -> dict[str, object]:
+    """On a broker of ``engine``: the small alerts into SQLite and into PostgreSQL, in one
+    ingester process and in groups of 1 and ``members`` processes; the Rubin-size ones into
+    PostgreSQL; each beside the broker's ceiling for the same messages."""
     import tempfile
 
     out: dict[str, object] = {}
+    load = os.getloadavg()[0]
     log(f"[{engine}] starting the broker")
     with make_broker(engine) as broker:
-        _ceiling.warm_up(broker.bootstrap)
-        before = _ceiling.measure(broker.bootstrap, messages, settings=PRODUCER_SETTINGS,
+        bootstrap = broker.bootstrap
+        _ceiling.warm_up(bootstrap)
+        before = _ceiling.measure(bootstrap, small.alerts, settings=PRODUCER_SETTINGS,
                                   partitions=PARTITIONS, label=f"[{engine}] before: ")
-        topic = f"bench-alerts-{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap, {topic: PARTITIONS, f"{topic}-dead": 1})
-        out["produce_per_s"] = round(len(messages) / produce_stream(broker.bootstrap, topic,
-                                                                    messages))
-        log(f"[{engine}] produced {len(messages):,} messages: {out['produce_per_s']:,}/s")
+        topic = make_topics(bootstrap)
+        out["produce_per_s"] = round(len(small.alerts) / produce_stream(bootstrap, topic,
+                                                                        small))
+        log(f"[{engine}] produced {len(small.alerts):,} alerts and their markers: "
+            f"{out['produce_per_s']:,}/s")
         log(f"[{engine}] SQLite:")
         with tempfile.TemporaryDirectory() as tmp:
-            out["sqlite_alerts_per_s"] = round(ingest_rate(
-                broker.bootstrap, topic, f"sqlite:///{tmp}/l1.sqlite3", groups, n_alerts))
+            got = ingest_rate(bootstrap, topic, f"sqlite:///{tmp}/l1.sqlite3", small)
+        out["sqlite_alerts_per_s"] = round(got["alerts_per_s"])
+        out["sqlite_cpu_s_per_10k"] = round(got["cpu_s_per_10k"], 3)
         log(f"[{engine}] PostgreSQL:")
         with temporary_pg_database("alertbutler_bench") as url:
-            out["postgres_alerts_per_s"] = round(ingest_rate(
-                broker.bootstrap, topic, url, groups, n_alerts))
+            clock = DbClock(url)
+            got = ingest_rate(bootstrap, topic, url, small, clock)
+            clock.close()
+        out["postgres_alerts_per_s"] = round(got["alerts_per_s"])
+        out["postgres_cpu_s_per_10k"] = round(got["cpu_s_per_10k"], 3)
+        out["postgres_db_cpu_s_per_10k"] = round(got["db_cpu_s_per_10k"], 3)
         if cassandra:
             log(f"[{engine}] Cassandra:")
-            out["cassandra_alerts_per_s"] = round(ingest_rate(
-                broker.bootstrap, topic, _cassandra.fresh_keyspace(cassandra), groups,
-                n_alerts))
+            got = ingest_rate(bootstrap, topic, _cassandra.fresh_keyspace(cassandra), small)
+            out["cassandra_alerts_per_s"] = round(got["alerts_per_s"])
+            out["cassandra_cpu_s_per_10k"] = round(got["cpu_s_per_10k"], 3)
+        for n in sorted({1, members}):
+            log(f"[{engine}] PostgreSQL, a group of {n}:")
+            with temporary_pg_database("alertbutler_bench") as url:
+                got = group_rate(bootstrap, make_topics(bootstrap), url, small, n)
+            out[f"postgres_group_{n}_alerts_per_s"] = round(got["alerts_per_s"])
+            out[f"postgres_group_{n}_cpu_s_per_10k"] = round(got["cpu_s_per_10k"], 3)
         ceiling = _ceiling.Ceiling.best(before, _ceiling.measure(
-            broker.bootstrap, messages, settings=PRODUCER_SETTINGS, partitions=PARTITIONS,
+            bootstrap, small.alerts, settings=PRODUCER_SETTINGS, partitions=PARTITIONS,
             label=f"[{engine}] after: "))
+        if rubin is not None:
+            log(f"[{engine}] Rubin-size alerts into PostgreSQL:")
+            rubin_before = _ceiling.measure(bootstrap, rubin.alerts, settings=PRODUCER_SETTINGS,
+                                            partitions=PARTITIONS, label=f"[{engine}] rubin: ")
+            topic = make_topics(bootstrap)
+            produce_stream(bootstrap, topic, rubin)
+            with temporary_pg_database("alertbutler_bench") as url:
+                clock = DbClock(url)
+                got = ingest_rate(bootstrap, topic, url, rubin, clock)
+                clock.close()
+            rubin_ceiling = _ceiling.Ceiling.best(rubin_before, _ceiling.measure(
+                bootstrap, rubin.alerts, settings=PRODUCER_SETTINGS, partitions=PARTITIONS,
+                label=f"[{engine}] rubin after: "))
+            out["postgres_rubin_alerts_per_s"] = round(got["alerts_per_s"])
+            out["postgres_rubin_cpu_s_per_10k"] = round(got["cpu_s_per_10k"], 3)
+            out["postgres_rubin_db_cpu_s_per_10k"] = round(got["db_cpu_s_per_10k"], 3)
+            out["rubin_ceiling"] = rubin_ceiling.as_dict()
+            out["postgres_rubin_fraction_of_ceiling"] = _ceiling.fraction(
+                float(got["alerts_per_s"]), rubin_ceiling.consume_per_s)
     out["produce_fraction_of_ceiling"] = _ceiling.fraction(float(out["produce_per_s"]),
                                                            ceiling.produce_per_s)
     for key in ("sqlite", "postgres", *(("cassandra",) if cassandra else ())):
         out[f"{key}_fraction_of_ceiling"] = _ceiling.fraction(
             float(out[f"{key}_alerts_per_s"]), ceiling.consume_per_s)
     out["ceiling"] = ceiling.as_dict()
-    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    out["load_average_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return out
 
 
@@ -362,7 +527,16 @@ class CpuClock:
     def read(self) -> tuple[float, dict[int, float]]:
         self._sample()
         with self._lock:
-            return time.process_time() - self._sampler_cpu, dict(self._seen)
+            return self._client(), dict(self._seen)
+
+    def _client(self) -> float:
+        """This process's CPU seconds, the sampler thread's own left out."""
+        return time.process_time() - self._sampler_cpu
+
+    @property
+    def sampler_cpu(self) -> float:
+        """CPU seconds the sampler thread has used (in this process, not the measured work)."""
+        return self._sampler_cpu
 
     def since(self, start: tuple[float, dict[int, float]]) -> float:
         client, backends = self.read()
@@ -373,6 +547,14 @@ class CpuClock:
         self._stop.set()
         self._thread.join()
         self._conn.close()
+
+
+class DbClock(CpuClock):
+    """CPU seconds of the database's server backends only (the ingester's own are counted
+    apart, as process time)."""
+
+    def _client(self) -> float:
+        return 0.0
 
 
 def field_query(db: L1db, centre: np.ndarray) -> tuple[float, dict]:
@@ -454,7 +636,11 @@ def visit_on_database(args: argparse.Namespace, visits: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--alerts", type=int, default=30_000)
+    parser.add_argument("--alerts", type=int, default=30_000, help="small alerts")
+    parser.add_argument("--rubin-alerts", type=int, default=4_000,
+                        help="Rubin-size alerts (three cutouts, 25 history sources)")
+    parser.add_argument("--members", type=int, default=2,
+                        help="ingester processes of the group measured beside one")
     parser.add_argument("--visits", type=int, default=1000, help="earlier visits")
     parser.add_argument("--compare-visits", type=int, default=100,
                         help="earlier visits of the second database the query time is "
@@ -482,10 +668,13 @@ def main() -> int:
 
     if args.only != "visit":
         figures["alerts"] = args.alerts
-        log(f"end to end: encoding {args.alerts:,} alerts")
-        messages, groups = build_stream(args.alerts, 1000)
+        figures["rubin_alerts"] = args.rubin_alerts
+        log(f"end to end: encoding {args.alerts:,} small alerts and {args.rubin_alerts:,} "
+            "Rubin-size ones")
+        small = build_stream(args.alerts, 1000, SMALL)
+        rubin = build_stream(args.rubin_alerts, 500, RUBIN) if args.rubin_alerts else None
         for engine in _ceiling.engines(args.engine):
-            figures[engine] = end_to_end(engine, messages, groups, args.alerts, args.l1db)
+            figures[engine] = end_to_end(engine, small, rubin, args.members, args.l1db)
 
     if args.only != "stream":
         big = visit_on_database(args, args.visits, rng)

@@ -31,6 +31,8 @@ ALLOWED_SERVICE_EDGES = {
     ("deploy", "prompt"): "up runs the fan-out and worker services and fills the central repo",
     ("night", "ingest"): "a night run in the foreground runs the ingester in-process",
     ("night", "prompt"): "a night runs the fan-out, the workers and the night driver",
+    ("ingest", "subscribe"): "the ingester decodes the L1 columns with the filter service's "
+    "columnar decoder",
     ("prompt", "subscribe"): "night reconcile --filters counts each filter service's yield",
     ("portal", "prompt"): "the portal shows the main job's night ledger and reconciliation",
     ("portal", "subscribe"): "the portal's filter editor compiles filters",
@@ -143,12 +145,12 @@ def test_a_planted_relative_wrong_way_import_is_caught(tmp_path: Path) -> None:
 
 
 def test_a_planted_service_edge_is_caught(tmp_path: Path) -> None:
-    root = _tree(tmp_path, {"__init__.py": "", "ingest/__init__.py": "",
-                            "ingest/service.py": "from alertbutler.subscribe import stream\n",
-                            "subscribe/__init__.py": "", "subscribe/stream.py": ""})
+    root = _tree(tmp_path, {"__init__.py": "", "subscribe/__init__.py": "",
+                            "subscribe/stream.py": "from alertbutler.ingest import service\n",
+                            "ingest/__init__.py": "", "ingest/service.py": ""})
     assert violations(root) == [
-        "ingest/service.py (service ingest) imports alertbutler.subscribe: service edge "
-        "ingest -> subscribe is not in ALLOWED_SERVICE_EDGES"]
+        "subscribe/stream.py (service subscribe) imports alertbutler.ingest: service edge "
+        "subscribe -> ingest is not in ALLOWED_SERVICE_EDGES"]
 
 
 def test_a_planted_simulator_import_in_a_production_path_is_caught(tmp_path: Path) -> None:

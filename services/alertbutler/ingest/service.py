@@ -61,7 +61,7 @@ from aiokafka.errors import (
 
 from alertbutler.alerts import CONTROL_SUFFIX, control_topic
 from alertbutler.faults import crash_point
-from alertbutler.ingest.batch import Message, SortedBatch, sort_batch
+from alertbutler.ingest.batch import Message, SortedBatch, sort_batch, warm_up
 from alertbutler.ingest.deadletter import DeadLetterProducer
 from alertbutler.kafka.factory import make_admin, make_aio_consumer
 from alertbutler.kafka.outage import BrokerWatch, quiet_aiokafka, quiet_confluent
@@ -208,6 +208,8 @@ class Ingester:
                 loop.add_signal_handler(sig, self.stop)
         if self._db is None:
             self._db = await asyncio.to_thread(L1db, s.db_url)
+        # the columnar decoder's compiled code loads while the consumer connects
+        warming = asyncio.get_running_loop().run_in_executor(self._decoder, warm_up)
         quiet_aiokafka()
         self.read_committed = await self._committed_only()
         watch = BrokerWatch(s.confluent, service="ingest", metrics=self.metrics,
@@ -241,6 +243,7 @@ class Ingester:
                 await self._seek_to_stored(partitions)
             else:
                 consumer.subscribe(list(self._topics), listener=_Rebalance(self))
+            await warming
             if self.health is not None:
                 self.health.set_ready(True, "consuming")
             log.info("ingester started", extra={"topics": list(self._topics), "group": s.group,

@@ -32,6 +32,8 @@ from alertbutler.subscribe.filters.nodes import ColumnSpec
 END, SKIP_VARINT, SKIP_N, SKIP_LEN, READ_LONG, READ_FLOAT, READ_DOUBLE, READ_BOOL, \
     READ_STRING, UNION_NULL, SET_NULL, JUMP, ARRAY_BEGIN, ARRAY_NEXT = range(14)
 WIDTH = 5
+#: mean message size up to which a batch is copied into one buffer and decoded in one call
+_JOIN_BYTES_PER_MESSAGE = 8192
 #: named types nest at most this deep (a recursive schema is refused, not followed)
 MAX_DEPTH = 32
 
@@ -365,6 +367,19 @@ def _run_one(buf, i, code, fvals, ivals, nulls, segments, counts, cap, state):
     return 0 if pos == end else 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _run_all(joined, bounds, code, fvals, ivals, nulls, segments, counts, cap, state):
+    """Run the program over every message of a batch (message ``i`` is
+    ``joined[bounds[i]:bounds[i + 1]]``): one call per batch, no Python step per message.
+    Returns the first non-zero status of :func:`_run_one` and its message, or (0, -1)."""
+    for i in range(bounds.shape[0] - 1):
+        status = _run_one(joined[bounds[i]:bounds[i + 1]], i, code, fvals, ivals, nulls,
+                          segments, counts, cap, state)
+        if status:
+            return status, i
+    return 0, -1
+
+
 class ColumnarDecoder:
     """Decode batches of one alert schema into :class:`Columns` for ``specs``."""
 
@@ -375,6 +390,10 @@ class ColumnarDecoder:
             specs.append(ColumnSpec(("diaSourceId",), "number", True))
         self.specs = specs
         self.program = compile_program(writer_json, specs)
+        #: array entries per message to make room for: the last batch's most, with a margin
+        #: (the value arrays are rows x room: guessing 24 for 2-entry histories made every
+        #: batch fill ten times the memory it used)
+        self._per_message = 24.0
 
     @classmethod
     def for_schema_id(cls, schema_id: int, specs: Iterable[ColumnSpec]) -> ColumnarDecoder:
@@ -386,36 +405,52 @@ class ColumnarDecoder:
         """Columns for wire-format messages of this decoder's schema.
 
         Returns the columns of every message before the first bad one, and that message's
-        index (None when all decoded). Each message is read in place (no copy of the batch).
+        index (None when all decoded). A batch of small messages is walked by one compiled
+        call; large ones are read in place, one call each.
         """
         n = len(messages)
         prog = self.program
         rows = max(1, prog.n_rows)
         n_arrays = len(prog.arrays)
-        cap = max(64, n * 24)
+        cap = max(64, int(n * self._per_message))
         code = prog.code
-        frombuffer = np.frombuffer
-        uint8 = np.uint8
+        # Small messages: one buffer for the batch and where each message starts, so the
+        # compiled loop walks them all in one call (a copy, cheap next to a call per message).
+        # Large ones (cutouts, skipped unread): copying them costs more than a call each.
+        lengths = np.fromiter(map(len, messages), np.int64, n)
+        joined = None
+        if n and lengths.sum() <= _JOIN_BYTES_PER_MESSAGE * n:
+            joined = np.frombuffer(b"".join(messages), np.uint8)
+            bounds = np.zeros(n + 1, np.int64)
+            np.cumsum(lengths, out=bounds[1:])
         while True:
             width = max(n, cap if n_arrays else 1, 1)
-            fvals = np.full((rows, width), np.nan)
-            ivals = np.zeros((rows, width), np.int64)
+            # left unset (untouched pages cost nothing): what was not read is null in
+            # ``nulls`` and cleared in _columns
+            fvals = np.empty((rows, width))
+            ivals = np.empty((rows, width), np.int64)
             nulls = np.ones((rows, width), np.uint8)
             segments = np.zeros((max(1, n_arrays), cap), np.int64)
             counts = np.zeros(max(1, n_arrays), np.int64)
             state = np.zeros(32 + max(1, n_arrays), np.int64)
-            bad: int | None = None
-            grow = False
-            for i, message in enumerate(messages):
-                status = _run_one(frombuffer(message, uint8), i, code, fvals, ivals, nulls,
-                                  segments, counts, cap, state)
-                if status:
-                    grow = status == 2
-                    bad = None if grow else i
-                    break
+            if joined is not None:
+                status, at = _run_all(joined, bounds, code, fvals, ivals, nulls, segments,
+                                      counts, cap, state)
+            else:
+                status, at = 0, -1
+                for i, message in enumerate(messages):
+                    status = _run_one(np.frombuffer(message, np.uint8), i, code, fvals, ivals,
+                                      nulls, segments, counts, cap, state)
+                    if status:
+                        at = i
+                        break
+            grow = status == 2
+            bad: int | None = int(at) if status == 1 else None
             if not grow:
                 break
             cap *= 4  # histories longer than guessed: decode again with room
+        if n_arrays and bad is None and n:
+            self._per_message = max(1.0, float(counts.max()) / n * 1.25)
         good = n if bad is None else bad
         return self._columns(messages, good, fvals, ivals, nulls, segments, counts), bad
 
@@ -436,13 +471,21 @@ class ColumnarDecoder:
             kind = col.spec.kind
             if kind == "number":
                 if col.avro in ("int", "long"):
-                    values[key] = Value(ivals[col.index, :length].copy(), null_or_none)
+                    data = ivals[col.index, :length].copy()
+                    if null_or_none is not None:
+                        data[null] = 0
+                    values[key] = Value(data, null_or_none)
                 else:
                     data = fvals[col.index, :length].copy()
+                    if null_or_none is not None:
+                        data[null] = np.nan
                     nan = np.isnan(data)
                     values[key] = Value(data, nan if nan.any() else None)
             elif kind == "boolean":
-                values[key] = Value(ivals[col.index, :length] != 0, null_or_none)
+                data = ivals[col.index, :length] != 0
+                if null_or_none is not None:
+                    data[null] = False
+                values[key] = Value(data, null_or_none)
             elif kind == "string":
                 owner = segs[key[: key.index("*") + 1]] if scoped else np.arange(length)
                 values[key] = Value(_strings(messages, owner, ivals[col.index:col.index + 3,
