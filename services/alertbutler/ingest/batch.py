@@ -124,9 +124,7 @@ def _by_schema(messages: list[Message], slow: list[Message]
     out = []
     codec = default_codec()  # the ids on the wire are the codec's (a registry's, maybe)
     for header, group in groups.items():
-        decoder = _DECODERS.get((id(codec), header), False)
-        if decoder is False:
-            decoder = _DECODERS[(id(codec), header)] = _decoder_for(codec, header)
+        decoder = _cached_decoder(codec, header)
         if decoder is None:
             slow.extend(group)
         else:
@@ -140,11 +138,16 @@ def warm_up() -> None:
     ingester beside its first connection to the broker."""
     codec = default_codec()
     header = b"\x00" + codec.wire_id("alert").to_bytes(4, "big")
-    decoder = _DECODERS.get((id(codec), header), False)
-    if decoder is False:
-        decoder = _DECODERS[(id(codec), header)] = _decoder_for(codec, header)
+    decoder = _cached_decoder(codec, header)
     if decoder is not None:
         decoder.rows([])
+
+
+def _cached_decoder(codec: Codec, header: bytes) -> AlertRowDecoder | None:
+    key = (id(codec), header)
+    if key not in _DECODERS:
+        _DECODERS[key] = _decoder_for(codec, header)
+    return _DECODERS[key]
 
 
 def _decoder_for(codec: Codec, header: bytes) -> AlertRowDecoder | None:
