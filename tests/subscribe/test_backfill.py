@@ -57,6 +57,7 @@ def test_history_then_live_has_no_gap_and_no_duplicate(kafka_bootstrap: str,
     got: dict[str, list[tuple[str, int, int, int]]] = {"history": [], "live": []}
     seams: list[Seam] = []
     phases: list[str] = []
+    every: list[tuple[int, int]] = []  # every message read, kept or not
 
     def on_seam(seam: Seam) -> None:  # alerts published between history and live
         seams.append(seam)
@@ -72,6 +73,7 @@ def test_history_then_live_has_no_gap_and_no_duplicate(kafka_bootstrap: str,
             if phase == "seam":
                 assert not batch and sub.seam is not None
                 continue
+            every.extend((a.partition, a.offset) for a in batch)
             mask = flt.keep([a.record for a in batch])
             got[phase].extend((a.topic, a.partition, a.offset, a.record["diaSourceId"])
                               for a, k in zip(batch, mask, strict=True) if k)
@@ -101,6 +103,14 @@ def test_history_then_live_has_no_gap_and_no_duplicate(kafka_bootstrap: str,
     assert all(o < seam[(t, p)] for t, p, o, _ in got["history"])
     assert all(o >= seam[(t, p)] for t, p, o, _ in got["live"])
     assert sum(seam.values()) == 200  # every partition's end when the history opened
+    # every message, not only the kept ones (a filter that keeps none of the alerts next to
+    # the seam would hide a seam one off): each partition read once, without a hole, from
+    # the first message at the start time (the 60 earlier ones are 20 per partition)
+    assert len(every) == len(set(every)), "a message was read twice"
+    for p in range(PARTITIONS):
+        offsets = sorted(o for q, o in every if q == p)
+        assert offsets == list(range(20, offsets[-1] + 1)), f"partition {p} has a hole"
+        assert offsets[-1] >= seam[(topic, p)], f"partition {p} was not read past its seam"
     assert sub.seam.as_json()["history_alerts"] == 140
 
 
