@@ -317,7 +317,7 @@ class Worker:
         through = getattr(self.processor, "publishing_through", None)
         if self.transactions is None or through is None:
             return contextlib.nullcontext()
-        return through(producer)  # type: ignore[no-any-return]
+        return through(producer)
 
     def _commit(self, consumer: Consumer, msg: Message) -> bool:
         """Commit past the item: the offset alone, or the item's transaction with it. False
