@@ -159,6 +159,8 @@ def _make_v11(url: str) -> None:
 
 def test_schema_1_1_is_refused_with_the_command_then_upgraded_in_place(
         db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if db_url.startswith("cassandra://"):
+        pytest.skip("SQL databases only: the 1.1 database is made with SQL statements")
     url, backend = db_url, db_url.split(":")[0]
     _make_v11(url)
     with pytest.raises(SchemaVersionError, match=r"1\.1.*'alertbutler l1db upgrade "):
