@@ -389,11 +389,14 @@ class L1db(VisitDetectorStore):
         """Record (or, with None, forget) the topic id of the consumer's offsets."""
         with (self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn,
               conn.begin()):
-            conn.execute(sa.text("DELETE FROM metadata WHERE name = :n"),
-                         {"n": topic_key(consumer, topic)})
-            if topic_id is not None:
-                conn.execute(sa.text("INSERT INTO metadata (name, value) VALUES (:n, :v)"),
-                             {"n": topic_key(consumer, topic), "v": topic_id})
+            if topic_id is None:
+                conn.execute(sa.text("DELETE FROM metadata WHERE name = :n"),
+                             {"n": topic_key(consumer, topic)})
+            else:  # an upsert: two group members record the id at once on their first join
+                conn.execute(sa.text(
+                    "INSERT INTO metadata (name, value) VALUES (:n, :v) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
+                    {"n": topic_key(consumer, topic), "v": topic_id})
 
     def consumer_progress(self, consumer: str) -> ConsumerProgress:
         with self._engine.connect() as conn:
