@@ -162,20 +162,25 @@ def encode_work_item(item: WorkItem) -> bytes:
     return encode_message(item.to_record(), "work_item")
 
 
-def decode_work_item(data: bytes | None) -> WorkItem:
-    """A work item from wire-format bytes; anything else raises ``BadEventError``."""
+def _decode(data: bytes | None, kind: str, what: str, expected: str) -> dict:
+    """The record of a ``kind`` message; anything else raises ``BadEventError`` naming it."""
     from alertbutler.alerts import AlertFormatError, decode_message
 
     if data is None:
-        raise BadEventError("work item does not decode: the message has no value")
+        raise BadEventError(f"{what} does not decode: the message has no value")
     try:
         decoded = decode_message(data)
     except AlertFormatError as exc:
-        raise BadEventError(f"work item does not decode: {exc}") from exc
-    if decoded.kind != "work_item":
-        raise BadEventError(f"expected a work item, got a {decoded.kind!r} message "
+        raise BadEventError(f"{what} does not decode: {exc}") from exc
+    if decoded.kind != kind:
+        raise BadEventError(f"expected {expected}, got a {decoded.kind!r} message "
                             f"(schema id {decoded.schema_id})")
-    return WorkItem.from_record(decoded.record)
+    return decoded.record
+
+
+def decode_work_item(data: bytes | None) -> WorkItem:
+    """A work item from wire-format bytes; anything else raises ``BadEventError``."""
+    return WorkItem.from_record(_decode(data, "work_item", "work item", "a work item"))
 
 
 def encode_next_visit(event: NextVisit) -> bytes:
@@ -187,15 +192,5 @@ def encode_next_visit(event: NextVisit) -> bytes:
 
 def decode_next_visit(data: bytes | None) -> NextVisit:
     """A nextVisit event from wire-format bytes; anything else raises ``BadEventError``."""
-    from alertbutler.alerts import AlertFormatError, decode_message
-
-    if data is None:
-        raise BadEventError("nextVisit message does not decode: the message has no value")
-    try:
-        decoded = decode_message(data)
-    except AlertFormatError as exc:
-        raise BadEventError(f"nextVisit message does not decode: {exc}") from exc
-    if decoded.kind != "next_visit":
-        raise BadEventError(f"expected a nextVisit event, got a {decoded.kind!r} message "
-                            f"(schema id {decoded.schema_id})")
-    return NextVisit.from_record(decoded.record)
+    return NextVisit.from_record(_decode(data, "next_visit", "nextVisit message",
+                                         "a nextVisit event"))
