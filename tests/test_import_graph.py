@@ -47,7 +47,7 @@ ALLOWED_SERVICE_EDGES = {
 SIM_USERS = {
     "cli/sim.py": "alertbutler sim night writes a simulated night",
     "deploy/feed.py": "up's simulated observatory feed",
-    "night/main_job.py": "alertbutler run simulates the night it processes",
+    "night/plan.py": "alertbutler run and up --night build the simulator of their night",
     "night/summary.py": "the main job scores its alerts against the simulator's truth",
     "prompt/benchmark.py": "the one-detector benchmark renders its visits",
     "prompt/central.py": "fills a central repo from a simulator (a type-only import)",
@@ -158,7 +158,7 @@ def test_a_planted_simulator_import_in_a_production_path_is_caught(tmp_path: Pat
                             "prompt/__init__.py": "",
                             "prompt/fanout.py": "from ..sim.camera import Camera\n",
                             "night/__init__.py": "",
-                            "night/main_job.py": "from alertbutler.sim import camera\n"})
+                            "night/plan.py": "from alertbutler.sim import camera\n"})
     assert violations(root) == [
         "prompt/fanout.py (service prompt) imports the simulator (alertbutler.sim.camera): "
         "only the modules in SIM_USERS simulate"]

@@ -24,55 +24,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from alertbutler.sim import Simulator
+from typing import Any
 
 from alertbutler.kafka import Outgoing, produce_acknowledged
+from alertbutler.night.plan import SimulatedNight
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class NightPlan:
-    """Which simulated night to play, and on what schedule."""
+class NightPlan(SimulatedNight):
+    """Which simulated night to play, and on what schedule (the main job's default night)."""
 
-    seed: int = 1
-    n_visits: int = 8
-    n_detectors: int = 4
-    detector_size: int = 2048
-    #: multiplies the density of static stars (as the prompt main job's option)
-    star_density_scale: float = 1.0
-    #: seconds between visits and between a nextVisit event and its raws (the main job's)
-    cadence_s: float = 20.0
-    lead_s: float = 4.0
+    #: every raw lands before any event is sent, and the events go at once (see the module doc)
     prestage: bool = False
 
     @classmethod
     def default(cls, **changes: Any) -> NightPlan:
         """The prompt main job's default night (``alertbutler run``), with ``changes``."""
-        from alertbutler.night.main_job import MainJobOptions
-
-        o = MainJobOptions()
-        base = dict(seed=o.seed, n_visits=o.n_visits, n_detectors=o.n_detectors,
-                    detector_size=o.detector_size, star_density_scale=o.star_density_scale,
-                    cadence_s=o.cadence_s, lead_s=o.lead_s)
-        return cls(**{**base, **changes})
-
-    def simulator(self) -> Simulator:
-        from alertbutler.sim import Camera, NightConfig, SimConfig, Simulator, SkyDensity
-
-        camera = Camera(n_detectors=self.n_detectors, nx=self.detector_size,
-                        ny=self.detector_size)
-        density = SkyDensity(stars=SkyDensity().stars * self.star_density_scale)
-        return Simulator(SimConfig(seed=self.seed, camera=camera, density=density,
-                                   night=NightConfig(n_visits=self.n_visits)))
-
-    @property
-    def camera_args(self) -> tuple[str, ...]:
-        """Worker and fan-out options naming this night's camera geometry."""
-        return ("--detectors", str(self.n_detectors), "--detector-size", str(self.detector_size))
+        return cls(**changes)
 
 
 @dataclass

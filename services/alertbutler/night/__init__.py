@@ -10,6 +10,8 @@ running a night takes is here, once:
 * :mod:`.ingester`: ``IngesterThread``, the L1 ingester in-process;
 * :mod:`.progress`: ``NightProgress``, status records and L1 completion;
 * :mod:`.watch`: ``ProgressBars`` and ``watch``, the foreground loop to a night's end;
+* :mod:`.plan`: ``SimulatedNight``, the simulated night's shape and schedule (``run``'s
+  options and ``up``'s night plan both extend it);
 * :mod:`.main_job`: ``alertbutler run`` (``MainJobOptions``, ``run_main_job``), a simulated
   night; :mod:`.summary` its report.
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from alertbutler.config import Config
 from alertbutler.night.config import hand_off, night_config
 from alertbutler.night.ingester import IngesterThread
+from alertbutler.night.plan import SimulatedNight
 from alertbutler.night.progress import NightProgress
 from alertbutler.night.summary import MainJobResult, print_summary, summarize
 from alertbutler.night.watch import ProgressBars, watch
@@ -37,15 +38,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class MainJobOptions:
-    """What night to simulate and how to run it."""
+class MainJobOptions(SimulatedNight):
+    """What night to simulate (:class:`SimulatedNight`) and how to run it."""
 
-    seed: int = 1
-    n_visits: int = 6
-    n_detectors: int = 4
-    detector_size: int = 2048
-    #: multiplies the density of static stars (small test detectors need more PSF stars)
-    star_density_scale: float = 1.0
     workers: int = 2
     #: seconds between visits (a real night: ~37 s at Rubin, 15 min per field here) and
     #: between a nextVisit event and its raws (Rubin: >= 20 s), compressed to fit 5 minutes
@@ -80,8 +75,7 @@ def run_main_job(config: Config, options: MainJobOptions | None = None) -> MainJ
 def _worker_argv(options: MainJobOptions) -> Callable[[int], list[str]]:
     def argv(i: int) -> list[str]:
         command = [sys.executable, "-m", "alertbutler", "--log-level", "INFO", "worker",
-                   "--name", f"worker-{i}", "--detectors", str(options.n_detectors),
-                   "--detector-size", str(options.detector_size)]
+                   "--name", f"worker-{i}", *options.camera_args]
         return command if options.write_outputs else [*command, "--no-outputs"]
     return argv
 
@@ -94,14 +88,10 @@ def _run(config: Config, options: MainJobOptions, root: Path) -> MainJobResult:
     from alertbutler.prompt.geometry import CameraGeometry
     from alertbutler.prompt.kafka_io import make_producer
     from alertbutler.prompt.service_support import ensure_topics
-    from alertbutler.sim import Camera, NightConfig, SimConfig, Simulator, SkyDensity
 
     started = time.time()
-    camera = Camera(n_detectors=options.n_detectors, nx=options.detector_size,
-                    ny=options.detector_size)
-    density = SkyDensity(stars=SkyDensity().stars * options.star_density_scale)
-    sim = Simulator(SimConfig(seed=options.seed, camera=camera, density=density,
-                              night=NightConfig(n_visits=options.n_visits)))
+    sim = options.simulator()
+    camera = sim.camera
     geometry = CameraGeometry(camera)
     expected = {(v.visit, d) for v in sim.visits for d in camera.detectors}
     bars = ProgressBars.for_night(options.progress, ("visits announced", len(sim.visits)),

@@ -67,11 +67,9 @@ class SimNight:
 
     @classmethod
     def default(cls) -> SimNight:
-        try:
-            from alertbutler.night.main_job import MainJobOptions
-        except ImportError:  # pragma: no cover - the prompt service is part of the package
-            return cls()
-        o = MainJobOptions()
+        from alertbutler.night.plan import SimulatedNight
+
+        o = SimulatedNight()
         return cls(seed=o.seed, n_visits=o.n_visits, n_detectors=o.n_detectors,
                    detector_size=o.detector_size)
 
