@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 _PR_SET_PDEATHSIG = 1
 
@@ -91,3 +91,45 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+class ServerProcess:
+    """A server child this process owns (``_proc``): its pid, whether it runs, its crash.
+
+    The brokers and the schema registry start and stop theirs differently; what is the same
+    for each lives here once. A subclass that keeps its servers in a stop-at-exit list drops
+    one there in :meth:`_disown`.
+    """
+
+    _proc: subprocess.Popen[Any] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> int | None:
+        """SIGKILL the server (a crash: nothing flushed, nothing closed); returns its pid."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        self._disown()
+        stop_group(proc, grace=0.0, sig=signal.SIGKILL)
+        return proc.pid
+
+    def _disown(self) -> None:
+        """Forget this server in any stop-at-exit list (a kill or a stop has ended it)."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -28,7 +28,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -44,7 +43,7 @@ from alertbutler.broker.security import (
     broker_properties,
 )
 from alertbutler.jvm import JvmError, java_binary, resolve_classpath
-from alertbutler.procs import port_free, port_open, spawn_owned, stop_group
+from alertbutler.procs import ServerProcess, port_free, port_open, spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,15 @@ def kafka_classpath() -> str:
         raise BrokerError(f"Apache Kafka: {exc}") from exc
 
 
-class KafkaBroker:
+def server_java(server: str) -> str:
+    """The Java (17 or later) to run ``server`` on, or a :class:`BrokerError` naming it."""
+    try:
+        return java_binary(17)
+    except JvmError as exc:
+        raise BrokerError(f"{server} needs Java: {exc}") from exc
+
+
+class KafkaBroker(ServerProcess):
     """One Apache Kafka broker (KRaft, broker + controller) on loopback.
 
     ``data_dir`` None means a temporary directory removed at :meth:`stop`. Use as a context
@@ -92,25 +99,17 @@ class KafkaBroker:
         self.extra_properties = dict(extra_properties or {})
         self.security = security
         self._admin_password = ""
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     # -- start ----------------------------------------------------------------------------
     def start(self, *, timeout: float = 120.0) -> KafkaBroker:
         """Format the storage if new, start the JVM, return once the broker answers."""
         if self._proc is not None:
             return self
-        try:
-            java = java_binary(17)
-        except JvmError as exc:
-            raise BrokerError(f"Apache Kafka needs Java: {exc}") from exc
+        java = server_java("Apache Kafka")
         classpath = kafka_classpath()
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="alertbutler-kafka-"))
@@ -314,29 +313,14 @@ class KafkaBroker:
         """Controlled shutdown (SIGTERM, then SIGKILL after ``grace``); idempotent."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            _live.discard(self)
+            self._disown()
             stop_group(proc, grace=grace)
         if self._temporary and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
-    def kill(self) -> int | None:
-        """SIGKILL the broker (a crash: nothing flushed, nothing closed); keep its data."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
+    def _disown(self) -> None:
         _live.discard(self)
-        stop_group(proc, grace=0.0, sig=signal.SIGKILL)
-        return proc.pid
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _cluster_id() -> str:
@@ -388,8 +372,6 @@ def _read_properties(path: Path) -> dict[str, str]:
 
 def _int(value: object) -> int | None:
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
-
-
 
 
 def _log4j2(path: Path) -> str:

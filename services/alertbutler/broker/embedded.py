@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -28,7 +27,7 @@ import weakref
 from pathlib import Path
 
 from alertbutler.errors import AlertbutlerError
-from alertbutler.procs import port_open, spawn_owned, stop_group
+from alertbutler.procs import ServerProcess, port_open, spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(ServerProcess):
     """One Tansu broker on a free loopback port.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``bootstrap`` is the
@@ -82,16 +81,11 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self.cluster_id = ""
         self.log_file = log_file
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log_handle: object | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     def start(self, *, timeout: float = 30.0) -> EmbeddedBroker:
         """Start the broker and return once it answers a metadata request itself."""
@@ -166,34 +160,18 @@ class EmbeddedBroker:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        _live.discard(self)
+        self._disown()
         stop_group(proc, grace=grace)
         if self._log_handle is not None:
             self._log_handle.close()  # type: ignore[attr-defined]
             self._log_handle = None
 
-    def kill(self) -> int | None:
-        """SIGKILL the broker (everything it held is gone); returns its pid."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
+    def _disown(self) -> None:
         _live.discard(self)
-        stop_group(proc, grace=0.0, sig=signal.SIGKILL)
-        return proc.pid
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def admin_settings(self) -> dict[str, str]:
         """Client settings an administrator needs: none, this broker has no security."""
         return {}
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 
 @atexit.register

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from alertbutler.broker.apache import server_java
 from alertbutler.broker.embedded import BrokerError, free_port
-from alertbutler.jvm import JvmError, java_binary, resolve_unpacked
-from alertbutler.procs import spawn_owned, stop_group
+from alertbutler.jvm import JvmError, resolve_unpacked
+from alertbutler.procs import ServerProcess, spawn_owned, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +44,23 @@ def registry_app() -> Path:
     return jars[0]
 
 
-class SchemaRegistryServer:
+class SchemaRegistryServer(ServerProcess):
     """Apicurio Registry on ``127.0.0.1:<port>``; :attr:`url` is its Confluent API."""
 
     def __init__(self, *, port: int | None = None, log_file: Path | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.log_file = log_file
-        self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}{CCOMPAT_PATH}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
     def start(self, *, timeout: float = 180.0) -> SchemaRegistryServer:
         if self._proc is not None:
             return self
-        try:
-            java = java_binary(17)
-        except JvmError as exc:
-            raise BrokerError(f"the schema registry server needs Java: {exc}") from exc
+        java = server_java("the schema registry server")
         jar = registry_app()
         self._tmp = tempfile.TemporaryDirectory(prefix="alertbutler-registry-")
         out_path = self.log_file or Path(self._tmp.name) / "registry.log"
@@ -115,12 +107,3 @@ class SchemaRegistryServer:
             with contextlib.suppress(OSError):
                 self._tmp.cleanup()
             self._tmp = None
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> SchemaRegistryServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
