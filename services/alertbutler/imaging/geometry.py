@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from astropy.wcs import WCS
@@ -50,13 +51,15 @@ class FocalPlane:
     pixel_scale: float = 0.2
     #: pixels of dead space between neighbouring detectors
     gap: int = 100
+    #: what a bad size raises (a subclass raises its own package's error)
+    _error: ClassVar[type[Exception]] = ImagingError
 
     def __post_init__(self) -> None:
         if self.n_detectors < 1:
-            raise ImagingError(f"camera needs at least one detector, got {self.n_detectors}")
+            raise self._error(f"camera needs at least one detector, got {self.n_detectors}")
         if min(self.nx, self.ny) < 256:
-            raise ImagingError(f"detectors must be at least 256 x 256 pixels, "
-                               f"got {self.nx} x {self.ny}")
+            raise self._error(f"detectors must be at least 256 x 256 pixels, "
+                              f"got {self.nx} x {self.ny}")
 
     @property
     def detectors(self) -> range:

@@ -21,13 +21,7 @@ class Camera(FocalPlane):
     read_noise: float = 6.0
     full_well: float = 100_000.0
     adc_max: int = 65_535
-
-    def __post_init__(self) -> None:
-        if self.n_detectors < 1:
-            raise SimError(f"camera needs at least one detector, got {self.n_detectors}")
-        if min(self.nx, self.ny) < 256:
-            raise SimError(f"detectors must be at least 256 x 256 pixels, "
-                           f"got {self.nx} x {self.ny}")
+    _error = SimError
 
     @classmethod
     def lsst_like(cls, n_detectors: int = 9) -> Camera:
