@@ -14,6 +14,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from alertbutler.alerts._codegen import RecordCodeGen
+
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 
 
@@ -45,29 +47,10 @@ def _bad(*_: Any) -> None:
     raise FastReadError("invalid union branch or enum index")
 
 
-class _Gen:
-    def __init__(self, named: dict[str, Any]) -> None:
-        self.named = named
-        self.funcs: dict[str, str] = {}
-        self.lines: list[str] = []
-        self.consts: dict[str, Any] = {}
-        self.counter = 0
+class _Gen(RecordCodeGen):
+    tmp_prefix, func_prefix, params = "x", "_r", "d, i"
 
-    def const(self, value: Any) -> str:
-        name = f"_c{len(self.consts)}"
-        self.consts[name] = value
-        return name
-
-    def tmp(self) -> str:
-        self.counter += 1
-        return f"x{self.counter}"
-
-    def record_func(self, schema: dict[str, Any]) -> str:
-        full = schema["name"]
-        if full in self.funcs:
-            return self.funcs[full]
-        fname = f"_r{len(self.funcs)}"
-        self.funcs[full] = fname
+    def record_body(self, schema: dict[str, Any]) -> list[str]:
         body: list[str] = []
         names = []
         for field in schema["fields"]:
@@ -75,10 +58,7 @@ class _Gen:
             body.extend(self.read(field["type"], v))
             names.append(f"{field['name']!r}: {v}")
         body.append(f"return {{{', '.join(names)}}}, i")  # one dict display: fastest build
-        self.lines.append(f"def {fname}(d, i):")
-        self.lines.extend("    " + line for line in body)
-        self.lines.append("")
-        return fname
+        return body
 
     def read(self, schema: Any, v: str) -> list[str]:
         """Lines that read one value of ``schema`` at ``i`` into ``v`` and advance ``i``."""

@@ -20,6 +20,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from alertbutler.alerts._codegen import RecordCodeGen
+
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _BIG = 4096  # bytes values this long are not copied into the growing buffer
@@ -75,29 +77,10 @@ def _fail(*_: Any) -> None:
     raise Fallback
 
 
-class _Gen:
-    def __init__(self, named: dict[str, Any]) -> None:
-        self.named = named
-        self.funcs: dict[str, str] = {}  # record full name -> function name
-        self.lines: list[str] = []
-        self.consts: dict[str, Any] = {}
-        self.counter = 0
+class _Gen(RecordCodeGen):
+    tmp_prefix, func_prefix, params = "v", "_w", "r, b, p"
 
-    def const(self, value: Any) -> str:
-        name = f"_c{len(self.consts)}"
-        self.consts[name] = value
-        return name
-
-    def tmp(self) -> str:
-        self.counter += 1
-        return f"v{self.counter}"
-
-    def record_func(self, schema: dict[str, Any]) -> str:
-        full = schema["name"]
-        if full in self.funcs:
-            return self.funcs[full]
-        fname = f"_w{len(self.funcs)}"
-        self.funcs[full] = fname
+    def record_body(self, schema: dict[str, Any]) -> list[str]:
         body: list[str] = ["g = r.get", "a = b.append"]
         for field in schema["fields"]:
             v = self.tmp()
@@ -107,10 +90,7 @@ class _Gen:
             else:
                 body.append(f"{v} = g({field['name']!r})")
             body.extend(self.write(field["type"], v))
-        self.lines.append(f"def {fname}(r, b, p):")
-        self.lines.extend("    " + line for line in body or ["pass"])
-        self.lines.append("")
-        return fname
+        return body
 
     def write(self, schema: Any, v: str) -> list[str]:
         if isinstance(schema, str):
