@@ -133,13 +133,7 @@ class NightFeed(Feed):
     def _event(self, record: dict[str, Any]) -> Any:
         from alertbutler.prompt import NextVisit
 
-        return NextVisit(
-            instrument=record["instrument"], group_id=record["groupId"], visit=record["visit"],
-            ra=record["position"][0], dec=record["position"][1],
-            camera_angle=record["cameraAngle"], band=record["filters"],
-            start_time=record["startTime"], duration=record["duration"],
-            nimages=record["nimages"], survey=record["survey"], sent_at=time.time(),
-            detectors=tuple(record["detectors"]))
+        return NextVisit.from_record(record, sent_at=time.time())
 
     def _send(self, record: dict[str, Any]) -> Any:
         from alertbutler.prompt import encode_next_visit

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +76,10 @@ class NightDriver(threading.Thread):
             log.exception("night driver failed")
 
     def _event(self, index: int, record: dict[str, Any]) -> NextVisit:
-        detectors = tuple(record["detectors"])
+        event = NextVisit.from_record(record, sent_at=time.time())
         if self.faults.unknown_detector_visit == index:
-            detectors = (*detectors, UNKNOWN_DETECTOR)
-        return NextVisit(
-            instrument=record["instrument"], group_id=record["groupId"], visit=record["visit"],
-            ra=record["position"][0], dec=record["position"][1],
-            camera_angle=record["cameraAngle"], band=record["filters"],
-            start_time=record["startTime"], duration=record["duration"],
-            nimages=record["nimages"], survey=record["survey"], sent_at=time.time(),
-            detectors=detectors)
+            event = replace(event, detectors=(*(event.detectors or ()), UNKNOWN_DETECTOR))
+        return event
 
     def _play(self) -> None:
         from alertbutler.sim.files import write_raw

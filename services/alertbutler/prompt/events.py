@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from alertbutler.alerts.messages import next_visit_record
 from alertbutler.prompt.errors import BadEventError
 from alertbutler.visit_detector import VisitDetector
 
@@ -45,8 +46,12 @@ class NextVisit:
     detectors: tuple[int, ...] | None = None  # None: every detector of the instrument
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> NextVisit:
-        """From a decoded nextVisit Avro record; positions must be ICRS."""
+    def from_record(cls, record: dict[str, Any], *, sent_at: float | None = None) -> NextVisit:
+        """From a decoded nextVisit Avro record; positions must be ICRS.
+
+        ``sent_at`` stamps an event about to be sent (a simulator's event record has no
+        ``private_sndStamp`` yet); None keeps the record's.
+        """
         if record.get("coordinateSystem") != "ICRS":
             raise BadEventError(f"nextVisit {record.get('groupId')!r}: coordinateSystem "
                                 f"{record.get('coordinateSystem')!r} is not ICRS")
@@ -61,21 +66,18 @@ class NextVisit:
             camera_angle=float(record["cameraAngle"]), band=record["filters"],
             start_time=float(record["startTime"]), duration=float(record["duration"]),
             nimages=int(record["nimages"]), survey=record["survey"],
-            sent_at=float(record["private_sndStamp"]),
+            sent_at=float(record["private_sndStamp"] if sent_at is None else sent_at),
             detectors=None if detectors is None else tuple(int(d) for d in detectors),
         )
 
     def to_record(self) -> dict[str, Any]:
         """The Avro record of the nextVisit schema."""
-        return {
-            "instrument": self.instrument, "groupId": self.group_id, "visit": self.visit,
-            "coordinateSystem": "ICRS", "position": [self.ra, self.dec],
-            "rotationSystem": "SKY", "cameraAngle": self.camera_angle, "filters": self.band,
-            "dome": "OPEN", "duration": self.duration, "nimages": self.nimages,
-            "survey": self.survey, "startTime": self.start_time, "totalCheckpoints": None,
-            "private_sndStamp": self.sent_at,
-            "detectors": None if self.detectors is None else list(self.detectors),
-        }
+        return next_visit_record(
+            instrument=self.instrument, group_id=self.group_id, visit=self.visit, ra=self.ra,
+            dec=self.dec, camera_angle=self.camera_angle, filters=self.band,
+            duration=self.duration, nimages=self.nimages, survey=self.survey,
+            start_time=self.start_time, sent=self.sent_at, detectors=None
+            if self.detectors is None else list(self.detectors))
 
 
 @dataclass(frozen=True, kw_only=True)

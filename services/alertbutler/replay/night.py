@@ -202,13 +202,7 @@ def record_sim_night(config: Config, out: Path, night: SimNight | None = None, *
     for index, (visit, record) in enumerate(zip(sim.visits, sim.next_visit_events(),
                                                 strict=True)):
         sent = mjd_tai_to_unix(record["emit_mjd_tai"])
-        event = NextVisit(
-            instrument=record["instrument"], group_id=record["groupId"], visit=record["visit"],
-            ra=record["position"][0], dec=record["position"][1],
-            camera_angle=record["cameraAngle"], band=record["filters"],
-            start_time=record["startTime"], duration=record["duration"],
-            nimages=record["nimages"], survey=record["survey"], sent_at=sent,
-            detectors=tuple(record["detectors"]))
+        event = NextVisit.from_record(record, sent_at=sent)
         messages.append((event.group_id.encode(), encode_next_visit(event), round(sent * 1000)))
         writer.schedule.append(ScheduledEvent(sent, "next_visit", event.group_id, index=index))
         arrival = mjd_tai_to_unix(visit.mjd_tai) + visit.exptime + READOUT_S
