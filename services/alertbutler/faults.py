@@ -49,6 +49,9 @@ POINTS: dict[str, str] = {
                                           "input offsets not committed",
     "subscribe.backfill.at-seam": "subscribe: the history was read (and, with a group, "
                                   "committed) up to the seam; the live part not opened",
+    "subscribe.backfill.at-archive-seam": "subscribe: the night archives were served (and, "
+                                          "with a group, their end offsets committed); the "
+                                          "topic's history not read",
 }
 
 #: the variable that arms a crash point (not ALERTBUTLER_*: those are configuration only)

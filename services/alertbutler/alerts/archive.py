@@ -22,8 +22,10 @@ DEFAULT_CODEC = "deflate"
 
 
 def write_alerts(fh: BinaryIO, records: Iterable[Mapping[str, Any]], *,
-                 schema: int | str = "alert", codec: str = DEFAULT_CODEC) -> int:
-    """Write records as a container file to an open binary file; returns the count."""
+                 schema: int | str = "alert", codec: str = DEFAULT_CODEC,
+                 metadata: Mapping[str, str] | None = None) -> int:
+    """Write records as a container file to an open binary file; returns the count.
+    ``metadata``: more header entries (``alertbutler.*`` keys), which Avro readers ignore."""
     info = schema_info(schema)
     wraps = _complex_unions(info.parsed)
     count = 0
@@ -34,16 +36,17 @@ def write_alerts(fh: BinaryIO, records: Iterable[Mapping[str, Any]], *,
             count += 1
             yield _wrap(record, wraps)
 
-    metadata = {"alertbutler.schema_id": str(info.id)}
-    fastavro.writer(fh, info.parsed, counted(), codec=codec, metadata=metadata)
+    header = {**(metadata or {}), "alertbutler.schema_id": str(info.id)}
+    fastavro.writer(fh, info.parsed, counted(), codec=codec, metadata=header)
     return count
 
 
 def write_alert_file(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], *,
-                     schema: int | str = "alert", codec: str = DEFAULT_CODEC) -> int:
+                     schema: int | str = "alert", codec: str = DEFAULT_CODEC,
+                     metadata: Mapping[str, str] | None = None) -> int:
     """Write records to a new container file with one of our schemas; returns the count."""
     with open(path, "wb") as fh:
-        return write_alerts(fh, records, schema=schema, codec=codec)
+        return write_alerts(fh, records, schema=schema, codec=codec, metadata=metadata)
 
 
 def read_alerts(fh: BinaryIO, *, reader: int | str | None = None,

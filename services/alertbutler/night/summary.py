@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from alertbutler.alerts.topic_positions import TopicPositions
 from alertbutler.config import Config
 from alertbutler.prompt.quality import evaluate
 from alertbutler.prompt.report import ReportData, percentile, write_report
@@ -37,20 +38,37 @@ def read_alerts(config: Config, *, timeout: float = 60.0
                 ) -> tuple[list[dict[str, Any]], int]:
     """Every alert on the alert topic (markers skipped), first copy of each diaSourceId,
     and the number of alert messages (re-processed visit-detectors publish twice)."""
+    alerts, n_messages, _ = read_alerts_placed(config, timeout=timeout)
+    return alerts, n_messages
+
+
+def read_alerts_placed(config: Config, *, timeout: float = 60.0
+                       ) -> tuple[list[dict[str, Any]], int, TopicPositions]:
+    """:func:`read_alerts`, with where each returned alert sat on the topic and where each
+    partition's reading ended: what the night archive records so a backfill can continue
+    on the topic from it (see :mod:`alertbutler.alerts.topic_positions`)."""
     from alertbutler.alerts import decode_message
     from alertbutler.kafka.read import iter_topic
 
-    seen: dict[int, dict[str, Any]] = {}
+    seen: dict[int, tuple[dict[str, Any], tuple[int, int, int]]] = {}
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
     n_messages = 0
     with contextlib.suppress(TimeoutError, LookupError):  # what came in time; no topic: none
         for msg in iter_topic(config.kafka.bootstrap_servers, config.kafka.alert_topic,
                               settings={"log_level": 3, **config.kafka.client},
                               idle_timeout=None, timeout=timeout):
+            starts.setdefault(msg.partition, msg.offset)
+            ends[msg.partition] = max(ends.get(msg.partition, 0), msg.offset + 1)
             decoded = decode_message(msg.value)
             if decoded.kind == "alert":
                 n_messages += 1
-                seen.setdefault(int(decoded.record["diaSourceId"]), decoded.record)
-    return [seen[k] for k in sorted(seen)], n_messages
+                seen.setdefault(int(decoded.record["diaSourceId"]),
+                                (decoded.record, (msg.partition, msg.offset, msg.timestamp_ms)))
+    order = sorted(seen)
+    placed = TopicPositions(config.kafka.alert_topic, starts, ends,
+                            tuple(seen[k][1] for k in order))
+    return [seen[k][0] for k in order], n_messages, placed
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -80,7 +98,7 @@ def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatu
     statuses = dict(monitor.statuses)
     ok = {k: s for k, s in statuses.items() if s.ok}
     published = {i for s in ok.values() for i in s.alert_ids}
-    every, n_messages = read_alerts(config)
+    every, n_messages, placed = read_alerts_placed(config)
     alerts = [a for a in every if a["diaSourceId"] in published]
     in_l1 = 0
     l1_rows = 0
@@ -152,7 +170,8 @@ def summarize(*, config: Config, sim: Simulator, root: Path, monitor: NightStatu
 
     # the night's alerts are kept once, in the ledger's directory; the report links them
     write_ledger(root, alert_topic=config.kafka.alert_topic, l1db_url=config.l1db_url,
-                 entries=entries_from(statuses, every), alerts=every)
+                 entries=entries_from(statuses, every), alerts=every,
+                 positions=placed)
     data.files = [("the night's alerts: an Avro container file (deflate, writer schema in "
                    "its header) that any Avro reader opens", f"../night/{ALERTS}")]
     report = write_report(root / "report", data)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alertbutler.alerts.topic_positions import TopicPositions
 from alertbutler.errors import AlertbutlerError
 from alertbutler.prompt.status import VisitDetectorStatus
 
@@ -74,13 +75,16 @@ def entries_from(statuses: Mapping[tuple[int, int], VisitDetectorStatus],
 
 def write_ledger(root: Path, *, alert_topic: str, l1db_url: str,
                  entries: Iterable[VisitDetectorEntry],
-                 alerts: Iterable[Mapping[str, Any]]) -> Path:
-    """Write ``<root>/night/ledger.json`` and the alerts' archive beside it."""
+                 alerts: Iterable[Mapping[str, Any]],
+                 positions: TopicPositions | None = None) -> Path:
+    """Write ``<root>/night/ledger.json`` and the alerts' archive beside it (with each
+    alert's topic position in its header when ``positions`` are given)."""
     from alertbutler.alerts.archive import write_alert_file
 
     out = root / "night"
     out.mkdir(parents=True, exist_ok=True)
-    write_alert_file(out / ALERTS, alerts)
+    write_alert_file(out / ALERTS, alerts,
+                     metadata=positions.header() if positions is not None else None)
     data = {"version": VERSION, "alert_topic": alert_topic, "l1db_url": l1db_url,
             "filters": [],
             "visit_detectors": [{**asdict(e), "alert_ids": list(e.alert_ids)}

@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "that any of them accepts")
     parser.add_argument("--start", default=None,
                         help="where to start (default: committed with --group, else earliest)")
+    parser.add_argument("--archive", action="append", default=[], metavar="DIR",
+                        help="a night archive serving the past before the topic (a night "
+                        "directory of `alertbutler run`, its night/, the alerts.avro, or the "
+                        "data directory; repeatable): with --start TIME or earliest, its "
+                        "alerts first, then the topic from exactly where it ends")
     parser.add_argument("--end", default=None, help="stop at this time (or 'end')")
     parser.add_argument("--until-end", action="store_true",
                         help="stop at the end of the stream as it was at start")
@@ -113,6 +118,11 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     selector = Selector(_filters(args), writers)
     selector.check()
     end = "end" if args.until_end else args.end
+    if args.archive and end is not None:
+        from alertbutler.subscribe.errors import SubscribeError
+
+        raise SubscribeError("--archive serves a backfill (history, then live): it cannot be "
+                             "combined with --end or --until-end")
     options: dict[str, Any] = dict(group=args.group, commit="after",
                                    decoder=alert_bytes_decoder(writers), config=config)
     # an endless subscription is a backfill: the history to the seam, then live from it
@@ -120,7 +130,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                                idle_timeout=args.idle_timeout, **options)
                    if end is not None else
                    Backfill(args.url, start=args.start, idle_timeout=args.idle_timeout,
-                            **options))
+                            archives=args.archive, **options))
     output = _output(args.output, config, StreamURL.parse(args.url).bootstrap, writers)
     status = _Status(enabled=not args.quiet and sys.stderr.isatty())
     undecodable = Undecodable(args.on_error, _report)
