@@ -85,6 +85,7 @@ def test_archive_then_topic_then_live_has_no_gap_and_no_duplicate(
     _produce(kafka_bootstrap, topic, values[60:200], start_ms + 1000)
     placed = _archive(kafka_bootstrap, topic, tmp_path / "night1")
     assert sum(placed.ends.values()) == 200 and len(placed.positions) == 200
+    assert placed.cluster_id  # offsets are offsets on this cluster
     _produce(kafka_bootstrap, topic, values[200:260], start_ms + 2000)  # after the archive
     if broker_engine == "kafka":  # the past is now only in the archive
         _trim(kafka_bootstrap, topic, dict(placed.ends))
@@ -208,11 +209,15 @@ def test_archives_are_read_as_untrusted_files(tmp_path: Path) -> None:
     good = tmp_path / "good" / "night"
     good.mkdir(parents=True)
     placed = TopicPositions("alerts", {0: 3}, {0: 9}, tuple((0, 3 + i, 1000 + i)
-                                                           for i in range(4)))
+                                                           for i in range(4)), "cluster-a")
     write_alert_file(good / "alerts.avro", alerts, metadata=placed.header())
     archived = open_archives([tmp_path / "good"], ["alerts"])
     assert archived is not None and archived.ends == {("alerts", 0): 9}
     assert [a.offset for a in archived.alerts] == [3, 4, 5, 6]
+    archived.check_cluster("cluster-a")
+    with pytest.raises(ArchiveError, match=r"good/night/alerts\.avro: read from Kafka cluster "
+                       r"'cluster-a', not this broker's 'cluster-b'"):
+        archived.check_cluster("cluster-b")
 
     (tmp_path / "link").symlink_to(tmp_path / "good")
     with pytest.raises(ArchiveError, match=r"link: is a symlink \(not followed\)"):

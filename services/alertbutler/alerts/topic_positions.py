@@ -36,11 +36,14 @@ class TopicPositions:
     ends: Mapping[int, int]
     #: (partition, offset, timestamp_ms) of each record, in the archive's record order
     positions: tuple[tuple[int, int, int], ...]
+    #: the Kafka cluster id of the broker read ("": unknown): offsets mean nothing on another
+    #: broker (a main job's own broker is gone after the night)
+    cluster_id: str = ""
 
     def header(self) -> dict[str, str]:
         """Container metadata entries that carry these positions."""
         return {KEY: json.dumps({
-            "version": VERSION, "topic": self.topic,
+            "version": VERSION, "topic": self.topic, "cluster_id": self.cluster_id,
             "starts": {str(p): o for p, o in sorted(self.starts.items())},
             "ends": {str(p): o for p, o in sorted(self.ends.items())},
             "positions": [list(x) for x in self.positions]}, separators=(",", ":"))}
@@ -58,6 +61,9 @@ class TopicPositions:
             if data.get("version") != VERSION:
                 raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
             topic = data["topic"]
+            cluster_id = data.get("cluster_id") or ""
+            if not isinstance(cluster_id, str):
+                raise ValueError("the cluster id is not text")
             if not isinstance(topic, str) or not topic:
                 raise ValueError("no topic")
             starts = {_nonneg(p, "partition"): _nonneg(o, "start offset")
@@ -80,7 +86,7 @@ class TopicPositions:
         if records is not None and records != len(positions):
             raise AlertFormatError(f"{name}: {records} records but {len(positions)} topic "
                                    "positions")
-        return cls(topic, starts, ends, positions)
+        return cls(topic, starts, ends, positions, cluster_id)
 
 
 def _nonneg(value: object, what: str) -> int:

@@ -67,8 +67,22 @@ def read_alerts_placed(config: Config, *, timeout: float = 60.0
                                 (decoded.record, (msg.partition, msg.offset, msg.timestamp_ms)))
     order = sorted(seen)
     placed = TopicPositions(config.kafka.alert_topic, starts, ends,
-                            tuple(seen[k][1] for k in order))
+                            tuple(seen[k][1] for k in order), _cluster_id(config))
     return [seen[k][0] for k in order], n_messages, placed
+
+
+def _cluster_id(config: Config) -> str:
+    """The broker's cluster id ("" when it does not answer): an archive's offsets are
+    offsets on that cluster only."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers,
+                             "log_level": 3, **config.kafka.client})
+        return admin.list_topics(timeout=10).cluster_id or ""
+    except KafkaException:  # the archive is still written, only without it
+        return ""
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

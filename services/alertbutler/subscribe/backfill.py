@@ -162,6 +162,7 @@ class Backfill:
             raise SubscribeError(f"the topic cannot continue where the night archives "
                                  f"({archived.describe()}) end: {exc}") from None
         if archived is not None:
+            archived.check_cluster(history.cluster_id())
             if history.group:  # a restart without a start continues from the archive seam
                 history.commit()
             crash_point(CRASH_AT_ARCHIVE_SEAM)

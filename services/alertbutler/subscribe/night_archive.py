@@ -55,6 +55,16 @@ class NightArchives:
     files: tuple[Path, ...]
     ends: dict[tuple[str, int], int]
     alerts: list[_Archived]
+    cluster_ids: dict[Path, str]
+
+    def check_cluster(self, cluster_id: str) -> None:
+        """Refuse archives read from another Kafka cluster: their offsets are not this
+        topic's (a main job's broker is gone after its night; a new one numbers anew)."""
+        for f, archived in self.cluster_ids.items():
+            if archived and cluster_id and archived != cluster_id:
+                raise ArchiveError(f"night archive {f}: read from Kafka cluster {archived!r}, "
+                                   f"not this broker's {cluster_id!r}: its offsets cannot "
+                                   "seam with this topic")
 
     def batches(self, *, start_ms: int | None, decoder: Decoder,
                 max_alerts: int = 500) -> Iterator[list[StreamAlert]]:
@@ -160,4 +170,5 @@ def open_archives(paths: Iterable[str | os.PathLike[str]],
         for a in alerts:
             merged.setdefault((a.partition, a.offset), a)
     ordered = [merged[k] for k in sorted(merged)]
-    return NightArchives(topic, tuple(files), ends, ordered)
+    return NightArchives(topic, tuple(files), ends, ordered,
+                         {f: placed.cluster_id for f, placed, _ in read})

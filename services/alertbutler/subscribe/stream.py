@@ -238,6 +238,11 @@ class AlertStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def cluster_id(self) -> str:
+        """The Kafka cluster id of the broker read ("" when it reports none)."""
+        meta = self._require_open().list_topics(timeout=self.open_timeout)
+        return meta.cluster_id or ""
+
     # -- reading ----------------------------------------------------------------------------
 
     @property
