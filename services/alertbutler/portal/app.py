@@ -9,6 +9,7 @@ filters (into the filter service's file) and watchlists, and they need an API to
 from __future__ import annotations
 
 import html
+import pathlib
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -134,12 +135,15 @@ def create_app(settings: PortalSettings) -> FastAPI:
                                               "mjd:...")],
                   filter: Annotated[str, Query(max_length=4000)] = "",
                   limit: Annotated[int | None, Query(ge=1, le=MAX_SUBSCRIBE)] = None,
-                  idle_timeout: Annotated[float, Query(gt=0, le=3600)] = 300.0
+                  idle_timeout: Annotated[float, Query(gt=0, le=3600)] = 300.0,
+                  archive: Annotated[bool, Query(description="serve the past from the "
+                                                 "night's archive first")] = False,
                   ) -> StreamingResponse:
         """Backfill, then live: server-sent ``alert`` events from ``start`` (phase
         ``history``), one ``seam`` event with the offsets where the history ended, then
         live alerts (phase ``live``) with no gap and no duplicate; ``end`` after ``limit``
-        alerts or ``idle_timeout`` seconds without one."""
+        alerts or ``idle_timeout`` seconds without one. With ``archive``, the served
+        night's archive first, an ``archive_seam`` event, then the topic from its end."""
         from alertbutler.portal.filters import check
         from alertbutler.portal.live import backfill_events
         from alertbutler.subscribe import StartPositionError, parse_start
@@ -157,8 +161,20 @@ def create_app(settings: PortalSettings) -> FastAPI:
             if not checked["ok"]:
                 raise HTTPException(422, checked["error"])
             flt = compile_filter(filter)
+        archives: list[pathlib.Path] = []
+        if archive:
+            from alertbutler.subscribe.night_archive import ArchiveError, open_archives
+
+            if settings.night_root is None:
+                raise HTTPException(409, "no night is served: there is no archive to read")
+            try:  # checked before the stream starts, so the answer can be an HTTP error
+                open_archives([settings.night_root], [settings.alert_topic])
+            except ArchiveError as exc:
+                raise HTTPException(409, str(exc)) from None
+            archives = [settings.night_root]
         return StreamingResponse(backfill_events(settings, position, flt, limit=limit,
-                                                 idle_timeout=idle_timeout),
+                                                 idle_timeout=idle_timeout,
+                                                 archives=archives),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 

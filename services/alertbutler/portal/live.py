@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from alertbutler.portal.data import PortalSettings
@@ -97,33 +98,49 @@ async def alert_events(settings: PortalSettings,
 
 
 def backfill_events(settings: PortalSettings, start: object, flt: Any, *,
-                    limit: int | None, idle_timeout: float | None) -> Iterator[str]:
+                    limit: int | None, idle_timeout: float | None,
+                    archives: Sequence[Path] = ()) -> Iterator[str]:
     """Server-sent events of a backfill-then-live subscription (see
     :mod:`alertbutler.subscribe.backfill`): ``alert`` events (with ``phase`` history or live,
     partition and offset) kept by ``flt`` (None: all), one ``seam`` event with the offsets
     where the history ended, and ``end`` when ``limit`` alerts were sent or the live part was
-    idle for ``idle_timeout`` seconds. A sync generator: Starlette runs it in a thread."""
+    idle for ``idle_timeout`` seconds. With ``archives`` (night archives), their alerts come
+    first and an ``archive_seam`` event gives the offsets where the topic takes over; an
+    error after the stream began (the topic cannot continue there) is an ``error`` event.
+    A sync generator: Starlette runs it in a thread."""
     from alertbutler.subscribe.backfill import Backfill
+    from alertbutler.subscribe.errors import SubscribeError
     from alertbutler.subscribe.stream import default_decoder
 
-    sent = 0
     url = f"kafka://{settings.bootstrap}/{settings.alert_topic}"
     with Backfill(url, start=start, decoder=default_decoder(), settings=settings.confluent,
-                  idle_timeout=idle_timeout) as sub:
+                  idle_timeout=idle_timeout, archives=archives) as sub:
         yield _event("ready", {"topic": settings.alert_topic})
-        for phase, batch in sub.batches(max_alerts=500):
-            if phase == "seam":
-                assert sub.seam is not None
-                yield _event("seam", sub.seam.as_json())
+        try:
+            yield from _backfill_alerts(sub, flt, limit)
+        except SubscribeError as exc:
+            yield _event("error", {"message": str(exc)})
+
+
+def _backfill_alerts(sub: Any, flt: Any, limit: int | None) -> Iterator[str]:
+    sent = 0
+    archive_seam_sent = not sub.archives
+    for phase, batch in sub.batches(max_alerts=500):
+        if not archive_seam_sent and sub.archive_seam is not None:
+            archive_seam_sent = True
+            yield _event("archive_seam", sub.archive_seam.as_json())
+        if phase == "seam":
+            assert sub.seam is not None
+            yield _event("seam", sub.seam.as_json())
+            continue
+        mask = flt.keep([a.record for a in batch]) if flt is not None else None
+        for i, alert in enumerate(batch):
+            if mask is not None and not mask[i]:
                 continue
-            mask = flt.keep([a.record for a in batch]) if flt is not None else None
-            for i, alert in enumerate(batch):
-                if mask is not None and not mask[i]:
-                    continue
-                yield _event("alert", {**summary(alert.record), "phase": phase,
-                                       "partition": alert.partition, "offset": alert.offset})
-                sent += 1
-                if limit is not None and sent >= limit:
-                    yield _event("end", {"sent": sent, "reason": "limit"})
-                    return
+            yield _event("alert", {**summary(alert.record), "phase": phase,
+                                   "partition": alert.partition, "offset": alert.offset})
+            sent += 1
+            if limit is not None and sent >= limit:
+                yield _event("end", {"sent": sent, "reason": "limit"})
+                return
     yield _event("end", {"sent": sent, "reason": "idle"})
