@@ -119,7 +119,7 @@ def read_archive(path: Path, topics: Sequence[str]) -> tuple[TopicPositions, lis
         fh.seek(0)
         try:
             reader = fastavro.reader(fh, reader_schema=schema_info("alert").parsed)
-            records = list(reader)
+            records: list[dict[str, Any]] = list(reader)  # type: ignore[arg-type]
             placed = TopicPositions.from_header(reader.metadata, name=str(path),
                                                 records=len(records))
         except AlertbutlerError as exc:
