@@ -31,6 +31,7 @@ from alertbutler.alerts import control_topic
 from alertbutler.config import Config, dump_toml
 from alertbutler.faults import CRASH_ENV, crash_mark
 from alertbutler.ingest import Ingester, IngestSettings
+from alertbutler.kafka.transactions import transaction_support
 from alertbutler.l1db import L1db
 
 from .conftest import read_all
@@ -76,14 +77,23 @@ def test_alerts_of_a_redone_item_complete_its_visit_detector_after_an_empty_clos
     assert _worker(config_file, journal, item.detector) == 0  # 3: redone, published
     assert journal.read_text().split("\n")[:-1] == ["start 0", "abandon 0", "start 0", "done 0"]
     statuses = _statuses(config)
-    assert [s.ok for s in statuses] == [False, True]
-    assert "gave up after 1 attempts" in _dead_letters(config)[0]["dlt.reason"]
     n_alerts = PublishingProcessor.N_ALERTS
-    assert len(statuses[-1].alert_ids) == n_alerts
     n_partitions = config.kafka.partitions
+    # Where the broker has transactions (Apache Kafka), the give-up's status, dead letter and
+    # empty close were in the item's transaction, which the kill before the commit aborted:
+    # read_committed readers never see them. Without (the embedded broker) they stay.
+    aborted = transaction_support(config.kafka.bootstrap_servers).available
+    closes = 1 if aborted else 2
+    assert [s.ok for s in statuses] == ([True] if aborted else [False, True])
+    dead = _dead_letters(config)
+    if aborted:
+        assert dead == []
+    else:
+        assert "gave up after 1 attempts" in dead[0]["dlt.reason"]
+    assert len(statuses[-1].alert_ids) == n_alerts
     markers = read_all(config.kafka.bootstrap_servers, control_topic(config.kafka.alert_topic),
-                       partitions=1, expect=2 * n_partitions)
-    assert len(markers) == 2 * n_partitions  # the empty close's, then the alerts'
+                       partitions=1, expect=closes * n_partitions)
+    assert len(markers) == closes * n_partitions  # (the empty close's, then) the alerts'
 
     ingester = Ingester(IngestSettings(
         topics=(config.kafka.alert_topic,), db_url=config.l1db_url, group="g-redone",
@@ -100,6 +110,10 @@ def test_alerts_of_a_redone_item_complete_its_visit_detector_after_an_empty_clos
                        "AND detector = :d", **vd)
         read = _scalar(config.l1db_url, "SELECT MAX(next_offset) FROM consumer_offset WHERE "
                        "topic = :t", t=control_topic(config.kafka.alert_topic))
+        if aborted:  # one close to read: the visit-detector completes on the alerts' markers
+            done = _scalar(config.l1db_url, "SELECT n_alerts FROM ingested_visit_detector "
+                           "WHERE visit = :v AND detector = :d", **vd)
+            return rows == n_alerts and done is not None
         return rows == n_alerts and read == 2 * n_partitions
 
     async def main() -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as TP
 
+from alertbutler.errors import AlertbutlerError
 from alertbutler.kafka.message import placed, value_of
 from alertbutler.kafka.topics import TopicError, create_topics, delete_topics
 
@@ -149,9 +150,12 @@ def transaction_support(bootstrap: str, *, settings: Mapping[str, object] | None
         return _cache[key]
 
 
-class CallStuck(KafkaException):
+class CallStuck(AlertbutlerError, KafkaException):
     """A transactional call did not return within its bound (see :func:`bounded_call`); the
-    producer is still inside it and must be kept alive, never used again."""
+    producer is still inside it and must be kept alive, never used again. An outage (the
+    broker's coordinator is stale), handled where a KafkaException is."""
+
+    outage = True
 
 
 def bounded_call(call: Callable[..., object], *args: object, timeout: float) -> None:

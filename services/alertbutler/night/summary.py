@@ -75,12 +75,11 @@ def _cluster_id(config: Config) -> str:
     """The broker's cluster id ("" when it does not answer): an archive's offsets are
     offsets on that cluster only."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+
+    from alertbutler.kafka.factory import make_admin
 
     try:
-        admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers,
-                             "log_level": 3, **config.kafka.client})
-        return admin.list_topics(timeout=10).cluster_id or ""
+        return make_admin(config, log_level=3).list_topics(timeout=10).cluster_id or ""
     except KafkaException:  # the archive is still written, only without it
         return ""
 

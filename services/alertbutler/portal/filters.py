@@ -18,6 +18,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from alertbutler.errors import AlertbutlerError
 from alertbutler.subscribe.filters import FilterError, compile_filter
 
 BATCH = 5_000
@@ -66,7 +67,7 @@ _FILTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
-class FilterSaveError(ValueError):
+class FilterSaveError(AlertbutlerError, ValueError):
     """A filter that cannot be saved; ``detail`` is the API's answer."""
 
     def __init__(self, detail: dict[str, Any]) -> None:
