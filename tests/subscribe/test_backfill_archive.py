@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from alertbutler.alerts import encode_alerts
@@ -26,22 +26,13 @@ from alertbutler.night.summary import read_alerts_placed
 from alertbutler.prompt.ledger import write_ledger
 from alertbutler.subscribe import SubscribeError
 from alertbutler.subscribe.backfill import CRASH_AT_ARCHIVE_SEAM, Backfill, Seam
-from alertbutler.subscribe.filters import Filter, compile_filter
+from alertbutler.subscribe.filters import compile_filter
 from alertbutler.subscribe.night_archive import ArchiveError, open_archives
 from alertbutler.subscribe.seek import fetch_watermarks
 from alertbutler.subscribe.stream import default_decoder
 from alertbutler.subscribe.testing import varied_alerts
 
-FILTER = "diaSource.snr > 10 and band in ['g', 'r']"
-PARTITIONS = 3
-
-
-def _produce(bootstrap: str, topic: str, values: list[bytes], ts_ms: int) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 5})
-    for i, v in enumerate(values):
-        producer.produce(topic, v, partition=i % PARTITIONS, timestamp=ts_ms + i)
-    assert producer.flush(30) == 0
+from .test_backfill import FILTER, PARTITIONS, _iso, _kept, _produce
 
 
 def _archive(bootstrap: str, topic: str, root: Path) -> TopicPositions:
@@ -259,14 +250,3 @@ def test_archives_are_read_as_untrusted_files(tmp_path: Path) -> None:
         "alerts", {0: 12}, {0: 13}, ((0, 12, 2000),)).header())
     with pytest.raises(ArchiveError, match=r"alerts\[0\] offsets 9 to 11 are in none"):
         open_archives([tmp_path / "good", later], ["alerts"])
-
-
-def _kept(alerts: list[dict], flt: Filter) -> set[int]:
-    mask = flt.keep(alerts)
-    return {a["diaSourceId"] for a, k in zip(alerts, mask, strict=True) if k}
-
-
-def _iso(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat()
