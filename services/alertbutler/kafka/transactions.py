@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -48,10 +48,15 @@ PROBE_TOPIC_PREFIX = "alertbutler-txn-probe-"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransactionSupport:
-    """The probe's answer: whether aborted messages are hidden, and what showed it."""
+    """The probe's answer: whether aborted messages are hidden, and what showed it.
+
+    ``topic`` names the private topic this probe created (empty if it could not), so a
+    caller can tell its own probe from a leftover of a process killed mid-probe.
+    """
 
     available: bool
     reason: str
+    topic: str = ""
 
 
 def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None = None,
@@ -70,9 +75,10 @@ def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None 
         return TransactionSupport(available=False,
                                   reason=f"cannot create the probe topic: {exc}")
     try:
-        return _probe(common, topic, nonce, timeout)
+        return replace(_probe(common, topic, nonce, timeout), topic=topic)
     except KafkaException as exc:
-        return TransactionSupport(available=False, reason=f"transactions refused: {exc}")
+        return TransactionSupport(available=False, reason=f"transactions refused: {exc}",
+                                  topic=topic)
     finally:
         try:
             delete_topics(bootstrap, [topic], settings=settings, timeout=timeout)
