@@ -23,6 +23,18 @@ if ! grep -q "alertbutler: trust loopback" "$hba"; then
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main reload
   fi
 fi
+conf=/etc/postgresql/$version/main/conf.d/alertbutler.conf
+if ! grep -q "max_connections = 300" "$conf" 2>/dev/null; then
+  # one session per prompt worker (189 for LSSTCam) plus the services: the default 100 is
+  # too few for bench/registry.py's 189 writers (docs/butler.md)
+  $SUDO sh -c "echo '# alertbutler: room for 189 workers and the services' > '$conf';
+               echo 'max_connections = 300' >> '$conf'"
+  $SUDO chown postgres:postgres "$conf"
+  if pg_isready -h 127.0.0.1 -p 5432 -q; then
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+    for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done
+  fi
+fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start
   for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done

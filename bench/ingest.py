@@ -636,7 +636,7 @@ def visit_on_database(args: argparse.Namespace, visits: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--alerts", type=int, default=30_000, help="small alerts")
+    parser.add_argument("--alerts", type=int, default=100_000, help="small alerts")
     parser.add_argument("--rubin-alerts", type=int, default=4_000,
                         help="Rubin-size alerts (three cutouts, 25 history sources)")
     parser.add_argument("--members", type=int, default=2,

@@ -227,7 +227,9 @@ class IngestConfig(_Section):
     #: consumer group (also names the offsets kept in the L1 database)
     group: str = "alertbutler-ingest"
     #: most messages written in one transaction
-    max_batch_messages: Annotated[int, Range(1, 1_000_000)] = 2000
+    max_batch_messages: Annotated[int, Range(1, 1_000_000)] = 6000
+    #: most bytes of message values in one transaction (a batch ends at either limit)
+    max_batch_bytes: Annotated[int, Range(1, 1 << 31)] = 32 * 1024 * 1024
     #: longest wait to fill a batch after its first message
     max_batch_ms: Annotated[int, Range(0, 600_000)] = 200
 

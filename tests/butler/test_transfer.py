@@ -134,3 +134,36 @@ def test_import_refuses_hostile_manifest(butler: Butler, tmp_path: Path) -> None
             other.import_(tmp_path / "x")
     finally:
         other.close()
+
+
+def test_a_file_export_asks_nothing_first_and_returns_only_what_it_added(
+        butler: Butler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's export (files alone) skips the datasets the destination already has in the
+    insert itself: no existing-id query, the files already there untouched, and only the new
+    datasets returned."""
+    from alertbutler.butler.registry.registry import Registry
+
+    central = _central(butler)
+    templates = central.query_datasets("template", "templates")
+    local = Butler.create(tmp_path / "local")
+    asked: list[int] = []
+    original = Registry.existing_ids
+
+    def counting(self: Registry, ids: object) -> set:
+        asked.append(1)
+        return original(self, ids)  # type: ignore[arg-type]
+
+    try:
+        monkeypatch.setattr(Registry, "existing_ids", counting)
+        assert {r.id for r in local.transfer_from(central, templates[:1])} == {templates[0].id}
+        first = local.datastore.artifact_path(templates[0])
+        inode = first.stat().st_ino
+        added = local.transfer_from(central, templates)
+        assert [r.id for r in added] == [templates[1].id]
+        assert first.stat().st_ino == inode  # the dataset it had was not placed again
+        assert local.transfer_from(central, templates) == []
+        assert asked == []
+        assert {r.id for r in local.query_datasets("template", "templates")} == \
+            {r.id for r in templates}
+    finally:
+        local.close()

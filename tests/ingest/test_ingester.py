@@ -13,7 +13,7 @@ import time
 import fastavro
 import pytest
 
-from alertbutler.alerts import encode_alert, encode_next_visit, next_visit_record
+from alertbutler.alerts import encode_alert, encode_alerts, encode_next_visit, next_visit_record
 from alertbutler.alerts.fake import fake_alerts
 from alertbutler.cli import main as cli_main
 from alertbutler.ingest import Ingester, IngestSettings, ingest_status
@@ -287,4 +287,38 @@ def test_two_group_members_share_the_partitions(kafka_bootstrap: str,
     want = expected_rows([a for _, _, alerts in groups for a in alerts])
     got = stored_keys(fresh_pg_url)
     for table, keys in want.items():
+        assert sorted(got[table]) == sorted(keys), table
+
+
+def test_a_batch_ends_at_its_byte_limit(kafka_bootstrap: str, sqlite_url: str) -> None:
+    """Alerts with cutouts, a byte limit of about ten of them and no message limit to speak
+    of: however much one fetch returns, no batch holds more than the limit plus one message
+    (the rest is carried into the next batch, in order), and every alert is still stored
+    once."""
+    topic, dead = new_topics(kafka_bootstrap, N_PARTITIONS)
+    alerts = fake_alerts(90, seed=21, n_history=3, cutout_size=64, visit=6001, detector=4)
+    encoded = encode_alerts(alerts)
+    prod = producer(kafka_bootstrap)
+    publish_visit_detectors(prod, topic, N_PARTITIONS, [(6001, 4, alerts)],
+                            encoded=[encoded], control=True)
+    flush(prod)
+    largest, total = max(map(len, encoded)), sum(map(len, encoded))
+    limit = 10 * largest
+    db = L1db.create(sqlite_url)
+    ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True,
+                                  max_batch_messages=100_000, max_batch_bytes=limit))
+
+    async def main() -> None:
+        task = asyncio.create_task(ingester.run())
+        ok = await asyncio.to_thread(db.wait_for_ingested, [(6001, 4)], 120)
+        ingester.stop()
+        await task
+        assert ok
+
+    asyncio.run(main())
+    # each batch is below limit + largest: at least total / (limit + largest) of them
+    assert ingester.totals.batches >= total // (limit + largest) + 1 >= 8
+    assert ingester.totals.alerts == 90
+    got = stored_keys(sqlite_url)
+    for table, keys in expected_rows(alerts).items():
         assert sorted(got[table]) == sorted(keys), table

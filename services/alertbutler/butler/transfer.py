@@ -45,7 +45,11 @@ def _records_for(source: Butler, refs: Iterable[DatasetRef]) -> list[DimensionRe
     """Every dimension record the data IDs need (required and implied), parents first."""
     universe = source.registry.universe
     wanted: dict[tuple[str, tuple[Any, ...]], DimensionRecord] = {}
+    seen: set[DataCoordinate] = set()
     for ref in refs:
+        if ref.data_id in seen:  # a visit-detector's outputs share one data ID
+            continue
+        seen.add(ref.data_id)
         values = dict(source.expand_data_id(ref.data_id).items())
         for name in universe.names:
             dim = universe[name]
@@ -125,16 +129,9 @@ def transfer(source: Butler, dest: Butler, refs: Sequence[DatasetRef], *,
     transaction, or none (the placed files are removed if it fails). Nothing is half
     written, and no transaction waits on a row another holds for longer than one commit.
     """
-    found = dest.registry.existing_ids([r.id for r in refs])
-    refs = [r for r in refs if r.id not in found]
-    if not refs:
-        return []
+    calibration_collections = list(calibration_collections)
     parents = {r.dataset_type.parent_name: source.get_dataset_type(r.dataset_type.parent_name)
                for r in refs}
-    for dt in parents.values():
-        dest.register_dataset_type(dt)
-    dest.registry.dimensions.ensure(_records_for(source, refs))
-    _ensure_runs(dest, sorted({r.run for r in refs}))
     store, src_store = dest.file_datastore, source.file_datastore
     files: list[tuple[DatasetRef, Path, str]] = []
     known: dict[uuid.UUID, Mapping[str, Any]] = {}
@@ -148,6 +145,22 @@ def transfer(source: Butler, dest: Butler, refs: Sequence[DatasetRef], *,
             known[ref.id] = info
         else:
             objects.append(ref)
+    if objects or calibration_collections:
+        # objects are put, and certifications made, only for datasets dest lacks: ask first.
+        # Files alone (a worker's export) need no question: the insert below skips a dataset
+        # dest already has (same id) in its own round trip, and only what it inserted is
+        # placed and returned.
+        found = dest.registry.existing_ids([r.id for r in refs])
+        refs = [r for r in refs if r.id not in found]
+        files = [f for f in files if f[0].id not in found]
+        objects = [r for r in objects if r.id not in found]
+        if not refs:
+            return []
+    for dt in parents.values():
+        dest.register_dataset_type(dt)
+    dest.registry.dimensions.ensure(_records_for(source, refs))
+    _ensure_runs(dest, sorted({r.run for r in refs}))
+    added = {r.id for r in objects}
     if files:
         assert store is not None
 
@@ -162,12 +175,13 @@ def transfer(source: Butler, dest: Butler, refs: Sequence[DatasetRef], *,
             except BaseException:
                 store.revert_ingest(made)
                 raise
+            added.update(mine)
 
         dest.registry.db.retry(once)
     if objects:
         dest.put_refs([(source.datastore.get(ref), ref) for ref in objects])
     _apply_certifications(dest, _certifications(source, refs, calibration_collections))
-    return refs
+    return [r for r in refs if r.id in added]
 
 
 def export_datasets(butler: Butler, directory: str | Path, refs: Sequence[DatasetRef], *,

@@ -89,7 +89,7 @@ def _main(args: argparse.Namespace, config: Config) -> int:
         aiokafka=aiokafka_settings(config, bootstrap),
         confluent=confluent_settings(config, bootstrap),
         max_batch_messages=config.ingest.max_batch_messages,
-        max_batch_ms=config.ingest.max_batch_ms,
+        max_batch_bytes=config.ingest.max_batch_bytes, max_batch_ms=config.ingest.max_batch_ms,
         session_timeout_ms=config.kafka.session_timeout_ms, assign_all=args.assign_all)
     totals = run_ingester(settings, metrics_port=args.metrics_port)
     print(json.dumps(vars(totals)), file=sys.stderr)

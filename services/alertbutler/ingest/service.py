@@ -82,7 +82,10 @@ class IngestSettings:
     dead_letter_topic: str
     aiokafka: dict[str, object]  # bootstrap_servers and security keywords
     confluent: dict[str, object]  # the same for the dead-letter producer
-    max_batch_messages: int = 2000
+    max_batch_messages: int = 6000
+    #: a batch also ends at this many bytes of message values (Rubin-size alerts carry
+    #: three cutouts: 6000 of them would hold ~450 MB and leave nothing to overlap)
+    max_batch_bytes: int = 32 * 1024 * 1024
     max_batch_ms: int = 200
     session_timeout_ms: int = 6000
     #: Assign every partition of the topics to this process instead of joining the group
@@ -158,6 +161,10 @@ class Ingester:
         self._collected: dict[tuple[str, int], int] = {}
         #: Bumped by every rebalance: a batch collected across one is dropped.
         self._generation = 0
+        #: Fetched past the last batch's byte limit: the next batch starts with these
+        #: (dropped by a rebalance, or per partition by a seek or a stop).
+        self._carry: list[Message] = []
+        self._carry_generation = 0
         self._assigning = False
         self.totals = IngestTotals()
         self._consumer: AIOKafkaConsumer | None = None
@@ -316,7 +323,7 @@ class Ingester:
                     # batch of the old assignment was written before the rebalance went on).
                     self.totals.skipped += len(messages)
                     for tp in consumer.assignment():
-                        consumer.seek(tp, self._collected.get((tp.topic, tp.partition), 0))
+                        self._seek(tp, self._collected.get((tp.topic, tp.partition), 0))
                     continue
                 fresh = [m for m in messages
                          if m.offset >= self._collected.get((m.topic, m.partition), 0)]
@@ -383,11 +390,11 @@ class Ingester:
             if known is None:
                 # offset 0, not seek_to_beginning (a ListOffsets request); past retention the
                 # broker refuses it and _out_of_range reads on from the start
-                self._consumer.seek(tp, 0)
+                self._seek(tp, 0)
                 self._next.pop(key, None)
                 self._collected.pop(key, None)
             else:
-                self._consumer.seek(tp, known.next_offset)
+                self._seek(tp, known.next_offset)
                 self._next[key] = self._collected[key] = known.next_offset
         log.info("partitions assigned", extra={"partitions": [
             f"{tp.topic}:{tp.partition}@{self._next.get((tp.topic, tp.partition), 0)}"
@@ -420,11 +427,32 @@ class Ingester:
                             f"offsets belong to topic id {recorded})")
 
     async def _collect(self, consumer: AIOKafkaConsumer) -> list[Message]:
-        """Up to max_batch_messages, or what arrived within max_batch_ms of the first."""
+        """Up to max_batch_messages or max_batch_bytes, or what arrived within max_batch_ms
+        of the first."""
         s = self.settings
+        generation = self._generation  # a carry fetched across a rebalance is dropped
+        if self._carry_generation != generation:
+            self._carry = []
         messages: list[Message] = []
-        deadline: float | None = None
-        while len(messages) < s.max_batch_messages and not self._stop.is_set():
+        size = 0
+
+        def take(records: list[Message]) -> None:
+            """Into the batch until a limit is reached (one message at least); the rest is
+            carried to the next batch, in order."""
+            nonlocal size
+            for i, m in enumerate(records):
+                if messages and (size >= s.max_batch_bytes
+                                 or len(messages) >= s.max_batch_messages):
+                    self._carry.extend(records[i:])
+                    return
+                messages.append(m)
+                size += len(m.value or b"")
+
+        carried, self._carry = self._carry, []
+        take(carried)
+        deadline: float | None = time.monotonic() + s.max_batch_ms / 1000 if messages else None
+        while len(messages) < s.max_batch_messages and size < s.max_batch_bytes \
+                and not self._stop.is_set() and not self._carry:
             wait = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             try:
                 fetched = await consumer.getmany(
@@ -440,13 +468,24 @@ class Ingester:
                     [found] if isinstance(found, TopicPartition) else list(found))
                 break
             for records in fetched.values():
-                messages.extend(records)
+                take(records)
+            self._carry_generation = generation
             self._check_ends(consumer)
             if messages and deadline is None:
                 deadline = time.monotonic() + s.max_batch_ms / 1000
             if deadline is None or time.monotonic() >= deadline:
                 break
         return messages
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        """Every seek goes here: what was carried of that partition is from before it."""
+        assert self._consumer is not None
+        self._consumer.seek(tp, offset)
+        self._drop_carried(tp)
+
+    def _drop_carried(self, tp: TopicPartition) -> None:
+        self._carry = [m for m in self._carry
+                       if (m.topic, m.partition) != (tp.topic, tp.partition)]
 
     # -- offsets beyond the partition's end ---------------------------------------------------
     def _check_ends(self, consumer: AIOKafkaConsumer) -> None:
@@ -479,7 +518,7 @@ class Ingester:
                           "from the partition's start", extra={
                               "topic": tp.topic, "partition": tp.partition,
                               "position": offset, "start": start, "lost": start - offset})
-                consumer.seek(tp, start)
+                self._seek(tp, start)
                 self._collected[key] = self._next[key] = start
                 continue
             end = (await consumer.end_offsets([tp]))[tp]  # ListOffsets: right on Apache Kafka
@@ -495,6 +534,7 @@ class Ingester:
         self.beyond_end[key] = stored
         self._below_since.pop(key, None)
         consumer.pause(tp)
+        self._drop_carried(tp)
         command = f"alertbutler ingest reset-offsets --topic {tp.topic} --partition {tp.partition}"
         cause = why or f"stored offset {stored} is beyond the partition's end {end}"
         log.error(("stored offset beyond the partition's end: the broker or the topic lost "
@@ -567,7 +607,7 @@ class Ingester:
             tp = TopicPartition(*key)
             self._clear_beyond_end(key)
             if tp in consumer.assignment():
-                consumer.seek(tp, offset or 0)
+                self._seek(tp, offset or 0)
                 if offset is None:
                     self._collected.pop(key, None)
                     self._next.pop(key, None)

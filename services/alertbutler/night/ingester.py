@@ -31,6 +31,7 @@ class IngesterThread:
             aiokafka=aiokafka_settings(config, bootstrap),
             confluent=confluent_settings(config, bootstrap),
             max_batch_messages=config.ingest.max_batch_messages,
+            max_batch_bytes=config.ingest.max_batch_bytes,
             max_batch_ms=config.ingest.max_batch_ms, assign_all=True))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="ingester", daemon=True)
