@@ -4,9 +4,20 @@ and still shows them, and the probe is not fooled by the OKs."""
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
-from alertbutler.kafka import list_topics, probe_transactions, transaction_support
+import pytest
+
+from alertbutler.broker import free_port, make_broker
+from alertbutler.kafka import (
+    TransactionProbeError,
+    list_topics,
+    probe_transactions,
+    transaction_support,
+)
+from alertbutler.kafka import transactions as transactions_module
 from alertbutler.kafka.transactions import PROBE_TOPIC_PREFIX
 
 
@@ -34,9 +45,49 @@ def test_probe_is_asked_once_per_broker(kafka_bootstrap: str, broker_engine: str
     assert first.available == (broker_engine == "kafka")
 
 
-def test_an_unreachable_broker_means_no_transactions() -> None:
-    from alertbutler.broker import free_port
-
+def test_an_unreachable_broker_is_no_answer() -> None:
     support = probe_transactions(f"127.0.0.1:{free_port()}", timeout=3)
-    assert not support.available
+    assert not support.available and not support.settled
     assert "probe topic" in support.reason
+
+
+def test_an_unanswered_probe_is_not_kept_and_ends_in_a_clear_error() -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    with pytest.raises(TransactionProbeError, match=f"broker at {bootstrap}"):
+        transaction_support(bootstrap, timeout=1, wait=3)
+    assert not [k for k in transactions_module._cache if k[0] == bootstrap]
+
+
+def test_a_process_started_during_an_outage_asks_until_the_broker_answers(
+        broker_engine: str, tmp_path: Path) -> None:
+    """The broker is down when the probe starts and comes up on its address meanwhile: the
+    answer is the broker's (transactions on Apache Kafka), not "no" for the process's life.
+    The broker is started once the probe has failed at least once (a named point: the
+    retry's warning), not after a sleep."""
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    failed_once = threading.Event()
+    real = transactions_module.probe_transactions
+
+    def probe(*args: object, **kwargs: object) -> transactions_module.TransactionSupport:
+        support = real(*args, **kwargs)  # type: ignore[arg-type]
+        if not support.settled:
+            failed_once.set()
+        return support
+
+    answer: list[object] = []
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(transactions_module, "probe_transactions", probe)
+        asker = threading.Thread(target=lambda: answer.append(
+            transaction_support(bootstrap, timeout=5, wait=300)))
+        asker.start()
+        try:
+            assert failed_once.wait(120)
+            with make_broker(broker_engine, port=port, log_file=tmp_path / "broker.log"):
+                asker.join(300)
+                assert not asker.is_alive()
+        finally:
+            asker.join(300)
+    support = answer[0]
+    assert isinstance(support, transactions_module.TransactionSupport) and support.settled
+    assert support.available == (broker_engine == "kafka"), support.reason

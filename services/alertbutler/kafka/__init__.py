@@ -17,6 +17,7 @@ from alertbutler.kafka.topics import (
     probe_broker,
 )
 from alertbutler.kafka.transactions import (
+    TransactionProbeError,
     TransactionSupport,
     probe_transactions,
     transaction_support,
@@ -29,6 +30,7 @@ __all__ = [
     "DeliveryError",
     "KafkaAccessError",
     "Outgoing",
+    "TransactionProbeError",
     "TransactionSupport",
     "access_error",
     "aiokafka_settings",

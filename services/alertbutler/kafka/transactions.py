@@ -17,6 +17,11 @@ has passed the aborted one: seen means aborted messages leak, unseen means they 
 hidden. The answer never rests on waiting for something not to happen. The probe costs a
 topic creation and two transactions (about a second on Apache Kafka); the answer is kept
 for the life of the process (:func:`transaction_support`).
+
+Only an answer the broker gave is kept: what the reader saw, or a refusal that will not
+change (credentials, an unsupported request). A broker that could not be reached says
+nothing about transactions: a process started during an outage asks again until it is
+back, instead of running without transactions for its whole life.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as TP
 
 from alertbutler.errors import AlertbutlerError
+from alertbutler.kafka.access import is_refusal
 from alertbutler.kafka.message import placed, value_of
 from alertbutler.kafka.topics import TopicError, create_topics, delete_topics
 
@@ -52,11 +58,31 @@ class TransactionSupport:
 
     ``topic`` names the private topic this probe created (empty if it could not), so a
     caller can tell its own probe from a leftover of a process killed mid-probe.
+    ``settled``: the broker answered (see the module doc); False when it could not be reached
+    or did not finish the probe in time, which says nothing either way.
     """
 
     available: bool
     reason: str
     topic: str = ""
+    settled: bool = True
+
+
+class TransactionProbeError(AlertbutlerError, ConnectionError):
+    """The broker could not be asked whether it hides aborted messages within the wait."""
+
+    retriable = True
+    outage = True
+
+
+#: refusals that will not change by asking again
+_FINAL = {KafkaError.UNSUPPORTED_VERSION, KafkaError.INVALID_TRANSACTION_TIMEOUT,
+          KafkaError._NOT_IMPLEMENTED, KafkaError._UNSUPPORTED_FEATURE}
+
+
+def _final(exc: KafkaException) -> bool:
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return is_refusal(exc) or (err is not None and err.code() in _FINAL)
 
 
 def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None = None,
@@ -72,13 +98,13 @@ def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None 
     try:
         create_topics(bootstrap, {topic: 1}, settings=settings, timeout=timeout)
     except (TopicError, KafkaException) as exc:
-        return TransactionSupport(available=False,
+        return TransactionSupport(available=False, settled=False,
                                   reason=f"cannot create the probe topic: {exc}")
     try:
         return replace(_probe(common, topic, nonce, timeout), topic=topic)
     except KafkaException as exc:
         return TransactionSupport(available=False, reason=f"transactions refused: {exc}",
-                                  topic=topic)
+                                  topic=topic, settled=_final(exc))
     finally:
         try:
             delete_topics(bootstrap, [topic], settings=settings, timeout=timeout)
@@ -112,7 +138,8 @@ def _probe(common: Mapping[str, object], topic: str, nonce: str,
     producer.commit_transaction(timeout)
     producer.flush(timeout)
     if errors or b"aborted" not in offsets:
-        return TransactionSupport(available=False, reason=f"probe message not written: "
+        return TransactionSupport(available=False, settled=False,
+                                  reason=f"probe message not written: "
                                   f"{errors[0] if errors else 'no delivery report'}")
 
     consumer = Consumer({**common, "group.id": f"alertbutler-probe-{nonce}",
@@ -124,7 +151,7 @@ def _probe(common: Mapping[str, object], topic: str, nonce: str,
         deadline = time.monotonic() + timeout
         while b"committed" not in seen:
             if time.monotonic() > deadline:
-                return TransactionSupport(available=False, reason=(
+                return TransactionSupport(available=False, settled=False, reason=(
                     f"a committed message was not readable read_committed within {timeout} s"))
             for msg in consumer.consume(num_messages=16, timeout=0.5):
                 if msg.error() is None:
@@ -143,17 +170,36 @@ _lock = threading.Lock()
 
 
 def transaction_support(bootstrap: str, *, settings: Mapping[str, object] | None = None,
-                        timeout: float = 60.0) -> TransactionSupport:
-    """:func:`probe_transactions`, once per broker and settings in this process."""
+                        timeout: float = 60.0, wait: float = 600.0) -> TransactionSupport:
+    """:func:`probe_transactions`, once per broker and settings in this process.
+
+    A probe the broker did not answer (unreachable, too slow) is repeated for up to ``wait``
+    seconds and never kept; then :class:`TransactionProbeError` (an outage: the caller's
+    process exits and is restarted, rather than guess).
+    """
     key = (bootstrap, tuple(sorted((k, str(v)) for k, v in (settings or {}).items()
                                    if not callable(v))))
     with _lock:  # one probe even when several threads ask at once
-        if key not in _cache:
-            _cache[key] = probe_transactions(bootstrap, settings=settings, timeout=timeout)
-            log.info("broker transactions probed", extra={
-                "bootstrap": bootstrap, "available": _cache[key].available,
-                "reason": _cache[key].reason})
-        return _cache[key]
+        if key in _cache:
+            return _cache[key]
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            support = probe_transactions(bootstrap, settings=settings,
+                                         timeout=max(min(timeout, remaining), 1.0))
+            if support.settled:
+                break
+            if time.monotonic() + 1.0 > deadline:
+                raise TransactionProbeError(
+                    f"cannot tell whether the broker at {bootstrap} hides aborted messages "
+                    f"(probed for {wait:.0f} s): {support.reason}")
+            log.warning("broker transactions not probed yet, asking again: %s",
+                        support.reason, extra={"bootstrap": bootstrap})
+            time.sleep(1.0)
+        _cache[key] = support
+        log.info("broker transactions probed", extra={
+            "bootstrap": bootstrap, "available": support.available, "reason": support.reason})
+        return support
 
 
 class CallStuck(AlertbutlerError, KafkaException):

@@ -53,6 +53,7 @@ from confluent_kafka import KafkaException, Producer
 from alertbutler.config import Config
 from alertbutler.faults import crash_point
 from alertbutler.kafka import confluent_settings, create_topics, group_id, transaction_support
+from alertbutler.kafka.transactions import CallStuck
 from alertbutler.metrics import Health, ServiceMetrics
 from alertbutler.subscribe.errors import FilterConfigError, FilterError, SubscribeError
 from alertbutler.subscribe.outputs import (
@@ -530,6 +531,10 @@ class FilterService:
             crash_point(CRASH_BEFORE_COMMIT)
             producer.commit_transaction(60)
             return stopped
+        except CallStuck as exc:  # inside the producer still: no abort, never used again
+            raise SubscribeError(f"transaction stuck sending the offsets ({exc}): the "
+                                 "service stops, and its restart fences the stuck "
+                                 "producer and aborts its transaction") from exc
         except (KafkaException, SubscribeError) as exc:
             self._abort(exc)
             if isinstance(exc, KafkaException):

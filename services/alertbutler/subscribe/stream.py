@@ -35,6 +35,7 @@ from alertbutler.kafka import (
     is_refusal,
     probe_access,
 )
+from alertbutler.kafka.transactions import bounded_call
 from alertbutler.subscribe import seek
 from alertbutler.subscribe.errors import SubscribeError
 from alertbutler.subscribe.positions import (
@@ -362,14 +363,17 @@ class AlertStream:
                                     timeout: float = 60.0) -> None:
         """Like :meth:`commit`, but inside ``producer``'s open transaction: the offsets
         take effect if and only if that transaction commits, together with what it
-        produced (exactly-once forwarding on a broker with transactions)."""
+        produced (exactly-once forwarding on a broker with transactions). Bounded: librdkafka
+        can block here far past ``timeout`` after a broker restart, and then
+        :class:`~alertbutler.kafka.transactions.CallStuck` is raised (the producer is stuck
+        and must never be used again)."""
         consumer = self._require_open()
         if not self.group:
             raise SubscribeError("committing needs a group: open the stream with group=...")
         finished = self._finish(offsets)
-        producer.send_offsets_to_transaction(
-            [TP(t, p, o) for (t, p), o in finished.items()],
-            consumer.consumer_group_metadata(), timeout)
+        bounded_call(producer.send_offsets_to_transaction,
+                     [TP(t, p, o) for (t, p), o in finished.items()],
+                     consumer.consumer_group_metadata(), timeout, timeout=timeout + 10.0)
 
     @property
     def positions(self) -> dict[tuple[str, int], int]:
