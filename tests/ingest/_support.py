@@ -12,7 +12,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from alertbutler.alerts import control_topic, encode_alerts, encode_visit_detector_end
+from alertbutler.ingest import Ingester
 from alertbutler.kafka import create_topics
+from alertbutler.l1db import L1db
 
 
 def new_topics(bootstrap: str, partitions: int, *, control: bool = True) -> tuple[str, str]:
@@ -161,3 +163,19 @@ def read_topic(bootstrap: str, topic: str, n: int, *, timeout: float = 60.0) -> 
     finally:
         consumer.close()
     return out
+
+
+def ingest_until(ingester: Ingester, db: L1db, visit_detectors: list[tuple[int, int]],
+                 timeout: float = 120.0) -> None:
+    """Run ``ingester`` until the database holds these visit-detectors, then stop it (SIGTERM
+    style: the batch in flight is committed) and fail if they never arrived."""
+    import asyncio
+
+    async def main() -> bool:
+        task = asyncio.create_task(ingester.run())
+        ok = await asyncio.to_thread(db.wait_for_ingested, visit_detectors, timeout)
+        ingester.stop()
+        await task
+        return ok
+
+    assert asyncio.run(main()), f"not ingested within {timeout} s: {visit_detectors}"

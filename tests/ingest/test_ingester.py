@@ -23,6 +23,7 @@ from alertbutler.metrics import ServiceMetrics
 from ._support import (
     expected_rows,
     flush,
+    ingest_until,
     new_topics,
     partition_of,
     producer,
@@ -95,15 +96,7 @@ def test_poison_messages_go_to_the_dead_letter_topic(kafka_bootstrap: str,
     metrics = ServiceMetrics("ingest")
     ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True),
                         metrics=metrics)
-
-    async def main() -> None:
-        task = asyncio.create_task(ingester.run())
-        ok = await asyncio.to_thread(db.wait_for_ingested, [(3001, 7), (3002, 8)], 120)
-        ingester.stop()
-        await task
-        assert ok
-
-    asyncio.run(main())
+    ingest_until(ingester, db, [(3001, 7), (3002, 8)])
     want = expected_rows([a for _, _, alerts in groups for a in alerts])
     got = stored_keys(sqlite_url)
     for table, keys in want.items():
@@ -193,15 +186,7 @@ def test_status_lag_comes_from_fetch_high_watermarks(
     flush(prod)
     db = L1db.create(sqlite_url)
     ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True))
-
-    async def main() -> None:
-        task = asyncio.create_task(ingester.run())
-        ok = await asyncio.to_thread(db.wait_for_ingested, [(5001, 3)], 120)
-        ingester.stop()
-        await task
-        assert ok
-
-    asyncio.run(main())
+    ingest_until(ingester, db, [(5001, 3)])
     publish_visit_detectors(prod, topic, 2, [(5002, 3, later)])  # not ingested
     flush(prod)
     status = ingest_status(db_url=sqlite_url, group=f"g-{topic}", topics=(topic,),
@@ -307,15 +292,7 @@ def test_a_batch_ends_at_its_byte_limit(kafka_bootstrap: str, sqlite_url: str) -
     db = L1db.create(sqlite_url)
     ingester = Ingester(_settings(kafka_bootstrap, topic, dead, sqlite_url, assign_all=True,
                                   max_batch_messages=100_000, max_batch_bytes=limit))
-
-    async def main() -> None:
-        task = asyncio.create_task(ingester.run())
-        ok = await asyncio.to_thread(db.wait_for_ingested, [(6001, 4)], 120)
-        ingester.stop()
-        await task
-        assert ok
-
-    asyncio.run(main())
+    ingest_until(ingester, db, [(6001, 4)])
     # each batch is below limit + largest: at least total / (limit + largest) of them
     assert ingester.totals.batches >= total // (limit + largest) + 1 >= 8
     assert ingester.totals.alerts == 90
