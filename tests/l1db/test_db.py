@@ -101,7 +101,7 @@ def test_schema_2_0_and_2_1_are_upgraded_with_the_wait_table_and_marker_totals(
         L1db(db_url)
     assert L1db.upgrade(db_url) == old
     with L1db(db_url) as db:
-        assert db.schema_version == SCHEMA_VERSION == "2.3"
+        assert db.schema_version == SCHEMA_VERSION == "2.4"
         assert db.is_ingested(1, 2)
         waiting = [VisitDetectorEnd(visit=3, detector=2, partition=0, n_partitions=1,
                                     n_alerts=1, topic="t", last_offset=5, n_alerts_total=1)]
@@ -121,7 +121,7 @@ def test_cassandra_2_1_keyspace_gets_marker_totals_when_opened(db_url: str) -> N
                         "WHERE name = 'schema_version'")
     db.close()
     with L1db(db_url) as db:
-        assert db.schema_version == SCHEMA_VERSION == "2.3"
+        assert db.schema_version == SCHEMA_VERSION == "2.4"
         markers = [VisitDetectorEnd(visit=4, detector=1, partition=0, n_partitions=1,
                                     n_alerts=0, n_alerts_total=0, topic="t")]
         assert db.store(RowBatch.build(), markers=markers).completed == (_l1(4, 1),)
@@ -278,6 +278,49 @@ def test_region_queries_match_brute_force(db_url: str) -> None:
         want = set((np.flatnonzero(_gnomonic_inside(square, ra, dec)) + 1).tolist())
         assert got == want, (ra0, dec0)
         assert want or dec0 not in (90.0, -90.0)
+
+
+def test_schema_2_3_gets_room_on_the_latest_objects_pages(db_url: str) -> None:
+    """A 2.3 database is refused with the upgrade command; on PostgreSQL the upgrade sets
+    DiaObjectLast's fillfactor; its rows stay and take new versions."""
+    if db_url.startswith("cassandra://"):
+        pytest.skip("SQL databases only: a Cassandra keyspace has no fillfactor")
+    db = L1db.create(db_url)
+    rng = np.random.default_rng(2)
+    ids = np.arange(1, 6)
+    ra, dec = random_cap(rng, 5, 10.0, 10.0, 0.05)
+    db.store_visit_detector(1, 1, **fake_visit_rows(
+        rng, visit=1, detector=1, object_ids=ids, ra=ra, dec=dec, mjd=60000.0,
+        source_id_start=1))
+    db.close()
+    pg = db_url.startswith("postgresql")
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def options() -> object:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT reloptions FROM pg_class "
+                                        "WHERE relname = 'DiaObjectLast'")).scalar()
+
+    with engine.begin() as conn:
+        if pg:
+            assert options() == ["fillfactor=70"]  # a new database has it
+            conn.execute(sa.text('ALTER TABLE "DiaObjectLast" RESET (fillfactor)'))
+        conn.execute(sa.text("UPDATE metadata SET value = '2.3' WHERE name = 'schema_version'"))
+    if pg:
+        assert options() is None
+    with pytest.raises(SchemaVersionError, match=r"2\.3.*l1db upgrade"):
+        L1db(db_url)
+    assert L1db.upgrade(db_url) == "2.3"
+    if pg:
+        assert options() == ["fillfactor=70"]
+    engine.dispose()
+    with L1db(db_url) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        db.store_visit_detector(2, 1, **fake_visit_rows(
+            rng, visit=2, detector=1, object_ids=ids, ra=ra, dec=dec, mjd=60001.0,
+            source_id_start=101))
+        latest = db.objects(ids)
+        assert latest.column("validityStartMjdTai").to_pylist() == [60001.0] * 5
 
 
 def test_history_since_mjd(db_url: str) -> None:

@@ -6,7 +6,9 @@ upgrade URL``).
 adds ``visit_detector_end.n_alerts_total`` (markers recorded before it have none); 2.x -> 2.3
 keys the attempt ledger by (instrument, visit, detector): ``work_attempt``'s rows, keyed by
 the text ``<work topic>:<instrument> visit V detector D``, move to ``visit_detector_attempt``
-(a key that does not read so is dropped with its row: it counted nothing a worker can find).
+(a key that does not read so is dropped with its row: it counted nothing a worker can find);
+2.x -> 2.4 sets ``DiaObjectLast``'s fillfactor on PostgreSQL (pages written from then on
+keep the room).
 The upgrade runs in ONE transaction: each old
 table is renamed aside (its key and indexes dropped, so their names are free), the
 partitioned table is created with the partitions the old rows need, the rows are moved with
@@ -25,10 +27,15 @@ import sqlalchemy as sa
 from alertbutler.l1db import _partitions
 from alertbutler.l1db._engine import WRITE_OPTION
 from alertbutler.l1db._errors import L1dbNotFoundError, SchemaVersionError
-from alertbutler.l1db.schema import PARTITIONED, SCHEMA_VERSION, build_metadata
+from alertbutler.l1db.schema import (
+    LAST_FILLFACTOR,
+    PARTITIONED,
+    SCHEMA_VERSION,
+    build_metadata,
+)
 
 #: Versions this code upgrades from.
-UPGRADABLE = ("1.0", "1.1", "2.0", "2.1", "2.2")
+UPGRADABLE = ("1.0", "1.1", "2.0", "2.1", "2.2", "2.3")
 
 #: the old ledger's text key
 _OLD_KEY = re.compile(r"^.*:(?P<instrument>\S+) visit (?P<visit>\d+) "
@@ -60,6 +67,9 @@ def upgrade(engine: sa.Engine) -> str:
                 _partition_table(conn, md.tables[table])
         md.create_all(conn, checkfirst=True)  # tables added by later versions
         _add_columns(conn, md)
+        if pg:
+            conn.exec_driver_sql(
+                f'ALTER TABLE "DiaObjectLast" SET (fillfactor = {LAST_FILLFACTOR})')
         if sa.inspect(conn).has_table("work_attempt"):
             _move_attempts(conn, md.tables["visit_detector_attempt"])
         conn.execute(sa.text("UPDATE metadata SET value = :v WHERE name = 'schema_version'"),
