@@ -323,6 +323,44 @@ def test_schema_2_3_gets_room_on_the_latest_objects_pages(db_url: str) -> None:
         assert latest.column("validityStartMjdTai").to_pylist() == [60001.0] * 5
 
 
+def test_a_prepared_batch_stores_the_same_rows(db_url: str) -> None:
+    """A batch prepared ahead (sorted and COPY-encoded on PostgreSQL, without the database)
+    stores exactly its rows, and again as a redelivery (the temporary-table path) nothing;
+    the newest object versions win either way."""
+    db = L1db.create(db_url)
+    rng = np.random.default_rng(8)
+    ids = np.arange(50, 0, -1)  # unsorted keys: the preparation sorts them
+    ra, dec = random_cap(rng, 50, 200.0, 5.0, 0.1)
+    batches = [RowBatch.build(**fake_visit_rows(
+        rng, visit=v, detector=3, object_ids=ids, ra=ra, dec=dec, mjd=60000.0 + v,
+        source_id_start=1000 * v)) for v in (2, 1)]  # the newer visit first
+    db.close()
+    prepared = [db.prepare(b) for b in batches]  # no session needed
+    pg = db_url.startswith("postgresql")
+    assert set(prepared[0].encoded) == ({"DiaObject", "DiaSource", "DiaForcedSource"}
+                                        if pg else set())
+    if pg:
+        assert prepared[0].sources.column("diaSourceId").to_pylist() == sorted(
+            batches[0].sources.column("diaSourceId").to_pylist())
+    with L1db(db_url) as db:
+        for batch in prepared:
+            assert db.store(batch).inserted == {"DiaObject": 50, "DiaSource": 50,
+                                                "DiaForcedSource": 50}
+        old = batches[0].sources.to_pylist()
+        mixed = RowBatch.build(sources=[*old, {**old[0], "diaSourceId": 99_999}])
+        assert db.store(db.prepare(mixed)).inserted == {"DiaSource": 1}  # the new one only
+        assert db.store(prepared[1]).inserted == {"DiaObject": 0, "DiaSource": 0,
+                                                  "DiaForcedSource": 0}
+        got = db.source_history(ids).sort_by("diaSourceId")
+        stored = {r["diaSourceId"]: r for r in got.to_pylist()}
+        sent = [*batches[1].sources.to_pylist(), *mixed.sources.to_pylist()]
+        assert sorted(stored) == sorted(r["diaSourceId"] for r in sent)
+        for row in sent:
+            assert {k: stored[row["diaSourceId"]][k] for k in row} == row
+        latest = db.objects(ids).sort_by("diaObjectId")
+        assert latest.column("validityStartMjdTai").to_pylist() == [60002.0] * 50
+
+
 def test_history_since_mjd(db_url: str) -> None:
     db = L1db.create(db_url)
     rng = np.random.default_rng(3)

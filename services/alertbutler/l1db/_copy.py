@@ -10,11 +10,19 @@ precision``, string ``text``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import pgpq
 import pyarrow as pa
+
+from alertbutler.l1db.rows import RowBatch
+from alertbutler.l1db.schema import CATALOG
+
+#: RowBatch attribute -> catalog table
+TABLES = {"objects": "DiaObject", "sources": "DiaSource",
+          "forced_sources": "DiaForcedSource", "ss_sources": "SSSource"}
 
 
 def quote(name: str) -> str:
@@ -32,13 +40,36 @@ def binary_copy_data(rows: pa.Table) -> bytes:
     return bytes(out)
 
 
+def by_key(table: str, rows: pa.Table) -> pa.Table:
+    """The rows sorted by the table's key: concurrent writers then lock rows in one order."""
+    _, key = CATALOG[table]
+    return rows.sort_by([(k, "ascending") for k in key])
+
+
+def encode_batch(batch: RowBatch) -> RowBatch:
+    """The batch with each non-empty table sorted by key and its binary COPY data made.
+
+    What a PostgreSQL store does on the client before its transaction, done apart from it:
+    a pipelined writer (the ingester) does it for the next batch while the server writes
+    this one (about a fifth of a store of 6,000 small alerts)."""
+    changes: dict[str, Any] = {}
+    encoded: dict[str, bytes] = {}
+    for attribute, table in TABLES.items():
+        rows = getattr(batch, attribute)
+        if rows.num_rows and table not in batch.encoded:
+            rows = changes[attribute] = by_key(table, rows)
+            encoded[table] = binary_copy_data(rows)
+    return dataclasses.replace(batch, **changes, encoded={**batch.encoded, **encoded})
+
+
 def copy_in(cursor: Any, table: str, rows: pa.Table,
-            columns: Sequence[str] | None = None) -> None:
+            columns: Sequence[str] | None = None, *, data: bytes | None = None) -> None:
     """``COPY table (columns) FROM STDIN`` in the binary format, on a psycopg cursor.
 
     ``columns``: the table's columns the Arrow columns go into, in order (default: the Arrow
-    column names)."""
+    column names). ``data``: the rows' binary COPY data, if made already."""
     names = ", ".join(quote(c) for c in (columns or rows.column_names))
-    data = binary_copy_data(rows)
+    if data is None:
+        data = binary_copy_data(rows)
     with cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN WITH (FORMAT binary)") as copy:
         copy.write(data)

@@ -27,7 +27,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from alertbutler.l1db import _markers
-from alertbutler.l1db._copy import copy_in
+from alertbutler.l1db._copy import TABLES, copy_in, encode_batch
 from alertbutler.l1db._types import ConsumedOffsets, VisitDetector, VisitDetectorEnd, of_l1
 from alertbutler.l1db.rows import RowBatch
 from alertbutler.l1db.schema import CATALOG
@@ -40,15 +40,22 @@ def _q(name: str) -> str:
 def write_catalog(conn: sa.Connection, batch: RowBatch) -> dict[str, int]:
     """Insert a batch's rows; returns rows actually inserted per table."""
     pg = conn.dialect.name == "postgresql"
-    insert = _pg_insert if pg else _sqlite_insert
+    if pg:
+        batch = encode_batch(batch)  # sorted and encoded (unless done ahead, by L1db.prepare)
     inserted: dict[str, int] = {}
-    for table, rows in (("DiaObject", batch.objects), ("DiaSource", batch.sources),
-                        ("DiaForcedSource", batch.forced_sources),
-                        ("SSSource", batch.ss_sources)):
-        if rows.num_rows:
-            inserted[table] = insert(conn, table, rows)
+    for attribute, table in TABLES.items():
+        rows = getattr(batch, attribute)
+        if not rows.num_rows:
+            continue
+        if pg:
+            data = batch.encoded[table]
+            inserted[table] = _pg_insert(conn, table, rows, data)
             if table == "DiaObject":
-                (_pg_upsert_last if pg else _sqlite_upsert_last)(conn, rows)
+                _pg_upsert_last(conn, rows, data)
+        else:
+            inserted[table] = _sqlite_insert(conn, table, rows)
+            if table == "DiaObject":
+                _sqlite_upsert_last(conn, rows)
     return inserted
 
 
@@ -61,18 +68,19 @@ def _raw(conn: sa.Connection) -> Any:
     return raw
 
 
-def _pg_copy(conn: sa.Connection, table: str, rows: pa.Table, *, like: str) -> str:
+def _pg_copy(conn: sa.Connection, table: str, rows: pa.Table, *, like: str,
+             data: bytes) -> str:
     """COPY the rows into this session's temporary table ``table`` (made like ``like``)."""
     with _raw(conn).cursor() as cursor:
         # every time, not once per connection: made inside a transaction that then rolls
         # back (a deadlock retried, a failed store), the table is gone again
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_q(table)} "
                        f"(LIKE {_q(like)}) ON COMMIT DELETE ROWS")
-        copy_in(cursor, table, rows)
+        copy_in(cursor, table, rows, data=data)
     return table
 
 
-def _pg_insert(conn: sa.Connection, table: str, rows: pa.Table) -> int:
+def _pg_insert(conn: sa.Connection, table: str, rows: pa.Table, data: bytes) -> int:
     """Insert the rows whose key is not there yet; returns how many were inserted.
 
     First straight into the table by binary COPY, inside a savepoint: a new batch (every
@@ -80,19 +88,19 @@ def _pg_insert(conn: sa.Connection, table: str, rows: pa.Table) -> int:
     table. A batch holding a row already there (a redelivery) makes that COPY fail with a
     unique violation; it is rolled back to the savepoint and the rows go through a temporary
     table and ``INSERT ... ON CONFLICT DO NOTHING``. Either way rows are sorted by key, so
-    concurrent writers of the same rows lock them in the same order."""
+    concurrent writers of the same rows lock them in the same order (``data``: the sorted
+    rows' COPY data, :func:`._copy.encode_batch`)."""
     _, key = CATALOG[table]
-    rows = rows.sort_by([(k, "ascending") for k in key])
     with _raw(conn).cursor() as cursor:
         cursor.execute("SAVEPOINT l1db_copy")
         try:
-            copy_in(cursor, table, rows)
+            copy_in(cursor, table, rows, data=data)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT l1db_copy")
         else:
             cursor.execute("RELEASE SAVEPOINT l1db_copy")
             return rows.num_rows
-    tmp = _pg_copy(conn, f"tmp_{table}", rows, like=table)
+    tmp = _pg_copy(conn, f"tmp_{table}", rows, like=table, data=data)
     columns = ", ".join(_q(c) for c in rows.column_names)
     result = conn.exec_driver_sql(
         f"INSERT INTO {_q(table)} ({columns}) SELECT {columns} FROM {_q(tmp)} "
@@ -100,9 +108,10 @@ def _pg_insert(conn: sa.Connection, table: str, rows: pa.Table) -> int:
     return max(result.rowcount, 0)
 
 
-def _pg_upsert_last(conn: sa.Connection, rows: pa.Table) -> None:
-    """Newest version per object (the rows through a temporary table)."""
-    tmp = _pg_copy(conn, "tmp_DiaObjectLast", rows, like="DiaObjectLast")
+def _pg_upsert_last(conn: sa.Connection, rows: pa.Table, data: bytes) -> None:
+    """Newest version per object (the rows through a temporary table; ``data``: the
+    DiaObject rows' COPY data, the same columns)."""
+    tmp = _pg_copy(conn, "tmp_DiaObjectLast", rows, like="DiaObjectLast", data=data)
     columns = ", ".join(_q(c) for c in rows.column_names)
     updates = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in rows.column_names
                         if c != "diaObjectId")

@@ -10,6 +10,7 @@ required column or an impossible value (dec outside [-90, 90], a non-finite time
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -149,12 +150,17 @@ def unique_rows(table: str, rows: pa.Table) -> pa.Table:
 
 @dataclass(frozen=True)
 class RowBatch:
-    """Rows for every catalog table, written together in one transaction."""
+    """Rows for every catalog table, written together in one transaction.
+
+    ``encoded``: the binary ``COPY`` data of some tables' rows, made ahead of the store by
+    ``L1db.prepare`` (those tables' rows are then sorted by key); empty otherwise."""
 
     objects: pa.Table
     sources: pa.Table
     forced_sources: pa.Table
     ss_sources: pa.Table
+    encoded: Mapping[str, bytes] = dataclasses.field(default_factory=dict, compare=False,
+                                                     repr=False)
 
     @classmethod
     def build(cls, *, objects: Rows | None = None, sources: Rows | None = None,

@@ -529,6 +529,10 @@ class CassandraL1db(VisitDetectorStore):
             f"INSERT INTO {self._t('ingest_progress_time')} (consumer, member, updated_at) "
             "VALUES (?, ?, ?)"), (consumed.consumer, consumed.member, now))
 
+    def prepare(self, batch: RowBatch) -> RowBatch:
+        """The batch as it is: a Cassandra store has no client-side share to do ahead."""
+        return batch
+
     def prepare_time_partitions(self, start_mjd: float, end_mjd: float) -> None:
         """Nothing to do: Cassandra partitions exist as soon as a row is written."""
 
