@@ -18,7 +18,13 @@ from alertbutler.kafka import (
     transaction_support,
 )
 from alertbutler.kafka import transactions as transactions_module
-from alertbutler.kafka.transactions import PROBE_TOPIC_PREFIX
+from alertbutler.kafka.topics import create_topics, delete_topics
+from alertbutler.kafka.transactions import (
+    PROBE_TOPIC_PREFIX,
+    STALE_PROBE_S,
+    probe_topic,
+    stale_probe_topics,
+)
 
 
 def test_probe_tells_the_engines_apart(kafka_bootstrap: str, broker_engine: str) -> None:
@@ -37,6 +43,35 @@ def test_probe_tells_the_engines_apart(kafka_bootstrap: str, broker_engine: str)
     while support.topic in list_topics(kafka_bootstrap):
         assert time.monotonic() < deadline, f"the probe topic {support.topic} was not deleted"
         time.sleep(0.2)
+
+
+def test_a_probe_deletes_the_topics_of_probes_killed_long_ago(kafka_bootstrap: str) -> None:
+    """Probe topics named more than an hour ago are leftovers (a probe takes seconds) and the
+    next probe deletes them; a recent one, an unnamed-time one and other topics stay."""
+    now = time.time()
+    stale = probe_topic("0000deadbeef", now - STALE_PROBE_S - 60)
+    recent = probe_topic("0001deadbeef", now - 60)
+    untimed = f"{PROBE_TOPIC_PREFIX}00deadbeef02"
+    other = "alertbutler-not-a-probe-1"
+    create_topics(kafka_bootstrap, {stale: 1, recent: 1, untimed: 1, other: 1})
+    try:
+        probe_transactions(kafka_bootstrap)
+        deadline = time.monotonic() + 60  # Apache Kafka deletes a moment after saying so
+        while stale in list_topics(kafka_bootstrap):
+            assert time.monotonic() < deadline, f"{stale} was not deleted"
+            time.sleep(0.2)
+        assert {recent, untimed, other} <= set(list_topics(kafka_bootstrap))
+    finally:
+        delete_topics(kafka_bootstrap, [recent, untimed, other])
+
+
+def test_which_probe_topics_are_stale() -> None:
+    now = 1_800_000_000.0
+    names = [probe_topic("a1", now - STALE_PROBE_S - 1), probe_topic("b2", now - 5),
+             probe_topic("c3", now + 30),  # another host's clock ahead: not stale
+             f"{PROBE_TOPIC_PREFIX}1234567890ab", f"{PROBE_TOPIC_PREFIX}x-1",
+             "alertbutler-alerts", f"other-{probe_topic('d4', 0)}"]
+    assert stale_probe_topics(names, now) == [names[0]]
 
 
 def test_probe_is_asked_once_per_broker(kafka_bootstrap: str, broker_engine: str) -> None:

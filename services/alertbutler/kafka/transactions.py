@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -40,7 +40,7 @@ from confluent_kafka import TopicPartition as TP
 from alertbutler.errors import AlertbutlerError
 from alertbutler.kafka.access import is_refusal
 from alertbutler.kafka.message import placed, value_of
-from alertbutler.kafka.topics import TopicError, create_topics, delete_topics
+from alertbutler.kafka.topics import TopicError, create_topics, delete_topics, list_topics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,6 +50,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_TOPIC_PREFIX = "alertbutler-txn-probe-"
+#: A probe topic named this long ago is a leftover of a process killed mid-probe (a probe
+#: takes seconds, and gives up after its timeout); the next probe deletes it.
+STALE_PROBE_S = 3600.0
+
+
+def probe_topic(nonce: str, now: float) -> str:
+    """``alertbutler-txn-probe-<unix seconds>-<nonce>``: the time tells a leftover apart."""
+    return f"{PROBE_TOPIC_PREFIX}{int(now)}-{nonce}"
+
+
+def stale_probe_topics(names: Iterable[str], now: float) -> list[str]:
+    """The probe topics named more than :data:`STALE_PROBE_S` before ``now``. Names without
+    a time (named so before) are left alone: one of them may be probing now."""
+    stale = []
+    for name in names:
+        stamp, dash, _ = name.removeprefix(PROBE_TOPIC_PREFIX).partition("-")
+        if (name.startswith(PROBE_TOPIC_PREFIX) and dash and stamp.isdigit()
+                and now - int(stamp) > STALE_PROBE_S):
+            stale.append(name)
+    return stale
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +113,7 @@ def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None 
     ``bootstrap.servers``.
     """
     nonce = uuid.uuid4().hex[:12]
-    topic = f"{PROBE_TOPIC_PREFIX}{nonce}"
+    topic = probe_topic(nonce, time.time())
     common = {"bootstrap.servers": bootstrap, **(settings or {})}
     try:
         create_topics(bootstrap, {topic: 1}, settings=settings, timeout=timeout)
@@ -110,6 +130,22 @@ def probe_transactions(bootstrap: str, *, settings: Mapping[str, object] | None 
             delete_topics(bootstrap, [topic], settings=settings, timeout=timeout)
         except (TopicError, KafkaException) as exc:  # a leftover probe topic harms nothing
             log.warning("probe topic not deleted: %s", exc, extra={"topic": topic})
+        _delete_stale(bootstrap, settings, timeout)
+
+
+def _delete_stale(bootstrap: str, settings: Mapping[str, object] | None,
+                  timeout: float) -> None:
+    """Delete the probe topics that processes killed mid-probe left behind (best effort: a
+    user may see or delete only its own topics)."""
+    try:
+        stale = stale_probe_topics(list_topics(bootstrap, settings=settings,
+                                               timeout=timeout), time.time())
+        delete_topics(bootstrap, stale, settings=settings, timeout=timeout)
+    except (TopicError, KafkaException) as exc:
+        log.info("stale probe topics not deleted: %s", exc)
+        return
+    if stale:
+        log.info("deleted %d stale probe topics", len(stale), extra={"topics": stale})
 
 
 def _probe(common: Mapping[str, object], topic: str, nonce: str,
