@@ -3,6 +3,7 @@ region and history queries, ingestion bookkeeping."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -23,6 +24,7 @@ from alertbutler.l1db import (
     SchemaVersionError,
     VisitDetector,
     VisitDetectorEnd,
+    _copy,
     arrow_schema,
 )
 from alertbutler.l1db.testing import fake_visit_rows, random_cap, random_sky
@@ -323,9 +325,11 @@ def test_schema_2_3_gets_room_on_the_latest_objects_pages(db_url: str) -> None:
         assert latest.column("validityStartMjdTai").to_pylist() == [60001.0] * 5
 
 
-def test_a_prepared_batch_stores_the_same_rows(db_url: str) -> None:
+def test_a_prepared_batch_stores_the_same_rows(db_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch prepared ahead (sorted and COPY-encoded on PostgreSQL, without the database)
-    stores exactly its rows, and again as a redelivery (the temporary-table path) nothing;
+    stores exactly its rows with no encoding in the store, and again as a redelivery (the
+    temporary-table path) nothing; a table replaced after the preparation is encoded again;
     the newest object versions win either way."""
     db = L1db.create(db_url)
     rng = np.random.default_rng(8)
@@ -342,23 +346,37 @@ def test_a_prepared_batch_stores_the_same_rows(db_url: str) -> None:
     if pg:
         assert prepared[0].sources.column("diaSourceId").to_pylist() == sorted(
             batches[0].sources.column("diaSourceId").to_pylist())
+    old = batches[0].sources.to_pylist()
+    mixed = db.prepare(RowBatch.build(sources=[*old, {**old[0], "diaSourceId": 99_999}]))
+    # the store of a prepared batch encodes nothing (DiaObjectLast reuses DiaObject's data)
+    encode = _copy.binary_copy_data
+    monkeypatch.setattr(_copy, "binary_copy_data", _refuse_encoding)
     with L1db(db_url) as db:
         for batch in prepared:
             assert db.store(batch).inserted == {"DiaObject": 50, "DiaSource": 50,
                                                 "DiaForcedSource": 50}
-        old = batches[0].sources.to_pylist()
-        mixed = RowBatch.build(sources=[*old, {**old[0], "diaSourceId": 99_999}])
-        assert db.store(db.prepare(mixed)).inserted == {"DiaSource": 1}  # the new one only
+        assert db.store(mixed).inserted == {"DiaSource": 1}  # the new one only
         assert db.store(prepared[1]).inserted == {"DiaObject": 0, "DiaSource": 0,
                                                   "DiaForcedSource": 0}
+        monkeypatch.setattr(_copy, "binary_copy_data", encode)
+        replaced = dataclasses.replace(prepared[1], sources=RowBatch.build(
+            sources=[{**old[1], "diaSourceId": 88_888}]).sources)
+        assert db.store(replaced).inserted == {"DiaObject": 0, "DiaSource": 1,
+                                               "DiaForcedSource": 0}
+        assert db.source_history([old[1]["diaObjectId"]]).num_rows == 3
         got = db.source_history(ids).sort_by("diaSourceId")
         stored = {r["diaSourceId"]: r for r in got.to_pylist()}
-        sent = [*batches[1].sources.to_pylist(), *mixed.sources.to_pylist()]
+        sent = [*batches[1].sources.to_pylist(), *mixed.sources.to_pylist(),
+                *replaced.sources.to_pylist()]
         assert sorted(stored) == sorted(r["diaSourceId"] for r in sent)
         for row in sent:
             assert {k: stored[row["diaSourceId"]][k] for k in row} == row
         latest = db.objects(ids).sort_by("diaObjectId")
         assert latest.column("validityStartMjdTai").to_pylist() == [60002.0] * 50
+
+
+def _refuse_encoding(rows: pa.Table) -> bytes:
+    raise AssertionError("a prepared batch was encoded again in the store")
 
 
 def test_history_since_mjd(db_url: str) -> None:

@@ -48,7 +48,7 @@ def write_catalog(conn: sa.Connection, batch: RowBatch) -> dict[str, int]:
         if not rows.num_rows:
             continue
         if pg:
-            data = batch.encoded[table]
+            data = batch.encoded[table][1]
             inserted[table] = _pg_insert(conn, table, rows, data)
             if table == "DiaObject":
                 _pg_upsert_last(conn, rows, data)

@@ -152,15 +152,16 @@ def unique_rows(table: str, rows: pa.Table) -> pa.Table:
 class RowBatch:
     """Rows for every catalog table, written together in one transaction.
 
-    ``encoded``: the binary ``COPY`` data of some tables' rows, made ahead of the store by
-    ``L1db.prepare`` (those tables' rows are then sorted by key); empty otherwise."""
+    ``encoded``: per table, the rows (sorted by key) and their binary ``COPY`` data, made
+    ahead of the store by ``L1db.prepare``; used only while that table is those very rows
+    (a batch changed since is encoded again); empty otherwise."""
 
     objects: pa.Table
     sources: pa.Table
     forced_sources: pa.Table
     ss_sources: pa.Table
-    encoded: Mapping[str, bytes] = dataclasses.field(default_factory=dict, compare=False,
-                                                     repr=False)
+    encoded: Mapping[str, tuple[pa.Table, bytes]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, *, objects: Rows | None = None, sources: Rows | None = None,

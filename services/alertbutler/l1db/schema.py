@@ -34,7 +34,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 #: Version of the table layout. A different major version cannot be read or written;
-#: a higher minor version of the same major only adds nullable columns or tables.
+#: a higher minor version of the same major only adds nullable columns, tables or storage
+#: settings.
 SCHEMA_VERSION = "2.4"  # 1.1 added work_attempt; 2.0 partitions sources by time (PostgreSQL);
 #                          2.1 added visit_detector_wait (out-of-band end markers);
 #                          2.2 added visit_detector_end.n_alerts_total (attempts told apart);
