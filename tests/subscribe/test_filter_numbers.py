@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,6 +39,16 @@ def test_nan_from_arithmetic_is_null() -> None:
         assert not _keeps(text, alert), text
         assert not _keeps(f"not ({text})", alert), text  # unknown, not false
         assert _keeps(f"({text}) is null", alert), text
+
+
+def test_float_division_overflow_is_infinite_and_quiet() -> None:
+    """A division that overflows gives inf (a number, not null) and no RuntimeWarning,
+    which a subscriber running with warnings as errors would die of."""
+    alert = _alert(psf_flux=1e-300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _keeps("1e300 / diaSource.psfFlux > 1e308", alert)
+        assert not _keeps("(1e300 / diaSource.psfFlux) is null", alert)
 
 
 def test_integer_overflow_is_null_not_wrapped() -> None:

@@ -110,7 +110,7 @@ def _arith(node: n.Arith, cols: Columns) -> Value:
             out = x + y if node.op == "+" else x - y if node.op == "-" else x * y
         return Value(np.asarray(out), null)
     zero = np.asarray(b.data) == 0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = np.true_divide(a.data, np.where(zero, 1, b.data))
     return Value(out, _or_null(null, zero if zero.any() else None))
 
