@@ -60,7 +60,8 @@ def test_a_node_stops_mid_night_and_catches_up(cassandra_cluster: CassandraClust
         _night(db, range(4, 8), ids, ra, dec)  # QUORUM = 2 of 3: writes go on
         history = db.source_history(ids, since_mjd=60000.0)
         assert history.num_rows == 7 * ids.size  # and reads see every write
-        assert db.ingested([(v, 1) for v in range(1, 8)]) == {(v, 1) for v in range(1, 8)}
+        assert db.ingested([(v, 1) for v in range(1, 8)]) == {
+            VisitDetector(instrument="", visit=v, detector=1) for v in range(1, 8)}
 
         cassandra_cluster.start_node(3)
         _night(db, range(8, 10), ids, ra, dec)
@@ -125,7 +126,8 @@ def test_server_prints_contact_points_first_and_its_nodes_die_with_it(tmp_path: 
         first = proc.stdout.readline().strip()
         assert first.startswith("127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
         with L1db.create(f"cassandra://{first}/l1") as db:
-            assert db.store_visit_detector(1, 1, mark_ingested=True).completed == ((1, 1),)
+            assert db.store_visit_detector(1, 1, mark_ingested=True).completed == (
+                VisitDetector(instrument="", visit=1, detector=1),)
         jvms = [int(p) for p in os.listdir("/proc") if p.isdigit()
                 and str(data) in _cmdline(int(p))]
         assert jvms
